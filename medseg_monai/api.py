@@ -1,0 +1,37 @@
+"""Python API: the same stages the ``medseg`` CLI runs, as functions.
+
+    from medseg_monai import RunConfig, DataConfig, train, predict, evaluate
+    result = train(RunConfig(data=DataConfig(data_dir="data/liver")), "runs/liver")
+    predict("runs/liver", "new_scans/", "masks/")
+    evaluate("masks/", "data/liver_test/")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from medseg_monai.config import InferConfig
+from medseg_monai.engines.predictor import CaseResult, Predictor
+from medseg_monai.engines.train import TrainResult, train
+from medseg_monai.evaluation import EvaluationResult, evaluate_folders
+
+__all__ = ["train", "predict", "evaluate", "TrainResult", "CaseResult", "EvaluationResult"]
+
+
+def predict(
+    model: str | Path,
+    inputs: str | Path | Sequence[str | Path],
+    output_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    infer: InferConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[CaseResult]:
+    """Write a mask for every input into ``output_dir`` with the model in run folder (or checkpoint) ``model``."""
+    predictor = Predictor.from_run(model, checkpoint=checkpoint, infer=infer)
+    return predictor.predict(inputs, output_dir, overwrite=overwrite, progress=progress)
+
+
+evaluate = evaluate_folders

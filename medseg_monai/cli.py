@@ -1,0 +1,266 @@
+"""The ``medseg`` command line: a thin layer that parses arguments into configs and calls the API.
+
+Heavy imports (torch, MONAI) happen inside the commands so ``medseg --help`` answers at once.
+Errors print one line naming the problem (file, value) and exit with status 2 (bad input) or 1
+(some cases of a batch failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("medseg_monai")
+
+EXIT_OK, EXIT_FAILED_CASES, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _add_infer_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference")
+    group.add_argument("--roi-size", type=int, nargs="+", help="sliding-window size (default: training patch size)")
+    group.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    group.add_argument("--sw-batch-size", type=int, help="windows per forward pass")
+    group.add_argument("--device", help="auto, cpu or cuda[:N]")
+    group.add_argument("--sw-device", help="where windows are stitched (default: --device)")
+    group.add_argument("--tta", action="store_true", help="average over flips of every spatial axis")
+    group.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per class")
+    group.add_argument("--fill-holes", action="store_true", help="fill enclosed holes per class")
+    group.add_argument("--output-format", choices=("nifti", "mha", "nrrd", "png", "tif"), help="mask format (default: the source's)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medseg", description="Medical-image segmentation on MONAI: synth, train, predict, evaluate.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("synth", help="write a synthetic dataset", formatter_class=fmt,
+                       description="Write a synthetic organ + lesion dataset (labels 0/1/2).\n\nexample:\n  medseg synth --dims 3 --cases 20 --out data/synth3d")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--dims", type=int, choices=(2, 3), default=2, help="2: PNG slices (flat folder); 3: NIfTI volumes (imagesTr/labelsTr)")
+    p.add_argument("--cases", type=int, default=None, help="number of cases")
+    p.add_argument("--shape", type=int, nargs="+", help="image size (H W) or volume size (X Y Z)")
+    p.add_argument("--modality", choices=("mr", "ct"), default="mr", help="3D intensities: MR-like floats or CT-like int16 HU")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("train", help="train a model into a run folder", formatter_class=fmt,
+                       description="Train a segmentation network; the run folder gets config.json, checkpoints/{best,last}.pt,\n"
+                                   "metrics.csv and curves.png.\n\nexample:\n  medseg train --data data/synth3d --network unet --out runs/synth3d --epochs 30")
+    p.add_argument("--data", help="dataset root (flat, images/+masks/, imagesTr/+labelsTr/) or a datalist .json")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--network", help="unet, unetpp or deeplabv3")
+    p.add_argument("--config", type=Path, help="start from this config.json (flags and --set override it)")
+    p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: from the image format)")
+    p.add_argument("--val-data", help="explicit validation dataset (default: a seeded split of --data)")
+    p.add_argument("--val-fraction", type=float, help="share of cases held out for validation")
+    p.add_argument("--patch-size", type=int, nargs="+", help="training patch, e.g. 128 128 or 96 96 64")
+    p.add_argument("--spacing", type=float, nargs="+", help="target voxel spacing in mm (3D; default: dataset median)")
+    p.add_argument("--intensity", choices=("auto", "minmax", "ct", "zscore", "percentile"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--time-budget-min", type=float, help="stop after the epoch that crosses this many minutes")
+    p.add_argument("--deep-supervision", action="store_true", help="unetpp: train all decoder heads")
+    p.add_argument("--pretrained", help="deeplabv3: local backbone weights file (never downloaded)")
+    p.add_argument("--device", help="auto, cpu or cuda[:N]")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints/last.pt")
+    p.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[], metavar="SECTION.FIELD=VALUE",
+                   help="any config field, value as JSON, e.g. --set train.optimizer=\"sgd\" --set model.options='{\"channels\":[8,16,32]}'")
+
+    p = sub.add_parser("predict", help="write masks for images with a trained model", formatter_class=fmt,
+                       description="Write one mask per input, in the input's format and geometry, into --output.\n"
+                                   "Inputs: a file, a folder, a DICOM series folder, a glob or a .csv/.txt list.\n"
+                                   "Existing outputs are skipped unless --overwrite; failing cases are listed and the\n"
+                                   "exit status is 1 when any case failed.\n\nexample:\n  medseg predict --model runs/synth3d --input scans/ --output masks/")
+    p.add_argument("--model", required=True, help="run folder (config.json + checkpoints/) or a checkpoint file")
+    p.add_argument("--input", required=True, nargs="+", help="image file(s), folder, glob or list file")
+    p.add_argument("--output", required=True, type=Path, help="output folder")
+    p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true", help="redo cases whose mask exists")
+    _add_infer_args(p)
+
+    p = sub.add_parser("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
+                       description="Per-case, per-class Dice, IoU, precision, recall (and HD95/ASD with --surface);\n"
+                                   "writes metrics_per_case.csv and metrics_summary.json.\n\nexample:\n  medseg evaluate --pred masks/ --truth data/synth3d --out eval/")
+    p.add_argument("--pred", required=True, type=Path, help="folder of predicted masks")
+    p.add_argument("--truth", required=True, type=Path, help="folder of truth masks, or a dataset root")
+    p.add_argument("--out", type=Path, help="where the CSV and summary go (default: --pred)")
+    p.add_argument("--labels", type=int, nargs="+", help="label values to score (default: all nonzero in the truth)")
+    p.add_argument("--surface", action="store_true", help="also HD95 and average surface distance")
+    p.add_argument("--roi", type=Path, help="folder of region-of-interest masks (metrics inside them only)")
+
+    p = sub.add_parser("demo", help="synth -> train -> predict -> evaluate, 2D and 3D", formatter_class=fmt,
+                       description="Run the whole pipeline on built-in synthetic data (PNG slices and NIfTI volumes)\n"
+                                   "and print validation Dice per class.\n\nexample:\n  medseg demo --out runs/demo")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run (no accuracy target)")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _train_config(args: argparse.Namespace):
+    from medseg_monai.config import RunConfig
+
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    sets: dict[str, Any] = {}
+    if args.data:
+        key = "data.datalist" if str(args.data).lower().endswith(".json") else "data.data_dir"
+        sets[key] = str(args.data)
+    dims = args.dims or (_guess_dims(args.data) if args.data else None)
+    if dims:
+        sets["data.spatial_dims"] = dims
+        if not args.patch_size and not args.config:
+            sets["data.patch_size"] = [128, 128] if dims == 2 else [96, 96, 64]
+    flag_map = {
+        "network": "model.name", "val_data": "data.val_dir", "val_fraction": "data.val_fraction",
+        "patch_size": "data.patch_size", "spacing": "data.target_spacing", "intensity": "data.intensity",
+        "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.learning_rate",
+        "time_budget_min": "train.time_budget_min", "pretrained": "model.pretrained", "device": "train.device",
+        "seed": "train.seed",
+    }
+    for attr, key in flag_map.items():
+        value = getattr(args, attr)
+        if value is not None:
+            sets[key] = value
+    if args.deep_supervision:
+        sets["model.deep_supervision"] = True
+    sets.update(dict(args.overrides))
+    return config.override(sets)
+
+
+def _guess_dims(data: str) -> int | None:
+    from medseg_monai.data.datalist import discover_pairs
+    from medseg_monai.io import RASTER_FORMATS, detect_format
+
+    pairs = discover_pairs(data)
+    return 2 if detect_format(pairs[0]["image"]) in RASTER_FORMATS else 3
+
+
+def _infer_config(args: argparse.Namespace, base):
+    import dataclasses
+
+    changes = {
+        "roi_size": tuple(args.roi_size) if args.roi_size else None,
+        "overlap": args.overlap, "sw_batch_size": args.sw_batch_size, "device": args.device,
+        "sw_device": args.sw_device, "output_format": args.output_format,
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.tta:
+        changes["tta_flips"] = True
+    if args.keep_largest:
+        changes["keep_largest_component"] = True
+    if args.fill_holes:
+        changes["fill_holes"] = True
+    return dataclasses.replace(base, **changes)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from medseg_monai.data.synthetic import generate_dataset
+
+    kwargs = {"modality": args.modality} if args.dims == 3 else {}
+    out = generate_dataset(args.out, dims=args.dims, n_cases=args.cases, shape=tuple(args.shape) if args.shape else None, seed=args.seed, **kwargs)
+    print(f"wrote synthetic {args.dims}D dataset to {out}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medseg_monai.api import train
+
+    config = _train_config(args)
+    result = train(config, args.out, resume=args.resume)
+    print(f"best validation mean Dice {result.best_metric:.4f} at epoch {result.best_epoch} ({result.epochs_run} epochs)")
+    last = result.history[-1] if result.history else {}
+    for key, value in last.items():
+        if key.startswith("val_dice_"):
+            print(f"  last-epoch Dice {key.removeprefix('val_dice_')}: {value:.4f}")
+    print(f"run folder: {result.run_dir}")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from medseg_monai.engines.predictor import Predictor
+
+    predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint)
+    predictor = Predictor(predictor.network, predictor.config, _infer_config(args, predictor.config.infer))
+    inputs = args.input[0] if len(args.input) == 1 else args.input
+    results = predictor.predict(inputs, args.output, overwrite=args.overwrite)
+    counts = {status: sum(r.status == status for r in results) for status in ("written", "skipped", "failed")}
+    print(f"{counts['written']} written, {counts['skipped']} skipped (already done), {counts['failed']} failed -> {args.output}")
+    for failure in Predictor.failures(results):
+        print(f"FAILED {failure.error}")
+    return EXIT_FAILED_CASES if counts["failed"] else EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medseg_monai.evaluation import evaluate_folders
+
+    result = evaluate_folders(args.pred, args.truth, output_dir=args.out or args.pred, labels=args.labels, surface=args.surface, roi_dir=args.roi)
+    summary = result.summary
+    print(f"{summary['cases']} cases, labels {summary['labels']}")
+    for name, metrics in summary["per_label"].items():
+        parts = [f"{m} {s['mean']:.4f}" for m, s in metrics.items() if s["mean"] is not None]
+        print(f"  label {name}: " + ", ".join(parts))
+    if summary["missing_predictions"]:
+        print(f"missing predictions: {', '.join(summary['missing_predictions'][:10])}")
+    print(f"per-case metrics: {result.per_case_csv}")
+    return EXIT_FAILED_CASES if summary["errors"] else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from medseg_monai.demo import run_demo
+
+    summary = run_demo(args.out, quick=args.quick, seed=args.seed)
+    ok = True
+    for name, run in summary["runs"].items():
+        flag = "" if args.quick else ("  (target met)" if run["lesion_target_met"] else f"  (below target {summary['target_lesion_dice']})")
+        print(f"{name}: validation Dice organ {run['dice_organ']:.4f}, lesion {run['dice_lesion']:.4f}{flag}  [{run['epochs']} epochs, {run['seconds']:.0f} s]")
+        ok &= run["lesion_target_met"] and not run["failed_cases"]
+    print(f"outputs: {args.out} (summary.json, */predictions.png, */curves.png, */metrics.csv)")
+    return EXIT_OK if ok or args.quick else EXIT_FAILED_CASES
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        from medseg_monai.utils import error_message
+
+        if isinstance(err, RuntimeError) and err.__cause__ is None:
+            raise
+        print(f"medseg {args.command}: error: {error_message(err)}", file=sys.stderr)
+        logger.debug("traceback", exc_info=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"medseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

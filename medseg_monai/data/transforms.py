@@ -1,0 +1,219 @@
+"""MONAI dictionary-transform chains for training, validation and inference, built from a config.
+
+One preprocessing chain serves 2D slices and 3D volumes; the config decides which steps apply:
+
+    LoadImaged -> EnsureChannelFirstd -> [label: first channel, raw values -> class indices]
+    -> (3D) Orientationd -> (3D) Spacingd -> image channels matched -> intensity normalisation
+
+Training appends padding to the patch size, ``RandCropByPosNegLabeld`` and augmentation. Inference
+uses the same chain on the image alone, so ``Invertd`` can map a prediction back to the source grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    MapTransform,
+    NormalizeIntensityd,
+    Orientationd,
+    RandAffined,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandGaussianNoised,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityd,
+    ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
+    SpatialPadd,
+)
+
+from medseg_monai.config import DataConfig
+from medseg_monai.io import image_loader
+from medseg_monai.keys import IMAGE, LABEL
+
+__all__ = [
+    "MapLabelValuesd",
+    "MatchChannelsd",
+    "build_preprocessing",
+    "build_train_transforms",
+    "build_val_transforms",
+    "build_infer_transforms",
+]
+
+
+def _source_name(data: Any) -> str:
+    if isinstance(data, MetaTensor):
+        return str(data.meta.get("filename_or_obj", "<array>"))
+    return "<array>"
+
+
+class MapLabelValuesd(MapTransform):
+    """Map raw mask values to class indices (``label_values[i] -> i``) and keep one channel.
+
+    Masks stored as RGB keep their first channel. A value outside ``label_values`` raises
+    ``ValueError`` naming the mask file, instead of silently producing an out-of-range class.
+    """
+
+    def __init__(self, keys: KeysCollection, label_values: Sequence[int], allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.label_values = np.asarray(label_values, dtype=np.int64)
+        self._order = np.argsort(self.label_values)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            if label.shape[0] > 1:
+                label = label[:1]
+            plain = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
+            values = plain.round().to(torch.int64)
+            sorted_values = torch.as_tensor(self.label_values[self._order])
+            pos = torch.searchsorted(sorted_values, values.reshape(-1)).clamp_(max=len(sorted_values) - 1)
+            known = sorted_values[pos] == values.reshape(-1)
+            if not bool(known.all()):
+                unknown = sorted(set(values.reshape(-1)[~known].unique().tolist()))[:8]
+                raise ValueError(
+                    f"{_source_name(label)}: mask values {unknown} are not in label_values "
+                    f"{self.label_values.tolist()}"
+                )
+            index = torch.as_tensor(self._order)[pos].reshape(values.shape).to(torch.float32)
+            if isinstance(label, MetaTensor):
+                index = MetaTensor(index, meta=label.meta, applied_operations=label.applied_operations)
+            d[key] = index
+        return d
+
+
+class MatchChannelsd(MapTransform):
+    """Bring an image to ``channels`` channels: gray -> repeated RGB, RGB -> mean gray."""
+
+    def __init__(self, keys: KeysCollection, channels: int, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.channels = channels
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            have = img.shape[0]
+            if have == self.channels:
+                continue
+            if have == 1:
+                d[key] = img.repeat(self.channels, *([1] * (img.ndim - 1)))
+            elif self.channels == 1:
+                d[key] = img.mean(dim=0, keepdim=True)
+            else:
+                raise ValueError(
+                    f"{_source_name(img)}: image has {have} channels, the model expects {self.channels}"
+                )
+        return d
+
+
+def _intensity(cfg: DataConfig) -> list:
+    mode = cfg.resolved_intensity
+    if mode == "minmax":
+        return [ScaleIntensityd(keys=IMAGE, minv=0.0, maxv=1.0)]
+    if mode == "ct":
+        low, high = cfg.ct_window
+        return [ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+    if mode == "zscore":
+        return [NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True)]
+    # percentile: robust to extreme outliers (mixed dtypes, per-image maxima over 1e6)
+    return [
+        ScaleIntensityRangePercentilesd(
+            keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+        ),
+        NormalizeIntensityd(keys=IMAGE, channel_wise=True),
+    ]
+
+
+def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL)) -> list:
+    """Deterministic steps shared by training, validation and inference (all invertible in space)."""
+    keys = tuple(keys)
+    has_label = LABEL in keys
+    steps: list = [image_loader(keys), EnsureChannelFirstd(keys=keys)]
+    if has_label:
+        if cfg.label_values is None:
+            raise ValueError("data.label_values must be resolved before building transforms")
+        steps.append(MapLabelValuesd(keys=LABEL, label_values=cfg.label_values))
+    if cfg.spatial_dims == 3:
+        if cfg.orientation:
+            steps.append(Orientationd(keys=keys, axcodes=cfg.orientation))
+        if cfg.target_spacing:
+            modes = ("bilinear", "nearest") if has_label else ("bilinear",)
+            steps.append(Spacingd(keys=keys, pixdim=cfg.target_spacing, mode=modes))
+    if cfg.in_channels is not None:
+        steps.append(MatchChannelsd(keys=IMAGE, channels=cfg.in_channels))
+    steps += _intensity(cfg)
+    steps.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=True))
+    return steps
+
+
+def _augmentation(cfg: DataConfig) -> list:
+    keys = (IMAGE, LABEL)
+    dims = cfg.spatial_dims
+    steps: list = [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(dims)]
+    if cfg.patch_size[0] == cfg.patch_size[1]:  # a 90-degree turn must not change the patch shape
+        steps.append(RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
+    angle = np.pi / 12
+    steps.append(
+        RandAffined(
+            keys=keys,
+            prob=0.2,
+            rotate_range=(angle,) if dims == 2 else (angle, angle, angle),
+            scale_range=(0.1,) * dims,
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+        )
+    )
+    steps += [
+        RandScaleIntensityd(keys=IMAGE, factors=0.1, prob=0.5),
+        RandShiftIntensityd(keys=IMAGE, offsets=0.1, prob=0.5),
+        RandGaussianNoised(keys=IMAGE, prob=0.15, std=0.02),
+    ]
+    return steps
+
+
+def build_train_transforms(cfg: DataConfig) -> Compose:
+    """Preprocessing + pad to patch + pos/neg patch sampling + augmentation. Output image ``(C, *patch)``."""
+    keys = (IMAGE, LABEL)
+    pos = cfg.foreground_ratio
+    steps = build_preprocessing(cfg, keys)
+    steps += [
+        SpatialPadd(keys=keys, spatial_size=cfg.patch_size),
+        RandCropByPosNegLabeld(
+            keys=keys,
+            label_key=LABEL,
+            spatial_size=cfg.patch_size,
+            pos=pos if pos > 0 else 0.0,
+            neg=1.0 - pos if pos < 1 else 0.0,
+            num_samples=cfg.samples_per_image,
+            image_key=None,
+        ),
+    ]
+    if cfg.augment:
+        steps += _augmentation(cfg)
+    return Compose(steps)
+
+
+def build_val_transforms(cfg: DataConfig) -> Compose:
+    """Whole images and labels, preprocessed for sliding-window validation."""
+    return Compose(build_preprocessing(cfg, (IMAGE, LABEL)))
+
+
+def build_infer_transforms(cfg: DataConfig) -> Compose:
+    """Image only; invertible so predictions map back to the source grid with ``Invertd``."""
+    return Compose(build_preprocessing(cfg, (IMAGE,)))

@@ -1,0 +1,16 @@
+"""Training and inference engines built on MONAI's ignite workflows."""
+
+from medseg_monai.engines.checkpoint import load_checkpoint, save_checkpoint
+from medseg_monai.engines.predictor import CaseResult, Predictor
+from medseg_monai.engines.train import TrainResult, build_network, make_splits, train
+
+__all__ = [
+    "CaseResult",
+    "Predictor",
+    "TrainResult",
+    "build_network",
+    "load_checkpoint",
+    "make_splits",
+    "save_checkpoint",
+    "train",
+]

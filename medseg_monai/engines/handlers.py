@@ -1,0 +1,181 @@
+"""Ignite handlers of a training run: metrics CSV, curves, checkpoints, time budget, backbone unfreeze."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from medseg_monai.engines.checkpoint import save_checkpoint
+from medseg_monai.utils import atomic_write_text
+
+__all__ = ["RunLogger", "BackboneUnfreezer", "KEY_METRIC"]
+
+logger = logging.getLogger(__name__)
+
+KEY_METRIC = "val_mean_dice"
+IOU_METRIC = "val_mean_iou"
+
+
+class RunLogger:
+    """Per-epoch bookkeeping of a run folder.
+
+    After every epoch it appends a row to ``metrics.csv`` (loss, learning rate, time, validation mean
+    Dice/IoU and Dice per class), redraws ``curves.png``, saves ``checkpoints/last.pt`` and, when the
+    validation Dice improves, ``checkpoints/best.pt``. It also stops training once the wall-clock
+    budget is spent, validating the final epoch if the schedule would have skipped it.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        evaluator: Engine,
+        class_names: Sequence[str],
+        state_objects: dict[str, Any],
+        config_dict: dict,
+        time_budget_min: float | None = None,
+        history: list[dict] | None = None,
+        best_metric: float = -1.0,
+        best_epoch: int = 0,
+    ):
+        self.run_dir = Path(run_dir)
+        self.evaluator = evaluator
+        self.class_names = list(class_names)
+        self.state_objects = state_objects
+        self.config_dict = config_dict
+        self.time_budget_s = None if time_budget_min is None else 60.0 * time_budget_min
+        self.history: list[dict] = list(history or [])
+        self.best_metric = best_metric
+        self.best_epoch = best_epoch
+        self._losses: list[float] = []
+        self._epoch_start = 0.0
+        self._lr = 0.0
+        self._run_start = time.monotonic()
+        self._elapsed_before = float(self.history[-1]["elapsed_s"]) if self.history else 0.0
+
+    def attach(self, trainer: Engine) -> None:
+        trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._run_start
+
+    def _epoch_started(self, engine: Engine) -> None:
+        self._losses = []
+        self._epoch_start = time.monotonic()
+        optimizer = self.state_objects["optimizer"]
+        self._lr = float(optimizer.param_groups[0]["lr"])
+
+    def _iteration_completed(self, engine: Engine) -> None:
+        output = engine.state.output
+        loss = output[0]["loss"] if isinstance(output, list) else output["loss"]
+        self._losses.append(float(loss))
+
+    def _epoch_completed(self, engine: Engine) -> None:
+        epoch = engine.state.epoch
+        budget_spent = self.time_budget_s is not None and self.elapsed_s >= self.time_budget_s
+        last_epoch = epoch >= engine.state.max_epochs or budget_spent
+        if last_epoch and self.evaluator.state.epoch != epoch:
+            self.evaluator.run(epoch)
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": sum(self._losses) / max(len(self._losses), 1),
+            "lr": self._lr,
+            "epoch_time_s": time.monotonic() - self._epoch_start,
+            "elapsed_s": self.elapsed_s,
+        }
+        improved = False
+        if self.evaluator.state.epoch == epoch:
+            row.update(self._validation_metrics())
+            improved = row[KEY_METRIC] > self.best_metric
+            if improved:
+                self.best_metric, self.best_epoch = row[KEY_METRIC], epoch
+                logger.info("epoch %d: new best %s %.4f", epoch, KEY_METRIC, self.best_metric)
+        self.history.append(row)
+        if improved:
+            self._save("best.pt", engine)
+        self._save("last.pt", engine)
+        self._write_csv()
+        self._write_curves()
+        if budget_spent and epoch < engine.state.max_epochs:
+            logger.info("time budget of %.1f min spent after epoch %d; stopping", self.time_budget_s / 60, epoch)
+            engine.terminate()
+
+    def _validation_metrics(self) -> dict[str, float]:
+        metrics = self.evaluator.state.metrics
+        row = {KEY_METRIC: float(metrics[KEY_METRIC]), IOU_METRIC: float(metrics.get(IOU_METRIC, math.nan))}
+        details = self.evaluator.state.metric_details.get(KEY_METRIC)
+        if details is not None:
+            per_class = torch.nanmean(torch.as_tensor(details, dtype=torch.float32), dim=0)
+            for name, value in zip(self.class_names[1:], per_class.tolist()):
+                row[f"val_dice_{name}"] = value
+        return row
+
+    def _save(self, name: str, engine: Engine) -> None:
+        payload = {key: obj.state_dict() for key, obj in self.state_objects.items()}
+        payload.update(
+            trainer={"epoch": engine.state.epoch, "iteration": engine.state.iteration},
+            config=self.config_dict,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+            history=list(self.history),
+        )
+        save_checkpoint(self.run_dir / "checkpoints" / name, payload)
+
+    def _write_csv(self) -> None:
+        columns: list[str] = []
+        for row in self.history:
+            columns += [key for key in row if key not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+
+    def _write_curves(self) -> None:
+        from medseg_monai.reports import plot_training_curves
+
+        plot_training_curves(self.history, self.run_dir / "curves.png")
+
+
+class BackboneUnfreezer:
+    """Two-stage fine-tuning: keep ``parameters`` frozen for ``frozen_epochs``, then train everything
+    with the learning rate (and the scheduler's base rates) scaled by ``lr_factor``."""
+
+    def __init__(self, parameters: Sequence[torch.nn.Parameter], optimizer, scheduler, frozen_epochs: int, lr_factor: float):
+        self.parameters = list(parameters)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.frozen_epochs = frozen_epochs
+        self.lr_factor = lr_factor
+
+    def attach(self, trainer: Engine) -> None:
+        trainer.add_event_handler(Events.STARTED, self._started)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+
+    def _set_trainable(self, trainable: bool) -> None:
+        for param in self.parameters:
+            param.requires_grad_(trainable)
+
+    def _started(self, engine: Engine) -> None:
+        self._set_trainable(engine.state.epoch >= self.frozen_epochs)
+
+    def _epoch_completed(self, engine: Engine) -> None:
+        if engine.state.epoch != self.frozen_epochs:
+            return
+        self._set_trainable(True)
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.lr_factor
+        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * self.lr_factor for lr in self.scheduler.base_lrs]
+        logger.info("epoch %d: backbone unfrozen, learning rate x%.3g", engine.state.epoch, self.lr_factor)

@@ -1,0 +1,249 @@
+"""Training: MONAI ``SupervisedTrainer`` + ``SupervisedEvaluator`` built from one :class:`RunConfig`.
+
+A run folder receives ``config.json`` (the resolved config), ``splits.json``, ``metrics.csv``,
+``curves.png`` and ``checkpoints/{best,last}.pt``. ``resume=True`` continues from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from monai.data import CacheDataset, DataLoader, list_data_collate
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import LrScheduleHandler, MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
+from monai.inferers import SimpleInferer, SlidingWindowInferer
+from monai.losses import DeepSupervisionLoss, DiceCELoss
+from monai.transforms import AsDiscreted, Compose
+
+from medseg_monai.config import RunConfig
+from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pairs
+from medseg_monai.data.properties import check_pairs, resolve_data_config
+from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
+from medseg_monai.engines.checkpoint import load_checkpoint
+from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger
+from medseg_monai.keys import IMAGE, LABEL, PRED
+from medseg_monai.networks import backbone_parameters, create_network
+from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
+
+__all__ = ["TrainResult", "train", "build_network", "make_splits"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Where a finished run put its outputs, and how well it did."""
+
+    run_dir: Path
+    config: RunConfig
+    best_metric: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict]
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+
+def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
+    """The network of a resolved config: ``(B, in_channels, *spatial) -> (B, num_classes, *spatial)``.
+
+    ``load_pretrained=False`` skips ``model.pretrained`` (a checkpoint's weights replace it anyway).
+    """
+    model_cfg, data_cfg = config.model, config.data
+    options = dict(model_cfg.options)
+    if model_cfg.deep_supervision:
+        options["deep_supervision"] = True
+    if model_cfg.pretrained and load_pretrained:
+        options["pretrained"] = model_cfg.pretrained
+    if data_cfg.in_channels is None:
+        raise ValueError("data.in_channels must be resolved before building the network")
+    return create_network(
+        model_cfg.name, data_cfg.spatial_dims, data_cfg.in_channels, data_cfg.num_classes, **options
+    )
+
+
+def make_splits(config: RunConfig) -> tuple[list[dict], list[dict]]:
+    """Training and validation cases: from a datalist JSON, an explicit validation set, or a seeded split."""
+    data_cfg = config.data
+    if data_cfg.datalist:
+        train_items = load_datalist(data_cfg.datalist, key="training")
+        try:
+            val_items = load_datalist(data_cfg.datalist, key="validation")
+        except (KeyError, ValueError):
+            val_items = []
+        if val_items:
+            return train_items, val_items
+        return split_pairs(train_items, data_cfg.val_fraction, data_cfg.seed)
+    if not data_cfg.data_dir:
+        raise ValueError("data.data_dir (or data.datalist) must name the training data")
+    pairs = discover_pairs(data_cfg.data_dir)
+    if data_cfg.val_dir:
+        return pairs, discover_pairs(data_cfg.val_dir)
+    return split_pairs(pairs, data_cfg.val_fraction, data_cfg.seed)
+
+
+def _optimizer(config: RunConfig, network: torch.nn.Module) -> torch.optim.Optimizer:
+    cfg = config.train
+    params = network.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
+    epochs = config.train.epochs
+    if config.train.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.train.learning_rate * 0.01)
+    if config.train.scheduler == "poly":
+        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=epochs, power=0.9)
+    return None
+
+
+def _save_splits(run_dir: Path, train_items: Sequence[dict], val_items: Sequence[dict]) -> None:
+    def names(items: Sequence[dict]) -> list[dict]:
+        return [{"name": item.get("name", Path(str(item[IMAGE])).name), IMAGE: str(item[IMAGE]), LABEL: str(item[LABEL])} for item in items]
+
+    atomic_write_text(run_dir / "splits.json", json.dumps({"training": names(train_items), "validation": names(val_items)}, indent=2))
+
+
+def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> TrainResult:
+    """Train a network as described by ``config`` into ``run_dir``.
+
+    Args:
+        config: run configuration; ``None`` data fields are resolved from the training data.
+        run_dir: output folder (created). With ``resume=True`` it must hold ``checkpoints/last.pt``.
+        resume: continue from the last saved epoch (network, optimiser, scheduler, history).
+
+    Returns:
+        A :class:`TrainResult` with the best validation mean Dice (foreground classes) and its epoch.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        saved = RunConfig.from_dict(checkpoint["config"])
+        config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=config.train.epochs))
+    set_seed(config.train.seed)
+    device = resolve_device(config.train.device)
+
+    train_items, val_items = make_splits(config)
+    if not val_items:
+        raise ValueError("no validation cases: set data.val_fraction > 0 or data.val_dir")
+    check_pairs(list(train_items) + list(val_items))
+    config = dataclasses.replace(config, data=resolve_data_config(config.data, train_items))
+    config.save(run_dir / "config.json")
+    _save_splits(run_dir, train_items, val_items)
+    logger.info("%d training and %d validation cases; classes %s", len(train_items), len(val_items), config.data.label_names)
+
+    data_cfg, train_cfg = config.data, config.train
+    train_ds = CacheDataset(train_items, build_train_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
+    val_ds = CacheDataset(val_items, build_val_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
+    generator = torch.Generator().manual_seed(train_cfg.seed)
+    train_loader = DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=True, num_workers=data_cfg.num_workers, collate_fn=list_data_collate, generator=generator)
+    val_loader = DataLoader(val_ds, batch_size=1, num_workers=data_cfg.num_workers)
+
+    network = build_network(config).to(device)
+    optimizer = _optimizer(config, network)
+    scheduler = _scheduler(config, optimizer)
+    loss: torch.nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
+    if config.model.deep_supervision:
+        loss = DeepSupervisionLoss(loss)
+    amp = train_cfg.amp and device.type == "cuda"
+    num_classes = data_cfg.num_classes
+
+    inferer = SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.infer.sw_batch_size, overlap=config.infer.overlap, mode=config.infer.blend_mode)
+    evaluator = SupervisedEvaluator(
+        device=device,
+        val_data_loader=val_loader,
+        network=network,
+        inferer=inferer,
+        postprocessing=Compose([AsDiscreted(keys=PRED, argmax=True, to_onehot=num_classes), AsDiscreted(keys=LABEL, to_onehot=num_classes)]),
+        key_val_metric={KEY_METRIC: MeanDice(include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True)},
+        additional_metrics={IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))},
+        amp=amp,
+    )
+
+    state_objects = {"network": network, "optimizer": optimizer}
+    if scheduler is not None:
+        state_objects["scheduler"] = scheduler
+    handlers: list = []
+    if scheduler is not None:
+        handlers.append(LrScheduleHandler(lr_scheduler=scheduler, print_lr=False))
+    handlers += [
+        ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True),
+        StatsHandler(name=__name__, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False),
+    ]
+    trainer = SupervisedTrainer(
+        device=device,
+        max_epochs=train_cfg.epochs,
+        train_data_loader=train_loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss,
+        epoch_length=train_cfg.iterations_per_epoch,
+        inferer=SimpleInferer(),
+        train_handlers=handlers,
+        amp=amp,
+    )
+
+    history, best_metric, best_epoch = [], -1.0, 0
+    if checkpoint is not None:
+        for key, obj in state_objects.items():
+            if key in checkpoint:
+                obj.load_state_dict(checkpoint[key])
+        history = list(checkpoint.get("history", []))
+        best_metric = float(checkpoint.get("best_metric", -1.0))
+        best_epoch = int(checkpoint.get("best_epoch", 0))
+        done = int(checkpoint["trainer"]["epoch"])
+        trainer.state.epoch = done
+        trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
+        logger.info("resuming %s after epoch %d", run_dir, done)
+
+    run_logger = RunLogger(
+        run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), train_cfg.time_budget_min, history, best_metric, best_epoch
+    )
+    run_logger.attach(trainer)
+    if train_cfg.freeze_backbone_epochs > 0:
+        frozen = backbone_parameters(network)
+        if not frozen:
+            raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
+        BackboneUnfreezer(frozen, optimizer, scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
+    _attach_progress_bar(trainer)
+
+    if trainer.state.epoch < train_cfg.epochs:
+        trainer.run()
+    return TrainResult(
+        run_dir=run_dir,
+        config=config,
+        best_metric=run_logger.best_metric,
+        best_epoch=run_logger.best_epoch,
+        epochs_run=len(run_logger.history),
+        history=run_logger.history,
+    )
+
+
+def _attach_progress_bar(trainer: SupervisedTrainer) -> None:
+    from ignite.handlers import ProgressBar
+
+    ProgressBar(persist=False, desc="train").attach(trainer, output_transform=_loss_of)
+
+
+def _loss_of(output) -> dict[str, float]:
+    return {"loss": float(output[0]["loss"] if isinstance(output, list) else output["loss"])}

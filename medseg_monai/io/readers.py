@@ -1,0 +1,422 @@
+"""MONAI image readers for every supported format, and header-only geometry.
+
+Array conventions (the same for loading and for :func:`~medseg_monai.io.writers.write_mask`):
+
+- raster images (png, tif, jpg, bmp): ``(H, W)`` or ``(H, W, C)``, as NumPy/PIL see them (no transpose);
+- volumes (NIfTI, MHA/MHD, NRRD/NHDR, DICOM series): ``(X, Y, Z)`` (ITK index order) or ``(X, Y, Z, C)``,
+  with ``meta["affine"]`` mapping ``(i, j, k)`` to RAS millimetres, as MONAI's ``NibabelReader`` gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.config import DtypeLike, PathLike
+from monai.data import MetaTensor
+from monai.data.image_reader import ImageReader, NibabelReader, PILReader, _copy_compatible_dict, _stack_images
+from monai.data.utils import correct_nifti_header_if_necessary, orientation_ras_lps
+from monai.transforms import LoadImage, LoadImaged
+from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
+
+from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
+
+__all__ = [
+    "FormatDispatchReader",
+    "Geometry",
+    "RasterReader",
+    "SimpleITKReader",
+    "image_loader",
+    "load_image",
+    "read_geometry",
+    "reader_for_format",
+]
+
+logger = logging.getLogger(__name__)
+
+RASTER_SUFFIXES: tuple[str, ...] = tuple(s for f in sorted(RASTER_FORMATS) for s in FORMAT_SUFFIXES[f])
+SITK_SUFFIXES: tuple[str, ...] = FORMAT_SUFFIXES["mha"] + FORMAT_SUFFIXES["nrrd"]
+
+
+def _names(filename: Sequence[PathLike] | PathLike) -> tuple[str, ...]:
+    return tuple(f"{name}" for name in ensure_tuple(filename))
+
+
+def _has_suffix(filename: Sequence[PathLike] | PathLike, suffixes: Sequence[str]) -> bool:
+    names = _names(filename)
+    return bool(names) and all(name.lower().endswith(tuple(suffixes)) for name in names)
+
+
+def _as_list(img: Any) -> list:  # not ensure_tuple: it would iterate a SimpleITK image's pixels
+    return list(img) if isinstance(img, (list, tuple)) else [img]
+
+
+def _require(path: str) -> None:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+
+
+def lps_affine(direction: Sequence[float], spacing: Sequence[float], origin: Sequence[float]) -> np.ndarray:
+    """Homogeneous ``(d+1, d+1)`` index-to-LPS affine of an ITK geometry (``direction`` row-major, flat)."""
+    dim = len(spacing)
+    affine = np.eye(dim + 1)
+    affine[:dim, :dim] = np.asarray(direction, dtype=float).reshape(dim, dim) @ np.diag(np.asarray(spacing, dtype=float))
+    affine[:dim, dim] = np.asarray(origin, dtype=float)
+    return affine
+
+
+def _to_4x4(affine: np.ndarray) -> np.ndarray:
+    """Embed a 2D ``3x3`` affine into ``4x4`` (the third axis unit, at 0)."""
+    if affine.shape == (4, 4):
+        return affine
+    dim = affine.shape[0] - 1
+    out = np.eye(4)
+    out[:dim, :dim] = affine[:dim, :dim]
+    out[:dim, 3] = affine[:dim, dim]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- raster
+class RasterReader(PILReader):
+    """2D raster images (png, tif/tiff, jpg/jpeg, bmp) in NumPy's ``(H, W[, C])`` order.
+
+    Unlike ``PILReader`` (``reverse_indexing=True`` gives ``(W, H)``) the array is not transposed, and
+    ``spatial_shape`` is ``(H, W)``. Alpha is dropped, palettes become gray or RGB, 16-bit gray keeps its values.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(converter=None, reverse_indexing=False, **kwargs)
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        return _has_suffix(filename, RASTER_SUFFIXES)
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
+        from PIL import Image, UnidentifiedImageError
+
+        images = []
+        kwargs_ = {**self.kwargs, **kwargs}
+        for name in _names(data):
+            _require(name)
+            try:
+                img = Image.open(name, **kwargs_)
+                img.load()
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+                raise ValueError(f"{name}: cannot read image ({err})") from err
+            if getattr(img, "n_frames", 1) > 1:
+                logger.warning("%s: %d frames, only the first is read", name, img.n_frames)
+            images.append(img)
+        return images if len(images) > 1 else images[0]
+
+    @staticmethod
+    def to_array(img: Any) -> np.ndarray:
+        """Pixel array of a PIL image, ``(H, W)`` or ``(H, W, 3)``, following the mode rules above."""
+        mode = img.mode
+        if mode in ("1", "L"):
+            array = np.asarray(img.convert("L"))
+        elif mode in ("P", "PA"):
+            rgb = np.asarray(img.convert("RGB"))
+            gray = np.all(rgb[..., :1] == rgb[..., 1:], axis=-1).all()
+            array = rgb[..., 0] if gray else rgb
+        elif mode in ("LA", "La"):
+            array = np.asarray(img.convert("L"))
+        elif mode.startswith("I;16") or mode in ("I", "F"):
+            array = np.asarray(img)
+            array = array.astype(array.dtype.newbyteorder("="), copy=False)
+        elif mode == "RGB":
+            array = np.asarray(img)
+        else:  # RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV
+            array = np.asarray(img.convert("RGB"))
+        return np.array(array, order="C")  # writable and contiguous (PIL's buffer is read-only)
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        arrays: list[np.ndarray] = []
+        meta: dict = {}
+        for i in _as_list(img):
+            array = self.to_array(i)
+            header = {
+                "format": i.format,
+                "mode": i.mode,
+                "width": i.width,
+                "height": i.height,
+                "spacing": np.ones(2),
+                MetaKeys.SPATIAL_SHAPE: np.asarray((i.height, i.width)),
+                MetaKeys.ORIGINAL_AFFINE: np.eye(4),
+                MetaKeys.AFFINE: np.eye(4),
+                MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if array.ndim == 2 else -1,
+            }
+            arrays.append(array)
+            _copy_compatible_dict(header, meta)
+        return _stack_images(arrays, meta), meta
+
+
+# ---------------------------------------------------------------------------------------------- SimpleITK
+def dicom_series_files(folder: str | Path) -> list[str]:
+    """File names of the DICOM series in ``folder`` (sorted by GDCM); the largest one if several."""
+    import SimpleITK as sitk
+
+    folder = str(folder)
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+    if not series:
+        raise ValueError(f"{folder}: no DICOM series found")
+    files = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid) for uid in series}
+    chosen = max(series, key=lambda uid: len(files[uid]))
+    if len(series) > 1:
+        logger.warning("%s: %d DICOM series, reading %s (%d files)", folder, len(series), chosen, len(files[chosen]))
+    return list(files[chosen])
+
+
+def _read_sitk(name: str, information_only: bool = False) -> Any:
+    """A SimpleITK image (or a reader holding only the header) of a file or DICOM series folder."""
+    import SimpleITK as sitk
+
+    _require(name)
+    try:
+        if Path(name).is_dir():
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(dicom_series_files(name))
+            return reader.Execute()
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        if information_only:
+            reader.ReadImageInformation()
+            return reader
+        return reader.Execute()
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()
+        raise ValueError(f"{name}: cannot read image ({reason[-1] if reason else type(err).__name__})") from err
+
+
+class SimpleITKReader(ImageReader):
+    """MHA/MHD, NRRD/NHDR files and DICOM series folders through SimpleITK.
+
+    Mirrors MONAI's ``ITKReader(affine_lps_to_ras=True)`` with ITK index order: the array is ``(X, Y, Z)``
+    (``(X, Y, Z, C)`` for vector pixels) and ``affine``/``original_affine`` are the RAS index-to-world matrix.
+    """
+
+    def __init__(self, channel_dim: str | int | None = None) -> None:
+        super().__init__()
+        self.channel_dim = float("nan") if channel_dim == "no_channel" else channel_dim
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        names = _names(filename)
+        return bool(names) and all(
+            name.lower().endswith(SITK_SUFFIXES) or Path(name).is_dir() for name in names
+        )
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
+        images = [_read_sitk(name) for name in _names(data)]
+        return images if len(images) > 1 else images[0]
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        import SimpleITK as sitk
+
+        arrays: list[np.ndarray] = []
+        meta: dict = {}
+        for i in _as_list(img):
+            array = sitk.GetArrayViewFromImage(i)  # (z, y, x[, c])
+            dim = i.GetDimension()
+            array = array.T if i.GetNumberOfComponentsPerPixel() == 1 else np.moveaxis(array.T, 0, -1)
+            array = np.array(array)  # own the memory: the view dies with the image
+            spatial = max(min(dim, 3), 1)
+            direction = np.asarray(i.GetDirection()).reshape(dim, dim)[:spatial, :spatial]
+            lps = lps_affine(direction.ravel(), i.GetSpacing()[:spatial], i.GetOrigin()[:spatial])
+            affine = orientation_ras_lps(lps)
+            header = {
+                "spacing": np.asarray(i.GetSpacing()),
+                MetaKeys.ORIGINAL_AFFINE: affine,
+                MetaKeys.AFFINE: affine.copy(),
+                MetaKeys.SPACE: SpaceKeys.RAS,
+                MetaKeys.SPATIAL_SHAPE: np.asarray(i.GetSize()[:spatial]),
+            }
+            if self.channel_dim is None:
+                header[MetaKeys.ORIGINAL_CHANNEL_DIM] = float("nan") if array.ndim == spatial else -1
+            else:
+                header[MetaKeys.ORIGINAL_CHANNEL_DIM] = self.channel_dim
+            arrays.append(array)
+            _copy_compatible_dict(header, meta)
+        return _stack_images(arrays, meta), meta
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+def reader_for_format(fmt: str) -> type[ImageReader]:
+    """Reader class for a format name from :func:`~medseg_monai.io.formats.detect_format`."""
+    if fmt in RASTER_FORMATS:
+        return RasterReader
+    if fmt in ("mha", "nrrd", "dicom"):
+        return SimpleITKReader
+    if fmt == "nifti":
+        return NibabelReader
+    raise ValueError(f"no reader for format {fmt!r}")
+
+
+class FormatDispatchReader(ImageReader):
+    """Routes each path to its format's reader: ``RasterReader``, MONAI ``NibabelReader`` or ``SimpleITKReader``.
+
+    It accepts every path in ``verify_suffix``, so that a missing file or an unsupported suffix raises a
+    clear error here instead of falling through to MONAI's default readers (which, for a PNG, would
+    transpose it). Read errors are re-raised as ``ValueError("<path>: cannot read image (...)")``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._readers: dict[type, ImageReader] = {}
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        return True
+
+    def reader(self, filename: Sequence[PathLike] | PathLike) -> ImageReader:
+        names = _names(filename)
+        for name in names:
+            _require(name)
+        formats = {detect_format(name) for name in names}
+        if len(formats) != 1:
+            raise ValueError(f"{names[0]}: files stacked as channels must share one format, got {sorted(formats)}")
+        cls = reader_for_format(formats.pop())
+        if cls not in self._readers:
+            self._readers[cls] = cls()
+        return self._readers[cls]
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
+        reader, name = self.reader(data), _names(data)[0]
+        with _named_errors(name):
+            return reader, reader.read(data, **kwargs), name
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        reader, obj, name = img
+        with _named_errors(name):  # nibabel reads the voxels lazily, here
+            return reader.get_data(obj)
+
+
+@contextlib.contextmanager
+def _named_errors(name: str) -> Iterator[None]:
+    """Re-raise a reader's error as ``ValueError("<name>: cannot read image (...)")`` unless it names the file."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as err:
+        if str(err).startswith(name):
+            raise
+        raise ValueError(f"{name}: cannot read image ({err})") from err
+    except Exception as err:  # nibabel, gzip, zlib and SimpleITK raise their own types for corrupt files
+        raise ValueError(f"{name}: cannot read image ({err})") from err
+
+
+def image_loader(keys: Sequence[str] | str = ("image", "label"), *, allow_missing_keys: bool = False) -> LoadImaged:
+    """``LoadImaged`` reading every supported format in this package's array conventions (float32 arrays)."""
+    loader = LoadImaged(keys=keys, reader=None, dtype=np.float32, image_only=True, allow_missing_keys=allow_missing_keys)
+    loader.register(FormatDispatchReader())  # registered last: tried first, and it accepts every path
+    return loader
+
+
+def load_image(path: str | Path, dtype: DtypeLike | None = None) -> MetaTensor:
+    """One image as a ``MetaTensor`` (no channel dim added); ``dtype=None`` keeps the file's pixel type."""
+    loader = LoadImage(reader=None, image_only=True, dtype=dtype)
+    loader.register(FormatDispatchReader())
+    return loader(str(path))
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of an image, read from its header.
+
+    ``shape`` is spatial in the readers' index order (``(X, Y, Z)``; ``(H, W)`` for raster); ``origin``
+    and ``direction`` (row-major, columns are the axes) are in LPS as SimpleITK reports them;
+    ``affine_ras`` is the 4x4 index-to-RAS matrix MONAI's readers put in ``meta["affine"]``.
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[tuple[float, ...], ...]
+    affine_ras: tuple[tuple[float, ...], ...]
+    format: str
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def direction_flat(self) -> tuple[float, ...]:
+        return tuple(v for row in self.direction for v in row)
+
+
+def _nested(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in np.asarray(matrix))
+
+
+def geometry_from_lps(shape, spacing, origin, direction, fmt: str) -> Geometry:
+    """A :class:`Geometry` from ITK-style values (``direction`` flat row-major)."""
+    dim = len(spacing)
+    affine = _to_4x4(orientation_ras_lps(lps_affine(direction, spacing, origin)))
+    return Geometry(
+        shape=tuple(int(s) for s in shape),
+        spacing=tuple(float(s) for s in spacing),
+        origin=tuple(float(o) for o in origin),
+        direction=_nested(np.asarray(direction, dtype=float).reshape(dim, dim)),
+        affine_ras=_nested(affine),
+        format=fmt,
+    )
+
+
+def _nifti_geometry(path: str) -> Geometry:
+    import nibabel as nib
+
+    img = correct_nifti_header_if_necessary(nib.load(path))  # what NibabelReader does
+    header = img.header
+    ndim = int(header["dim"][0])
+    spatial = max(min(ndim, 3), 1)
+    shape = tuple(int(s) for s in header["dim"][1 : 1 + spatial])
+    affine = np.asarray(img.affine, dtype=float)  # RAS, 4x4 even for 2D
+    linear = affine[:spatial, :spatial]
+    spacing = np.linalg.norm(linear, axis=0)
+    direction = linear / np.where(spacing > 0, spacing, 1.0)
+    flip = np.diag([-1.0, -1.0, 1.0][:spatial] if spatial > 1 else [-1.0])
+    return Geometry(
+        shape=shape,
+        spacing=tuple(float(s) for s in spacing),
+        origin=tuple(float(o) for o in flip @ affine[:spatial, 3]),
+        direction=_nested(flip @ direction),
+        affine_ras=_nested(affine),
+        format="nifti",
+    )
+
+
+def _raster_geometry(path: str, fmt: str) -> Geometry:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read image ({err})") from err
+    return Geometry((height, width), (1.0, 1.0), (0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), _nested(np.eye(4)), fmt)
+
+
+def read_geometry(path: str | Path) -> Geometry:
+    """Voxel grid of an image file or DICOM series folder, without loading the pixels where the format allows.
+
+    NIfTI geometry comes from nibabel (the affine ``NibabelReader`` gives), MHA/NRRD from SimpleITK's
+    ``ReadImageInformation``; a DICOM series is read whole so the slice spacing is the one
+    ``ImageSeriesReader`` computes.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: unsupported format or unreadable header.
+    """
+    path = str(path)
+    _require(path)
+    fmt = detect_format(path)
+    if fmt in RASTER_FORMATS:
+        return _raster_geometry(path, fmt)
+    if fmt == "nifti":
+        with _named_errors(path):
+            return _nifti_geometry(path)
+    info = _read_sitk(path, information_only=True)
+    dim = info.GetDimension()
+    n = max(min(dim, 3), 1)  # a 4D file keeps its first three axes, as the readers do
+    direction = np.asarray(info.GetDirection()).reshape(dim, dim)[:n, :n].ravel()
+    return geometry_from_lps(info.GetSize()[:n], info.GetSpacing()[:n], info.GetOrigin()[:n], direction, fmt)

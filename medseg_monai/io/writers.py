@@ -1,0 +1,197 @@
+"""Label-map writers that copy the geometry of the source image's own header.
+
+``write_mask`` takes the mask in the readers' index order (``(H, W)`` for raster sources, ``(X, Y, Z)``
+for volumes), checks it against the source's spatial shape, and writes it atomically in the source's
+format (or ``output_format``) with the source's voxel grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medseg_monai.io.formats import FORMAT_SUFFIXES, MASK_FORMAT_FOR, detect_format, split_suffix
+from medseg_monai.io.readers import Geometry, read_geometry
+from medseg_monai.utils import atomic_path
+
+__all__ = ["MASK_WRITERS", "MaskWriter", "label_sidecar_path", "mask_dtype", "register_writer", "write_mask"]
+
+logger = logging.getLogger(__name__)
+
+#: ``writer(mask, source, geometry, tmp_path)`` writes ``mask`` (already validated and cast) to ``tmp_path``
+MaskWriter = Callable[[np.ndarray, Path, Geometry, Path], None]
+
+MASK_WRITERS: dict[str, MaskWriter] = {}
+
+#: suffix written for a format when the requested one would create a second data file
+_SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
+
+
+def register_writer(fmt: str) -> Callable[[MaskWriter], MaskWriter]:
+    """Decorator registering a mask writer for format ``fmt`` in :data:`MASK_WRITERS`."""
+
+    def decorator(func: MaskWriter) -> MaskWriter:
+        MASK_WRITERS[fmt] = func
+        return func
+
+    return decorator
+
+
+def mask_dtype(mask: np.ndarray, name: str | Path = "mask") -> np.dtype:
+    """``uint8`` when the labels fit, else ``uint16``; non-integer, negative or > 65535 values raise ``ValueError``."""
+    if mask.dtype == bool:
+        return np.dtype(np.uint8)
+    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+        raise ValueError(f"{name}: mask dtype {mask.dtype} is not a label map")
+    if mask.size == 0:
+        return np.dtype(np.uint8)
+    if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask) & (np.mod(mask, 1) == 0)):
+        raise ValueError(f"{name}: mask has non-integer values; pass class labels, not probabilities")
+    low, high = mask.min(), mask.max()
+    if low < 0:
+        raise ValueError(f"{name}: mask has negative labels (min {low})")
+    if high > np.iinfo(np.uint16).max:
+        raise ValueError(f"{name}: label {high} does not fit in uint16")
+    return np.dtype(np.uint8 if high <= np.iinfo(np.uint8).max else np.uint16)
+
+
+def label_sidecar_path(output: str | Path) -> Path:
+    """``<mask name without suffix>.labels.json`` beside the mask."""
+    output = Path(output)
+    return output.with_name(split_suffix(output)[0] + ".labels.json")
+
+
+def _output_path(output: Path, fmt: str) -> Path:
+    suffixes = FORMAT_SUFFIXES.get(fmt, ())
+    stem, suffix = split_suffix(output)
+    if suffix.lower() not in suffixes:
+        raise ValueError(f"{output}: suffix {suffix or '(none)'!r} does not match output format {fmt!r} ({', '.join(suffixes)})")
+    single = _SINGLE_FILE_SUFFIX.get(suffix.lower())
+    if single:
+        logger.info("%s: writing %s instead, one file with its data", output, single)
+        return output.with_name(stem + single)
+    return output
+
+
+def write_mask(
+    mask: np.ndarray,
+    source: str | Path,
+    output: str | Path,
+    *,
+    output_format: str | None = None,
+    label_names: Sequence[str] | Mapping[int, str] | None = None,
+) -> Path:
+    """Write an integer label map with the geometry of ``source`` (the image it was predicted from).
+
+    Args:
+        mask: labels in the readers' index order, exactly the source's spatial shape.
+        source: the image file or DICOM series folder; its header is re-read for the geometry.
+        output: mask path; its suffix must belong to the output format (``.mhd``/``.nhdr`` become
+            ``.mha``/``.nrrd`` so the mask is one file).
+        output_format: a key of :data:`MASK_WRITERS`; default ``MASK_FORMAT_FOR[format of source]``.
+        label_names: names by label value (a mapping) or by index (a sequence); written to
+            ``<name>.labels.json`` beside the mask.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: wrong shape, non-integer/negative/too large labels, no writer for the format,
+            a suffix not matching the format, or ``output`` being the source itself.
+    """
+    source, output = Path(source), Path(output)
+    fmt = output_format or MASK_FORMAT_FOR[detect_format(source)]
+    writer = MASK_WRITERS.get(fmt)
+    if writer is None:
+        raise ValueError(f"{output}: no mask writer for format {fmt!r}; available: {sorted(MASK_WRITERS)}")
+    output = _output_path(output, fmt)
+    if output.resolve() == source.resolve():
+        raise ValueError(f"{output}: refusing to overwrite the source image with its mask")
+    mask = np.asarray(mask)
+    geometry = read_geometry(source)
+    if tuple(mask.shape) != tuple(geometry.shape):
+        raise ValueError(
+            f"{output}: mask shape {tuple(mask.shape)} does not match the spatial shape {tuple(geometry.shape)} of {source}"
+        )
+    mask = mask.astype(mask_dtype(mask, output), copy=False)
+    with atomic_path(output) as tmp:
+        writer(mask, source, geometry, tmp)
+    if label_names is not None:
+        names = label_names.items() if isinstance(label_names, Mapping) else enumerate(label_names)
+        sidecar = {"labels": {str(int(value)): str(name) for value, name in names}}
+        with atomic_path(label_sidecar_path(output)) as tmp:
+            tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+    logger.debug("wrote %s (%s, %s, labels up to %d)", output, fmt, mask.dtype, int(mask.max()) if mask.size else 0)
+    return output
+
+
+# ---------------------------------------------------------------------------------------------- writers
+def _label_header(header, mask: np.ndarray) -> None:
+    header.set_data_dtype(mask.dtype)
+    header.set_slope_inter(1.0, 0.0)
+    header.set_intent("label")
+    header["cal_min"] = 0
+    header["cal_max"] = int(mask.max()) if mask.size else 0
+
+
+@register_writer("nifti")
+def _write_nifti(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
+    """NIfTI mask: a NIfTI source's header, qform and sform (matrices and codes); else its RAS affine, codes 1."""
+    import nibabel as nib
+
+    if geometry.format == "nifti":
+        src = nib.load(str(source))
+        img = type(src)(mask, None, header=src.header.copy())
+        img.set_qform(src.get_qform(), int(src.header["qform_code"]))
+        img.set_sform(src.get_sform(), int(src.header["sform_code"]))
+    else:
+        affine = np.asarray(geometry.affine_ras, dtype=float)
+        img = nib.Nifti1Image(mask, affine)
+        img.set_qform(affine, 1)
+        img.set_sform(affine, 1)
+        img.header.set_xyzt_units("mm")
+    _label_header(img.header, mask)
+    img.to_filename(str(tmp))
+
+
+def _sitk_image(mask: np.ndarray, geometry: Geometry):
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(mask.T)  # (x, y, z) -> SimpleITK's (z, y, x) array
+    img.SetSpacing(geometry.spacing)
+    img.SetOrigin(geometry.origin)
+    img.SetDirection(geometry.direction_flat())
+    return img
+
+
+@register_writer("mha")
+@register_writer("nrrd")
+def _write_itk(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
+    """MHA or NRRD mask (one compressed file) with the source's origin, spacing and direction."""
+    import SimpleITK as sitk
+
+    sitk.WriteImage(_sitk_image(mask, geometry), str(tmp), useCompression=True)
+
+
+def _raster_image(mask: np.ndarray, source: Path):
+    from PIL import Image
+
+    if mask.ndim != 2:
+        raise ValueError(f"{source}: a {mask.ndim}D mask cannot be written as a raster image")
+    return Image.fromarray(np.ascontiguousarray(mask))  # mode L for uint8, I;16 for uint16
+
+
+@register_writer("png")
+def _write_png(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
+    """PNG mask, ``(H, W)`` as stored."""
+    _raster_image(mask, source).save(tmp, format="PNG")
+
+
+@register_writer("tif")
+def _write_tif(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
+    """TIFF mask (LZW, lossless), ``(H, W)`` as stored."""
+    _raster_image(mask, source).save(tmp, format="TIFF", compression="tiff_lzw")

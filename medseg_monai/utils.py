@@ -1,0 +1,73 @@
+"""Small helpers with no heavy imports: atomic writes, seeding, device choice."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write_text", "error_message", "resolve_device", "set_seed"]
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it onto ``final`` only if the block succeeds.
+
+    The temporary name keeps ``final``'s full suffix (``.nii.gz``, ``.png``) so writers that pick a
+    format from the suffix behave, and it starts with a dot so folder scans ignore it.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(final.suffixes) if final.suffixes else ""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy, torch and MONAI's global randomness."""
+    import numpy as np
+    import torch
+    from monai.utils import set_determinism
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    set_determinism(seed=seed)
+
+
+def resolve_device(name: str | None) -> "torch.device":  # noqa: F821
+    """``auto`` -> CUDA when available else CPU; anything else is passed to ``torch.device``."""
+    import torch
+
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def error_message(err: BaseException) -> str:
+    """One line describing ``err``, looking through MONAI's ``RuntimeError("applying transform ...")``
+    wrappers to the exception that says what is wrong with the input."""
+    root = err
+    while isinstance(root, RuntimeError) and root.__cause__ is not None:
+        root = root.__cause__
+    text = str(root).strip()
+    return text.splitlines()[0] if text else type(root).__name__

@@ -1,0 +1,68 @@
+"""RunConfig: validation errors name the value, JSON round trip, overrides."""
+
+import json
+
+import pytest
+
+from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+
+
+def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
+    config = RunConfig(
+        data=DataConfig(data_dir="d", spatial_dims=3, patch_size=(32, 32, 16), label_values=(0, 1, 2), target_spacing=(1.0, 1.0, 2.5)),
+        model=ModelConfig(name="unetpp", options={"features": [8, 8, 16, 32, 64, 8]}, deep_supervision=True),
+        train=TrainConfig(epochs=3, learning_rate=1e-4),
+        infer=InferConfig(roi_size=(32, 32, 16), overlap=0.5),
+    )
+    path = config.save(tmp_path / "config.json")
+    loaded = RunConfig.load(path)
+    assert loaded == config
+    assert isinstance(loaded.data.patch_size, tuple) and loaded.data.target_spacing == (1.0, 1.0, 2.5)
+    assert json.loads(path.read_text())["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (lambda: DataConfig(spatial_dims=4), "spatial_dims must be 2 or 3, got 4"),
+        (lambda: DataConfig(patch_size=(64,)), "patch_size must hold 2 positive sizes, got (64,)"),
+        (lambda: DataConfig(val_fraction=1.5), "val_fraction must be in [0, 1), got 1.5"),
+        (lambda: DataConfig(intensity="hu"), "intensity must be one of"),
+        (lambda: DataConfig(label_values=(0, 0)), "label_values must be distinct"),
+        (lambda: TrainConfig(epochs=0), "epochs must be >= 1, got 0"),
+        (lambda: TrainConfig(optimizer="lbfgs"), "optimizer must be 'adamw', 'adam' or 'sgd', got 'lbfgs'"),
+        (lambda: InferConfig(overlap=1.0), "overlap must be in [0, 1), got 1.0"),
+        (lambda: InferConfig(roi_size=(0, 8)), "roi_size must be positive, got (0, 8)"),
+        (lambda: RunConfig(infer=InferConfig(roi_size=(8, 8, 8))), "infer.roi_size must hold 2 sizes"),
+    ],
+)
+def test_invalid_values_are_named(factory, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        factory()
+
+
+def test_override_dotted_keys_and_unknown_keys():
+    config = RunConfig().override({"train.epochs": 7, "data.patch_size": [64, 64], "model.name": "deeplabv3"})
+    assert config.train.epochs == 7 and config.data.patch_size == (64, 64) and config.model.name == "deeplabv3"
+    with pytest.raises(ValueError, match="unknown config field 'train.epoch'"):
+        RunConfig().override({"train.epoch": 3})
+    with pytest.raises(ValueError, match="section.field"):
+        RunConfig().override({"epochs": 3})
+
+
+def test_load_reports_file_and_problem(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{bad}: not valid JSON"):
+        RunConfig.load(bad)
+    bad.write_text(json.dumps({"train": {"epochs": 2, "bogus": 1}}))
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['bogus'\] in config.train"):
+        RunConfig.load(bad)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        RunConfig.load(tmp_path / "missing.json")
+
+
+def test_num_classes_requires_resolved_labels():
+    with pytest.raises(ValueError, match="label_values is not resolved"):
+        _ = DataConfig().num_classes
+    assert DataConfig(label_values=(0, 255)).num_classes == 2

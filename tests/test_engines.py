@@ -1,0 +1,171 @@
+"""Training and prediction end to end on tiny synthetic data: run folder, masks, geometry, orientation."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from PIL import Image
+
+from medseg_monai.config import DataConfig, InferConfig, RunConfig
+from medseg_monai.engines import Predictor, load_checkpoint, train
+from medseg_monai.utils import atomic_path
+from tests.conftest import tiny_config
+
+
+class ThresholdNet(torch.nn.Module):
+    """Class 1 wherever the (normalised) first channel exceeds 0.5: makes the expected mask known."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([0.5 - x[:, :1], x[:, :1] - 0.5], dim=1) * 10
+
+
+def threshold_predictor(dims: int, patch, **data_kw) -> Predictor:
+    config = RunConfig(
+        data=DataConfig(spatial_dims=dims, patch_size=patch, in_channels=1, label_values=(0, 1), intensity="minmax", **data_kw),
+        infer=InferConfig(overlap=0.5, sw_batch_size=2),
+    )
+    return Predictor(ThresholdNet(), config)
+
+
+# ---------------------------------------------------------------- training outputs
+def test_training_writes_a_complete_run_folder(run_2d):
+    run = run_2d.run_dir
+    config = RunConfig.load(run / "config.json")
+    assert config.data.label_values == (0, 1, 2)
+    assert config.data.in_channels == 1
+    assert config.data.label_names == ("background", "class_1", "class_2")
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_loss", "lr", "val_mean_dice", "val_mean_iou", "val_dice_class_2"} <= set(rows[0])
+    assert 0.0 <= float(rows[-1]["val_mean_dice"]) <= 1.0
+    with Image.open(run / "curves.png") as png:
+        assert png.format == "PNG" and png.size[0] > 300
+    for name in ("best.pt", "last.pt"):
+        payload = torch.load(run / "checkpoints" / name, weights_only=True)
+        assert set(payload) >= {"network", "optimizer", "config", "trainer", "history"}
+    assert run_2d.best_epoch in (1, 2)
+    assert not list(run.rglob(".*.tmp*")), "temporary files left behind"
+
+
+def test_resume_continues_from_last_epoch(synth_2d, tmp_path):
+    config = tiny_config(synth_2d, 2, epochs=1)
+    first = train(config, tmp_path)
+    assert first.epochs_run == 1
+    more = train(dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3)), tmp_path, resume=True)
+    assert [row["epoch"] for row in more.history] == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["epoch"] == 3
+
+
+def test_image_mask_size_mismatch_is_named(tmp_path):
+    for i in range(3):
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / f"c{i}.png")
+        Image.fromarray(np.zeros((32, 32 if i else 30), np.uint8)).save(tmp_path / f"c{i}_mask.png")
+    with pytest.raises(ValueError, match=r"c0\.png is \(32, 32\) but its mask .*c0_mask\.png is \(32, 30\)"):
+        train(tiny_config(tmp_path, 2, epochs=1), tmp_path / "run")
+
+
+# ---------------------------------------------------------------- prediction outputs
+def test_predict_png_writes_source_sized_label_maps(run_2d, synth_2d, tmp_path):
+    predictor = Predictor.from_run(run_2d.run_dir)
+    sources = sorted(p for p in synth_2d.glob("*.png") if not p.stem.endswith("_mask"))[:3]
+    results = predictor.predict(sources, tmp_path)
+    assert [r.status for r in results] == ["written"] * 3
+    for source, result in zip(sources, results):
+        assert result.output.name == source.name
+        mask = np.asarray(Image.open(result.output))
+        assert mask.dtype == np.uint8 and mask.shape == np.asarray(Image.open(source)).shape
+        assert set(np.unique(mask)) <= {0, 1, 2}
+    again = predictor.predict(sources, tmp_path)
+    assert [r.status for r in again] == ["skipped"] * 3
+
+
+def test_predict_nifti_keeps_affine_shape_and_integer_dtype(run_3d, synth_3d, tmp_path):
+    sources = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[:2]
+    results = Predictor.from_run(run_3d.run_dir, checkpoint="last").predict(sources, tmp_path)
+    assert all(r.status == "written" for r in results), [r.error for r in results]
+    for source, result in zip(sources, results):
+        src, out = nib.load(source), nib.load(result.output)
+        assert out.shape == src.shape
+        np.testing.assert_array_equal(out.affine, src.affine)
+        assert out.get_data_dtype() == np.uint8
+        assert int(out.header["qform_code"]) == int(src.header["qform_code"])
+        s_src, s_out = sitk.ReadImage(str(source)), sitk.ReadImage(str(result.output))
+        assert s_out.GetSize() == s_src.GetSize()
+        np.testing.assert_allclose(s_out.GetOrigin(), s_src.GetOrigin(), atol=1e-5)
+        np.testing.assert_allclose(s_out.GetDirection(), s_src.GetDirection(), atol=1e-6)
+        np.testing.assert_allclose(s_out.GetSpacing(), s_src.GetSpacing(), atol=1e-6)
+
+
+def test_png_orientation_survives_the_whole_pipeline(tmp_path):
+    """An asymmetric, non-square image: the predicted mask must match it pixel for pixel."""
+    image = np.full((40, 70), 20, np.uint8)
+    image[3:10, 5:60] = 230  # a long bar near the top
+    image[10:35, 5:12] = 230  # a leg down the left side: an "L" that no flip or transpose maps onto itself
+    source = tmp_path / "in" / "asym.png"
+    source.parent.mkdir()
+    Image.fromarray(image).save(source)
+    result = threshold_predictor(2, (32, 32)).predict_file(source, tmp_path / "out")
+    assert result.status == "written", result.error
+    mask = np.asarray(Image.open(result.output))
+    assert mask.shape == (40, 70)
+    np.testing.assert_array_equal(mask, np.where(image > 128, 255, 0))
+
+
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_oblique_nifti_round_trips_voxel_for_voxel(tmp_path, flip_x):
+    rng = np.random.default_rng(0)
+    volume = (rng.random((20, 24, 12)) > 0.7).astype(np.float32) * 100
+    angle = np.deg2rad(12)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) @ np.diag([0.8, 0.9, 2.5])
+    if flip_x:
+        affine[:3, 0] *= -1
+    affine[:3, 3] = (-12.5, 30.0, 7.25)
+    source = tmp_path / "obl.nii.gz"
+    nib.save(nib.Nifti1Image(volume, affine), source)
+    predictor = threshold_predictor(3, (16, 16, 8), target_spacing=(0.8, 0.9, 2.5))
+    result = predictor.predict_file(source, tmp_path / "out")
+    assert result.status == "written", result.error
+    out = nib.load(result.output)
+    np.testing.assert_array_equal(out.affine, nib.load(source).affine)
+    np.testing.assert_array_equal(np.asarray(out.dataobj), (volume > 50).astype(np.uint8))
+
+
+def test_batch_goes_on_past_a_bad_case(run_2d, synth_2d, tmp_path):
+    sources = sorted(p for p in synth_2d.glob("*.png") if not p.stem.endswith("_mask"))[:2]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    results = Predictor.from_run(run_2d.run_dir).predict([sources[0], broken, sources[1]], tmp_path / "out")
+    assert [r.status for r in results] == ["written", "failed", "written"]
+    assert "broken.png" in results[1].error
+    assert not (tmp_path / "out" / "broken.png").exists()
+
+
+def test_predictor_rejects_output_into_input_folder(run_2d, synth_2d):
+    with pytest.raises(ValueError, match="output folder is the input folder"):
+        Predictor.from_run(run_2d.run_dir).predict(synth_2d, synth_2d)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="model.pt: not a readable checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "x.nii.gz"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.name.endswith(".nii.gz") and tmp.parent == tmp_path
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
