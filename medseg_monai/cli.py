@@ -247,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:  # ignite's engines announce every epoch start/stop at INFO
+        logging.getLogger("ignite").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
