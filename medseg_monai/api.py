@@ -28,10 +28,21 @@ def predict(
     infer: InferConfig | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    num_parts: int | None = None,
+    part_id: int | None = None,
+    manifest: bool = True,
+    report: bool | str | Path | None = None,
 ) -> list[CaseResult]:
-    """Write a mask for every input into ``output_dir`` with the model in run folder (or checkpoint) ``model``."""
+    """Write a mask for every input into ``output_dir`` with the model in run folder (or checkpoint) ``model``.
+
+    ``num_parts``/``part_id`` run one share of the cases (see :meth:`Predictor.predict`);
+    ``report=True`` writes ``predict_report.html`` beside ``predict_manifest.json``.
+    """
     predictor = Predictor.from_run(model, checkpoint=checkpoint, infer=infer)
-    return predictor.predict(inputs, output_dir, overwrite=overwrite, progress=progress)
+    return predictor.predict(
+        inputs, output_dir, overwrite=overwrite, progress=progress, num_parts=num_parts, part_id=part_id,
+        manifest=manifest, report=report,
+    )
 
 
 evaluate = evaluate_folders

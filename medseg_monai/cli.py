@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,10 @@ def _add_infer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per class")
     group.add_argument("--fill-holes", action="store_true", help="fill enclosed holes per class")
     group.add_argument("--output-format", choices=("nifti", "mha", "nrrd", "png", "tif"), help="mask format (default: the source's)")
+    group.add_argument("--blend-mode", choices=("gaussian", "constant"), help="how overlapping windows are weighted")
+    group.add_argument("--stitching", choices=("slab", "full"),
+                       help="slab: blend one slab at a time, uint8 label maps (bounded memory, default);\n"
+                            "full: MONAI's whole-image SlidingWindowInferer + Invertd (for comparison)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,19 +89,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu or cuda[:N]")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints/last.pt")
+    p.add_argument("--distributed", action="store_true",
+                   help="require a torchrun launch (DDP; also automatic under torchrun), e.g.\n"
+                        "torchrun --nproc_per_node 2 -m medseg_monai.cli train --data ... --out ...")
     p.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[], metavar="SECTION.FIELD=VALUE",
                    help="any config field, value as JSON, e.g. --set train.optimizer=\"sgd\" --set model.options='{\"channels\":[8,16,32]}'")
 
     p = sub.add_parser("predict", help="write masks for images with a trained model", formatter_class=fmt,
                        description="Write one mask per input, in the input's format and geometry, into --output.\n"
                                    "Inputs: a file, a folder, a DICOM series folder, a glob or a .csv/.txt list.\n"
-                                   "Existing outputs are skipped unless --overwrite; failing cases are listed and the\n"
-                                   "exit status is 1 when any case failed.\n\nexample:\n  medseg predict --model runs/synth3d --input scans/ --output masks/")
+                                   "Complete outputs are skipped unless --overwrite; failing cases are listed and the\n"
+                                   "exit status is 1 when any case failed. predict_manifest.json in --output records\n"
+                                   "every case (updated after each); --report adds an HTML QA page. Several processes\n"
+                                   "split the cases with --num-parts/--part-id or under torchrun.\n\n"
+                                   "example:\n  medseg predict --model runs/synth3d --input scans/ --output masks/ --report\n"
+                                   "  medseg predict --model runs/synth3d --input 'scans/*.nrrd' --output masks/ --num-parts 4 --part-id 0\n"
+                                   "  torchrun --nproc_per_node 2 -m medseg_monai.cli predict --model runs/synth3d --input scans.csv --output masks/")
     p.add_argument("--model", required=True, help="run folder (config.json + checkpoints/) or a checkpoint file")
     p.add_argument("--input", required=True, nargs="+", help="image file(s), folder, glob or list file")
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
     p.add_argument("--overwrite", action="store_true", help="redo cases whose mask exists")
+    p.add_argument("--num-parts", type=int, help="split the sorted cases into this many parts (with --part-id)")
+    p.add_argument("--part-id", type=int, help="which part this process runs, 0 .. num-parts - 1")
+    p.add_argument("--report", nargs="?", const=True, metavar="HTML",
+                   help="write the QA page (default path: OUTPUT/predict_report.html)")
+    p.add_argument("--no-manifest", action="store_true", help="do not write predict_manifest.json")
     _add_infer_args(p)
 
     p = sub.add_parser("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
@@ -115,6 +133,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run (no accuracy target)")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("run", help="run a real-data recipe: train, predict, evaluate, report", formatter_class=fmt,
+                       description="Run a recipe of pipelines/ on the real datasets (../shared/data or $MEDSEG_DATA_DIR);\n"
+                                   "the options after the recipe are the recipe's own (medseg run NAME --help lists them).\n\n"
+                                   "example:\n  medseg run pipelines/msd_hippocampus.py --time-budget-min 30 --out runs/msd_hippocampus\n"
+                                   "  medseg run drive_retina --network all --smoke")
+    p.add_argument("recipe", help="pipelines/NAME.py or NAME (isbi2012_em, drive_retina, chaos_mr_liver2d, msd_hippocampus)")
+    p.add_argument("recipe_args", nargs=argparse.REMAINDER, help="the recipe's options, e.g. --network unet --smoke")
+
+    p = sub.add_parser("bundle", help="list, run or verify the MONAI bundles under bundles/", formatter_class=fmt,
+                       description="The MONAI bundles (bundles/NAME/configs/*.json) without typing python -m monai.bundle.\n"
+                                   "'run' takes the config names (merged in order) and then any config id as --ID VALUE\n"
+                                   "(JSON or Python literal values); a broken config is reported as one line naming the key.\n\n"
+                                   "example:\n  medseg bundle list\n"
+                                   "  medseg bundle run unet2d_png train --dataset_dir data/synth2d --epochs 5\n"
+                                   "  medseg bundle run unet2d_png inference --dataset_dir scans/ --output_dir masks/\n"
+                                   "  torchrun --nproc_per_node 2 -m medseg_monai.cli bundle run unet2d_png train multi_gpu_train --dataset_dir data/synth2d\n"
+                                   "  medseg bundle verify")
+    p.add_argument("action", choices=("list", "run", "verify"), help="list bundles, run a config, or verify bundles")
+    p.add_argument("bundle", nargs="?", help="bundle name under --root, or a bundle folder (verify: default all)")
+    p.add_argument("configs", nargs="*", default=[], metavar="CONFIG", help="run: config names, default train (e.g. train multi_gpu_train)")
+    p.add_argument("--root", type=Path, help="folder holding the bundles (default: ./bundles)")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="run: --ID VALUE pairs, e.g. --dataset_dir data --epochs 2")
     return parser
 
 
@@ -144,6 +185,8 @@ def _train_config(args: argparse.Namespace):
             sets[key] = value
     if args.deep_supervision:
         sets["model.deep_supervision"] = True
+    if args.distributed:
+        sets["train.distributed"] = True
     sets.update(dict(args.overrides))
     return config.override(sets)
 
@@ -188,6 +231,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _train_config(args)
     result = train(config, args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return EXIT_OK
     print(f"best validation mean Dice {result.best_metric:.4f} at epoch {result.best_epoch} ({result.epochs_run} epochs)")
     last = result.history[-1] if result.history else {}
     for key, value in last.items():
@@ -198,16 +243,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from medseg_monai.engines.batch import resolve_shard, wait_for_parts
     from medseg_monai.engines.predictor import Predictor
 
+    shard = resolve_shard(args.num_parts, args.part_id)
     predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint)
-    predictor = Predictor(predictor.network, predictor.config, _infer_config(args, predictor.config.infer))
+    infer = _infer_config(args, predictor.config.infer)
+    extra = {"blend_mode": args.blend_mode, "stitching": args.stitching}
+    infer = dataclasses.replace(infer, **{k: v for k, v in extra.items() if v is not None})
+    local_rank = os.environ.get("LOCAL_RANK")
+    if shard.launcher == "torchrun" and local_rank is not None and infer.device == "auto":
+        import torch
+
+        if torch.cuda.device_count() > 1:  # one GPU per local process
+            infer = dataclasses.replace(infer, device=f"cuda:{int(local_rank) % torch.cuda.device_count()}")
+    predictor = predictor.with_infer(**dataclasses.asdict(infer))
     inputs = args.input[0] if len(args.input) == 1 else args.input
-    results = predictor.predict(inputs, args.output, overwrite=args.overwrite)
+    results = predictor.predict(
+        inputs, args.output, overwrite=args.overwrite, progress=not args.quiet, num_parts=args.num_parts,
+        part_id=args.part_id, manifest=not args.no_manifest, report=args.report,
+    )
     counts = {status: sum(r.status == status for r in results) for status in ("written", "skipped", "failed")}
-    print(f"{counts['written']} written, {counts['skipped']} skipped (already done), {counts['failed']} failed -> {args.output}")
+    part = f" [part {shard.index + 1}/{shard.count}]" if shard.sharded else ""
+    print(f"{counts['written']} written, {counts['skipped']} skipped (already done), {counts['failed']} failed -> {args.output}{part}")
     for failure in Predictor.failures(results):
         print(f"FAILED {failure.error}")
+    if not args.no_manifest:
+        merged = args.output / "predict_manifest.json"
+        print(f"manifest: {args.output / shard.manifest_name}" + (f" (merged into {merged.name} when all parts are done)" if shard.sharded else ""))
+    report = args.output / "predict_report.html" if args.report is True else args.report
+    if report and Path(report).exists():
+        print(f"report: {report}")
+    if counts["failed"] and shard.launcher == "torchrun" and not args.no_manifest:
+        wait_for_parts(args.output, shard)  # torchrun stops every worker once one exits non-zero
     return EXIT_FAILED_CASES if counts["failed"] else EXIT_OK
 
 
@@ -239,7 +309,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if ok or args.quick else EXIT_FAILED_CASES
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "demo": cmd_demo}
+def cmd_run(args: argparse.Namespace) -> int:
+    from medseg_monai.recipes import recipe_main, recipe_name
+
+    return recipe_main(recipe_name(args.recipe), args.recipe_args, prog=f"medseg run {args.recipe}")
+
+
+def _parse_bundle_overrides(tokens: Sequence[str]) -> dict[str, Any]:
+    import ast
+
+    overrides: dict[str, Any] = {}
+    items = list(tokens)
+    while items:
+        token = items.pop(0)
+        if not token.startswith("--") or len(token) < 3:
+            raise ValueError(f"bundle overrides are --ID VALUE pairs; got {token!r}")
+        key, sep, raw = token[2:].partition("=")
+        if not sep:
+            if not items:
+                raise ValueError(f"override --{key} needs a value")
+            raw = items.pop(0)
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                overrides[key] = parse(raw)
+                break
+            except (ValueError, SyntaxError):
+                continue
+        else:
+            overrides[key] = raw
+    return overrides
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from medseg_monai import bundle as mb
+
+    if args.action == "list":
+        found = mb.find_bundles(args.root)
+        for path in found:
+            meta = json.loads((path / "configs" / "metadata.json").read_text())
+            print(f"{path.name:16s} {meta.get('version', '?'):8s} {meta.get('task', '')}")
+        if not found:
+            print(f"no bundles under {args.root or mb.bundle_root_dir()}")
+        return EXIT_OK
+    if args.action == "verify":
+        paths = [mb.resolve_bundle(args.bundle, args.root)] if args.bundle else mb.find_bundles(args.root)
+        if not paths:
+            raise FileNotFoundError(f"no bundles under {args.root or mb.bundle_root_dir()}")
+        failed = False
+        for path in paths:
+            problems = mb.verify_bundle(path)
+            for problem in problems:
+                print(problem)
+            print(f"{path}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+            failed |= bool(problems)
+        return EXIT_FAILED_CASES if failed else EXIT_OK
+    if not args.bundle:
+        raise ValueError("bundle run needs a bundle name, e.g. medseg bundle run unet2d_png train --dataset_dir DIR")
+    overrides = _parse_bundle_overrides(args.overrides)
+    root = Path(overrides.pop("root")) if "root" in overrides and args.root is None else args.root  # --root after the configs
+    path = mb.resolve_bundle(args.bundle, root)
+    mb.run_bundle(path, args.configs or ["train"], overrides)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{path.name}: {' + '.join(args.configs or ['train'])} finished")
+    return EXIT_OK
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "demo": cmd_demo, "run": cmd_run, "bundle": cmd_bundle}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

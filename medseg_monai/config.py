@@ -168,6 +168,9 @@ class TrainConfig:
         freeze_backbone_epochs: DeepLabV3 two-stage schedule: epochs with a frozen backbone before all
             layers train at ``learning_rate * finetune_lr_factor``.
         finetune_lr_factor: learning-rate factor of the second stage.
+        distributed: require a multi-process ``torchrun`` launch and train with
+            ``DistributedDataParallel``; a launch with ``WORLD_SIZE > 1`` switches it on by itself.
+        dist_backend: process-group backend: ``auto`` (``nccl`` on CUDA, ``gloo`` on CPU), ``nccl`` or ``gloo``.
     """
 
     epochs: int = 50
@@ -184,6 +187,8 @@ class TrainConfig:
     time_budget_min: float | None = None
     freeze_backbone_epochs: int = 0
     finetune_lr_factor: float = 0.1
+    distributed: bool = False
+    dist_backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -200,6 +205,8 @@ class TrainConfig:
             raise ValueError(f"val_interval must be >= 1, got {self.val_interval}")
         if self.iterations_per_epoch is not None and self.iterations_per_epoch < 1:
             raise ValueError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
+        if self.dist_backend not in ("auto", "nccl", "gloo"):
+            raise ValueError(f"dist_backend must be 'auto', 'nccl' or 'gloo', got {self.dist_backend!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +225,11 @@ class InferConfig:
         fill_holes: fill enclosed holes in each class.
         output_format: force the mask format (``nifti``, ``mha``, ``nrrd``, ``png``, ``tif``); ``None`` keeps
             the source's format.
+        stitching: ``slab`` blends windows one slab at a time and keeps only a ``uint8`` label map of the
+            whole image (bounded memory; resampling to and from the network grid is separable and
+            ``uint8`` on the way back); ``full`` is MONAI's ``SlidingWindowInferer`` over the whole image
+            with ``Spacingd``/``Invertd`` (a float ``classes x image`` buffer; for comparison).
+        amp: float16 autocast for the network on CUDA (ignored on CPU).
     """
 
     roi_size: tuple[int, ...] | None = None
@@ -230,6 +242,8 @@ class InferConfig:
     keep_largest_component: bool = False
     fill_holes: bool = False
     output_format: str | None = None
+    stitching: str = "slab"
+    amp: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
@@ -240,6 +254,10 @@ class InferConfig:
             raise ValueError(f"blend_mode must be 'gaussian' or 'constant', got {self.blend_mode!r}")
         if self.roi_size is not None and any(int(r) <= 0 for r in self.roi_size):
             raise ValueError(f"roi_size must be positive, got {self.roi_size}")
+        if self.stitching not in ("slab", "full"):
+            raise ValueError(f"stitching must be 'slab' or 'full', got {self.stitching!r}")
+        if self.output_format is not None and self.output_format not in ("nifti", "mha", "nrrd", "png", "tif"):
+            raise ValueError(f"output_format must be nifti, mha, nrrd, png or tif, got {self.output_format!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,28 +4,42 @@ Shared by the ``medseg predict`` CLI, the Python API and the bundles::
 
     predictor = Predictor.from_run("runs/liver")           # config.json + checkpoints/best.pt
     results = predictor.predict("scans/", "masks/")         # a file, a folder, a glob, a list
+
+One image goes ``LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> intensity`` (the
+training chain), through the sliding window, to class indices, back to the source grid, to the mask
+values, and into :func:`~medseg_monai.io.write_mask`. With ``infer.stitching="slab"`` (default) the
+peak memory is a few copies of the float32 image plus ``uint8`` label maps: windows are blended one
+slab at a time (:mod:`~medseg_monai.engines.stitching`) and resampling is separable
+(:mod:`~medseg_monai.engines.resampling`). ``"full"`` runs MONAI's whole-image ``SlidingWindowInferer``
+and ``Invertd`` instead. Batches (sharding, the run manifest, the QA report) live in
+:mod:`~medseg_monai.engines.batch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import FillHoles, Invertd, KeepLargestConnectedComponent
+from monai.transforms import Compose, FillHoles, Invertd, KeepLargestConnectedComponent
 
 from medseg_monai.config import InferConfig, RunConfig
-from medseg_monai.data.datalist import collect_inputs
 from medseg_monai.data.transforms import build_infer_transforms
+from medseg_monai.engines import batch
 from medseg_monai.engines.checkpoint import load_checkpoint
+from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
+from medseg_monai.engines.stitching import slab_axis, sliding_window_stitch
 from medseg_monai.engines.train import build_network
-from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, write_mask
+from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, read_geometry, write_mask
 from medseg_monai.keys import IMAGE, PRED
 from medseg_monai.utils import error_message, resolve_device
 
@@ -36,7 +50,11 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class CaseResult:
-    """Outcome of one input: ``status`` is ``written``, ``skipped`` (output existed) or ``failed``."""
+    """Outcome of one input: ``status`` is ``written``, ``skipped`` (a complete output existed) or ``failed``.
+
+    ``labels`` maps each foreground mask value (as a string) to ``{"name", "count", "components"}``
+    plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
+    """
 
     input: Path
     output: Path | None
@@ -44,6 +62,10 @@ class CaseResult:
     error: str | None = None
     seconds: float = 0.0
     label_counts: dict[int, int] = dataclasses.field(default_factory=dict)
+    shape: tuple[int, ...] | None = None
+    spacing: tuple[float, ...] | None = None
+    labels: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -63,15 +85,18 @@ class Predictor:
         self.config = config if infer is None else dataclasses.replace(config, infer=infer)
         infer = self.config.infer
         self.device = resolve_device(infer.device)
+        self.stitch_device = resolve_device(infer.sw_device) if infer.sw_device else self.device
         self.network = network.to(self.device).eval()
+        self.source: Path | None = None  # checkpoint file, when loaded from one
         self.transforms = build_infer_transforms(self.config.data)
+        self.lean_transforms = Compose([AxisAlignedSpacingd.replaces(t) or t for t in self.transforms.transforms])
         self.inferer = SlidingWindowInferer(
             roi_size=self.config.roi_size,
             sw_batch_size=infer.sw_batch_size,
             overlap=infer.overlap,
             mode=infer.blend_mode,
             sw_device=self.device,
-            device=resolve_device(infer.sw_device) if infer.sw_device else self.device,
+            device=self.stitch_device,
         )
         self.invert = Invertd(keys=PRED, transform=self.transforms, orig_keys=IMAGE, nearest_interp=True, to_tensor=True)
         foreground = list(range(1, self.config.data.num_classes))
@@ -80,6 +105,7 @@ class Predictor:
             self._postprocess.append(KeepLargestConnectedComponent(applied_labels=foreground, is_onehot=False, independent=True))
         if infer.fill_holes:
             self._postprocess.append(FillHoles(applied_labels=foreground))
+        self._amp = bool(infer.amp and self.device.type == "cuda")
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, infer: InferConfig | None = None, config: RunConfig | None = None) -> Predictor:
@@ -95,7 +121,9 @@ class Predictor:
         except RuntimeError as err:
             first_line = str(err).strip().splitlines()[0]
             raise ValueError(f"{checkpoint}: weights do not fit network {config.model.name!r} ({first_line})") from None
-        return cls(network, config, infer)
+        predictor = cls(network, config, infer)
+        predictor.source = Path(checkpoint)
+        return predictor
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferConfig | None = None) -> Predictor:
@@ -110,48 +138,131 @@ class Predictor:
         config = RunConfig.load(config_path) if config_path.is_file() else None
         return cls.from_checkpoint(path, infer, config)
 
+    def with_infer(self, **changes: Any) -> Predictor:
+        """The same network and weights with some inference settings changed (nothing is reloaded)."""
+        predictor = Predictor(self.network, self.config, dataclasses.replace(self.config.infer, **changes))
+        predictor.source = self.source
+        return predictor
+
     # ------------------------------------------------------------------ tensors
-    @torch.no_grad()
+    def _flips(self, dims: int) -> list[tuple[int, ...]]:
+        if not self.config.infer.tta_flips:
+            return [()]
+        return [tuple(a + 2 for a in range(dims) if mask >> a & 1) for mask in range(2**dims)]
+
+    def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips."""
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._amp):
+            flips = self._flips(x.ndim - 2)
+            if flips == [()]:
+                return _first(self.network(x)).float()
+            total = None
+            for axes in flips:
+                probs = torch.softmax(_first(self.network(torch.flip(x, axes) if axes else x)).float(), dim=1)
+                probs = torch.flip(probs, axes) if axes else probs
+                total = probs if total is None else total.add_(probs)
+            return total / len(flips)
+
+    def _slab_axis(self, spatial: Sequence[int]) -> int:
+        roi = self.config.roi_size
+        return slab_axis([max(int(s), r) for s, r in zip(spatial, roi)], roi)
+
+    def _stitch(self, image: torch.Tensor, sink: Any) -> None:
+        infer = self.config.infer
+        sliding_window_stitch(
+            image, self._window_forward, sink, self.config.roi_size, overlap=infer.overlap,
+            sw_batch_size=infer.sw_batch_size, mode=infer.blend_mode, device=self.device,
+            stitch_device=self.stitch_device, axis=self._slab_axis(image.shape[1:]),
+        )
+
+    @torch.inference_mode()
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities of preprocessed images: ``(B, C_in, *spatial) -> (B, K, *spatial)``.
 
-        With ``tta_flips`` the softmax is averaged over flips of every combination of spatial axes.
+        With ``tta_flips`` the softmax is averaged over flips of every combination of spatial axes
+        (per window with ``slab`` stitching, per image with ``full``). This holds the whole float
+        output; :meth:`predict_labels` does not.
         """
+        if self.config.infer.stitching == "full":
+            return self._predict_logits_full(image)
+        tta = self.config.infer.tta_flips
+        outputs = []
+        for item in image:
+            axis = self._slab_axis(item.shape[1:])
+            probs: list[torch.Tensor] = []
+
+            def sink(start: int, stop: int, block: torch.Tensor) -> None:
+                if not probs:
+                    probs.append(torch.empty((block.shape[0], *item.shape[1:]), dtype=torch.float32, device=block.device))
+                probs[0].movedim(axis + 1, 1)[:, start:stop] = block if tta else torch.softmax(block, dim=0)
+
+            self._stitch(item, sink)
+            outputs.append(probs[0])
+        return torch.stack(outputs)
+
+    def _predict_logits_full(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.device)
-        dims = image.ndim - 2
-        flips: list[tuple[int, ...]] = [()]
-        if self.config.infer.tta_flips:
-            flips = [tuple(a + 2 for a in range(dims) if mask >> a & 1) for mask in range(2**dims)]
         total = None
+        flips = self._flips(image.ndim - 2)
         for axes in flips:
             x = torch.flip(image, axes) if axes else image
-            probs = torch.softmax(self.inferer(x, self.network).float(), dim=1)
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._amp):
+                probs = torch.softmax(self.inferer(x, self.network).float(), dim=1)
             probs = torch.flip(probs, axes) if axes else probs
             total = probs if total is None else total + probs
         return total / len(flips)
 
+    @torch.inference_mode()
     def predict_labels(self, image: torch.Tensor) -> torch.Tensor:
-        """Class-index map of one preprocessed image ``(C_in, *spatial) -> (1, *spatial)`` (uint8/int64)."""
-        labels = self.predict_logits(image[None])[0].argmax(dim=0, keepdim=True)
+        """Class-index map of one preprocessed image ``(C_in, *spatial) -> (1, *spatial)`` on the CPU.
+
+        ``uint8`` (``int64`` above 255 classes). With ``slab`` stitching no float map of the whole
+        image is kept; post-processing (largest component, hole filling) runs on the label map.
+        """
+        if self.config.infer.stitching == "full":
+            labels = self._predict_logits_full(image[None])[0].argmax(dim=0, keepdim=True)
+        else:
+            spatial = tuple(int(s) for s in image.shape[1:])
+            dtype = torch.uint8 if self.config.data.num_classes <= 256 else torch.int64
+            labels = torch.empty((1, *spatial), dtype=dtype)
+            view = labels[0].movedim(self._slab_axis(spatial), 0)
+
+            def sink(start: int, stop: int, block: torch.Tensor) -> None:
+                view[start:stop] = block.argmax(dim=0).to(device="cpu", dtype=dtype)
+
+            self._stitch(image, sink)
+        labels = labels.cpu()
         for step in self._postprocess:
-            labels = torch.as_tensor(step(labels))
+            labels = torch.as_tensor(step(labels)).to(labels.dtype)
         return labels
 
     # ------------------------------------------------------------------ files
     def predict_image(self, path: str | Path) -> np.ndarray:
         """Label map of one image file or DICOM folder, in the source's voxel grid.
 
-        Returns an integer array in the reader's index order, ``(H, W)`` or ``(X, Y, Z)``, whose values
-        are the training masks' label values.
+        Returns an integer array (``uint8``, ``uint16`` for values above 255) in the reader's index
+        order, ``(H, W)`` or ``(X, Y, Z)``, whose values are the training masks' label values.
         """
+        if self.config.infer.stitching == "full":
+            classes = self._classes_full(path)
+        else:
+            data = self.lean_transforms({IMAGE: str(path)})
+            image = data.pop(IMAGE)
+            grid_affine = np.asarray(image.affine, dtype=np.float64)
+            source_affine = np.asarray(image.meta["original_affine"], dtype=np.float64)
+            source_shape = tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel())
+            labels = self.predict_labels(image)[0].numpy()
+            del image, data
+            classes = labels_to_source_grid(labels, grid_affine, source_affine, source_shape)
+        return self._value_table(path)[classes]
+
+    def _classes_full(self, path: str | Path) -> np.ndarray:
         data = self.transforms({IMAGE: str(path)})
         image = data[IMAGE]
-        labels = self.predict_labels(image).cpu()
+        labels = self.predict_labels(image)
         data[PRED] = MetaTensor(labels.to(torch.float32), meta=dict(image.meta), applied_operations=list(image.applied_operations))
         inverted = self.invert(data)[PRED] if image.applied_operations else data[PRED]
-        classes = torch.as_tensor(inverted).round().to(torch.int64)[0].numpy()
-        values = np.asarray(self.output_values(path), dtype=np.int64)
-        return values[classes]
+        return torch.as_tensor(inverted).round().to(torch.int64)[0].numpy()
 
     def output_values(self, source: str | Path) -> tuple[int, ...]:
         """Value written for each class: the training masks' values; 0/255 for binary raster masks."""
@@ -161,20 +272,45 @@ class Predictor:
             return (0, 255)
         return label_values
 
+    def _value_table(self, source: str | Path) -> np.ndarray:
+        values = np.asarray(self.output_values(source), dtype=np.int64)
+        if values.min() >= 0 and values.max() <= np.iinfo(np.uint16).max:
+            return values.astype(np.uint8 if values.max() <= np.iinfo(np.uint8).max else np.uint16)
+        return values  # write_mask names the out-of-range value
+
+    def label_names(self, source: str | Path) -> dict[int, str]:
+        """Name of each output value for ``source`` (empty when the config has no names)."""
+        return dict(zip(self.output_values(source), self.config.data.label_names or ()))
+
     def predict_file(self, source: str | Path, output_dir: str | Path, *, overwrite: bool = False) -> CaseResult:
-        """Predict one input and write its mask into ``output_dir``; errors are returned, not raised."""
+        """Predict one input and write its mask into ``output_dir``; errors are returned, not raised.
+
+        A complete output (readable, with the source's shape) is kept unless ``overwrite``; leftovers
+        of an interrupted write of this output are removed first.
+        """
         source = Path(source)
         start = time.perf_counter()
         output = None
         try:
             output = Path(output_dir) / mask_filename(source, self.config.infer.output_format)
-            if output.exists() and not overwrite:
+            batch.remove_stale_temporaries(output)
+            if not overwrite and batch.is_complete(output, source):
                 return CaseResult(source, output, "skipped")
             mask = self.predict_image(source)
-            names = dict(zip(self.output_values(source), self.config.data.label_names or ()))
-            write_mask(mask, source, output, output_format=self.config.infer.output_format, label_names=names or None)
-            values, counts = np.unique(mask, return_counts=True)
-            return CaseResult(source, output, "written", seconds=time.perf_counter() - start, label_counts={int(v): int(c) for v, c in zip(values, counts)})
+            names = self.label_names(source)
+            output = write_mask(mask, source, output, output_format=self.config.infer.output_format, label_names=names or None)
+            geometry = read_geometry(output)
+            stats = batch.mask_statistics(mask, geometry.spacing, names, self.output_values(source)[0])
+            counts = np.bincount(mask.ravel()) if mask.dtype.kind == "u" else None
+            label_counts = (
+                {int(v): int(c) for v, c in enumerate(counts) if c} if counts is not None
+                else {int(v): int(c) for v, c in zip(*np.unique(mask, return_counts=True))}
+            )
+            return CaseResult(
+                source, output, "written", seconds=time.perf_counter() - start, label_counts=label_counts,
+                shape=tuple(int(s) for s in mask.shape), spacing=tuple(float(s) for s in geometry.spacing),
+                labels=stats, sha256=batch.file_sha256(output),
+            )
         except Exception as err:  # one bad case must not stop a batch; the reason is reported
             message = error_message(err)
             if str(source) not in message:
@@ -183,24 +319,65 @@ class Predictor:
             logger.debug("traceback for %s", source, exc_info=True)
             return CaseResult(source, output, "failed", error=message, seconds=time.perf_counter() - start)
 
-    def predict(self, inputs: str | Path | Sequence[str | Path], output_dir: str | Path, *, overwrite: bool = False, progress: bool = True) -> list[CaseResult]:
+    def predict(
+        self,
+        inputs: str | Path | Sequence[str | Path],
+        output_dir: str | Path,
+        *,
+        overwrite: bool = False,
+        progress: bool = True,
+        num_parts: int | None = None,
+        part_id: int | None = None,
+        manifest: bool = True,
+        report: bool | str | Path | None = None,
+    ) -> list[CaseResult]:
         """Predict every input (file, folder, glob, CSV/TXT list, or a list of them) into ``output_dir``.
 
-        The batch goes on past failing cases; check ``result.ok`` or :meth:`failures`.
+        The batch goes on past failing cases; check ``result.ok`` or :meth:`failures`. With
+        ``num_parts``/``part_id`` (or ``torchrun``'s ``WORLD_SIZE``/``RANK``) only this part's share of
+        the cases runs. ``manifest`` keeps ``predict_manifest.json`` (per part while sharded) up to date
+        after every case; ``report`` (``True`` or a path) writes the HTML QA page once all parts are done.
+        See :func:`medseg_monai.engines.batch.run_batch`.
         """
-        from tqdm.auto import tqdm
-
-        sources = collect_inputs(inputs)
-        output_dir = Path(output_dir)
-        for source in sources:
-            if output_dir.resolve() == source.parent.resolve() and not overwrite:
-                raise ValueError(f"{output_dir}: output folder is the input folder; choose another or pass overwrite")
-        output_dir.mkdir(parents=True, exist_ok=True)
-        results = []
-        for source in tqdm(sources, desc="predict", unit="case", disable=not progress):
-            results.append(self.predict_file(source, output_dir, overwrite=overwrite))
-        return results
+        return batch.run_batch(
+            self, inputs, output_dir, overwrite=overwrite, progress=progress, num_parts=num_parts,
+            part_id=part_id, manifest=manifest, report=report,
+        )
 
     @staticmethod
     def failures(results: Sequence[CaseResult]) -> list[CaseResult]:
         return [r for r in results if not r.ok]
+
+    # ------------------------------------------------------------------ provenance
+    def describe(self) -> dict[str, Any]:
+        """Model, configuration and device facts for the run manifest."""
+        config_json = json.dumps(self.config.to_dict(), sort_keys=True)
+        weights = hashlib.sha256()
+        for key, tensor in sorted(self.network.state_dict().items()):
+            weights.update(key.encode())
+            weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        data = self.config.data
+        return {
+            "model": {
+                "checkpoint": str(self.source.resolve()) if self.source else None,
+                "network": self.config.model.name,
+                "weights_sha256": weights.hexdigest(),
+                "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+                "spatial_dims": data.spatial_dims,
+                "label_values": list(data.label_values or ()),
+                "label_names": list(data.label_names or ()),
+                "roi_size": list(self.config.roi_size),
+                "target_spacing": list(data.target_spacing) if data.target_spacing else None,
+            },
+            "infer": self.config.to_dict()["infer"],
+            "device": {
+                "network": str(self.device),
+                "stitch": str(self.stitch_device),
+                "torch_threads": torch.get_num_threads(),
+                "cuda": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
+            },
+        }
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, (list, tuple)) else output

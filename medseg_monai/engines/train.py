@@ -2,18 +2,28 @@
 
 A run folder receives ``config.json`` (the resolved config), ``splits.json``, ``metrics.csv``,
 ``curves.png`` and ``checkpoints/{best,last}.pt``. ``resume=True`` continues from ``last.pt``.
+
+Launched by ``torchrun`` with ``WORLD_SIZE > 1`` (or with ``train.distributed``), every process trains
+a ``DistributedDataParallel`` replica on its ``DistributedSampler`` share of the training cases
+(``gloo`` on CPU, ``nccl`` on CUDA, one GPU per ``LOCAL_RANK``). Validation is split across the processes
+(MONAI gathers the metrics); rank 0 alone writes the run folder, and checkpoints hold the unwrapped
+network's weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from monai.data import CacheDataset, DataLoader, list_data_collate
+import torch.distributed as dist
+from ignite.engine import Events
+from monai.data import CacheDataset, DataLoader, DistributedSampler, list_data_collate, partition_dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import LrScheduleHandler, MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
 from monai.inferers import SimpleInferer, SlidingWindowInferer
@@ -30,7 +40,7 @@ from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, create_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
 
-__all__ = ["TrainResult", "train", "build_network", "make_splits"]
+__all__ = ["DistributedContext", "TrainResult", "train", "build_network", "make_splits", "setup_distributed"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +67,55 @@ class TrainResult:
     @property
     def metrics_csv(self) -> Path:
         return self.run_dir / "metrics.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in a (possibly single-process) training job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    enabled: bool = False
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.device]:
+    """Join the ``torchrun`` process group when launched with ``WORLD_SIZE > 1`` or ``train.distributed``.
+
+    Returns the context and this process's device (``cuda:LOCAL_RANK`` on GPUs). The process group is
+    created here unless the caller already did (then ``owns_group`` is False and it is left open).
+
+    Raises:
+        ValueError: ``train.distributed`` without a ``torchrun`` launch, or ``nccl`` without CUDA.
+    """
+    cfg = config.train
+    world_env = os.environ.get("WORLD_SIZE")
+    if not cfg.distributed and int(world_env or 1) <= 1 and not dist.is_initialized():
+        return DistributedContext(), resolve_device(cfg.device)
+    if world_env is None and not dist.is_initialized():
+        raise ValueError(
+            "train.distributed is set but WORLD_SIZE/RANK are not: launch with "
+            "'torchrun --nproc_per_node N ...' or set train.distributed to false"
+        )
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = cfg.dist_backend if cfg.dist_backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and device.type != "cuda":
+        raise ValueError(f"train.dist_backend 'nccl' needs CUDA but training runs on {device}; use 'gloo' or 'auto'")
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
+    context = DistributedContext(dist.get_rank(), local_rank, dist.get_world_size(), True, owns_group)
+    logger.info("distributed training: rank %d of %d on %s (%s)", context.rank, context.world_size, device, dist.get_backend())
+    return context, device
 
 
 def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
@@ -130,10 +189,21 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
         run_dir: output folder (created). With ``resume=True`` it must hold ``checkpoints/last.pt``.
         resume: continue from the last saved epoch (network, optimiser, scheduler, history).
 
+    Under ``torchrun`` (see the module docstring) every process calls this with the same arguments
+    and gets the same result back.
+
     Returns:
         A :class:`TrainResult` with the best validation mean Dice (foreground classes) and its epoch.
     """
-    run_dir = Path(run_dir)
+    context, device = setup_distributed(config)
+    try:
+        return _train(config, Path(run_dir), resume, context, device)
+    finally:
+        if context.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedContext, device: torch.device) -> TrainResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = None
     if resume:
@@ -141,44 +211,36 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
         saved = RunConfig.from_dict(checkpoint["config"])
         config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=config.train.epochs))
     set_seed(config.train.seed)
-    device = resolve_device(config.train.device)
 
     train_items, val_items = make_splits(config)
     if not val_items:
         raise ValueError("no validation cases: set data.val_fraction > 0 or data.val_dir")
     check_pairs(list(train_items) + list(val_items))
     config = dataclasses.replace(config, data=resolve_data_config(config.data, train_items))
-    config.save(run_dir / "config.json")
-    _save_splits(run_dir, train_items, val_items)
-    logger.info("%d training and %d validation cases; classes %s", len(train_items), len(val_items), config.data.label_names)
+    if context.is_main:
+        config.save(run_dir / "config.json")
+        _save_splits(run_dir, train_items, val_items)
+        logger.info("%d training and %d validation cases; classes %s", len(train_items), len(val_items), config.data.label_names)
 
     data_cfg, train_cfg = config.data, config.train
     train_ds = CacheDataset(train_items, build_train_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
-    val_ds = CacheDataset(val_items, build_val_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
-    generator = torch.Generator().manual_seed(train_cfg.seed)
-    train_loader = DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=True, num_workers=data_cfg.num_workers, collate_fn=list_data_collate, generator=generator)
-    val_loader = DataLoader(val_ds, batch_size=1, num_workers=data_cfg.num_workers)
+    # each process draws its own augmentations; the sampler's shuffling is shared (same seed)
+    generator = torch.Generator().manual_seed(train_cfg.seed + context.rank)
+    sampler = DistributedSampler(train_ds, shuffle=True, even_divisible=True, num_replicas=context.world_size, rank=context.rank, seed=train_cfg.seed) if context.enabled else None
+    train_loader = DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, num_workers=data_cfg.num_workers, collate_fn=list_data_collate, generator=generator)
 
     network = build_network(config).to(device)
     optimizer = _optimizer(config, network)
     scheduler = _scheduler(config, optimizer)
+    model: torch.nn.Module = network
+    if context.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=train_cfg.freeze_backbone_epochs > 0
+        )
     loss: torch.nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
     if config.model.deep_supervision:
         loss = DeepSupervisionLoss(loss)
     amp = train_cfg.amp and device.type == "cuda"
-    num_classes = data_cfg.num_classes
-
-    inferer = SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.infer.sw_batch_size, overlap=config.infer.overlap, mode=config.infer.blend_mode)
-    evaluator = SupervisedEvaluator(
-        device=device,
-        val_data_loader=val_loader,
-        network=network,
-        inferer=inferer,
-        postprocessing=Compose([AsDiscreted(keys=PRED, argmax=True, to_onehot=num_classes), AsDiscreted(keys=LABEL, to_onehot=num_classes)]),
-        key_val_metric={KEY_METRIC: MeanDice(include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True)},
-        additional_metrics={IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))},
-        amp=amp,
-    )
 
     state_objects = {"network": network, "optimizer": optimizer}
     if scheduler is not None:
@@ -186,15 +248,14 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
     handlers: list = []
     if scheduler is not None:
         handlers.append(LrScheduleHandler(lr_scheduler=scheduler, print_lr=False))
-    handlers += [
-        ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True),
-        StatsHandler(name=__name__, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False),
-    ]
+    evaluator = _build_evaluator(config, network, _validation_share(val_items, context), device, amp)
+    handlers.append(ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True))
+    handlers.append(StatsHandler(name=__name__, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False))
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=train_cfg.epochs,
         train_data_loader=train_loader,
-        network=network,
+        network=model,
         optimizer=optimizer,
         loss_function=loss,
         epoch_length=train_cfg.iterations_per_epoch,
@@ -216,27 +277,87 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
         trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
         logger.info("resuming %s after epoch %d", run_dir, done)
 
-    run_logger = RunLogger(
-        run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), train_cfg.time_budget_min, history, best_metric, best_epoch
-    )
-    run_logger.attach(trainer)
+    run_logger = None
+    if context.is_main:
+        # under DDP the time budget is decided by _DistributedEpochEnd so that all processes agree
+        budget = None if context.enabled else train_cfg.time_budget_min
+        run_logger = RunLogger(run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), budget, history, best_metric, best_epoch)
+    if context.enabled:
+        _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device).attach(trainer)
+    if run_logger is not None:
+        run_logger.attach(trainer)
     if train_cfg.freeze_backbone_epochs > 0:
         frozen = backbone_parameters(network)
         if not frozen:
             raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
         BackboneUnfreezer(frozen, optimizer, scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
-    _attach_progress_bar(trainer)
+    if context.is_main:
+        _attach_progress_bar(trainer)
 
     if trainer.state.epoch < train_cfg.epochs:
         trainer.run()
-    return TrainResult(
-        run_dir=run_dir,
-        config=config,
-        best_metric=run_logger.best_metric,
-        best_epoch=run_logger.best_epoch,
-        epochs_run=len(run_logger.history),
-        history=run_logger.history,
+    outcome = [(run_logger.best_metric, run_logger.best_epoch, run_logger.history) if run_logger is not None else None]
+    if context.enabled:
+        dist.broadcast_object_list(outcome, src=0)
+    best_metric, best_epoch, history = outcome[0]
+    return TrainResult(run_dir=run_dir, config=config, best_metric=best_metric, best_epoch=best_epoch, epochs_run=len(history), history=history)
+
+
+def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Sequence[dict], device: torch.device, amp: bool) -> SupervisedEvaluator:
+    """Sliding-window validation with mean Dice (key metric, per-class details) and mean IoU."""
+    data_cfg = config.data
+    val_ds = CacheDataset(val_items, build_val_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
+    val_loader = DataLoader(val_ds, batch_size=1, num_workers=data_cfg.num_workers)
+    num_classes = data_cfg.num_classes
+    inferer = SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.infer.sw_batch_size, overlap=config.infer.overlap, mode=config.infer.blend_mode)
+    return SupervisedEvaluator(
+        device=device,
+        val_data_loader=val_loader,
+        network=network,
+        inferer=inferer,
+        postprocessing=Compose([AsDiscreted(keys=PRED, argmax=True, to_onehot=num_classes), AsDiscreted(keys=LABEL, to_onehot=num_classes)]),
+        key_val_metric={KEY_METRIC: MeanDice(include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True)},
+        additional_metrics={IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))},
+        amp=amp,
     )
+
+
+def _validation_share(val_items: Sequence[dict], context: DistributedContext) -> Sequence[dict]:
+    """This process's validation cases: a shard under DDP (metrics are gathered across processes by
+    MONAI), all of them when there are fewer cases than processes (duplicates leave the means unchanged)."""
+    if not context.enabled or len(val_items) < context.world_size:
+        return val_items
+    return partition_dataset(list(val_items), num_partitions=context.world_size, shuffle=False, even_divisible=False)[context.rank]
+
+
+class _DistributedEpochEnd:
+    """Keep the processes of a DDP run in step at each epoch end.
+
+    Validation is collective (every process evaluates its shard and MONAI gathers the metrics), so the
+    extra validation of the final epoch and the time-budget stop are decided once, on rank 0, and
+    broadcast, before rank 0's :class:`RunLogger` writes the epoch.
+    """
+
+    def __init__(self, evaluator: SupervisedEvaluator, run_logger: RunLogger | None, time_budget_min: float | None, device: torch.device):
+        self.evaluator = evaluator
+        self.run_logger = run_logger
+        self.budget_s = None if time_budget_min is None else 60.0 * time_budget_min
+        self.device = device
+
+    def attach(self, trainer: SupervisedTrainer) -> None:
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: SupervisedTrainer) -> None:
+        spent = self.run_logger is not None and self.budget_s is not None and self.run_logger.elapsed_s >= self.budget_s
+        flag = torch.tensor([int(spent)], device=self.device)
+        dist.broadcast(flag, src=0)
+        spent = bool(flag.item())
+        epoch = engine.state.epoch
+        if (spent or epoch >= engine.state.max_epochs) and self.evaluator.state.epoch != epoch:
+            self.evaluator.run(epoch)
+        if spent and epoch < engine.state.max_epochs:
+            logger.info("time budget of %.1f min spent after epoch %d; stopping", self.budget_s / 60, epoch)
+            engine.terminate()
 
 
 def _attach_progress_bar(trainer: SupervisedTrainer) -> None:

@@ -1,0 +1,221 @@
+"""Memory-lean resampling between a source grid and the network grid, driven by affines.
+
+MONAI's ``Spacingd`` resamples with ``grid_sample`` in float64 over a dense ``(*out, 3)`` grid, and
+``Invertd`` does the same on the way back: for a 512x512x400 CT that is several GiB. Both steps of the
+inference chain only ever scale axes (``Orientationd`` permutes and flips, ``Spacingd`` keeps the
+direction cosines), so they are separable:
+
+- :class:`AxisAlignedSpacingd` replaces ``Spacingd`` for images: the same output affine and shape
+  (computed by MONAI's own ``zoom_affine``/``compute_shape_offset``), trilinear with border padding,
+  done as one 1D linear pass per axis in float32;
+- :func:`labels_to_source_grid` maps a label map back with nearest-neighbour indices per axis
+  (``uint8`` all the way), or chunked ``map_coordinates`` when the mapping is not axis-aligned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.data.utils import compute_shape_offset, to_affine_nd, zoom_affine
+from monai.transforms import MapTransform, Spacingd
+
+__all__ = ["AxisAlignedSpacingd", "labels_to_source_grid", "lean_spacing", "source_index_map"]
+
+logger = logging.getLogger(__name__)
+
+_TOL = 1e-6  # relative tolerance for "zero" off-axis terms and identity checks
+_CHUNK_VOXELS = 1 << 22  # voxels per chunk of the non-separable fallback
+
+
+def _axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:
+    """For each output axis ``j`` of ``p = xform @ [i, 1]``: ``(input axis, scale, shift)``; ``None`` if not axis-aligned."""
+    nd = xform.shape[0] - 1
+    linear = xform[:nd, :nd]
+    scale = np.abs(linear).max()
+    result, used = [], set()
+    for j in range(nd):
+        column = linear[:, j]
+        a = int(np.argmax(np.abs(column)))
+        off = np.delete(column, a)
+        if abs(column[a]) <= _TOL * scale or (off.size and np.abs(off).max() > _TOL * scale) or a in used:
+            return None
+        used.add(a)
+        result.append((a, float(column[a]), float(xform[a, nd])))
+    return result
+
+
+def _linear_along(x: np.ndarray, axis: int, size: int, scale: float, shift: float) -> np.ndarray:
+    """Sample ``x`` at ``scale * i + shift`` for ``i < size`` along ``axis``, linear with border clamping.
+
+    Done in chunks along another axis so the temporaries stay small (``np.take`` gathers along the
+    innermost axis several times faster than ``torch.index_select``).
+    """
+    n_in = x.shape[axis]
+    pos = np.clip(np.arange(size, dtype=np.float64) * scale + shift, 0, n_in - 1)
+    low = np.floor(pos).astype(np.int64)
+    high = np.minimum(low + 1, n_in - 1)
+    frac = (pos - low).astype(x.dtype)
+    view = [1] * x.ndim
+    view[axis] = size
+    frac = frac.reshape(view)
+    linear = bool((frac > 0).any())
+    out_shape = list(x.shape)
+    out_shape[axis] = size
+    out = np.empty(out_shape, dtype=x.dtype)
+    chunk_axis = next(a for a in range(x.ndim) if a != axis and x.shape[a] > 1) if x.ndim > 1 else None
+    if chunk_axis is None:
+        chunks = [(slice(None),) * x.ndim]
+    else:
+        per = max(1, _CHUNK_VOXELS // max(1, int(np.prod(out_shape)) // out_shape[chunk_axis]))
+        chunks = [
+            tuple(slice(i, i + per) if a == chunk_axis else slice(None) for a in range(x.ndim))
+            for i in range(0, x.shape[chunk_axis], per)
+        ]
+    for index in chunks:
+        part = x[index]
+        block = np.take(part, low, axis=axis)
+        if linear:
+            upper = np.take(part, high, axis=axis)
+            upper -= block
+            upper *= frac
+            block += upper
+        out[index] = block
+    return out
+
+
+def lean_spacing(img: MetaTensor, pixdim: Sequence[float]) -> MetaTensor:
+    """``Spacing(pixdim)`` of a channel-first ``MetaTensor`` without a dense sampling grid (float32 output).
+
+    Output affine and shape are MONAI's (``diagonal=False``, ``scale_extent=False``); values are trilinear
+    with border padding, as ``Spacingd(mode="bilinear")``. Falls back to MONAI when the transform is not
+    a per-axis scaling (never the case for ``Spacing`` itself).
+    """
+    spatial = tuple(int(s) for s in img.shape[1:])
+    sr = len(spatial)
+    src = np.asarray(to_affine_nd(sr, np.asarray(img.affine, dtype=np.float64)), dtype=np.float64)
+    out_d = np.asarray(pixdim, dtype=np.float64)[:sr]
+    dst = zoom_affine(src, out_d, diagonal=False)
+    shape, offset = compute_shape_offset(spatial, src, dst, False)
+    dst[:sr, -1] = offset[:sr]
+    shape = tuple(int(s) for s in shape)
+    xform = np.linalg.solve(src, dst)  # output index -> input index
+    data = img.as_tensor().to(device="cpu", dtype=torch.float32)
+    if shape == spatial and np.allclose(xform, np.eye(sr + 1), atol=1e-3):  # MONAI's "unchanged" test
+        out = data
+    else:
+        axes = _axis_map(xform)
+        if axes is None or any(a != j for j, (a, _, _) in enumerate(axes)):
+            logger.debug("spacing transform is not a per-axis scaling; using MONAI's Spacing")
+            return Spacingd("x", pixdim=pixdim, mode="bilinear", dtype=np.float32)({"x": img})["x"]
+        # shrink first so the intermediates stay small
+        order = sorted(range(sr), key=lambda j: shape[j] / spatial[j])
+        array = data.numpy()
+        for j in order:
+            _, scale, shift = axes[j]
+            array = _linear_along(array, j + 1, shape[j], scale, shift)
+        out = torch.from_numpy(array)
+    meta = dict(img.meta)
+    affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64), dtype=torch.float64).clone()
+    affine[:sr, :sr] = torch.as_tensor(dst[:sr, :sr])
+    affine[:sr, -1] = torch.as_tensor(dst[:sr, -1])
+    meta["affine"] = affine
+    return MetaTensor(out.contiguous(), meta=meta, applied_operations=list(img.applied_operations))
+
+
+class AxisAlignedSpacingd(MapTransform):
+    """Drop-in for an image-only ``Spacingd(pixdim, mode="bilinear")`` in inference (see :func:`lean_spacing`).
+
+    The result carries MONAI's output affine, which is all :func:`labels_to_source_grid` needs to map
+    predictions back; it does not record an invertible operation for ``Invertd``.
+    """
+
+    def __init__(self, keys: Any, pixdim: Sequence[float], allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.pixdim = tuple(float(p) for p in pixdim)
+
+    @classmethod
+    def replaces(cls, step: Any) -> AxisAlignedSpacingd | None:
+        """An equivalent lean step for a default-option bilinear ``Spacingd``, else ``None``."""
+        if not isinstance(step, Spacingd):
+            return None
+        sp = step.spacing_transform
+        defaults = (
+            not sp.diagonal
+            and not sp.recompute_affine
+            and np.isnan(sp.min_pixdim).all()
+            and np.isnan(sp.max_pixdim).all()
+            and all(str(getattr(m, "value", m)) == "bilinear" for m in step.mode)
+            and all(str(getattr(p, "value", p)) == "border" for p in step.padding_mode)
+            and all(a in (False, None) for a in step.align_corners)
+            and not any(step.scale_extent)
+        )
+        return cls(step.keys, tuple(sp.pixdim), step.allow_missing_keys) if defaults else None
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = lean_spacing(d[key], self.pixdim)
+        return d
+
+
+def source_index_map(grid_affine: np.ndarray, source_affine: np.ndarray) -> np.ndarray:
+    """``(d+1, d+1)`` matrix taking a source voxel index to the (continuous) index in the network grid."""
+    grid_affine, source_affine = np.asarray(grid_affine, np.float64), np.asarray(source_affine, np.float64)
+    return np.linalg.solve(grid_affine, source_affine)
+
+
+def labels_to_source_grid(
+    labels: np.ndarray, grid_affine: np.ndarray, source_affine: np.ndarray, source_shape: Sequence[int]
+) -> np.ndarray:
+    """Nearest-neighbour resampling of a label map from the network grid back to the source grid.
+
+    Args:
+        labels: ``(*grid_spatial)`` integer map (kept in its dtype).
+        grid_affine, source_affine: index-to-world matrices of both grids (same world space).
+        source_shape: spatial shape of the source.
+
+    Returns:
+        ``(*source_shape)`` array of ``labels.dtype``; positions outside the grid take the nearest
+        border value, as ``Invertd`` with the default ``border`` padding does.
+    """
+    nd = labels.ndim
+    source_shape = tuple(int(s) for s in source_shape)
+    if len(source_shape) != nd:
+        raise ValueError(f"label map has {nd} dims but the source grid {source_shape} has {len(source_shape)}")
+    xform = source_index_map(to_affine_nd(nd, grid_affine), to_affine_nd(nd, source_affine))
+    if labels.shape == source_shape and np.allclose(xform, np.eye(nd + 1), atol=1e-4):
+        return np.ascontiguousarray(labels)
+    axes = _axis_map(xform)
+    if axes is None:
+        return _map_coordinates_nearest(labels, xform, source_shape)
+    out = labels
+    for j, (a, scale, shift) in enumerate(axes):  # gather along grid axis a the positions of source axis j
+        idx = np.rint(np.arange(source_shape[j]) * scale + shift).astype(np.int64)
+        np.clip(idx, 0, labels.shape[a] - 1, out=idx)
+        out = np.take(out, idx, axis=a)
+    perm = [a for a, _, _ in axes]  # out's axis a now runs along source axis j with a = perm[j]
+    return np.ascontiguousarray(out.transpose(perm))
+
+
+def _map_coordinates_nearest(labels: np.ndarray, xform: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+    from scipy.ndimage import map_coordinates
+
+    nd = labels.ndim
+    out = np.empty(source_shape, dtype=labels.dtype)
+    plane = int(np.prod(source_shape[1:]))
+    step = max(1, _CHUNK_VOXELS // max(plane, 1))
+    rest = np.indices(source_shape[1:], dtype=np.float64).reshape(nd - 1, -1)
+    for start in range(0, source_shape[0], step):
+        stop = min(start + step, source_shape[0])
+        first = np.repeat(np.arange(start, stop, dtype=np.float64), plane)
+        index = np.vstack([first, np.tile(rest, stop - start), np.ones_like(first)])
+        coords = np.rint((xform @ index)[:nd])
+        for a in range(nd):
+            np.clip(coords[a], 0, labels.shape[a] - 1, out=coords[a])
+        out[start:stop] = map_coordinates(labels, coords, order=0, mode="nearest").reshape((stop - start,) + source_shape[1:])
+    return out

@@ -1,0 +1,136 @@
+"""``docs/results.md`` from the ``summary.json`` files of recipe run folders (never typed by hand)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from medseg_monai.recipes.catalog import RECIPES
+from medseg_monai.utils import atomic_write_text
+
+__all__ = ["collect_summaries", "render_results", "write_results_table"]
+
+logger = logging.getLogger(__name__)
+
+_KIND_ORDER = {"full": 0, "trial": 1, "smoke": 2}
+_KIND_NOTE = {
+    "full": "full",
+    "trial": "trial (short budget)",
+    "smoke": "smoke (wiring check, not a result)",
+}
+
+
+def collect_summaries(roots: Iterable[str | Path]) -> list[dict]:
+    """Recipe summaries found under ``roots`` (``summary.json`` files naming a recipe and a network)."""
+    found: dict[Path, dict] = {}
+    for root in map(Path, roots):
+        paths = [root] if root.is_file() else sorted(root.rglob("summary.json")) if root.is_dir() else []
+        if not root.exists():
+            logger.warning("%s: not found, skipped", root)
+        for path in paths:
+            try:
+                summary = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                logger.warning("%s: unreadable summary skipped (%s)", path, err)
+                continue
+            if isinstance(summary, dict) and {"recipe", "network", "headline", "metrics"} <= set(summary):
+                found[path.resolve()] = summary
+    order = {name: i for i, name in enumerate(RECIPES)}
+    networks = {name: i for i, name in enumerate(("unet", "unetpp", "deeplabv3"))}
+    return sorted(
+        found.values(),
+        key=lambda s: (order.get(s["recipe"], len(order)), s["recipe"], _KIND_ORDER.get(s.get("kind"), 3),
+                       networks.get(s["network"], 9), s["network"], s.get("run_dir", "")),
+    )
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _stat(summary: dict, label: str, metric: str, stat: str = "mean") -> float | None:
+    return ((summary.get("metrics", {}).get(label) or {}).get(metric) or {}).get(stat)
+
+
+def _main_table(summaries: Sequence[dict]) -> list[str]:
+    lines = [
+        "| dataset | network | run | budget (min) | epochs | metric | value | target | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        h = s["headline"]
+        target = "none set" if h.get("target") is None else f"{h['target']} ({'met' if h.get('met') else 'not met'})"
+        budget = s.get("time_budget_min")
+        lines.append(
+            f"| {s['dataset']} | {s['network']} | {_KIND_NOTE.get(s.get('kind'), s.get('kind', '?'))} | {'n/a' if budget is None else f'{budget:g}'} "
+            f"| {s.get('epochs_run', '?')} | {h['name']} | {_fmt(h.get('value'))} | {target} | `{s.get('command', '')}` |"
+        )
+    return lines
+
+
+def _detail_table(summaries: Sequence[dict]) -> list[str]:
+    unit = "mm" if summaries[0].get("distance_unit") == "mm" else "pixels"
+    roi = summaries[0].get("roi")
+    inside = f" (inside `{roi}/`)" if roi else ""
+    lines = [
+        f"Per class, mean (median) over validation cases{inside}; pooled = from voxel counts summed over the cases; "
+        f"HD95 and ASD in {unit}.",
+        "",
+        "| network | run | class | Dice | IoU | precision | recall | accuracy | HD95 | ASD | pooled Dice | cases |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        for label in s["metrics"]:
+            cells = [f"{_fmt(_stat(s, label, 'dice'))} ({_fmt(_stat(s, label, 'dice', 'median'))})"]
+            cells += [_fmt(_stat(s, label, m)) for m in ("iou", "precision", "recall", "accuracy")]
+            cells += [_fmt(_stat(s, label, m), 2) for m in ("hd95", "asd")]
+            cells.append(_fmt((s.get("pooled", {}).get(label) or {}).get("dice")))
+            cells.append(_fmt(_stat(s, label, "dice", "n")))
+            lines.append(f"| {s['network']} | {s.get('kind', '?')} | {label} | " + " | ".join(cells) + " |")
+    patients = [s for s in summaries if s.get("pooled_per_patient")]
+    if patients:
+        lines += ["", "Per-patient pooled Dice (all validation slices of a patient as one volume):", "",
+                  "| network | run | class | patients | mean |", "|---|---|---|---|---|"]
+        for s in patients:
+            for label, groups in s["pooled_per_patient"].items():
+                each = ", ".join(f"P{g} {_fmt(v, 3)}" for g, v in groups.items() if g != "mean")
+                lines.append(f"| {s['network']} | {s.get('kind', '?')} | {label} | {each} | {_fmt(groups.get('mean'))} |")
+    return lines
+
+
+def render_results(summaries: Sequence[dict]) -> str:
+    """The Markdown page: one headline row per run, then per-dataset class tables."""
+    lines = [
+        "# Results on real data",
+        "",
+        "Generated by `python pipelines/make_results_table.py` from the `summary.json` of each run folder; do not edit by hand.",
+        "Every value is measured on the recipe's own validation split of `../shared/data` (the official or patient-level",
+        "test cases are not in that folder). Runs marked *smoke* only check that a recipe runs end to end (a few cases,",
+        "a few steps) and *trial* runs had a budget under 30 minutes: neither is a result of the 30-minute recipes.",
+        "",
+    ]
+    if not summaries:
+        return "\n".join(lines + ["No recipe runs found.", ""])
+    lines += ["## Summary", ""] + _main_table(summaries) + [""]
+    by_dataset: dict[str, list[dict]] = {}
+    for s in summaries:
+        by_dataset.setdefault(s["dataset"], []).append(s)
+    for dataset, group in by_dataset.items():
+        lines += [f"## {dataset}", "", group[0].get("description", ""), ""] + _detail_table(group) + [""]
+    versions = summaries[-1].get("versions", {})
+    if versions:
+        lines += ["Environment of the last run listed: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def write_results_table(roots: Iterable[str | Path], out: str | Path = "docs/results.md") -> Path:
+    """Collect the summaries under ``roots`` and write the Markdown page to ``out``."""
+    summaries = collect_summaries(roots)
+    logger.info("%d run summaries -> %s", len(summaries), out)
+    return atomic_write_text(Path(out), render_results(summaries))
