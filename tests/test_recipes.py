@@ -266,6 +266,21 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert json.loads((run / "summary.json").read_text())["headline"]["name"] == "mean Dice"
     header = (run / "evaluation" / "metrics_per_case.csv").read_text().splitlines()[0]
     assert "hd95" in header and "asd" in header
+    assert summary["infer"]["tta_flips"] is False
+
+    # scoring again keeps the training and records the new inference settings
+    rescored = run_recipe(recipe, "unet", out=tmp_path / "out", data_root=tmp_path / "data", seed=2, score_only=True,
+                          overrides={"infer.tta_flips": True})
+    assert rescored["infer"]["tta_flips"] is True
+    assert rescored["epochs_run"] == summary["epochs_run"] and rescored["schedule"] == summary["schedule"]
+    assert rescored["rescored"]["previous_headline"] == summary["headline"]
+    assert rescored["rescored"]["command"].endswith("--score-only --set infer.tta_flips=true")
+    assert json.loads((run / "summary.json").read_text())["infer"]["tta_flips"] is True
+    with pytest.raises(ValueError, match="infer"):
+        run_recipe(recipe, "unet", out=tmp_path / "out", data_root=tmp_path / "data", score_only=True,
+                   overrides={"train.epochs": 3})
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        run_recipe(recipe, "unet", out=tmp_path / "elsewhere", data_root=tmp_path / "data", score_only=True)
 
 
 def test_deeplab_with_local_weights_trains_in_two_stages(tmp_path):

@@ -57,6 +57,9 @@ def build_recipe_parser(name: str, prog: str | None = None) -> argparse.Argument
         parser.add_argument("--pretrained", help="deeplabv3: local backbone weights file (never downloaded); enables the two-stage schedule")
     parser.add_argument("--epochs", type=int, help="fixed number of epochs instead of fitting them to the budget")
     parser.add_argument("--checkpoint", choices=("last", "best"), default="last", help="checkpoint scored on the validation cases (default: %(default)s)")
+    parser.add_argument("--score-only", action="store_true",
+                        help="keep the trained run in OUT/<network> and only predict and score its validation cases again "
+                        "(with the recipe's current inference settings and any --set infer.* overrides)")
     parser.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="SECTION.FIELD=VALUE",
                         help="override any config field (value as JSON), e.g. --set train.learning_rate=0.001")
     return parser
@@ -97,6 +100,7 @@ def recipe_main(name: str, argv: Sequence[str] | None = None, prog: str | None =
             epochs=args.epochs,
             checkpoint=args.checkpoint,
             overrides=dict(args.overrides),
+            score_only=args.score_only,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"{prog or 'medseg run ' + name}: error: {error_message(err)}", file=sys.stderr)

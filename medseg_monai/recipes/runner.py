@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.config import RunConfig
+from medseg_monai.config import InferConfig, RunConfig
 from medseg_monai.recipes.catalog import RECIPES
 from medseg_monai.recipes.spec import Recipe, resolve_data_root, split_cases
 from medseg_monai.utils import atomic_write_text
@@ -217,6 +217,7 @@ def run_recipe(
     epochs: int | None = None,
     checkpoint: str = "last",
     overrides: Mapping[str, Any] | None = None,
+    score_only: bool = False,
 ) -> dict:
     """Train, predict and evaluate one recipe into ``out/<network>/``; return its summary.
 
@@ -235,6 +236,8 @@ def run_recipe(
         checkpoint: ``last`` (default: the end of the annealed schedule, not selected on the
             validation cases it is scored on) or ``best`` (best validation Dice during training).
         overrides: dotted config overrides applied last, e.g. ``{"train.learning_rate": 1e-3}``.
+        score_only: keep the trained run in ``out/<network>/`` and only predict and score its validation
+            cases again, with the recipe's current inference settings (and ``infer.*`` overrides).
 
     Raises:
         FileNotFoundError: the data root or the dataset folder is missing (the message says how to fix it).
@@ -250,7 +253,7 @@ def run_recipe(
     root = resolve_data_root(data_root, recipe.dataset)
     out = Path(out) if out else Path("runs") / recipe.name
     kwargs = dict(time_budget_min=time_budget_min, smoke=smoke, data_root=data_root, seed=seed, pretrained=pretrained,
-                  epochs=epochs, checkpoint=checkpoint, overrides=overrides)
+                  epochs=epochs, checkpoint=checkpoint, overrides=overrides, score_only=score_only)
     if network == "all":
         if pretrained and "deeplabv3" in recipe.networks:
             logger.info("--pretrained applies to deeplabv3 only")
@@ -263,11 +266,14 @@ def run_recipe(
 
 
 def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget_min: float, smoke: bool, data_root, seed: int,
-             pretrained: str | None, epochs: int | None, checkpoint: str, overrides: Mapping[str, Any] | None) -> dict:
+             pretrained: str | None, epochs: int | None, checkpoint: str, overrides: Mapping[str, Any] | None,
+             score_only: bool = False) -> dict:
     from medseg_monai.data.datalist import discover_pairs
     from medseg_monai.engines.train import train
 
     run_dir = out / network
+    if score_only:
+        return _rescore(recipe, network, run_dir, root, smoke=smoke, seed=seed, checkpoint=checkpoint, overrides=overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)  # a failed rerun must not leave an old result behind
     log_handler = logging.FileHandler(run_dir / "recipe.log", mode="w")
@@ -330,21 +336,53 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
         log_handler.close()
 
 
-def _evaluate(recipe: Recipe, network: str, run_dir: Path, dataset_dir: Path, val_items: Sequence[dict], checkpoint: str) -> dict:
+def _evaluate(recipe: Recipe, network: str, run_dir: Path, dataset_dir: Path, val_items: Sequence[dict], checkpoint: str,
+              infer: InferConfig | None = None) -> dict:
     from medseg_monai.engines.predictor import Predictor
 
-    start = time.perf_counter()
     predictions_dir = run_dir / "predictions"
     shutil.rmtree(predictions_dir, ignore_errors=True)
-    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint)
+    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, infer=infer)
     results = predictor.predict([item["image"] for item in val_items], predictions_dir, overwrite=True, progress=False)
     summary = score_predictions(recipe, network, run_dir, dataset_dir, val_items, predictions_dir)
     summary.update(
         checkpoint=checkpoint,
+        infer=dataclasses.asdict(predictor.config.infer),
         failed_predictions=[r.error for r in results if not r.ok],
         predict_seconds=round(sum(r.seconds for r in results), 1),
     )
     summary["files"]["checkpoint"] = str(Path("checkpoints") / f"{checkpoint}.pt")
+    return summary
+
+
+def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: bool, seed: int, checkpoint: str,
+             overrides: Mapping[str, Any] | None) -> dict:
+    """Predict and score a finished run's validation cases again; training fields of its summary are kept."""
+    summary_path, datalist_path = run_dir / "summary.json", run_dir / "datalist.json"
+    for path in (summary_path, datalist_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no finished run to score; train it first (without --score-only)")
+    previous = json.loads(summary_path.read_text())
+    val_items = json.loads(datalist_path.read_text())["validation"]
+    infer_overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("infer.")}
+    if len(infer_overrides) != len(overrides or {}):
+        raise ValueError(f"--score-only takes infer.* overrides only, got {sorted(set(overrides or {}) - set(infer_overrides))}")
+    infer = recipe.config(network, smoke=smoke).override(infer_overrides).infer
+    dataset_dir = root / recipe.dataset
+    summary = _evaluate(recipe, network, run_dir, dataset_dir, val_items, checkpoint, infer=infer)
+    scoring_keys = set(summary)
+    summary = {**previous, **summary}
+    summary["rescored"] = {
+        "previous_headline": previous.get("headline"),
+        "command": previous.get("command", "") + " --score-only"
+        + "".join(f" --set {k}={json.dumps(v)}" for k, v in infer_overrides.items()),
+        "fields": sorted(scoring_keys),
+    }
+    summary["versions"] = _versions()
+    atomic_write_text(summary_path, json.dumps(_jsonable(summary), indent=2) + "\n")
+    headline = summary["headline"]
+    logger.info("%s/%s scored again: %s %.4f (was %.4f)", recipe.name, network, headline["name"], headline["value"],
+                (previous.get("headline") or {}).get("value") or math.nan)
     return summary
 
 
