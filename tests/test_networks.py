@@ -222,3 +222,32 @@ def test_backbone_parameters() -> None:
     assert backbone_parameters(torch.nn.DataParallel(deeplab)) == params
     assert backbone_parameters(create_network("unet", 2, 1, 2, **TINY_UNET)) == []
     assert backbone_parameters(create_network("unetpp", 3, 1, 2, **TINY_UNETPP)) == []
+
+
+def test_deeplab_mobilenet_eval_mode_matches_training_after_a_short_run() -> None:
+    """Batch-norm running statistics must follow a short CPU-scale run: eval() may not collapse to background."""
+    torch.manual_seed(0)
+    model = create_network("deeplabv3", 2, 1, 2, backbone="mobilenet_v3_large")  # torchvision's 0.01 gives Dice ~0.4 here
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.zeros(n, 64, 64, dtype=torch.long)
+        for i in range(n):
+            r, c = torch.randint(0, 32, (2,), generator=generator).tolist()
+            labels[i, r : r + 32, c : c + 32] = 1
+        return labels[:, None].float() + 0.1 * torch.randn(n, 1, 64, 64, generator=generator), labels
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        x, y = batch()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    x, y = batch(8)
+    with torch.no_grad():
+        predicted = model.eval()(x).argmax(1)
+    dice = 2 * ((predicted == 1) & (y == 1)).sum() / ((predicted == 1).sum() + (y == 1).sum())
+    assert dice > 0.7, f"eval-mode foreground Dice {dice:.3f}"

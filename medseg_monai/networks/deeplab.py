@@ -37,18 +37,27 @@ class DeepLabV3Wrapper(torch.nn.Module):
 
     In ``train()`` mode the batch size must be at least 2: the ASPP image-pooling branch applies
     batch norm to a ``1 x 1`` map, which needs more than one value per channel.
+
+    Every batch norm uses ``bn_momentum`` (default 0.1, PyTorch's). torchvision's MobileNetV3 ships
+    with 0.01, tuned for long ImageNet runs: after the few thousand steps of a CPU budget its running
+    statistics still describe the early network, and ``eval()`` then predicts background everywhere.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, backbone: str = "resnet50") -> None:
+    def __init__(self, in_channels: int, out_channels: int, backbone: str = "resnet50", bn_momentum: float = 0.1) -> None:
         super().__init__()
         if backbone not in DEEPLAB_BACKBONES:
             raise ValueError(f"unknown deeplabv3 backbone {backbone!r}; choices: {', '.join(DEEPLAB_BACKBONES)}")
+        if not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.backbone_name = backbone
         self.model = DEEPLAB_BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=out_channels, aux_loss=False)
         if in_channels != 3:
             self._replace_first_conv(in_channels)
+        for module in self.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = bn_momentum
 
     @property
     def backbone(self) -> torch.nn.Module:
@@ -172,6 +181,7 @@ def build_deeplabv3(
     out_channels: int,
     backbone: str = "resnet50",
     pretrained: str | Path | None = None,
+    bn_momentum: float = 0.1,
 ) -> DeepLabV3Wrapper:
     """DeepLabV3 for 2D images: ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits.
 
@@ -182,10 +192,11 @@ def build_deeplabv3(
         backbone: ``"resnet50"`` (default), ``"resnet101"`` or ``"mobilenet_v3_large"``.
         pretrained: optional local state-dict file for the backbone (see
             :meth:`DeepLabV3Wrapper.load_pretrained`); weights are never downloaded.
+        bn_momentum: momentum of every batch norm's running statistics (see :class:`DeepLabV3Wrapper`).
     """
     if spatial_dims != 2:
         raise ValueError(f"deeplabv3 is 2D only; got spatial_dims={spatial_dims!r}. Use 'unet' or 'unetpp' for 3D images.")
-    model = DeepLabV3Wrapper(in_channels, out_channels, backbone=backbone)
+    model = DeepLabV3Wrapper(in_channels, out_channels, backbone=backbone, bn_momentum=bn_momentum)
     if pretrained is not None:
         model.load_pretrained(pretrained)
     return model
