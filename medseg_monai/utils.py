@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "error_message", "resolve_device", "set_seed"]
+__all__ = ["REPORTED_PACKAGES", "atomic_path", "atomic_write_text", "error_message", "package_versions", "resolve_device", "set_seed"]
 
 
 @contextlib.contextmanager
@@ -71,3 +71,21 @@ def error_message(err: BaseException) -> str:
         root = root.__cause__
     text = str(root).strip()
     return text.splitlines()[0] if text else type(root).__name__
+
+
+#: packages whose versions go into run manifests and recipe summaries
+REPORTED_PACKAGES = ("medseg-monai", "monai", "torch", "numpy", "nibabel", "SimpleITK", "pillow", "scipy")
+
+
+def package_versions(packages: tuple[str, ...] = REPORTED_PACKAGES) -> dict[str, str]:
+    """Python and installed package versions (``"not installed"`` for a missing one), without importing them."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

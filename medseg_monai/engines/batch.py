@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medseg_monai.utils import atomic_write_text
+from medseg_monai.utils import atomic_write_text, package_versions
 
 if TYPE_CHECKING:
     from medseg_monai.engines.predictor import CaseResult, Predictor
@@ -235,18 +234,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         logger.warning("%s: ignoring unreadable manifest (%s)", path, err)
         return None
     return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else None
-
-
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in ("medseg-monai", "monai", "torch", "numpy", "nibabel", "SimpleITK", "pillow", "scipy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def _summary(records: Sequence[Mapping[str, Any]], total: int) -> dict[str, Any]:

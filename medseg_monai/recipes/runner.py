@@ -14,20 +14,18 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import shlex
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from medseg_monai.config import InferConfig, RunConfig
 from medseg_monai.recipes.catalog import RECIPES
 from medseg_monai.recipes.spec import Recipe, resolve_data_root, split_cases
-from medseg_monai.utils import atomic_write_text
+from medseg_monai.utils import atomic_write_text, package_versions
 
 __all__ = ["SMOKE_CASES", "canonical_command", "fit_schedule", "get_recipe", "run_recipe", "score_predictions"]
 
@@ -154,12 +152,7 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
 def _versions() -> dict[str, str]:
     import torch
 
-    versions = {"python": platform.python_version()}
-    for package in ("medseg-monai", "monai", "torch", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "unknown"
+    versions = package_versions()
     versions["torch_threads"] = str(torch.get_num_threads())
     versions["cpu_count"] = str(os.cpu_count())
     versions["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
