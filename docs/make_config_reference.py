@@ -23,7 +23,7 @@ def field_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     current: list[str] = []
     for line in block.splitlines():
-        match = re.match(r"^\s{4}([a-z_, ]+):\s*(.*)$", line)
+        match = re.match(r"^\s{4}([a-z_0-9, ]+):\s*(.*)$", line)
         if match:
             current = [name.strip() for name in match.group(1).split(",")]
             for name in current:

@@ -60,6 +60,10 @@ class DataConfig:
         samples_per_image: random patches drawn from each image per iteration.
         foreground_ratio: share of patches centred on a labelled voxel (``RandCropByPosNegLabeld``).
         augment: random flips, 90-degree rotations, small affine and intensity jitter during training.
+        flip_axes: spatial axes that training mirrors at random and that flip test-time augmentation
+            averages over; ``None`` means every axis. Leave out axes with an anatomical sense: ``(1,)``
+            keeps only left-right flips of axial slices stored ``(H, W)``.
+        rotate90: random quarter turns in the first two spatial axes during training (square patches only).
         cache_rate: share of the preprocessed training set kept in memory (``CacheDataset``).
         num_workers: data-loader worker processes.
     """
@@ -81,6 +85,8 @@ class DataConfig:
     samples_per_image: int = 2
     foreground_ratio: float = 0.5
     augment: bool = True
+    flip_axes: tuple[int, ...] | None = None
+    rotate90: bool = True
     cache_rate: float = 1.0
     num_workers: int = 0
 
@@ -113,6 +119,13 @@ class DataConfig:
             raise ValueError(
                 f"label_names has {len(self.label_names)} entries but label_values has {len(self.label_values)}"
             )
+        if self.flip_axes is not None and (
+            len(set(self.flip_axes)) != len(self.flip_axes)
+            or any(not 0 <= int(a) < self.spatial_dims for a in self.flip_axes)
+        ):
+            raise ValueError(
+                f"flip_axes must hold distinct spatial axes in [0, {self.spatial_dims}), got {self.flip_axes}"
+            )
         if self.target_spacing and len(self.target_spacing) != self.spatial_dims:
             raise ValueError(
                 f"target_spacing must hold {self.spatial_dims} values, got {self.target_spacing}"
@@ -124,6 +137,11 @@ class DataConfig:
         if self.label_values is None:
             raise ValueError("label_values is not resolved yet; train or set data.label_values")
         return len(self.label_values)
+
+    @property
+    def mirror_axes(self) -> tuple[int, ...]:
+        """Spatial axes mirrored in training and by flip test-time augmentation."""
+        return tuple(range(self.spatial_dims)) if self.flip_axes is None else tuple(int(a) for a in self.flip_axes)
 
     @property
     def resolved_intensity(self) -> str:
@@ -220,7 +238,8 @@ class InferConfig:
         blend_mode: ``gaussian`` or ``constant``.
         device: where the network runs (``auto``, ``cpu``, ``cuda[:N]``).
         sw_device: where windows are stitched; ``None`` is ``device``.
-        tta_flips: average predictions over flips of every spatial axis.
+        tta_flips: average the softmax over flips of every combination of the axes training mirrored
+            (``data.mirror_axes``), as nnU-Net does.
         keep_largest_component: keep only the largest connected component of each class.
         fill_holes: fill enclosed holes in each class.
         output_format: force the mask format (``nifti``, ``mha``, ``nrrd``, ``png``, ``tif``); ``None`` keeps

@@ -8,6 +8,7 @@ Geometry is read back with both nibabel (NIfTI outputs) and SimpleITK (every vol
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -455,6 +456,34 @@ def test_non_axis_aligned_inverse_uses_nearest_points():
     for index in np.ndindex(4, 4, 3):
         point = np.clip(np.rint(rotation(30.0) @ np.asarray(index, float)), 0, np.asarray(labels.shape) - 1).astype(int)
         assert ours[index] == labels[tuple(point)]
+
+
+class RecordingNet(ThresholdNet):
+    """The threshold network, keeping every input it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.clone())
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("flip_axes, expected_flips", [(None, [(), (2,), (3,), (2, 3)]), ((1,), [(), (3,)]), ((), [()])])
+def test_tta_flips_only_the_axes_training_mirrored(tmp_path, flip_axes, expected_flips):
+    image = np.zeros((32, 32), np.uint8)
+    image[2:12, 4:20] = 200  # asymmetric, so every flip gives a different window
+    source = tmp_path / "slice.png"
+    Image.fromarray(image).save(source)
+    net = RecordingNet()
+    config = threshold_predictor(2, flip_axes=flip_axes).config
+    predictor = Predictor(net, dataclasses.replace(config, infer=dataclasses.replace(config.infer, tta_flips=True)))
+    np.testing.assert_array_equal(predictor.predict_image(source), np.where(image > 128, 255, 0))  # binary PNG masks: 0/255
+    window = torch.as_tensor(image / 200.0, dtype=torch.float32)[None, None]
+    assert len(net.inputs) == len(expected_flips)
+    for seen, dims in zip(net.inputs, expected_flips):
+        torch.testing.assert_close(seen[:1], torch.flip(window, dims) if dims else window)
 
 
 def test_tta_and_post_processing(tmp_path):

@@ -94,3 +94,26 @@ def test_ct_window_and_percentile_modes_bound_outliers(tmp_path, mode):
     image = build_infer_transforms(cfg)({IMAGE: str(tmp_path / "v.nii.gz")})[IMAGE]
     assert image.shape == (1, 12, 12, 8)
     assert float(image.max()) <= (1.0 if mode == "ct" else 20.0)
+
+
+@pytest.mark.parametrize("flip_axes, rotate90, may_turn_upside_down", [(None, True, True), ((1,), False, False)])
+def test_augmentation_keeps_the_axes_it_is_told_to(tmp_path, flip_axes, rotate90, may_turn_upside_down):
+    mask = np.zeros((32, 32), np.uint8)
+    mask[2:10, 2:10] = 255  # top-left corner
+    item = write_png_pair(tmp_path, "corner", np.full((32, 32), 90, np.uint8), mask)
+    cfg = DataConfig(spatial_dims=2, patch_size=(32, 32), label_values=(0, 255), in_channels=1, samples_per_image=1,
+                     foreground_ratio=1.0, flip_axes=flip_axes, rotate90=rotate90)
+    chain = build_train_transforms(cfg).set_random_state(seed=0)
+    rows, cols = [], []
+    for _ in range(40):
+        label = chain(item)[0][LABEL][0].numpy()
+        ys, xs = np.nonzero(label > 0.5)
+        rows.append(ys.mean())
+        cols.append(xs.mean())
+    assert any(c > 16 for c in cols) and any(c < 16 for c in cols)  # left-right flips in both cases
+    assert any(r > 16 for r in rows) == may_turn_upside_down
+
+
+def test_flip_axes_must_be_spatial_axes():
+    with pytest.raises(ValueError, match=r"flip_axes must hold distinct spatial axes in \[0, 2\), got \(2,\)"):
+        DataConfig(spatial_dims=2, flip_axes=(2,))

@@ -165,8 +165,8 @@ def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL)) -
 def _augmentation(cfg: DataConfig) -> list:
     keys = (IMAGE, LABEL)
     dims = cfg.spatial_dims
-    steps: list = [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(dims)]
-    if cfg.patch_size[0] == cfg.patch_size[1]:  # a 90-degree turn must not change the patch shape
+    steps: list = [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in cfg.mirror_axes]
+    if cfg.rotate90 and cfg.patch_size[0] == cfg.patch_size[1]:  # a quarter turn must keep the patch shape
         steps.append(RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
     angle = np.pi / 12
     steps.append(

@@ -145,15 +145,17 @@ class Predictor:
         return predictor
 
     # ------------------------------------------------------------------ tensors
-    def _flips(self, dims: int) -> list[tuple[int, ...]]:
+    def _flips(self) -> list[tuple[int, ...]]:
+        """Tensor dims to flip for each test-time pass: every subset of the axes training mirrored."""
         if not self.config.infer.tta_flips:
             return [()]
-        return [tuple(a + 2 for a in range(dims) if mask >> a & 1) for mask in range(2**dims)]
+        axes = self.config.data.mirror_axes
+        return [tuple(a + 2 for i, a in enumerate(axes) if mask >> i & 1) for mask in range(2 ** len(axes))]
 
     def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips."""
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._amp):
-            flips = self._flips(x.ndim - 2)
+            flips = self._flips()
             if flips == [()]:
                 return _first(self.network(x)).float()
             total = None
@@ -179,7 +181,7 @@ class Predictor:
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Class probabilities of preprocessed images: ``(B, C_in, *spatial) -> (B, K, *spatial)``.
 
-        With ``tta_flips`` the softmax is averaged over flips of every combination of spatial axes
+        With ``tta_flips`` the softmax is averaged over flips of every combination of the mirrored axes
         (per window with ``slab`` stitching, per image with ``full``). This holds the whole float
         output; :meth:`predict_labels` does not.
         """
@@ -203,7 +205,7 @@ class Predictor:
     def _predict_logits_full(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.device)
         total = None
-        flips = self._flips(image.ndim - 2)
+        flips = self._flips()
         for axes in flips:
             x = torch.flip(image, axes) if axes else image
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._amp):

@@ -123,7 +123,10 @@ _DRIVE_DATA = DataConfig(
 _DRIVE = _three_networks(_DRIVE_DATA, batch_size=2, iterations_per_epoch=40)
 
 # CHAOS MR liver: 500 training slices 256x256; the whole slice is one patch (the liver is large and
-# its position matters), 8 slices per step, one pass over the slices per epoch. UNet++ trains on two
+# its position matters), 8 slices per step, one pass over the slices per epoch. Axial slices share one
+# anatomical layout (liver on the image's left, spine at the bottom): training mirrors left-right only,
+# as the pre-augmented aug_* slices already do, and makes no quarter turns; flip test-time augmentation
+# follows the same axis. UNet++ trains on two
 # 128x128 patches per slice, centred on liver two times in three. DeepLabV3 takes two augmented copies
 # of 4 slices per step, so no step holds a single patch (its ASPP batch norm needs two).
 _CHAOS_DATA = DataConfig(
@@ -135,6 +138,8 @@ _CHAOS_DATA = DataConfig(
     patch_size=(256, 256),
     samples_per_image=1,
     foreground_ratio=0.67,
+    flip_axes=(1,),
+    rotate90=False,
 )
 _CHAOS = _three_networks(
     _CHAOS_DATA,
