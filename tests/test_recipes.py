@@ -274,6 +274,7 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert rescored["infer"]["tta_flips"] is True
     assert rescored["epochs_run"] == summary["epochs_run"] and rescored["schedule"] == summary["schedule"]
     assert rescored["rescored"]["previous_headline"] == summary["headline"]
+    assert rescored["versions"] == summary["versions"] and "torch_threads" in rescored["rescored"]["versions"]
     assert rescored["rescored"]["command"].endswith("--score-only --set infer.tta_flips=true")
     assert json.loads((run / "summary.json").read_text())["infer"]["tta_flips"] is True
     with pytest.raises(ValueError, match="infer"):

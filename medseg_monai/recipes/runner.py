@@ -370,8 +370,8 @@ def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: 
         "command": previous.get("command", "") + " --score-only"
         + "".join(f" --set {k}={json.dumps(v)}" for k, v in infer_overrides.items()),
         "fields": sorted(scoring_keys),
+        "versions": _versions(),  # the top-level versions stay those of the training run
     }
-    summary["versions"] = _versions()
     atomic_write_text(summary_path, json.dumps(_jsonable(summary), indent=2) + "\n")
     headline = summary["headline"]
     logger.info("%s/%s scored again: %s %.4f (was %.4f)", recipe.name, network, headline["name"], headline["value"],
