@@ -41,7 +41,9 @@ def _add_infer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sw-batch-size", type=int, help="windows per forward pass")
     group.add_argument("--device", help="auto, cpu or cuda[:N]")
     group.add_argument("--sw-device", help="where windows are stitched (default: --device)")
-    group.add_argument("--tta", action="store_true", help="average over flips of every spatial axis")
+    group.add_argument("--tta", action="store_true", help="average over flips of the axes training mirrored")
+    group.add_argument("--min-component-size", type=int, metavar="N",
+                       help="remove connected components of fewer than N voxels per class")
     group.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per class")
     group.add_argument("--fill-holes", action="store_true", help="fill enclosed holes per class")
     group.add_argument("--output-format", choices=("nifti", "mha", "nrrd", "png", "tif"), help="mask format (default: the source's)")
@@ -206,6 +208,7 @@ def _infer_config(args: argparse.Namespace, base):
         "roi_size": tuple(args.roi_size) if args.roi_size else None,
         "overlap": args.overlap, "sw_batch_size": args.sw_batch_size, "device": args.device,
         "sw_device": args.sw_device, "output_format": args.output_format,
+        "min_component_size": args.min_component_size,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.tta:

@@ -240,6 +240,8 @@ class InferConfig:
         sw_device: where windows are stitched; ``None`` is ``device``.
         tta_flips: average the softmax over flips of every combination of the axes training mirrored
             (``data.mirror_axes``), as nnU-Net does.
+        min_component_size: remove connected components of a class with fewer voxels than this (0 keeps all);
+            clears isolated false-positive specks, e.g. on slices without the organ.
         keep_largest_component: keep only the largest connected component of each class.
         fill_holes: fill enclosed holes in each class.
         output_format: force the mask format (``nifti``, ``mha``, ``nrrd``, ``png``, ``tif``); ``None`` keeps
@@ -258,6 +260,7 @@ class InferConfig:
     device: str = "auto"
     sw_device: str | None = None
     tta_flips: bool = False
+    min_component_size: int = 0
     keep_largest_component: bool = False
     fill_holes: bool = False
     output_format: str | None = None
@@ -273,6 +276,8 @@ class InferConfig:
             raise ValueError(f"blend_mode must be 'gaussian' or 'constant', got {self.blend_mode!r}")
         if self.roi_size is not None and any(int(r) <= 0 for r in self.roi_size):
             raise ValueError(f"roi_size must be positive, got {self.roi_size}")
+        if self.min_component_size < 0:
+            raise ValueError(f"min_component_size must be >= 0, got {self.min_component_size}")
         if self.stitching not in ("slab", "full"):
             raise ValueError(f"stitching must be 'slab' or 'full', got {self.stitching!r}")
         if self.output_format is not None and self.output_format not in ("nifti", "mha", "nrrd", "png", "tif"):

@@ -41,6 +41,9 @@ def test_synth_train_predict_evaluate_round(tmp_path):
     assert json.loads((run / "config.json").read_text())["model"]["options"]["channels"] == [8, 16, 32]
     assert main(["-q", "predict", "--model", str(run), "--input", str(data), "--output", str(masks)]) == 0
     assert len(list(masks.glob("*.png"))) == 6
+    cleaned = tmp_path / "cleaned"
+    assert main(["-q", "predict", "--model", str(run), "--input", str(data), "--output", str(cleaned), "--min-component-size", "20"]) == 0
+    assert json.loads((cleaned / "predict_manifest.json").read_text())["infer"]["min_component_size"] == 20
     assert main(["-q", "evaluate", "--pred", str(masks), "--truth", str(data), "--out", str(tmp_path / "eval")]) == 0
     assert (tmp_path / "eval" / "metrics_per_case.csv").exists()
 

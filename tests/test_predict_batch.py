@@ -502,6 +502,11 @@ def test_tta_and_post_processing(tmp_path):
     assert largest[38, 42] == 0 and largest[5, 5] == 255 and largest[14, 14] == 0
     filled = plain.with_infer(fill_holes=True).predict_image(source)
     assert filled[14, 14] == 255 and filled[38, 42] == 255
+    despeckled = plain.with_infer(min_component_size=37).predict_image(source)  # the small square has 36 pixels
+    assert despeckled[38, 42] == 0 and despeckled[5, 5] == 255 and despeckled[14, 14] == 0
+    np.testing.assert_array_equal(plain.with_infer(min_component_size=36).predict_image(source), base)
+    with pytest.raises(ValueError, match="min_component_size must be >= 0, got -1"):
+        InferConfig(min_component_size=-1)
     both = plain.with_infer(keep_largest_component=True, fill_holes=True)
     result = both.predict_file(source, tmp_path / "out")
     assert result.labels["255"]["components"] == 1 and result.labels["255"]["count"] == 26 * 26

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import Compose, FillHoles, Invertd, KeepLargestConnectedComponent
+from monai.transforms import Compose, Invertd
 
 from medseg_monai.config import InferConfig, RunConfig
 from medseg_monai.data.transforms import build_infer_transforms
 from medseg_monai.engines import batch
 from medseg_monai.engines.checkpoint import load_checkpoint
+from medseg_monai.engines.postprocessing import build_postprocessing
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import slab_axis, sliding_window_stitch
 from medseg_monai.engines.train import build_network
@@ -99,12 +100,7 @@ class Predictor:
             device=self.stitch_device,
         )
         self.invert = Invertd(keys=PRED, transform=self.transforms, orig_keys=IMAGE, nearest_interp=True, to_tensor=True)
-        foreground = list(range(1, self.config.data.num_classes))
-        self._postprocess = []
-        if infer.keep_largest_component:
-            self._postprocess.append(KeepLargestConnectedComponent(applied_labels=foreground, is_onehot=False, independent=True))
-        if infer.fill_holes:
-            self._postprocess.append(FillHoles(applied_labels=foreground))
+        self._postprocess = build_postprocessing(infer, self.config.data.num_classes)
         self._amp = bool(infer.amp and self.device.type == "cuda")
 
     @classmethod

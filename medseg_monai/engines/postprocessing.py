@@ -1,0 +1,56 @@
+"""Label-map post-processing chosen by :class:`~medseg_monai.config.InferConfig`: ``(1, *spatial)`` in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from monai.transforms import FillHoles, KeepLargestConnectedComponent
+from skimage.measure import label as label_components
+
+from medseg_monai.config import InferConfig
+
+__all__ = ["RemoveSmallComponents", "build_postprocessing"]
+
+
+class RemoveSmallComponents:
+    """Set connected components of ``labels`` smaller than ``min_size`` voxels to background.
+
+    Components are taken per class with full connectivity (the neighbourhood
+    ``KeepLargestConnectedComponent`` uses), so a speck of one class touching another class still counts
+    as a speck.
+    """
+
+    def __init__(self, labels: Sequence[int], min_size: int) -> None:
+        if min_size < 1:
+            raise ValueError(f"min_size must be >= 1, got {min_size}")
+        self.labels = tuple(int(v) for v in labels)
+        self.min_size = int(min_size)
+
+    def __call__(self, label_map: torch.Tensor) -> torch.Tensor:
+        """``(1, *spatial)`` integer label map -> the same map with small components set to 0."""
+        values = np.asarray(label_map.detach().cpu())
+        out = values.copy()
+        for value in self.labels:
+            mask = values[0] == value
+            if not mask.any():
+                continue
+            components = label_components(mask, connectivity=mask.ndim)
+            small = np.bincount(components.ravel()) < self.min_size
+            small[0] = False  # the background of this class's mask
+            out[0][small[components]] = 0
+        return torch.as_tensor(out, dtype=label_map.dtype)
+
+
+def build_postprocessing(infer: InferConfig, num_classes: int) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The steps ``infer`` asks for, in order: small components, largest component, holes."""
+    foreground = list(range(1, num_classes))
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    if infer.min_component_size > 0:
+        steps.append(RemoveSmallComponents(foreground, infer.min_component_size))
+    if infer.keep_largest_component:
+        steps.append(KeepLargestConnectedComponent(applied_labels=foreground, is_onehot=False, independent=True))
+    if infer.fill_holes:
+        steps.append(FillHoles(applied_labels=foreground))
+    return steps
