@@ -80,6 +80,13 @@ def test_default_configs_are_consistent(name):
         assert tuple(out.shape) == (1, len(data.label_values), *shape)
 
 
+def test_chaos_keeps_the_anatomical_orientation_and_drops_specks():
+    for network, config in RECIPES["chaos_mr_liver2d"].configs.items():
+        assert config.data.mirror_axes == (1,) and not config.data.rotate90, network  # left-right flips only
+        assert config.infer.tta_flips and config.infer.min_component_size == 32, network
+    assert RECIPES["drive_retina"].config("unet").data.mirror_axes == (0, 1)
+
+
 # ------------------------------------------------------------------------------------------- splits
 def test_chaos_split_validates_on_val_and_full_only():
     names = [f"aug_Aug_No_{i}" for i in range(20)] + ["val_P1_T1_00038", "val_P13_T1_00028"] + [f"full_P01_s{i:03d}" for i in range(5)]
