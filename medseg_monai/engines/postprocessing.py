@@ -19,7 +19,8 @@ class RemoveSmallComponents:
 
     Components are taken per class with full connectivity (the neighbourhood
     ``KeepLargestConnectedComponent`` uses), so a speck of one class touching another class still counts
-    as a speck.
+    as a speck. Not MONAI's ``RemoveSmallObjects``: on a multi-class label map it takes all voxels of one
+    value as a single object.
     """
 
     def __init__(self, labels: Sequence[int], min_size: int) -> None:

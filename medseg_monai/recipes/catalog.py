@@ -54,7 +54,7 @@ def _three_networks(
     unetpp_batch_size: int | None = None,
     deeplab_data: dict | None = None,
     deeplab_batch_size: int | None = None,
-    postprocessing: dict | None = None,
+    min_component_size: int = 0,
 ) -> dict[str, RunConfig]:
     """UNet, UNet++ (deep supervision) and DeepLabV3 on one 2D dataset.
 
@@ -62,27 +62,27 @@ def _three_networks(
     there on CPU, and validation would otherwise eat the budget); ``*_data`` replace data fields for
     one network. The cheap UNet infers with half-overlapping windows, the others with a quarter. Every
     recipe scores with flip test-time augmentation (as nnU-Net does); training-time validation does not.
-    ``postprocessing`` sets ``InferConfig`` post-processing fields for all three.
+    ``min_component_size`` is the inference post-processing of all three.
     """
-    extra = postprocessing or {}
+    infer = InferConfig(tta_flips=True, min_component_size=min_component_size)
     return {
         "unet": RunConfig(
             data=data,
             model=ModelConfig(name="unet", options=UNET_2D),
             train=_train(2e-3, batch_size, iterations_per_epoch),
-            infer=InferConfig(overlap=0.5, sw_batch_size=4, tta_flips=True, **extra),
+            infer=dataclasses.replace(infer, overlap=0.5, sw_batch_size=4),
         ),
         "unetpp": RunConfig(
             data=dataclasses.replace(data, **{"patch_size": (128, 128), **(unetpp_data or {})}),
             model=ModelConfig(name="unetpp", options=UNETPP_2D, deep_supervision=True),
             train=_train(2e-3, unetpp_batch_size or batch_size, iterations_per_epoch),
-            infer=InferConfig(roi_size=(256, 256), overlap=0.25, sw_batch_size=2, tta_flips=True, **extra),
+            infer=dataclasses.replace(infer, roi_size=(256, 256), overlap=0.25, sw_batch_size=2),
         ),
         "deeplabv3": RunConfig(
             data=dataclasses.replace(data, **(deeplab_data or {})),
             model=ModelConfig(name="deeplabv3", options=DEEPLAB_2D),
             train=_train(1e-3, deeplab_batch_size or batch_size, iterations_per_epoch),
-            infer=InferConfig(overlap=0.25, sw_batch_size=2, tta_flips=True, **extra),
+            infer=dataclasses.replace(infer, overlap=0.25, sw_batch_size=2),
         ),
     }
 
@@ -153,7 +153,7 @@ _CHAOS = _three_networks(
     unetpp_batch_size=4,
     deeplab_data={"samples_per_image": 2},
     deeplab_batch_size=4,
-    postprocessing={"min_component_size": 32},
+    min_component_size=32,
 )
 
 # MSD hippocampus: 1 mm MRI crops of ~35x50x35 voxels whose intensities range over four orders of
