@@ -183,6 +183,9 @@ class TrainConfig:
         amp: mixed precision on CUDA (ignored on CPU).
         seed: seed for weights, sampling and augmentation.
         time_budget_min: stop after the epoch that crosses this wall-clock budget.
+        fit_epochs_to_budget: with ``time_budget_min``, re-fit ``epochs`` (and the learning-rate
+            schedule's length) once the first warm epochs have been timed, so that the schedule anneals
+            just as the budget ends instead of being cut short or finishing early (single process only).
         freeze_backbone_epochs: DeepLabV3 two-stage schedule: epochs with a frozen backbone before all
             layers train at ``learning_rate * finetune_lr_factor``.
         finetune_lr_factor: learning-rate factor of the second stage.
@@ -203,6 +206,7 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     time_budget_min: float | None = None
+    fit_epochs_to_budget: bool = False
     freeze_backbone_epochs: int = 0
     finetune_lr_factor: float = 0.1
     distributed: bool = False

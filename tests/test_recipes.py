@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +233,29 @@ def test_results_table_is_generated_from_summaries(tmp_path):
     assert "0.8800" in rows[2] and "0.87 (met)" in rows[2]
     assert "## msd_hippocampus" in text and "do not edit by hand" in text
     assert "No recipe runs found" in render_results([])
+
+
+def test_results_archive_keeps_full_runs_and_later_runs_replace_them(tmp_path):
+    archive, runs = tmp_path / "archive", tmp_path / "runs"
+    archive.mkdir()
+    old = dict(_fake_summary("msd_hippocampus", "unet", "full", 0.80), note="run folder not kept")
+    (archive / "msd_hippocampus.unet.json").write_text(json.dumps(old))
+    (archive / "drive_retina.unet.json").write_text(json.dumps(dict(_fake_summary("drive_retina", "unet", "full", 0.81), note="run folder not kept")))
+    for network, kind, value in [("unet", "full", 0.88), ("unetpp", "smoke", 0.1)]:
+        folder = runs / network
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(_fake_summary("msd_hippocampus", network, kind, value)))
+
+    text = write_results_table([runs], tmp_path / "results.md", archive=archive).read_text()
+    assert sorted(path.name for path in archive.iterdir()) == ["drive_retina.unet.json", "msd_hippocampus.unet.json"]  # smoke runs stay out
+    assert json.loads((archive / "msd_hippocampus.unet.json").read_text())["headline"]["value"] == 0.88
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`medseg run" in line]
+    assert len(rows) == 3 and "0.8000" not in text  # the new hippocampus run replaced the archived one
+    assert rows[0].startswith("| drive_retina | unet | full [1] |") and "[1] run folder not kept" in text
+    # the page regenerates from the archive alone once the run folders are gone
+    shutil.rmtree(runs)
+    again = write_results_table([], tmp_path / "again.md", archive=archive).read_text()
+    assert len([line for line in again.splitlines() if "`medseg run" in line]) == 2
 
 
 # ----------------------------------------------------------------------------- end to end, synthetic

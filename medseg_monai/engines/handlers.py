@@ -1,4 +1,5 @@
-"""Ignite handlers of a training run: metrics CSV, curves, checkpoints, time budget, backbone unfreeze."""
+"""Ignite handlers of a training run: metrics CSV, curves, checkpoints, time budget, schedule re-fit,
+backbone unfreeze."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ignite.engine import Engine, Events
 from medseg_monai.engines.checkpoint import save_checkpoint
 from medseg_monai.utils import atomic_write_text
 
-__all__ = ["RunLogger", "BackboneUnfreezer", "KEY_METRIC"]
+__all__ = ["RunLogger", "BudgetScheduleFitter", "BackboneUnfreezer", "KEY_METRIC"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class RunLogger:
         }
         improved = False
         if self.evaluator.state.epoch == epoch:
+            row["val_time_s"] = float(self.evaluator.state.times.get("COMPLETED") or 0.0)
             row.update(self._validation_metrics())
             improved = row[KEY_METRIC] > self.best_metric
             if improved:
@@ -146,6 +148,60 @@ class RunLogger:
         from medseg_monai.reports import plot_training_curves
 
         plot_training_curves(self.history, self.run_dir / "curves.png")
+
+
+class BudgetScheduleFitter:
+    """Re-fit the number of epochs to the time budget once, from epochs timed in this very run.
+
+    A schedule planned from a short probe can misjudge the cost of an epoch (warm-up, caches, the
+    per-epoch checkpoint and figure), so the cosine or poly schedule would either be cut by the budget
+    before it anneals or anneal well before the budget ends. After ``warm_epochs`` epochs of this run
+    (the first one discarded as warm-up) and at least one timed validation, the cost of an epoch and
+    of a validation is measured from ``run_logger.history`` and ``max_epochs`` and the scheduler's
+    length are set so that the remaining epochs fill ``safety`` of the remaining budget. Attach after
+    the ``RunLogger`` (it reads the row of the epoch just completed).
+    """
+
+    def __init__(self, run_logger: RunLogger, scheduler, val_interval: int, warm_epochs: int = 3, safety: float = 0.97):
+        if run_logger.time_budget_s is None:
+            raise ValueError("BudgetScheduleFitter needs a RunLogger with a time budget")
+        if warm_epochs < 2:
+            raise ValueError(f"warm_epochs must be >= 2 (the first epoch is discarded), got {warm_epochs}")
+        self.run_logger = run_logger
+        self.scheduler = scheduler
+        self.val_interval = val_interval
+        self.warm_epochs = warm_epochs
+        self.safety = safety
+        self._first_row = len(run_logger.history)
+        self.fitted_epochs: int | None = None
+
+    def attach(self, trainer: Engine) -> None:
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+
+    def _epoch_completed(self, engine: Engine) -> None:
+        rows = self.run_logger.history[self._first_row:]
+        validations = [row["val_time_s"] for row in self.run_logger.history if row.get("val_time_s")]
+        if self.fitted_epochs is not None or len(rows) < self.warm_epochs or not validations:
+            return
+        epoch = engine.state.epoch
+        if epoch >= engine.state.max_epochs:  # the schedule has annealed: stretching it now would not restart it
+            return
+        val_s = validations[-1]
+        timed = rows[1:]  # epoch-to-epoch wall time, the first epoch of the run excluded as warm-up
+        span_s = timed[-1]["elapsed_s"] - rows[0]["elapsed_s"] - sum(row.get("val_time_s", 0.0) for row in timed)
+        epoch_s = max(span_s / len(timed), 1e-6)
+        remaining_s = self.safety * (self.run_logger.time_budget_s - self.run_logger.elapsed_s) - val_s  # the final validation
+        more = max(1, int(remaining_s // (epoch_s + val_s / self.val_interval)))
+        planned, self.fitted_epochs = engine.state.max_epochs, epoch + more
+        engine.state.max_epochs = self.fitted_epochs
+        for attribute in ("T_max", "total_iters"):  # CosineAnnealingLR, PolynomialLR
+            if hasattr(self.scheduler, attribute):
+                setattr(self.scheduler, attribute, self.fitted_epochs)
+        self.run_logger.config_dict.setdefault("train", {})["epochs"] = self.fitted_epochs
+        logger.info(
+            "epoch %d: schedule re-fitted to the budget, %d -> %d epochs (%.1f s per epoch, %.1f s per validation)",
+            epoch, planned, self.fitted_epochs, epoch_s, val_s,
+        )
 
 
 class BackboneUnfreezer:

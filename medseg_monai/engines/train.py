@@ -35,7 +35,7 @@ from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pair
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
-from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger
+from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, BudgetScheduleFitter, RunLogger
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, create_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
@@ -286,6 +286,11 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device).attach(trainer)
     if run_logger is not None:
         run_logger.attach(trainer)
+    if train_cfg.fit_epochs_to_budget and train_cfg.time_budget_min is not None:
+        if context.enabled:
+            logger.warning("train.fit_epochs_to_budget is ignored under DDP; the planned %d epochs stand", train_cfg.epochs)
+        elif run_logger is not None:
+            BudgetScheduleFitter(run_logger, scheduler, train_cfg.val_interval).attach(trainer)
     if train_cfg.freeze_backbone_epochs > 0:
         frozen = backbone_parameters(network)
         if not frozen:

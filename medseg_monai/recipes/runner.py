@@ -106,7 +106,9 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
     ``run_dir/schedule_probe`` (removed afterwards) to time a training step and a validation pass on
     this machine. The rest of the budget is filled with whole epochs with up to ``TARGET_VALIDATIONS``
     validations among them (fewer when they would take more than ``VALIDATION_SHARE`` of the budget);
-    ``train.epochs`` stays the upper bound and the budget still stops the run if the machine slows down.
+    ``train.epochs`` stays the upper bound of this plan. Five probe steps can misjudge a long run's
+    epochs, so the returned config also sets ``train.fit_epochs_to_budget``: training re-fits the
+    epochs once it has timed its own first epochs, and the budget still stops it if the machine slows.
 
     Returns:
         The config to train with (``epochs``, ``val_interval``, ``time_budget_min`` set) and the timings.
@@ -145,7 +147,9 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
         "train_budget_s": round(remaining_s, 1),
     }
     logger.info("schedule fitted to the budget: %s", timings)
-    train_cfg = dataclasses.replace(config.train, epochs=epochs, val_interval=val_interval, time_budget_min=remaining_s / 60.0)
+    train_cfg = dataclasses.replace(
+        config.train, epochs=epochs, val_interval=val_interval, time_budget_min=remaining_s / 60.0, fit_epochs_to_budget=True
+    )
     return dataclasses.replace(config, train=train_cfg), timings
 
 
