@@ -62,7 +62,14 @@ def test_resume_continues_from_last_epoch(synth_2d, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["epoch"] == 3
 
 
-def test_training_refits_its_epochs_to_the_time_budget(synth_2d, tmp_path, caplog):
+def test_training_refits_its_epochs_to_the_time_budget(synth_2d, tmp_path, caplog, monkeypatch):
+    from types import SimpleNamespace
+
+    from medseg_monai.engines import handlers
+
+    # the run's clock advances 0.25 s per reading (about 1 s per epoch), so the test holds on a busy machine
+    readings = iter(range(10**6))
+    monkeypatch.setattr(handlers, "time", SimpleNamespace(monotonic=lambda: 0.25 * next(readings)))
     config = tiny_config(synth_2d, 2, epochs=4)
     train_cfg = dataclasses.replace(config.train, time_budget_min=0.15, fit_epochs_to_budget=True, val_interval=1)
     with caplog.at_level("INFO", logger="medseg_monai"):

@@ -197,7 +197,7 @@ class BudgetScheduleFitter:
         for attribute in ("T_max", "total_iters"):  # CosineAnnealingLR, PolynomialLR
             if hasattr(self.scheduler, attribute):
                 setattr(self.scheduler, attribute, self.fitted_epochs)
-        self.run_logger.config_dict.setdefault("train", {})["epochs"] = self.fitted_epochs
+        self.run_logger.config_dict["train"]["epochs"] = self.fitted_epochs
         logger.info(
             "epoch %d: schedule re-fitted to the budget, %d -> %d epochs (%.1f s per epoch, %.1f s per validation)",
             epoch, planned, self.fitted_epochs, epoch_s, val_s,

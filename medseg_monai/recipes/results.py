@@ -170,10 +170,9 @@ def write_results_table(roots: Iterable[str | Path], out: str | Path = "docs/res
     covers the whole archive, the runs under ``roots`` replacing their archived counterparts.
     """
     roots = [Path(root) for root in roots]
-    if archive is not None:
-        published = publish_summaries(collect_summaries(roots), archive)
+    summaries = collect_summaries(roots if archive is None else [Path(archive), *roots])
+    if archive is not None:  # archived summaries not replaced by a run are written back unchanged
+        published = publish_summaries(summaries, archive)
         logger.info("%d full-run summaries published to %s", len(published), archive)
-        roots = [Path(archive), *roots]
-    summaries = collect_summaries(roots)
     logger.info("%d run summaries -> %s", len(summaries), out)
     return atomic_write_text(Path(out), render_results(summaries))
