@@ -103,7 +103,7 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
 
     from medseg_monai.config import RunConfig
     from medseg_monai.engines.checkpoint import load_checkpoint
-    from medseg_monai.engines.train import build_network
+    from medseg_monai.networks import build_network
 
     config = RunConfig.load(model / "config.json")
     network = build_network(config, load_pretrained=False)
@@ -142,14 +142,16 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
 
 
 def run_medseg(model: Path, inputs: Path, output: Path, matched: bool) -> dict:
-    from medseg_monai.engines.predictor import Predictor
+    from medseg_monai.config import BatchOptions
+    from medseg_monai.engines import Predictor, run_batch
 
-    predictor = Predictor.from_run(model)
+    infer = None
     if matched:
-        predictor = predictor.with_infer(roi_size=RECIPE_WINDOW["roi_size"], sw_batch_size=RECIPE_WINDOW["sw_batch_size"],
-                                         overlap=RECIPE_WINDOW["overlap"], blend_mode=RECIPE_WINDOW["mode"])
+        infer = {"roi_size": RECIPE_WINDOW["roi_size"], "sw_batch_size": RECIPE_WINDOW["sw_batch_size"],
+                 "overlap": RECIPE_WINDOW["overlap"], "blend_mode": RECIPE_WINDOW["mode"]}
+    predictor = Predictor.from_run(model, infer=infer)
     start = time.perf_counter()
-    results = predictor.predict(inputs, output, overwrite=True, progress=False)
+    results = run_batch(predictor, inputs, output, BatchOptions(overwrite=True, progress=False))
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"medseg failed on {len(failed)} case(s): {failed[:3]}")

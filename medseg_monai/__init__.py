@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "BatchOptions": "medseg_monai.config",
     "DataConfig": "medseg_monai.config",
     "InferConfig": "medseg_monai.config",
     "ModelConfig": "medseg_monai.config",
     "RunConfig": "medseg_monai.config",
     "TrainConfig": "medseg_monai.config",
-    "CaseResult": "medseg_monai.engines.predictor",
-    "Predictor": "medseg_monai.engines.predictor",
-    "TrainResult": "medseg_monai.engines.train",
+    "CaseResult": "medseg_monai.engines",
+    "Predictor": "medseg_monai.engines",
+    "TrainResult": "medseg_monai.engines",
+    "run_batch": "medseg_monai.engines",
+    "build_network": "medseg_monai.networks",
+    "resolve_data_config": "medseg_monai.data",
     "EvaluationResult": "medseg_monai.evaluation",
     "available_networks": "medseg_monai.networks",
     "create_network": "medseg_monai.networks",
@@ -52,11 +56,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the real names
     from medseg_monai.api import evaluate, predict, train
-    from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+    from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+    from medseg_monai.data import resolve_data_config
     from medseg_monai.data.datalist import discover_pairs
     from medseg_monai.data.synthetic import generate_dataset
-    from medseg_monai.engines.predictor import CaseResult, Predictor
-    from medseg_monai.engines.train import TrainResult
+    from medseg_monai.engines import CaseResult, Predictor, TrainResult, run_batch
     from medseg_monai.evaluation import EvaluationResult
     from medseg_monai.io import write_mask
-    from medseg_monai.networks import available_networks, create_network
+    from medseg_monai.networks import available_networks, build_network, create_network

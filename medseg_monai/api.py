@@ -1,9 +1,12 @@
-"""Python API: the same stages the ``medseg`` CLI runs, as functions.
+"""Python API: the stages the ``medseg`` command runs, as functions.
 
-    from medseg_monai import RunConfig, DataConfig, train, predict, evaluate
+    from medseg_monai import RunConfig, DataConfig, BatchOptions, train, predict, evaluate
     result = train(RunConfig(data=DataConfig(data_dir="data/liver")), "runs/liver")
-    predict("runs/liver", "new_scans/", "masks/")
+    predict("runs/liver", "new_scans/", "masks/", options=BatchOptions(report="masks/predict_report.html"))
     evaluate("masks/", "data/liver_test/")
+
+For more control, load a :class:`~medseg_monai.engines.Predictor` once and hand it to
+:func:`~medseg_monai.engines.run_batch` (many inputs) or call its ``predict_image`` (one image).
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from medseg_monai.config import InferConfig
-from medseg_monai.engines.predictor import CaseResult, Predictor
-from medseg_monai.engines.train import TrainResult, train
+from medseg_monai.config import BatchOptions
+from medseg_monai.engines import CaseResult, Predictor, TrainResult, run_batch, train
+from medseg_monai.engines.predictor import InferSettings
 from medseg_monai.evaluation import EvaluationResult, evaluate_folders
 
-__all__ = ["train", "predict", "evaluate", "TrainResult", "CaseResult", "EvaluationResult"]
+__all__ = ["CaseResult", "EvaluationResult", "TrainResult", "evaluate", "predict", "train"]
 
 
 def predict(
@@ -25,24 +28,16 @@ def predict(
     output_dir: str | Path,
     *,
     checkpoint: str = "best",
-    infer: InferConfig | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    num_parts: int | None = None,
-    part_id: int | None = None,
-    manifest: bool = True,
-    report: bool | str | Path | None = None,
+    infer: InferSettings = None,
+    options: BatchOptions | None = None,
 ) -> list[CaseResult]:
     """Write a mask for every input into ``output_dir`` with the model in run folder (or checkpoint) ``model``.
 
-    ``num_parts``/``part_id`` run one share of the cases (see :meth:`Predictor.predict`);
-    ``report=True`` writes ``predict_report.html`` beside ``predict_manifest.json``.
+    ``infer`` is an :class:`~medseg_monai.config.InferConfig` or a mapping of changes to the run's own
+    inference settings; ``options`` says how the batch runs (see :func:`~medseg_monai.engines.run_batch`).
     """
     predictor = Predictor.from_run(model, checkpoint=checkpoint, infer=infer)
-    return predictor.predict(
-        inputs, output_dir, overwrite=overwrite, progress=progress, num_parts=num_parts, part_id=part_id,
-        manifest=manifest, report=report,
-    )
+    return run_batch(predictor, inputs, output_dir, options)
 
 
 evaluate = evaluate_folders

@@ -166,7 +166,7 @@ def _trained_config(config: str | Path | RunConfig) -> RunConfig:
 
 def network_from_config(config: str | Path | RunConfig):
     """The untrained network of a run configuration (a ``config.json`` path or a :class:`RunConfig`), in eval mode."""
-    from medseg_monai.engines.train import build_network
+    from medseg_monai.networks import build_network
 
     return build_network(_trained_config(config), load_pretrained=False).eval()
 
@@ -191,15 +191,18 @@ def load_predictor(checkpoint: str | Path, config: str | Path | RunConfig, infer
 
 
 def predict_bundle(predictor, inputs: str | Sequence[str] | None, output_dir: str | Path, overwrite: bool = False) -> list:
-    """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :meth:`Predictor.predict`.
+    """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :func:`~medseg_monai.engines.run_batch`.
 
     Raises:
         BundleError: no inputs given, or some cases failed (after the batch went on past them).
     """
     if not inputs:
         raise BundleError("dataset_dir is required: pass --dataset_dir with the images to segment (file, folder, glob or list)")
-    results = predictor.predict(inputs, output_dir, overwrite=overwrite, progress=False)
-    failed = predictor.failures(results)
+    from medseg_monai.config import BatchOptions
+    from medseg_monai.engines import failures, run_batch
+
+    results = run_batch(predictor, inputs, output_dir, BatchOptions(overwrite=overwrite, progress=False))
+    failed = failures(results)
     written = sum(r.status == "written" for r in results)
     logger.info("%d written, %d skipped, %d failed -> %s", written, len(results) - written - len(failed), len(failed), output_dir)
     if failed:

@@ -16,41 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, TrainConfig
+from medseg_monai.config.flags import BARE_FLAG, add_override_flag, add_setting_flags, settings_from_args
+
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("medseg_monai")
 
 EXIT_OK, EXIT_FAILED_CASES, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or "." not in key:
-        raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key, value
-
-
-def _add_infer_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("inference")
-    group.add_argument("--roi-size", type=int, nargs="+", help="sliding-window size (default: training patch size)")
-    group.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
-    group.add_argument("--sw-batch-size", type=int, help="windows per forward pass")
-    group.add_argument("--device", help="auto, cpu or cuda[:N]")
-    group.add_argument("--sw-device", help="where windows are stitched (default: --device)")
-    group.add_argument("--tta", action="store_true", help="average over flips of the axes training mirrored")
-    group.add_argument("--min-component-size", type=int, metavar="N",
-                       help="remove connected components of fewer than N voxels per class")
-    group.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per class")
-    group.add_argument("--fill-holes", action="store_true", help="fill enclosed holes per class")
-    group.add_argument("--output-format", choices=("nifti", "mha", "nrrd", "png", "tif"), help="mask format (default: the source's)")
-    group.add_argument("--blend-mode", choices=("gaussian", "constant"), help="how overlapping windows are weighted")
-    group.add_argument("--stitching", choices=("slab", "full"),
-                       help="slab: blend one slab at a time, uint8 label maps (bounded memory, default);\n"
-                            "full: MONAI's whole-image SlidingWindowInferer + Invertd (for comparison)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,28 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "metrics.csv and curves.png.\n\nexample:\n  medseg train --data data/synth3d --network unet --out runs/synth3d --epochs 30")
     p.add_argument("--data", help="dataset root (flat, images/+masks/, imagesTr/+labelsTr/) or a datalist .json")
     p.add_argument("--out", required=True, type=Path, help="run folder")
-    p.add_argument("--network", help="unet, unetpp or deeplabv3")
     p.add_argument("--config", type=Path, help="start from this config.json (flags and --set override it)")
-    p.add_argument("--dims", type=int, choices=(2, 3), help="2 or 3 (default: from the image format)")
-    p.add_argument("--val-data", help="explicit validation dataset (default: a seeded split of --data)")
-    p.add_argument("--val-fraction", type=float, help="share of cases held out for validation")
-    p.add_argument("--patch-size", type=int, nargs="+", help="training patch, e.g. 128 128 or 96 96 64")
-    p.add_argument("--spacing", type=float, nargs="+", help="target voxel spacing in mm (3D; default: dataset median)")
-    p.add_argument("--intensity", choices=("auto", "minmax", "ct", "zscore", "percentile"))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--time-budget-min", type=float, help="stop after the epoch that crosses this many minutes")
-    p.add_argument("--deep-supervision", action="store_true", help="unetpp: train all decoder heads")
-    p.add_argument("--pretrained", help="deeplabv3: local backbone weights file (never downloaded)")
-    p.add_argument("--device", help="auto, cpu or cuda[:N]")
-    p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoints/last.pt")
-    p.add_argument("--distributed", action="store_true",
-                   help="require a torchrun launch (DDP; also automatic under torchrun), e.g.\n"
-                        "torchrun --nproc_per_node 2 -m medseg_monai.cli train --data ... --out ...")
-    p.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[], metavar="SECTION.FIELD=VALUE",
-                   help="any config field, value as JSON, e.g. --set train.optimizer=\"sgd\" --set model.options='{\"channels\":[8,16,32]}'")
+    add_override_flag(p, "--set train.optimizer=\"sgd\" --set model.options='{\"channels\":[8,16,32]}'")
+    add_setting_flags(p, DataConfig, "data", title="data (data.*)")
+    add_setting_flags(p, ModelConfig, "model", title="network (model.*)")
+    add_setting_flags(p, TrainConfig, "train", title="training (train.*); torchrun --nproc_per_node N -m medseg_monai.cli train ... trains with DDP")
 
     p = sub.add_parser("predict", help="write masks for images with a trained model", formatter_class=fmt,
                        description="Write one mask per input, in the input's format and geometry, into --output.\n"
@@ -111,13 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, nargs="+", help="image file(s), folder, glob or list file")
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
-    p.add_argument("--overwrite", action="store_true", help="redo cases whose mask exists")
-    p.add_argument("--num-parts", type=int, help="split the sorted cases into this many parts (with --part-id)")
-    p.add_argument("--part-id", type=int, help="which part this process runs, 0 .. num-parts - 1")
-    p.add_argument("--report", nargs="?", const=True, metavar="HTML",
-                   help="write the QA page (default path: OUTPUT/predict_report.html)")
-    p.add_argument("--no-manifest", action="store_true", help="do not write predict_manifest.json")
-    _add_infer_args(p)
+    add_setting_flags(p, BatchOptions, "batch", title="batch", exclude=("progress",))
+    add_setting_flags(p, InferConfig, "infer", title="inference (infer.*; default: the run's own settings)")
 
     p = sub.add_parser("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
                        description="Per-case, per-class Dice, IoU, precision, recall (and HD95/ASD with --surface);\n"
@@ -162,62 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config(args: argparse.Namespace):
-    from medseg_monai.config import RunConfig
+    """The run's config: ``--config`` (or the defaults), then the flags, then ``--set``; data-dependent
+    fields left unset are resolved from the data when training starts."""
+    from medseg_monai.config import RunConfig, dataset_fields
 
     config = RunConfig.load(args.config) if args.config else RunConfig()
-    sets: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
     if args.data:
-        key = "data.datalist" if str(args.data).lower().endswith(".json") else "data.data_dir"
-        sets[key] = str(args.data)
-    dims = args.dims or (_guess_dims(args.data) if args.data else None)
-    if dims:
-        sets["data.spatial_dims"] = dims
-        if not args.patch_size and not args.config:
-            sets["data.patch_size"] = [128, 128] if dims == 2 else [96, 96, 64]
-    flag_map = {
-        "network": "model.name", "val_data": "data.val_dir", "val_fraction": "data.val_fraction",
-        "patch_size": "data.patch_size", "spacing": "data.target_spacing", "intensity": "data.intensity",
-        "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.learning_rate",
-        "time_budget_min": "train.time_budget_min", "pretrained": "model.pretrained", "device": "train.device",
-        "seed": "train.seed",
-    }
-    for attr, key in flag_map.items():
-        value = getattr(args, attr)
-        if value is not None:
-            sets[key] = value
-    if args.deep_supervision:
-        sets["model.deep_supervision"] = True
-    if args.distributed:
-        sets["train.distributed"] = True
-    sets.update(dict(args.overrides))
-    return config.override(sets)
+        changes.update({f"data.{key}": value for key, value in dataset_fields(args.data).items()})
+    for section in ("data", "model", "train"):
+        changes.update({f"{section}.{key}": value for key, value in settings_from_args(args, section).items()})
+    changes.update(dict(args.overrides))
+    return config.override(changes)
 
 
-def _guess_dims(data: str) -> int | None:
-    from medseg_monai.data.datalist import discover_pairs
-    from medseg_monai.io import RASTER_FORMATS, detect_format
+def _batch_options(args: argparse.Namespace) -> BatchOptions:
+    fields = {"progress": not args.quiet, **settings_from_args(args, "batch")}
+    if fields.get("report") == BARE_FLAG:  # a bare --report: the page goes beside the masks
+        from medseg_monai.engines.batch import REPORT_NAME
 
-    pairs = discover_pairs(data)
-    return 2 if detect_format(pairs[0]["image"]) in RASTER_FORMATS else 3
-
-
-def _infer_config(args: argparse.Namespace, base):
-    import dataclasses
-
-    changes = {
-        "roi_size": tuple(args.roi_size) if args.roi_size else None,
-        "overlap": args.overlap, "sw_batch_size": args.sw_batch_size, "device": args.device,
-        "sw_device": args.sw_device, "output_format": args.output_format,
-        "min_component_size": args.min_component_size,
-    }
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if args.tta:
-        changes["tta_flips"] = True
-    if args.keep_largest:
-        changes["keep_largest_component"] = True
-    if args.fill_holes:
-        changes["fill_holes"] = True
-    return dataclasses.replace(base, **changes)
+        fields["report"] = str(args.output / REPORT_NAME)
+    return BatchOptions(**fields)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -246,40 +163,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import dataclasses
+    from medseg_monai.engines import Predictor, failures, resolve_shard, run_batch
+    from medseg_monai.engines.batch import wait_for_parts
 
-    from medseg_monai.engines.batch import resolve_shard, wait_for_parts
-    from medseg_monai.engines.predictor import Predictor
-
-    shard = resolve_shard(args.num_parts, args.part_id)
-    predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint)
-    infer = _infer_config(args, predictor.config.infer)
-    extra = {"blend_mode": args.blend_mode, "stitching": args.stitching}
-    infer = dataclasses.replace(infer, **{k: v for k, v in extra.items() if v is not None})
-    local_rank = os.environ.get("LOCAL_RANK")
-    if shard.launcher == "torchrun" and local_rank is not None and infer.device == "auto":
-        import torch
-
-        if torch.cuda.device_count() > 1:  # one GPU per local process
-            infer = dataclasses.replace(infer, device=f"cuda:{int(local_rank) % torch.cuda.device_count()}")
-    predictor = predictor.with_infer(**dataclasses.asdict(infer))
+    options = _batch_options(args)
+    shard = resolve_shard(options.num_parts, options.part_id)
+    predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint, infer=settings_from_args(args, "infer"))
     inputs = args.input[0] if len(args.input) == 1 else args.input
-    results = predictor.predict(
-        inputs, args.output, overwrite=args.overwrite, progress=not args.quiet, num_parts=args.num_parts,
-        part_id=args.part_id, manifest=not args.no_manifest, report=args.report,
-    )
+    results = run_batch(predictor, inputs, args.output, options)
     counts = {status: sum(r.status == status for r in results) for status in ("written", "skipped", "failed")}
     part = f" [part {shard.index + 1}/{shard.count}]" if shard.sharded else ""
     print(f"{counts['written']} written, {counts['skipped']} skipped (already done), {counts['failed']} failed -> {args.output}{part}")
-    for failure in Predictor.failures(results):
+    for failure in failures(results):
         print(f"FAILED {failure.error}")
-    if not args.no_manifest:
+    if options.manifest:
         merged = args.output / "predict_manifest.json"
         print(f"manifest: {args.output / shard.manifest_name}" + (f" (merged into {merged.name} when all parts are done)" if shard.sharded else ""))
-    report = args.output / "predict_report.html" if args.report is True else args.report
-    if report and Path(report).exists():
-        print(f"report: {report}")
-    if counts["failed"] and shard.launcher == "torchrun" and not args.no_manifest:
+    if options.report and Path(options.report).exists():
+        print(f"report: {options.report}")
+    if counts["failed"] and shard.launcher == "torchrun" and options.manifest:
         wait_for_parts(args.output, shard)  # torchrun stops every worker once one exits non-zero
     return EXIT_FAILED_CASES if counts["failed"] else EXIT_OK
 

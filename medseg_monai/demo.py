@@ -17,7 +17,7 @@ import logging
 import time
 from pathlib import Path
 
-from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
 
 __all__ = ["DEMO_TARGET_DICE", "demo_configs", "run_demo"]
 
@@ -65,7 +65,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
     """Run the whole demo into ``out`` and return the summary (also written to ``summary.json``)."""
     from medseg_monai.api import evaluate, predict, train
     from medseg_monai.data.synthetic import generate_dataset
-    from medseg_monai.reports import save_prediction_grid
+    from medseg_monai.reporting import save_prediction_grid
 
     out = Path(out)
     n2d, n3d = (10, 6) if quick else (50, 24)
@@ -81,7 +81,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
         splits = json.loads((run_dir / "splits.json").read_text())
         val_images = [case["image"] for case in splits["validation"]]
         predictions = run_dir / "predictions"
-        results = predict(run_dir, val_images, predictions, overwrite=True, progress=False)
+        results = predict(run_dir, val_images, predictions, options=BatchOptions(overwrite=True, progress=False))
         failed = [r for r in results if not r.ok]
         evaluation = evaluate(predictions, _truth_folder(config, splits, run_dir), output_dir=run_dir / "evaluation", label_names=dict(enumerate(LABEL_NAMES)))
         lesion = evaluation.mean("dice", label=2)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_UNET = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}
+from tests.helpers import REPO, TINY_NETWORKS, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +17,12 @@ def shared_data_dir() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data folder {root} not present")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_networks() -> dict[str, dict]:
+    """Options of the tiny version of every network (:data:`tests.helpers.TINY_NETWORKS`)."""
+    return TINY_NETWORKS
 
 
 @pytest.fixture(scope="session")
@@ -36,18 +41,6 @@ def synth_3d(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth3d")
     make_synthetic_3d(out, n_cases=5, shape=(32, 32, 16), spacing=(1.2, 1.2, 2.5), seed=4)
     return out
-
-
-def tiny_config(data_dir: Path, dims: int, epochs: int = 2, **data_kw):
-    from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-
-    patch = (32, 32) if dims == 2 else (16, 16, 16)
-    return RunConfig(
-        data=DataConfig(data_dir=str(data_dir), spatial_dims=dims, patch_size=patch, samples_per_image=1, val_fraction=0.25, **data_kw),
-        model=ModelConfig(name="unet", options=TINY_UNET),
-        train=TrainConfig(epochs=epochs, batch_size=2, learning_rate=1e-2),
-        infer=InferConfig(overlap=0.25, sw_batch_size=2),
-    )
 
 
 @pytest.fixture(scope="session")

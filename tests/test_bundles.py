@@ -17,7 +17,7 @@ import torch
 
 from medseg_monai import bundle as mb
 from medseg_monai.cli import main
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BUNDLES_DIR = REPO / "bundles"
 BUNDLE_NAMES = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "metadata.json").is_file())

@@ -25,15 +25,16 @@ def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
     "factory, message",
     [
         (lambda: DataConfig(spatial_dims=4), "spatial_dims must be 2 or 3, got 4"),
-        (lambda: DataConfig(patch_size=(64,)), "patch_size must hold 2 positive sizes, got (64,)"),
+        (lambda: DataConfig(spatial_dims=2, patch_size=(64,)), "patch_size must hold 2 positive sizes, got (64,)"),
+        (lambda: DataConfig(patch_size=(64,)), "patch_size must hold 2 or 3 positive sizes, got (64,)"),
         (lambda: DataConfig(val_fraction=1.5), "val_fraction must be in [0, 1), got 1.5"),
-        (lambda: DataConfig(intensity="hu"), "intensity must be one of"),
+        (lambda: DataConfig(intensity="hu"), "intensity must be 'auto', 'minmax', 'ct', 'zscore' or 'percentile', got 'hu'"),
         (lambda: DataConfig(label_values=(0, 0)), "label_values must be distinct"),
         (lambda: TrainConfig(epochs=0), "epochs must be >= 1, got 0"),
         (lambda: TrainConfig(optimizer="lbfgs"), "optimizer must be 'adamw', 'adam' or 'sgd', got 'lbfgs'"),
         (lambda: InferConfig(overlap=1.0), "overlap must be in [0, 1), got 1.0"),
         (lambda: InferConfig(roi_size=(0, 8)), "roi_size must be positive, got (0, 8)"),
-        (lambda: RunConfig(infer=InferConfig(roi_size=(8, 8, 8))), "infer.roi_size must hold 2 sizes"),
+        (lambda: RunConfig(data=DataConfig(spatial_dims=2), infer=InferConfig(roi_size=(8, 8, 8))), "infer.roi_size must hold 2 sizes"),
     ],
 )
 def test_invalid_values_are_named(factory, message):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from medseg_monai.engines.train import setup_distributed, train
-from tests.conftest import REPO, TINY_UNET, tiny_config
+from tests.helpers import REPO, TINY_UNET, tiny_config
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

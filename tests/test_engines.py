@@ -12,25 +12,10 @@ import SimpleITK as sitk
 import torch
 from PIL import Image
 
-from medseg_monai.config import DataConfig, InferConfig, RunConfig
-from medseg_monai.engines import Predictor, load_checkpoint, train
+from medseg_monai.config import RunConfig
+from medseg_monai.engines import Predictor, load_checkpoint, predict_case, train
 from medseg_monai.utils import atomic_path
-from tests.conftest import tiny_config
-
-
-class ThresholdNet(torch.nn.Module):
-    """Class 1 wherever the (normalised) first channel exceeds 0.5: makes the expected mask known."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([0.5 - x[:, :1], x[:, :1] - 0.5], dim=1) * 10
-
-
-def threshold_predictor(dims: int, patch, **data_kw) -> Predictor:
-    config = RunConfig(
-        data=DataConfig(spatial_dims=dims, patch_size=patch, in_channels=1, label_values=(0, 1), intensity="minmax", **data_kw),
-        infer=InferConfig(overlap=0.5, sw_batch_size=2),
-    )
-    return Predictor(ThresholdNet(), config)
+from tests.helpers import predict_batch, threshold_predictor, tiny_config
 
 
 # ---------------------------------------------------------------- training outputs
@@ -91,20 +76,20 @@ def test_image_mask_size_mismatch_is_named(tmp_path):
 def test_predict_png_writes_source_sized_label_maps(run_2d, synth_2d, tmp_path):
     predictor = Predictor.from_run(run_2d.run_dir)
     sources = sorted(p for p in synth_2d.glob("*.png") if not p.stem.endswith("_mask"))[:3]
-    results = predictor.predict(sources, tmp_path)
+    results = predict_batch(predictor, sources, tmp_path)
     assert [r.status for r in results] == ["written"] * 3
     for source, result in zip(sources, results):
         assert result.output.name == source.name
         mask = np.asarray(Image.open(result.output))
         assert mask.dtype == np.uint8 and mask.shape == np.asarray(Image.open(source)).shape
         assert set(np.unique(mask)) <= {0, 1, 2}
-    again = predictor.predict(sources, tmp_path)
+    again = predict_batch(predictor, sources, tmp_path)
     assert [r.status for r in again] == ["skipped"] * 3
 
 
 def test_predict_nifti_keeps_affine_shape_and_integer_dtype(run_3d, synth_3d, tmp_path):
     sources = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[:2]
-    results = Predictor.from_run(run_3d.run_dir, checkpoint="last").predict(sources, tmp_path)
+    results = predict_batch(Predictor.from_run(run_3d.run_dir, checkpoint="last"), sources, tmp_path)
     assert all(r.status == "written" for r in results), [r.error for r in results]
     for source, result in zip(sources, results):
         src, out = nib.load(source), nib.load(result.output)
@@ -127,7 +112,7 @@ def test_png_orientation_survives_the_whole_pipeline(tmp_path):
     source = tmp_path / "in" / "asym.png"
     source.parent.mkdir()
     Image.fromarray(image).save(source)
-    result = threshold_predictor(2, (32, 32)).predict_file(source, tmp_path / "out")
+    result = predict_case(threshold_predictor(2, (32, 32)), source, tmp_path / "out")
     assert result.status == "written", result.error
     mask = np.asarray(Image.open(result.output))
     assert mask.shape == (40, 70)
@@ -147,7 +132,7 @@ def test_oblique_nifti_round_trips_voxel_for_voxel(tmp_path, flip_x):
     source = tmp_path / "obl.nii.gz"
     nib.save(nib.Nifti1Image(volume, affine), source)
     predictor = threshold_predictor(3, (16, 16, 8), target_spacing=(0.8, 0.9, 2.5))
-    result = predictor.predict_file(source, tmp_path / "out")
+    result = predict_case(predictor, source, tmp_path / "out")
     assert result.status == "written", result.error
     out = nib.load(result.output)
     np.testing.assert_array_equal(out.affine, nib.load(source).affine)
@@ -158,7 +143,7 @@ def test_batch_goes_on_past_a_bad_case(run_2d, synth_2d, tmp_path):
     sources = sorted(p for p in synth_2d.glob("*.png") if not p.stem.endswith("_mask"))[:2]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
-    results = Predictor.from_run(run_2d.run_dir).predict([sources[0], broken, sources[1]], tmp_path / "out")
+    results = predict_batch(Predictor.from_run(run_2d.run_dir), [sources[0], broken, sources[1]], tmp_path / "out")
     assert [r.status for r in results] == ["written", "failed", "written"]
     assert "broken.png" in results[1].error
     assert not (tmp_path / "out" / "broken.png").exists()
@@ -166,7 +151,7 @@ def test_batch_goes_on_past_a_bad_case(run_2d, synth_2d, tmp_path):
 
 def test_predictor_rejects_output_into_input_folder(run_2d, synth_2d):
     with pytest.raises(ValueError, match="output folder is the input folder"):
-        Predictor.from_run(run_2d.run_dir).predict(synth_2d, synth_2d)
+        predict_batch(Predictor.from_run(run_2d.run_dir), synth_2d, synth_2d)
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

@@ -25,12 +25,14 @@ import torch
 from PIL import Image
 
 from medseg_monai.cli import main
-from medseg_monai.config import DataConfig, InferConfig, RunConfig
-from medseg_monai.engines import MANIFEST_NAME, REPORT_NAME, Predictor, resolve_shard
-from medseg_monai.engines.batch import Shard, case_flags, file_sha256, mask_statistics, wait_for_parts
+from medseg_monai.config import InferConfig
+from medseg_monai.engines import MANIFEST_NAME, REPORT_NAME, Predictor, predict_case, resolve_shard
+from medseg_monai.engines.batch import Shard, wait_for_parts
+from medseg_monai.engines.manifest import case_flags
 from medseg_monai.engines.resampling import labels_to_source_grid, lean_spacing
 from medseg_monai.engines.stitching import sliding_window_stitch
-from medseg_monai.io import image_loader
+from medseg_monai.io import file_sha256, image_loader, mask_statistics
+from tests.helpers import ThresholdNet, predict_batch, threshold_predictor
 
 SPACING = (0.8, 0.9, 2.5)
 ORIGIN = (-12.5, 30.0, 7.25)
@@ -44,23 +46,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-class ThresholdNet(torch.nn.Module):
-    """Class 1 wherever the min-max normalised first channel exceeds 0.5: the expected mask is known."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([0.5 - x[:, :1], x[:, :1] - 0.5], dim=1) * 10
-
-
-def threshold_predictor(dims: int, patch=None, label_values=(0, 1), **data_kw) -> Predictor:
-    patch = patch or ((32, 32) if dims == 2 else (16, 16, 8))
-    config = RunConfig(
-        data=DataConfig(spatial_dims=dims, patch_size=patch, in_channels=1, label_values=label_values,
-                        label_names=("background",) + tuple(f"class_{v}" for v in label_values[1:]), intensity="minmax", **data_kw),
-        infer=InferConfig(overlap=0.5, sw_batch_size=2, device="cpu"),
-    )
-    return Predictor(ThresholdNet(), config)
 
 
 def rotation(deg: float) -> np.ndarray:
@@ -168,7 +153,7 @@ def test_volume_formats_round_trip_with_exact_geometry(tmp_path, case):
         sitk.WriteImage(sitk_image(vol, LPS @ direction), str(source))
     else:
         write_dicom_series(source, vol, LPS @ direction)
-    result = threshold_predictor(3).predict([source], tmp_path / "out")[0]
+    result = predict_batch(threshold_predictor(3), [source], tmp_path / "out")[0]
     assert result.status == "written", result.error
     expected_name = {".mhd": "scan.mha", "": "scan.nii.gz"}.get(suffix, source.name)
     assert result.output.name == expected_name
@@ -199,7 +184,7 @@ def test_raster_formats_round_trip(tmp_path, case):
     Image.fromarray(array).save(source)
     with Image.open(source) as check:
         assert check.mode == mode
-    result = threshold_predictor(2).predict([source], tmp_path / "out")[0]
+    result = predict_batch(threshold_predictor(2), [source], tmp_path / "out")[0]
     assert result.status == "written", result.error
     assert result.output.name == Path(name).stem + (".tif" if name.endswith(".tif") else ".png")
     with Image.open(result.output) as out:
@@ -234,7 +219,7 @@ def test_real_nrrd_and_nifti_cases_keep_geometry(shared_data_dir, run_3d, tmp_pa
     if not all(p.exists() for p in sources):
         pytest.skip(f"{root}: brain1/breast1 NRRD and NIfTI not present")
     infer = InferConfig(roi_size=(96, 96, 64), overlap=0.0, sw_batch_size=1, device="cpu")
-    results = Predictor.from_run(run_3d.run_dir, infer=infer).predict(sources, tmp_path / "out", progress=False)
+    results = predict_batch(Predictor.from_run(run_3d.run_dir, infer=infer), sources, tmp_path / "out")
     assert [r.status for r in results] == ["written"] * 4, [r.error for r in results]
     for source, result in zip(sources, results):
         assert_same_geometry(source, result.output)
@@ -259,14 +244,14 @@ def test_skip_done_resume_after_interruption_and_overwrite(run_2d, synth_2d, tmp
     sources = png_inputs(synth_2d, tmp_path / "in", 3)
     out = tmp_path / "out"
     predictor = Predictor.from_run(run_2d.run_dir)
-    first = predictor.predict(sources, out, progress=False)
+    first = predict_batch(predictor, sources, out)
     assert [r.status for r in first] == ["written"] * 3
     # an interrupted run: one mask truncated by a non-atomic tool, one missing, a temporary left behind
     (out / sources[1].name).write_bytes(b"\x89PNG\r\n")
     (out / sources[2].name).unlink()
     stale = out / f".{sources[2].name}.x1y2z3.tmp.png"
     stale.write_bytes(b"partial")
-    again = predictor.predict(sources, out, progress=False)
+    again = predict_batch(predictor, sources, out)
     assert [r.status for r in again] == ["skipped", "written", "written"]
     assert not stale.exists()
     manifest = json.loads((out / MANIFEST_NAME).read_text())
@@ -275,7 +260,7 @@ def test_skip_done_resume_after_interruption_and_overwrite(run_2d, synth_2d, tmp
     assert records[0]["sha256"] == first[0].sha256 == file_sha256(out / sources[0].name)
     assert records[0]["seconds"] == pytest.approx(first[0].seconds, abs=1e-3)  # carried over from the first run
     assert records[0]["labels"] == first[0].labels
-    assert [r.status for r in predictor.predict(sources, out, overwrite=True, progress=False)] == ["written"] * 3
+    assert [r.status for r in predict_batch(predictor, sources, out, overwrite=True)] == ["written"] * 3
 
 
 def test_bad_case_in_the_middle_is_reported_and_the_batch_goes_on(run_3d, synth_3d, tmp_path, capsys):
@@ -302,10 +287,11 @@ def test_bad_case_in_the_middle_is_reported_and_the_batch_goes_on(run_3d, synth_
 def test_in_process_parts_match_a_single_run(run_2d, synth_2d, tmp_path):
     sources = png_inputs(synth_2d, tmp_path / "in", 5)
     predictor = Predictor.from_run(run_2d.run_dir)
-    single = {r.output.name: r.sha256 for r in predictor.predict(sources, tmp_path / "single", progress=False)}
+    single = {r.output.name: r.sha256 for r in predict_batch(predictor, sources, tmp_path / "single")}
     seen = []
     for part in range(3):
-        results = predictor.predict(sources, tmp_path / "parts", num_parts=3, part_id=part, progress=False, report=part == 2)
+        report = str(tmp_path / "parts" / REPORT_NAME) if part == 2 else None
+        results = predict_batch(predictor, sources, tmp_path / "parts", num_parts=3, part_id=part, report=report)
         seen += [r.input.name for r in results]
         assert not (tmp_path / "parts" / MANIFEST_NAME).exists() or part == 2  # merged only when all parts are done
     assert sorted(seen) == sorted(p.name for p in sources) and len(seen) == len(set(seen))  # no gap, no overlap
@@ -331,7 +317,7 @@ def test_shard_resolution():
 def test_torchrun_two_processes_match_one(run_2d, synth_2d, tmp_path):
     sources = png_inputs(synth_2d, tmp_path / "in", 3)
     assert torch.get_num_threads() == 1  # as torchrun's workers (OMP_NUM_THREADS=1): the same arithmetic
-    single = {r.output.name: r.sha256 for r in Predictor.from_run(run_2d.run_dir).predict(sources, tmp_path / "single", progress=False)}
+    single = {r.output.name: r.sha256 for r in predict_batch(Predictor.from_run(run_2d.run_dir), sources, tmp_path / "single")}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "medseg_monai.cli", "-q",
            "predict", "--model", str(run_2d.run_dir), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "dist"), "--report"]
@@ -349,7 +335,7 @@ def test_output_name_clash_is_refused(tmp_path):
         (tmp_path / folder).mkdir()
         nib.save(nib.Nifti1Image(blob_volume(), np.eye(4)), str(tmp_path / folder / "scan.nii.gz"))
     with pytest.raises(ValueError, match="name clash.*scan.nii.gz"):
-        threshold_predictor(3).predict([tmp_path / "a" / "scan.nii.gz", tmp_path / "b" / "scan.nii.gz"], tmp_path / "out")
+        predict_batch(threshold_predictor(3), [tmp_path / "a" / "scan.nii.gz", tmp_path / "b" / "scan.nii.gz"], tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------------- manifest and report
@@ -365,7 +351,7 @@ def test_manifest_fields_statistics_and_report(tmp_path):
     for name, vol in (("two", two), ("many", many), ("empty", empty)):
         nib.save(nib.Nifti1Image(vol, ras_affine(np.eye(3))), str(folder / f"{name}.nii.gz"))
     out = tmp_path / "out"
-    results = threshold_predictor(3, label_values=(0, 300)).predict(folder, out, report=True, progress=False)
+    results = predict_batch(threshold_predictor(3, label_values=(0, 300)), folder, out, report=str(out / REPORT_NAME))
     assert all(r.ok for r in results)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert {"schema", "versions", "device", "model", "infer", "inputs_total", "inputs_sha256", "summary", "cases", "status"} <= set(manifest)
@@ -508,7 +494,7 @@ def test_tta_and_post_processing(tmp_path):
     with pytest.raises(ValueError, match="min_component_size must be >= 0, got -1"):
         InferConfig(min_component_size=-1)
     both = plain.with_infer(keep_largest_component=True, fill_holes=True)
-    result = both.predict_file(source, tmp_path / "out")
+    result = predict_case(both, source, tmp_path / "out")
     assert result.labels["255"]["components"] == 1 and result.labels["255"]["count"] == 26 * 26
 
 
@@ -522,14 +508,14 @@ def test_ct_sized_volume_stays_within_memory_bound(tmp_path):
     code = f"""
 import torch
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
-from medseg_monai.engines.predictor import Predictor
-from medseg_monai.engines.train import build_network
+from medseg_monai.engines import Predictor, predict_case
+from medseg_monai.networks import build_network
 torch.manual_seed(0)
 cfg = RunConfig(data=DataConfig(spatial_dims=3, patch_size=(96, 96, 96), in_channels=1, label_values=(0, 1, 2), intensity="ct",
                                 target_spacing=(1.5, 1.5, 2.0)),
                 model=ModelConfig(name="unet", options={{"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}),
                 infer=InferConfig(sw_batch_size=4, overlap=0.25, device="cpu"))
-result = Predictor(build_network(cfg, load_pretrained=False), cfg).predict_file("{tmp_path}/ct/imagesTr/case_000.nii.gz", "{tmp_path}/out")
+result = predict_case(Predictor(build_network(cfg, load_pretrained=False), cfg), "{tmp_path}/ct/imagesTr/case_000.nii.gz", "{tmp_path}/out")
 assert result.status == "written", result.error
 print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
 """

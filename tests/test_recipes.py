@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+from medseg_monai.engines import load_checkpoint
 from medseg_monai.io import mask_filename
 from medseg_monai.recipes import (
     RECIPES,
@@ -31,7 +32,7 @@ from medseg_monai.recipes import (
 from medseg_monai.recipes.analysis import best_and_worst, pooled_by_group, pooled_metrics
 from medseg_monai.recipes.runner import score_predictions
 
-from .conftest import REPO, TINY_UNET
+from tests.helpers import REPO, TINY_UNET
 
 EXPECTED = {"isbi2012_em": 2, "drive_retina": 2, "chaos_mr_liver2d": 2, "msd_hippocampus": 3}
 
@@ -58,7 +59,7 @@ def test_registry_holds_the_four_datasets_with_their_networks():
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_default_configs_are_consistent(name):
-    from medseg_monai.engines.train import build_network
+    from medseg_monai.networks import build_network
 
     recipe = RECIPES[name]
     for network, config in recipe.configs.items():
@@ -289,7 +290,9 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert summary["kind"] == "trial" and summary["cases"] == {"training": 6, "validation": 2}
     schedule = summary["schedule"]
     assert 2 <= schedule["epochs"] <= 50 and summary["epochs_planned"] == schedule["epochs"]
-    assert summary["epochs_run"] <= schedule["epochs"]
+    # the budget re-fit may stretch the probe's plan once the run has timed its own epochs; it never overruns the re-fit
+    fitted = load_checkpoint(run / "checkpoints" / "last.pt")["config"]["train"]["epochs"]
+    assert fitted >= schedule["epochs"] and summary["epochs_run"] <= fitted
     assert set(summary["metrics"]) == {"organ", "lesion"}
     assert {"dice", "iou", "precision", "recall", "hd95", "asd"} <= set(summary["metrics"]["organ"])
     assert summary["failed_predictions"] == [] and summary["missing_predictions"] == []

@@ -1,14 +1,18 @@
-"""Data: pair discovery and splits, MONAI transform chains, dataset properties, synthetic data."""
+"""Data: pair discovery and splits, MONAI transform chains, the data-dependent settings of a run
+(:func:`resolve_data_config`), synthetic data."""
 
 from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist, split_pairs
+from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.synthetic import generate_dataset, make_synthetic_2d, make_synthetic_3d
 
 __all__ = [
+    "check_pairs",
     "collect_inputs",
     "discover_pairs",
     "generate_dataset",
     "load_datalist",
     "make_synthetic_2d",
     "make_synthetic_3d",
+    "resolve_data_config",
     "split_pairs",
 ]

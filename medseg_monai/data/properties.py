@@ -1,18 +1,26 @@
-"""Dataset properties resolved before training: input channels, label values, target spacing."""
+"""The data-dependent settings of a run, resolved in one place before training.
+
+:func:`resolve_data_config` fills every ``None`` field of :class:`~medseg_monai.config.DataConfig` that
+depends on the data: 2D or 3D (from the images' format), the patch size (its default for that), input
+channels, label values and names, and the target spacing. ``medseg train``, the Python API and the
+bundles all train through :func:`medseg_monai.engines.train`, which calls it, so the same folder gives
+the same configuration whichever way it is trained.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from medseg_monai.config import DataConfig
-from medseg_monai.io import load_image, read_geometry
+from medseg_monai.io import RASTER_FORMATS, detect_format, load_image, read_geometry
 from medseg_monai.keys import IMAGE, LABEL
 
-__all__ = ["check_pairs", "collect_label_values", "median_spacing", "resolve_data_config"]
+__all__ = ["check_pairs", "collect_label_values", "median_spacing", "resolve_data_config", "spatial_dims_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +64,23 @@ def median_spacing(image_paths: Sequence[str], orientation: str | None = "RAS") 
     return tuple(float(v) for v in np.median(np.stack(spacings), axis=0))
 
 
+def spatial_dims_of(image: str) -> int:
+    """2 for a raster image (PNG/TIF/JPG/BMP), 3 for a volume (NIfTI, MHA, NRRD, DICOM series)."""
+    return 2 if detect_format(image) in RASTER_FORMATS else 3
+
+
 def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataConfig:
-    """Fill the fields left as ``None`` from the training data; explicit settings are kept."""
+    """Fill the fields left as ``None`` from the training data; explicit settings are kept.
+
+    In order: ``spatial_dims`` from the first training image's format (which also gives the default
+    ``patch_size``), ``in_channels`` from the first image, ``label_values`` from all training masks,
+    ``label_names``, and for volumes ``target_spacing`` as the median spacing of the training images.
+    """
     if not train_pairs:
         raise ValueError("no training cases to resolve the data configuration from")
+    if cfg.spatial_dims is None:
+        cfg = dataclasses.replace(cfg, spatial_dims=spatial_dims_of(train_pairs[0][IMAGE]))
+        logger.info("%dD data (from the format of %s)", cfg.spatial_dims, Path(train_pairs[0][IMAGE]).name)
     changes: dict = {}
     if cfg.in_channels is None:
         first = load_image(train_pairs[0][IMAGE])

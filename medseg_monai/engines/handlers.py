@@ -145,7 +145,7 @@ class RunLogger:
         atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
 
     def _write_curves(self) -> None:
-        from medseg_monai.reports import plot_training_curves
+        from medseg_monai.reporting import plot_training_curves
 
         plot_training_curves(self.history, self.run_dir / "curves.png")
 

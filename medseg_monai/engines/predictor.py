@@ -1,9 +1,10 @@
-"""The Predictor: load a model once, turn images into masks in their source's format and geometry.
+"""The Predictor: load a model once, turn one image into one mask in its source's format and geometry.
 
-Shared by the ``medseg predict`` CLI, the Python API and the bundles::
+Shared by the ``medseg predict`` CLI, the Python API, the bundles and the recipes::
 
-    predictor = Predictor.from_run("runs/liver")           # config.json + checkpoints/best.pt
-    results = predictor.predict("scans/", "masks/")         # a file, a folder, a glob, a list
+    predictor = Predictor.from_run("runs/liver")                  # config.json + checkpoints/best.pt
+    mask = predictor.predict_image("scan.nii.gz")                  # label values in the source's voxel grid
+    predictor.predict_file("scan.nii.gz", "masks/scan.nii.gz")     # ... written with the source's geometry
 
 One image goes ``LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> intensity`` (the
 training chain), through the sliding window, to class indices, back to the source grid, to the mask
@@ -11,8 +12,8 @@ values, and into :func:`~medseg_monai.io.write_mask`. With ``infer.stitching="sl
 peak memory is a few copies of the float32 image plus ``uint8`` label maps: windows are blended one
 slab at a time (:mod:`~medseg_monai.engines.stitching`) and resampling is separable
 (:mod:`~medseg_monai.engines.resampling`). ``"full"`` runs MONAI's whole-image ``SlidingWindowInferer``
-and ``Invertd`` instead. Batches (sharding, the run manifest, the QA report) live in
-:mod:`~medseg_monai.engines.batch`.
+and ``Invertd`` instead. Folders and lists of images (skip-done, sharding, the manifest, the QA report)
+are :func:`medseg_monai.engines.batch.run_batch`'s job.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,45 +32,31 @@ from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
 
-from medseg_monai.config import InferConfig, RunConfig
+from medseg_monai.config import InferConfig, RunConfig, replace_fields
 from medseg_monai.data.transforms import build_infer_transforms
-from medseg_monai.engines import batch
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.postprocessing import build_postprocessing
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import slab_axis, sliding_window_stitch
-from medseg_monai.engines.train import build_network
-from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, read_geometry, write_mask
+from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, write_mask
 from medseg_monai.keys import IMAGE, PRED
-from medseg_monai.utils import error_message, resolve_device
+from medseg_monai.networks import build_network
+from medseg_monai.utils import resolve_device
 
-__all__ = ["CaseResult", "Predictor"]
+__all__ = ["InferSettings", "Predictor"]
 
 logger = logging.getLogger(__name__)
 
+#: inference settings for a loaded model: a whole :class:`InferConfig`, or field changes to the trained one
+InferSettings = InferConfig | Mapping[str, Any] | None
 
-@dataclasses.dataclass(frozen=True)
-class CaseResult:
-    """Outcome of one input: ``status`` is ``written``, ``skipped`` (a complete output existed) or ``failed``.
 
-    ``labels`` maps each foreground mask value (as a string) to ``{"name", "count", "components"}``
-    plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
-    """
-
-    input: Path
-    output: Path | None
-    status: str
-    error: str | None = None
-    seconds: float = 0.0
-    label_counts: dict[int, int] = dataclasses.field(default_factory=dict)
-    shape: tuple[int, ...] | None = None
-    spacing: tuple[float, ...] | None = None
-    labels: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    sha256: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
+def _infer_for(config: RunConfig, infer: InferSettings) -> InferConfig:
+    if infer is None:
+        return config.infer
+    if isinstance(infer, InferConfig):
+        return infer
+    return replace_fields(config.infer, infer, "infer")
 
 
 class Predictor:
@@ -79,11 +65,12 @@ class Predictor:
     Args:
         network: a network built for ``config`` (weights loaded).
         config: the run configuration the network was trained with (resolved data fields).
-        infer: inference settings; defaults to ``config.infer``.
+        infer: inference settings: an :class:`InferConfig`, a mapping of changes to ``config.infer``
+            (``{"overlap": 0.5}``), or ``None`` for ``config.infer``.
     """
 
-    def __init__(self, network: torch.nn.Module, config: RunConfig, infer: InferConfig | None = None):
-        self.config = config if infer is None else dataclasses.replace(config, infer=infer)
+    def __init__(self, network: torch.nn.Module, config: RunConfig, infer: InferSettings = None):
+        self.config = dataclasses.replace(config, infer=_infer_for(config, infer))
         infer = self.config.infer
         self.device = resolve_device(infer.device)
         self.stitch_device = resolve_device(infer.sw_device) if infer.sw_device else self.device
@@ -104,7 +91,7 @@ class Predictor:
         self._amp = bool(infer.amp and self.device.type == "cuda")
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, infer: InferConfig | None = None, config: RunConfig | None = None) -> Predictor:
+    def from_checkpoint(cls, checkpoint: str | Path, infer: InferSettings = None, config: RunConfig | None = None) -> Predictor:
         """Build from one checkpoint file; its embedded config is used unless ``config`` is given."""
         payload = load_checkpoint(checkpoint)
         if config is None:
@@ -122,7 +109,7 @@ class Predictor:
         return predictor
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferConfig | None = None) -> Predictor:
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferSettings = None) -> Predictor:
         """Build from a run folder: ``checkpoint`` is ``best``, ``last`` or a file path."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -136,7 +123,7 @@ class Predictor:
 
     def with_infer(self, **changes: Any) -> Predictor:
         """The same network and weights with some inference settings changed (nothing is reloaded)."""
-        predictor = Predictor(self.network, self.config, dataclasses.replace(self.config.infer, **changes))
+        predictor = Predictor(self.network, self.config, changes)
         predictor.source = self.source
         return predictor
 
@@ -280,71 +267,21 @@ class Predictor:
         """Name of each output value for ``source`` (empty when the config has no names)."""
         return dict(zip(self.output_values(source), self.config.data.label_names or ()))
 
-    def predict_file(self, source: str | Path, output_dir: str | Path, *, overwrite: bool = False) -> CaseResult:
-        """Predict one input and write its mask into ``output_dir``; errors are returned, not raised.
+    def mask_path(self, source: str | Path, output_dir: str | Path) -> Path:
+        """Where the mask of ``source`` goes in ``output_dir``: the source's name in the mask format."""
+        return Path(output_dir) / mask_filename(source, self.config.infer.output_format)
 
-        A complete output (readable, with the source's shape) is kept unless ``overwrite``; leftovers
-        of an interrupted write of this output are removed first.
+    def save_mask(self, mask: np.ndarray, source: str | Path, output: str | Path) -> Path:
+        """Write ``mask`` (from :meth:`predict_image`) with the geometry of ``source`` and its label names beside it.
+
+        Returns the path written (``.mhd``/``.nhdr`` outputs become one-file ``.mha``/``.nrrd``).
         """
-        source = Path(source)
-        start = time.perf_counter()
-        output = None
-        try:
-            output = Path(output_dir) / mask_filename(source, self.config.infer.output_format)
-            batch.remove_stale_temporaries(output)
-            if not overwrite and batch.is_complete(output, source):
-                return CaseResult(source, output, "skipped")
-            mask = self.predict_image(source)
-            names = self.label_names(source)
-            output = write_mask(mask, source, output, output_format=self.config.infer.output_format, label_names=names or None)
-            geometry = read_geometry(output)
-            stats = batch.mask_statistics(mask, geometry.spacing, names, self.output_values(source)[0])
-            counts = np.bincount(mask.ravel()) if mask.dtype.kind == "u" else None
-            label_counts = (
-                {int(v): int(c) for v, c in enumerate(counts) if c} if counts is not None
-                else {int(v): int(c) for v, c in zip(*np.unique(mask, return_counts=True))}
-            )
-            return CaseResult(
-                source, output, "written", seconds=time.perf_counter() - start, label_counts=label_counts,
-                shape=tuple(int(s) for s in mask.shape), spacing=tuple(float(s) for s in geometry.spacing),
-                labels=stats, sha256=batch.file_sha256(output),
-            )
-        except Exception as err:  # one bad case must not stop a batch; the reason is reported
-            message = error_message(err)
-            if str(source) not in message:
-                message = f"{source}: {message}"
-            logger.error("failed: %s", message)
-            logger.debug("traceback for %s", source, exc_info=True)
-            return CaseResult(source, output, "failed", error=message, seconds=time.perf_counter() - start)
+        names = self.label_names(source)
+        return write_mask(mask, source, output, output_format=self.config.infer.output_format, label_names=names or None)
 
-    def predict(
-        self,
-        inputs: str | Path | Sequence[str | Path],
-        output_dir: str | Path,
-        *,
-        overwrite: bool = False,
-        progress: bool = True,
-        num_parts: int | None = None,
-        part_id: int | None = None,
-        manifest: bool = True,
-        report: bool | str | Path | None = None,
-    ) -> list[CaseResult]:
-        """Predict every input (file, folder, glob, CSV/TXT list, or a list of them) into ``output_dir``.
-
-        The batch goes on past failing cases; check ``result.ok`` or :meth:`failures`. With
-        ``num_parts``/``part_id`` (or ``torchrun``'s ``WORLD_SIZE``/``RANK``) only this part's share of
-        the cases runs. ``manifest`` keeps ``predict_manifest.json`` (per part while sharded) up to date
-        after every case; ``report`` (``True`` or a path) writes the HTML QA page once all parts are done.
-        See :func:`medseg_monai.engines.batch.run_batch`.
-        """
-        return batch.run_batch(
-            self, inputs, output_dir, overwrite=overwrite, progress=progress, num_parts=num_parts,
-            part_id=part_id, manifest=manifest, report=report,
-        )
-
-    @staticmethod
-    def failures(results: Sequence[CaseResult]) -> list[CaseResult]:
-        return [r for r in results if not r.ok]
+    def predict_file(self, source: str | Path, output: str | Path) -> Path:
+        """Predict one image file (or DICOM folder) and write its mask to ``output``; errors are raised."""
+        return self.save_mask(self.predict_image(source), source, output)
 
     # ------------------------------------------------------------------ provenance
     def describe(self) -> dict[str, Any]:

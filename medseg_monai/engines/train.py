@@ -37,10 +37,10 @@ from medseg_monai.data.transforms import build_train_transforms, build_val_trans
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, BudgetScheduleFitter, RunLogger
 from medseg_monai.keys import IMAGE, LABEL, PRED
-from medseg_monai.networks import backbone_parameters, create_network
+from medseg_monai.networks import backbone_parameters, build_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
 
-__all__ = ["DistributedContext", "TrainResult", "train", "build_network", "make_splits", "setup_distributed"]
+__all__ = ["DistributedContext", "TrainResult", "make_splits", "setup_distributed", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,24 +116,6 @@ def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.devi
     context = DistributedContext(dist.get_rank(), local_rank, dist.get_world_size(), True, owns_group)
     logger.info("distributed training: rank %d of %d on %s (%s)", context.rank, context.world_size, device, dist.get_backend())
     return context, device
-
-
-def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
-    """The network of a resolved config: ``(B, in_channels, *spatial) -> (B, num_classes, *spatial)``.
-
-    ``load_pretrained=False`` skips ``model.pretrained`` (a checkpoint's weights replace it anyway).
-    """
-    model_cfg, data_cfg = config.model, config.data
-    options = dict(model_cfg.options)
-    if model_cfg.deep_supervision:
-        options["deep_supervision"] = True
-    if model_cfg.pretrained and load_pretrained:
-        options["pretrained"] = model_cfg.pretrained
-    if data_cfg.in_channels is None:
-        raise ValueError("data.in_channels must be resolved before building the network")
-    return create_network(
-        model_cfg.name, data_cfg.spatial_dims, data_cfg.in_channels, data_cfg.num_classes, **options
-    )
 
 
 def make_splits(config: RunConfig) -> tuple[list[dict], list[dict]]:
@@ -277,6 +259,11 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
         logger.info("resuming %s after epoch %d", run_dir, done)
 
+    if train_cfg.freeze_backbone_epochs > 0:  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
+        frozen = backbone_parameters(network)
+        if not frozen:
+            raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
+        BackboneUnfreezer(frozen, optimizer, scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
     run_logger = None
     if context.is_main:
         # under DDP the time budget is decided by _DistributedEpochEnd so that all processes agree
@@ -291,11 +278,6 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
             logger.warning("train.fit_epochs_to_budget is ignored under DDP; the planned %d epochs stand", train_cfg.epochs)
         elif run_logger is not None:
             BudgetScheduleFitter(run_logger, scheduler, train_cfg.val_interval).attach(trainer)
-    if train_cfg.freeze_backbone_epochs > 0:
-        frozen = backbone_parameters(network)
-        if not frozen:
-            raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
-        BackboneUnfreezer(frozen, optimizer, scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
     if context.is_main:
         _attach_progress_bar(trainer)
 

@@ -1,4 +1,5 @@
-"""Reading images of every supported format into MONAI, and writing masks in their source's geometry."""
+"""Reading images of every supported format into MONAI, writing masks in their source's geometry, and facts
+about written masks (complete or not, checksums, label statistics)."""
 
 from medseg_monai.io.formats import (
     FORMAT_SUFFIXES,
@@ -22,28 +23,34 @@ from medseg_monai.io.readers import (
     reader_for_format,
 )
 from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype, register_writer, write_mask
+from medseg_monai.io.outputs import count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries
 
 __all__ = [
     "FORMAT_SUFFIXES",
+    "FormatDispatchReader",
+    "Geometry",
     "IMAGE_SUFFIXES",
     "MASK_FORMAT_FOR",
     "MASK_WRITERS",
     "RASTER_FORMATS",
-    "VOLUME_FORMATS",
-    "FormatDispatchReader",
-    "Geometry",
     "RasterReader",
     "SimpleITKReader",
+    "VOLUME_FORMATS",
+    "count_components",
     "detect_format",
+    "file_sha256",
     "image_loader",
+    "is_complete",
     "is_dicom_series_dir",
     "label_sidecar_path",
     "load_image",
     "mask_dtype",
     "mask_filename",
+    "mask_statistics",
     "read_geometry",
     "reader_for_format",
     "register_writer",
+    "remove_stale_temporaries",
     "split_suffix",
     "write_mask",
 ]

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from monai.config import DtypeLike, PathLike
 from monai.data import MetaTensor
-from monai.data.image_reader import ImageReader, NibabelReader, PILReader, _copy_compatible_dict, _stack_images
+from monai.data.image_reader import ImageReader, NibabelReader, PILReader
 from monai.data.utils import correct_nifti_header_if_necessary, orientation_ras_lps
 from monai.transforms import LoadImage, LoadImaged
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
+from medseg_monai.compat import copy_compatible_dict, stack_images
 from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
 
 __all__ = [
@@ -150,8 +151,8 @@ class RasterReader(PILReader):
                 MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if array.ndim == 2 else -1,
             }
             arrays.append(array)
-            _copy_compatible_dict(header, meta)
-        return _stack_images(arrays, meta), meta
+            copy_compatible_dict(header, meta)
+        return stack_images(arrays, meta), meta
 
 
 # ---------------------------------------------------------------------------------------------- SimpleITK
@@ -238,8 +239,8 @@ class SimpleITKReader(ImageReader):
             else:
                 header[MetaKeys.ORIGINAL_CHANNEL_DIM] = self.channel_dim
             arrays.append(array)
-            _copy_compatible_dict(header, meta)
-        return _stack_images(arrays, meta), meta
+            copy_compatible_dict(header, meta)
+        return stack_images(arrays, meta), meta
 
 
 # ---------------------------------------------------------------------------------------------- dispatch

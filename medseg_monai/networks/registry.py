@@ -1,4 +1,4 @@
-"""Network registry and the single :func:`create_network` factory."""
+"""Network registry, the single :func:`create_network` factory, and :func:`build_network` for a run configuration."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-__all__ = ["available_networks", "backbone_parameters", "create_network", "register_network"]
+from medseg_monai.config import RunConfig
+
+__all__ = ["available_networks", "backbone_parameters", "build_network", "create_network", "register_network"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,23 @@ def create_network(name: str, spatial_dims: int, in_channels: int, out_channels:
             )
     logger.debug("building %s (spatial_dims=%d, %d -> %d channels, options %s)", key, spatial_dims, in_channels, out_channels, kwargs)
     return builder(spatial_dims, in_channels, out_channels, **kwargs)
+
+
+def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
+    """The network of a resolved config: ``(B, in_channels, *spatial) -> (B, num_classes, *spatial)``.
+
+    Training and inference both build their network here. ``load_pretrained=False`` skips
+    ``model.pretrained`` (a checkpoint's weights replace it anyway).
+    """
+    model_cfg, data_cfg = config.model, config.data
+    options = dict(model_cfg.options)
+    if model_cfg.deep_supervision:
+        options["deep_supervision"] = True
+    if model_cfg.pretrained and load_pretrained:
+        options["pretrained"] = model_cfg.pretrained
+    if data_cfg.in_channels is None or data_cfg.spatial_dims is None:
+        raise ValueError("data.in_channels and data.spatial_dims must be resolved before building the network")
+    return create_network(model_cfg.name, data_cfg.spatial_dims, data_cfg.in_channels, data_cfg.num_classes, **options)
 
 
 def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

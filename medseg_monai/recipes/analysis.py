@@ -122,7 +122,7 @@ def save_best_worst_figure(
     import matplotlib.pyplot as plt
 
     from medseg_monai.io import load_image
-    from medseg_monai.reports import display_slice, overlay
+    from medseg_monai.reporting.figures import display_slice, overlay
     from medseg_monai.utils import atomic_path
 
     rows = [(tag, name, score) for tag, ranked in (("best", best), ("worst", worst)) for name, score in ranked

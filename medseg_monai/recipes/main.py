@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from medseg_monai.config.flags import add_override_flag
 from medseg_monai.recipes.catalog import RECIPES
 from medseg_monai.recipes.spec import DATA_DIR_ENV
 
@@ -24,16 +23,6 @@ def recipe_name(spec: str) -> str:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {spec!r}; known: {', '.join(sorted(RECIPES))}")
     return name
-
-
-def _override(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or "." not in key:
-        raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
 
 
 def build_recipe_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
@@ -60,8 +49,7 @@ def build_recipe_parser(name: str, prog: str | None = None) -> argparse.Argument
     parser.add_argument("--score-only", action="store_true",
                         help="keep the trained run in OUT/<network> and only predict and score its validation cases again "
                         "(with the recipe's current inference settings and any --set infer.* overrides)")
-    parser.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override any config field (value as JSON), e.g. --set train.learning_rate=0.001")
+    add_override_flag(parser, "--set train.learning_rate=0.001")
     return parser
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.config import InferConfig, RunConfig
+from medseg_monai.config import BatchOptions, InferConfig, RunConfig
 from medseg_monai.recipes.catalog import RECIPES
 from medseg_monai.recipes.spec import Recipe, resolve_data_root, split_cases
 from medseg_monai.utils import atomic_write_text, package_versions
@@ -335,12 +335,13 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
 
 def _evaluate(recipe: Recipe, network: str, run_dir: Path, dataset_dir: Path, val_items: Sequence[dict], checkpoint: str,
               infer: InferConfig | None = None) -> dict:
-    from medseg_monai.engines.predictor import Predictor
+    from medseg_monai.engines import Predictor, run_batch
 
     predictions_dir = run_dir / "predictions"
     shutil.rmtree(predictions_dir, ignore_errors=True)
     predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, infer=infer)
-    results = predictor.predict([item["image"] for item in val_items], predictions_dir, overwrite=True, progress=False)
+    options = BatchOptions(overwrite=True, progress=False)
+    results = run_batch(predictor, [item["image"] for item in val_items], predictions_dir, options)
     summary = score_predictions(recipe, network, run_dir, dataset_dir, val_items, predictions_dir)
     summary.update(
         checkpoint=checkpoint,

@@ -1,0 +1,43 @@
+"""Frozen configuration shared by the CLI, the Python API and the bundles.
+
+:mod:`~medseg_monai.config.sections` holds the settings dataclasses (:class:`RunConfig` with its
+``data``/``model``/``train``/``infer`` sections, and :class:`BatchOptions`);
+:mod:`~medseg_monai.config.fields` the machinery that reads each field's declaration back (help text,
+choices, flags) for the CLI, the validation and the documentation.
+"""
+
+from medseg_monai.config.fields import FieldSpec, field_specs, parse_override, replace_fields, to_jsonable
+from medseg_monai.config.sections import (
+    CONFIG_VERSION,
+    DEFAULT_PATCH_SIZE,
+    INTENSITY_MODES,
+    OUTPUT_FORMATS,
+    SECTIONS,
+    BatchOptions,
+    DataConfig,
+    InferConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    dataset_fields,
+)
+
+__all__ = [
+    "CONFIG_VERSION",
+    "DEFAULT_PATCH_SIZE",
+    "INTENSITY_MODES",
+    "OUTPUT_FORMATS",
+    "SECTIONS",
+    "BatchOptions",
+    "DataConfig",
+    "FieldSpec",
+    "InferConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "dataset_fields",
+    "field_specs",
+    "parse_override",
+    "replace_fields",
+    "to_jsonable",
+]

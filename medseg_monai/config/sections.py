@@ -1,0 +1,361 @@
+"""The settings of a run, one frozen dataclass per concern.
+
+One :class:`RunConfig` describes a whole run (data, network, training, inference). It is saved as
+``config.json`` in every run folder and read back by :class:`~medseg_monai.engines.Predictor`, so a
+model folder always carries what is needed to preprocess new images exactly as in training.
+:class:`BatchOptions` says how a batch of predictions is run; it is not part of a run.
+
+Fields left as ``None`` that depend on the data (2D or 3D, patch size, input channels, label values,
+target spacing) are resolved by :func:`medseg_monai.data.resolve_data_config` when training starts;
+the resolved copy is what lands in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from medseg_monai.config.fields import check_choices, documented, from_mapping, replace_fields, setting, to_jsonable
+
+__all__ = [
+    "CONFIG_VERSION",
+    "DEFAULT_PATCH_SIZE",
+    "INTENSITY_MODES",
+    "OUTPUT_FORMATS",
+    "BatchOptions",
+    "DataConfig",
+    "InferConfig",
+    "ModelConfig",
+    "SECTIONS",
+    "RunConfig",
+    "TrainConfig",
+    "dataset_fields",
+]
+
+CONFIG_VERSION = 1
+
+Intensity = Literal["auto", "minmax", "ct", "zscore", "percentile"]
+Optimizer = Literal["adamw", "adam", "sgd"]
+Scheduler = Literal["cosine", "poly", "none"]
+DistBackend = Literal["auto", "nccl", "gloo"]
+BlendMode = Literal["gaussian", "constant"]
+Stitching = Literal["slab", "full"]
+OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif"]
+
+INTENSITY_MODES: tuple[str, ...] = get_args(Intensity)
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+#: training patch (and sliding window) used when ``data.patch_size`` is not given
+DEFAULT_PATCH_SIZE: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (96, 96, 64)}
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how images become network input."""
+
+    data_dir: str = setting("", help="Dataset root in any supported layout (flat, images/+masks/, imagesTr/+labelsTr/).", cli=False)
+    val_dir: str | None = setting(None, help="Explicit validation dataset; when unset, `val_fraction` of `data_dir` is held out.",
+                                  aliases=("--val-data",))
+    datalist: str | None = setting(None, help="MONAI decathlon-style datalist JSON (`training`/`validation` lists); overrides discovery.",
+                                   cli=False)
+    val_fraction: float = setting(0.2, help="Share of cases held out for validation when no validation set is given.")
+    seed: int = setting(0, help="Seed of the train/validation split.", flag="--split-seed")
+    spatial_dims: Literal[2, 3] | None = setting(
+        None, help="2 for slices (PNG/TIF/JPG), 3 for volumes; `null`: the length of `patch_size` when it is given, "
+                   "else the format of the training images.", flag="--dims", aliases=("--spatial-dims",))
+    in_channels: int | None = setting(None, help="Image channels (1 gray, 3 RGB); `null` reads them from the first training image.")
+    label_values: tuple[int, ...] | None = setting(
+        None, help="Raw mask value of each class index, e.g. `[0, 255]` for binary PNG masks; `null` collects the values "
+                   "present in the training masks.")
+    label_names: tuple[str, ...] | None = setting(
+        None, help='One name per class, background first; `null` gives `["background", "class_1", ...]`.')
+    intensity: Intensity = setting(
+        "auto", help="`minmax` scales each image to [0, 1]; `ct` clips to `ct_window`, then [0, 1]; `zscore` per image on nonzero "
+                     "voxels; `percentile` clips to the image's 0.5/99.5 percentiles, then z-scores; `auto` is `minmax` in 2D "
+                     "and `zscore` in 3D.")
+    ct_window: tuple[float, float] = setting((-175.0, 250.0), help="Hounsfield window of `intensity=\"ct\"`.", metavar="HU")
+    orientation: str | None = setting("RAS", help="Axis codes volumes are reoriented to (3D only); `null` keeps the stored order.")
+    target_spacing: tuple[float, ...] | None = setting(
+        None, help="Voxel spacing in mm volumes are resampled to (3D only); `null` takes the median spacing of the training set; "
+                   "an empty list disables resampling.", flag="--spacing", aliases=("--target-spacing",), nargs="*", metavar="MM")
+    patch_size: tuple[int, ...] | None = setting(
+        None, help="Training patch and default sliding window, `[H, W]` or `[H, W, D]`; `null` is 128x128 in 2D and 96x96x64 in 3D.")
+    samples_per_image: int = setting(2, help="Random patches drawn from each image per iteration.")
+    foreground_ratio: float = setting(0.5, help="Share of patches centred on a labelled voxel (`RandCropByPosNegLabeld`).")
+    augment: bool = setting(True, help="Random flips, quarter turns, small affine and intensity jitter during training.")
+    flip_axes: tuple[int, ...] | None = setting(
+        None, help="Spatial axes that training mirrors at random and that flip test-time augmentation averages over; `null` is "
+                   "every axis. Leave out axes with an anatomical sense: `[1]` keeps only left-right flips of axial slices "
+                   "stored `(H, W)`.", nargs="*", metavar="AXIS")
+    rotate90: bool = setting(True, help="Random quarter turns in the first two spatial axes during training (square patches only).")
+    cache_rate: float = setting(1.0, help="Share of the preprocessed training set kept in memory (`CacheDataset`).")
+    num_workers: int = setting(0, help="Data-loader worker processes.")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.patch_size is not None:
+            object.__setattr__(self, "patch_size", tuple(self.patch_size))
+            if self.spatial_dims is None and len(self.patch_size) in (2, 3):
+                object.__setattr__(self, "spatial_dims", len(self.patch_size))
+        elif self.spatial_dims is not None:
+            object.__setattr__(self, "patch_size", DEFAULT_PATCH_SIZE[self.spatial_dims])
+        dims = self.spatial_dims
+        if self.patch_size is not None and (len(self.patch_size) != (dims or len(self.patch_size)) or len(self.patch_size) not in (2, 3)
+                                            or any(int(p) <= 0 for p in self.patch_size)):
+            raise ValueError(f"patch_size must hold {dims or '2 or 3'} positive sizes, got {self.patch_size}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.samples_per_image < 1:
+            raise ValueError(f"samples_per_image must be >= 1, got {self.samples_per_image}")
+        if not 0.0 <= self.foreground_ratio <= 1.0:
+            raise ValueError(f"foreground_ratio must be in [0, 1], got {self.foreground_ratio}")
+        if not 0.0 <= self.cache_rate <= 1.0:
+            raise ValueError(f"cache_rate must be in [0, 1], got {self.cache_rate}")
+        if self.label_values is not None and len(set(self.label_values)) != len(self.label_values):
+            raise ValueError(f"label_values must be distinct, got {self.label_values}")
+        if self.label_values is not None and len(self.label_values) < 2:
+            raise ValueError(f"label_values needs background and at least one class, got {self.label_values}")
+        if (
+            self.label_names is not None
+            and self.label_values is not None
+            and len(self.label_names) != len(self.label_values)
+        ):
+            raise ValueError(
+                f"label_names has {len(self.label_names)} entries but label_values has {len(self.label_values)}"
+            )
+        if dims is None:
+            return
+        if self.flip_axes is not None and (
+            len(set(self.flip_axes)) != len(self.flip_axes)
+            or any(not 0 <= int(a) < dims for a in self.flip_axes)
+        ):
+            raise ValueError(f"flip_axes must hold distinct spatial axes in [0, {dims}), got {self.flip_axes}")
+        if self.target_spacing and len(self.target_spacing) != dims:
+            raise ValueError(f"target_spacing must hold {dims} values, got {self.target_spacing}")
+
+    def _dims(self) -> int:
+        if self.spatial_dims is None:
+            raise ValueError("data.spatial_dims is not resolved yet; train or set data.spatial_dims (or data.patch_size)")
+        return self.spatial_dims
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background (requires resolved ``label_values``)."""
+        if self.label_values is None:
+            raise ValueError("label_values is not resolved yet; train or set data.label_values")
+        return len(self.label_values)
+
+    @property
+    def mirror_axes(self) -> tuple[int, ...]:
+        """Spatial axes mirrored in training and by flip test-time augmentation."""
+        return tuple(range(self._dims())) if self.flip_axes is None else tuple(int(a) for a in self.flip_axes)
+
+    @property
+    def resolved_intensity(self) -> str:
+        if self.intensity != "auto":
+            return self.intensity
+        return "minmax" if self._dims() == 2 else "zscore"
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build (see :func:`medseg_monai.networks.create_network`)."""
+
+    name: str = setting("unet", help="Registered network name: `unet`, `unetpp` or `deeplabv3`.", flag="--network")
+    options: Mapping[str, Any] = setting(
+        default_factory=dict, help='Extra keyword arguments of the network as a JSON object, e.g. `{"channels": [8, 16, 32]}`.',
+        flag="--network-options", metavar="JSON")
+    deep_supervision: bool = setting(False, help="Train `unetpp` on all its decoder heads (inference always uses one head).")
+    pretrained: str | None = setting(None, help="Local weights file (state dict) for the DeepLabV3 backbone; nothing is ever downloaded.")
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule."""
+
+    epochs: int = setting(50, help="Passes over the training set (an epoch is `iterations_per_epoch` steps when set).")
+    iterations_per_epoch: int | None = setting(None, help="Fixed number of steps per epoch; `null` is one pass over the data.")
+    batch_size: int = setting(4, help="Images per step (each contributes `samples_per_image` patches).")
+    optimizer: Optimizer = setting("adamw", help="Optimiser.")
+    learning_rate: float = setting(1e-3, help="Initial learning rate.", aliases=("--lr",))
+    weight_decay: float = setting(1e-5, help="Weight decay of the optimiser.")
+    scheduler: Scheduler = setting("cosine", help="Learning-rate schedule over `epochs`.")
+    val_interval: int = setting(1, help="Validate every N epochs (and always after the last).")
+    device: str = setting("auto", help="`auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`.")
+    amp: bool = setting(True, help="Mixed precision on CUDA (ignored on CPU).")
+    seed: int = setting(0, help="Seed for weights, sampling and augmentation.")
+    time_budget_min: float | None = setting(None, help="Stop after the epoch that crosses this wall-clock budget in minutes.")
+    fit_epochs_to_budget: bool = setting(
+        False, help="With `time_budget_min`: re-fit `epochs` (and the schedule's length) once the first warm epochs are timed, so "
+                    "the schedule anneals as the budget ends (single process only).")
+    freeze_backbone_epochs: int = setting(
+        0, help="DeepLabV3 two-stage schedule: epochs with a frozen backbone before all layers train at "
+                "`learning_rate * finetune_lr_factor`.")
+    finetune_lr_factor: float = setting(0.1, help="Learning-rate factor of the second stage.")
+    distributed: bool = setting(
+        False, help="Require a multi-process `torchrun` launch and train with `DistributedDataParallel`; a launch with "
+                    "`WORLD_SIZE > 1` switches it on by itself.")
+    dist_backend: DistBackend = setting("auto", help="Process-group backend: `auto` is `nccl` on CUDA and `gloo` on CPU.")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.val_interval < 1:
+            raise ValueError(f"val_interval must be >= 1, got {self.val_interval}")
+        if self.iterations_per_epoch is not None and self.iterations_per_epoch < 1:
+            raise ValueError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class InferConfig:
+    """Sliding-window inference and post-processing."""
+
+    roi_size: tuple[int, ...] | None = setting(None, help="Sliding-window size; `null` is the training `patch_size`.")
+    overlap: float = setting(0.25, help="Window overlap in [0, 1).")
+    sw_batch_size: int = setting(4, help="Windows per forward pass.")
+    blend_mode: BlendMode = setting("gaussian", help="How overlapping windows are weighted.")
+    device: str = setting("auto", help="Where the network runs: `auto` (CUDA when available, one GPU per torchrun process), "
+                                       "`cpu` or `cuda[:N]`.")
+    sw_device: str | None = setting(None, help="Where windows are stitched; `null` is `device`.")
+    tta_flips: bool = setting(
+        False, help="Average the softmax over flips of every combination of the axes training mirrored (`data.flip_axes`), as "
+                    "nnU-Net does.", aliases=("--tta",))
+    min_component_size: int = setting(
+        0, help="Remove connected components of a class with fewer voxels than this (0 keeps all): isolated false-positive "
+                "specks, e.g. on slices without the organ.", metavar="N")
+    keep_largest_component: bool = setting(False, help="Keep only the largest connected component of each class.",
+                                           aliases=("--keep-largest",))
+    fill_holes: bool = setting(False, help="Fill enclosed holes in each class.")
+    output_format: OutputFormat | None = setting(None, help="Mask format; `null` keeps the source's (DICOM series get NIfTI).")
+    stitching: Stitching = setting(
+        "slab", help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
+                     "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "
+                     "whole image with `Spacingd`/`Invertd` (a float `classes x image` buffer; for comparison).")
+    amp: bool = setting(True, help="float16 autocast for the network on CUDA (ignored on CPU).")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.roi_size is not None:
+            object.__setattr__(self, "roi_size", tuple(self.roi_size))
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be >= 1, got {self.sw_batch_size}")
+        if self.roi_size is not None and any(int(r) <= 0 for r in self.roi_size):
+            raise ValueError(f"roi_size must be positive, got {self.roi_size}")
+        if self.min_component_size < 0:
+            raise ValueError(f"min_component_size must be >= 0, got {self.min_component_size}")
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class BatchOptions:
+    """How a batch of predictions runs (:func:`medseg_monai.engines.run_batch`); not saved with a run."""
+
+    overwrite: bool = setting(False, help="Predict cases again whose complete mask already exists (else they are skipped).")
+    progress: bool = setting(True, help="Show a progress bar.")
+    num_parts: int | None = setting(None, help="Split the sorted cases into this many parts (with `part_id`); `null`: "
+                                               "torchrun's `WORLD_SIZE`, else one part.")
+    part_id: int | None = setting(None, help="Which part this process runs, `0 .. num_parts - 1`; `null`: torchrun's `RANK`.")
+    manifest: bool = setting(True, help="Keep `predict_manifest.json` in the output folder up to date after every case.")
+    report: str | None = setting(None, help="Where to write the HTML QA page once all parts are done (the CLI's bare `--report` "
+                                            "puts it at OUTPUT/predict_report.html); `null` writes none.", nargs="?",
+                                 metavar="HTML")
+    many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
+
+    def __post_init__(self) -> None:
+        if self.many_components < 0:
+            raise ValueError(f"many_components must be >= 0, got {self.many_components}")
+
+
+#: the sections of a RunConfig, by name
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "infer": InferConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; saved as ``config.json`` next to its checkpoints."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    infer: InferConfig = dataclasses.field(default_factory=InferConfig)
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        dims = self.data.spatial_dims
+        if self.infer.roi_size is not None and dims is not None and len(self.infer.roi_size) != dims:
+            raise ValueError(f"infer.roi_size must hold {dims} sizes, got {self.infer.roi_size}")
+
+    @property
+    def roi_size(self) -> tuple[int, ...]:
+        """Sliding-window size: ``infer.roi_size`` or the training patch size."""
+        size = self.infer.roi_size or self.data.patch_size
+        if size is None:
+            raise ValueError("data.patch_size is not resolved yet; train or set data.patch_size")
+        return tuple(size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunConfig:
+        """Build from a (JSON) mapping; unknown keys raise ``ValueError`` naming them."""
+        version = raw.get("version", CONFIG_VERSION)
+        if version > CONFIG_VERSION:
+            raise ValueError(f"config version {version} is newer than this package supports ({CONFIG_VERSION})")
+        return from_mapping(cls, raw, "config")
+
+    def save(self, path: str | Path) -> Path:
+        """Write as JSON atomically."""
+        from medseg_monai.utils import atomic_write_text
+
+        return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        try:
+            return cls.from_dict(raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
+
+    def override(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """Return a copy with dotted-key overrides applied, e.g. ``{"train.epochs": 3}``."""
+        changes: dict[str, dict[str, Any]] = {}
+        for dotted, value in overrides.items():
+            section, _, field = dotted.partition(".")
+            if not field or section not in SECTIONS:
+                raise ValueError(f"override key must look like 'section.field', got {dotted!r}")
+            known = [f.name for f in dataclasses.fields(SECTIONS[section])]
+            if field not in known:
+                raise ValueError(f"unknown config field {dotted!r}; known: {sorted(known)}")
+            changes.setdefault(section, {})[field] = value
+        try:
+            sections = {name: replace_fields(getattr(self, name), fields, f"config.{name}") for name, fields in changes.items()}
+            return dataclasses.replace(self, **sections)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+
+
+def dataset_fields(path: str | Path) -> dict[str, str]:
+    """``{"datalist": path}`` for a ``.json`` datalist, else ``{"data_dir": path}``: what a dataset argument sets."""
+    key = "datalist" if str(path).lower().endswith(".json") else "data_dir"
+    return {key: str(path)}

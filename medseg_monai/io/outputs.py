@@ -1,0 +1,98 @@
+"""Facts about written masks: is an output complete, leftovers of interrupted writes, checksums, label statistics.
+
+Leaf helpers shared by the batch runner (skip-done, the manifest) and anyone checking a folder of masks.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg_monai.io.readers import read_geometry
+from medseg_monai.io.writers import label_sidecar_path
+
+__all__ = ["count_components", "file_sha256", "is_complete", "mask_statistics", "remove_stale_temporaries"]
+
+logger = logging.getLogger(__name__)
+
+
+def is_complete(output: str | Path, source: str | Path) -> bool:
+    """True when ``output`` exists, reads back, and has the spatial shape of ``source``."""
+    output = Path(output)
+    try:
+        if not output.is_file() or output.stat().st_size == 0:
+            return False
+        return read_geometry(output).shape == read_geometry(source).shape
+    except (OSError, ValueError) as err:
+        logger.info("%s: existing output is not usable (%s); predicting again", output, err)
+        return False
+
+
+def remove_stale_temporaries(output: str | Path) -> list[Path]:
+    """Delete temporaries an interrupted write of ``output`` (or its label sidecar) left beside it."""
+    removed = []
+    for final in (Path(output), label_sidecar_path(output)):
+        for name in glob.glob(str(final.parent / f".{glob.escape(final.name)}.*.tmp*")):
+            try:
+                Path(name).unlink()
+                removed.append(Path(name))
+            except FileNotFoundError:
+                continue
+    if removed:
+        logger.info("removed %d leftover temporary file(s) of %s", len(removed), output)
+    return removed
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def count_components(binary: np.ndarray) -> int:
+    """Connected components of a boolean mask (full connectivity: 8 in 2D, 26 in 3D)."""
+    from scipy import ndimage
+
+    if not binary.any():
+        return 0
+    box = []
+    for axis in range(binary.ndim):
+        hit = np.flatnonzero(binary.any(axis=tuple(a for a in range(binary.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    structure = ndimage.generate_binary_structure(binary.ndim, binary.ndim)
+    return int(ndimage.label(binary[tuple(box)], structure=structure)[1])
+
+
+def mask_statistics(
+    mask: np.ndarray, spacing: Sequence[float], names: Mapping[int, str] | None = None, background: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Per foreground value: ``name``, ``count`` (voxels or pixels), ``volume_ml`` (3D), ``components``.
+
+    Every named value is listed (count 0 when absent), plus any unnamed value present in the mask.
+    """
+    names = dict(names or {})
+    if mask.dtype.kind == "u" or mask.dtype == bool:
+        counts = np.bincount(mask.ravel().astype(np.int64, copy=False) if mask.dtype == bool else mask.ravel())
+        present = {int(v): int(c) for v, c in enumerate(counts) if c}
+    else:
+        present = {int(v): int(c) for v, c in zip(*np.unique(mask, return_counts=True))}
+    values = sorted((set(names) | set(present)) - {int(background)})
+    voxel_ml = float(np.prod(spacing)) / 1000.0 if mask.ndim == 3 else None
+    stats: dict[str, dict[str, Any]] = {}
+    for value in values:
+        count = present.get(value, 0)
+        entry: dict[str, Any] = {"name": names.get(value, f"label_{value}"), "count": count}
+        if voxel_ml is not None:
+            entry["volume_ml"] = round(count * voxel_ml, 6)
+        entry["components"] = count_components(mask == value) if count else 0
+        stats[str(value)] = entry
+    return stats
