@@ -65,7 +65,6 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
     """Run the whole demo into ``out`` and return the summary (also written to ``summary.json``)."""
     from medseg_monai.api import evaluate, predict, train
     from medseg_monai.data.synthetic import generate_dataset
-    from medseg_monai.reporting import save_prediction_grid
 
     out = Path(out)
     n2d, n3d = (10, 6) if quick else (50, 24)
@@ -86,7 +85,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
         evaluation = evaluate(predictions, _truth_folder(config, splits, run_dir), output_dir=run_dir / "evaluation", label_names=dict(enumerate(LABEL_NAMES)))
         lesion = evaluation.mean("dice", label=2)
         organ = evaluation.mean("dice", label=1)
-        _prediction_figure(save_prediction_grid, splits["validation"][:4], predictions, run_dir / "predictions.png", config.data.spatial_dims, name)
+        _prediction_figure(splits["validation"][:4], predictions, run_dir / "predictions.png", name)
         summary["runs"][name] = {
             "run_dir": str(run_dir),
             "best_val_mean_dice": result.best_metric,
@@ -117,14 +116,10 @@ def _truth_folder(config: RunConfig, splits: dict, run_dir: Path) -> Path:
     return folder
 
 
-def _prediction_figure(save_grid, cases: list[dict], predictions: Path, path: Path, spatial_dims: int, title: str) -> None:
-    import numpy as np
+def _prediction_figure(cases: list[dict], predictions: Path, path: Path, title: str) -> None:
+    from medseg_monai.io import mask_filename
+    from medseg_monai.reporting import CaseRow, save_case_figure
 
-    from medseg_monai.io import load_image, mask_filename
-
-    rows = []
-    for case in cases:
-        pred_path = predictions / mask_filename(case["image"])
-        if pred_path.exists():
-            rows.append((case["name"], np.asarray(load_image(case["image"])), np.asarray(load_image(case["label"])), np.asarray(load_image(pred_path))))
-    save_grid(rows, path, spatial_dims, title=title)
+    rows = [CaseRow(case["name"], case["image"], case["label"], predictions / mask_filename(case["image"]))
+            for case in cases if (predictions / mask_filename(case["image"])).exists()]
+    save_case_figure(rows, path, label_values=(1, 2), title=title)

@@ -14,7 +14,8 @@ def test_configuration_reference_is_up_to_date():
 
 
 def test_results_page_is_generated_from_the_published_summaries():
-    from medseg_monai.recipes import collect_summaries, render_results
+    from medseg_monai.recipes import collect_summaries
+    from medseg_monai.reporting import render_results
 
     summaries = collect_summaries([DOCS / "results"])
     assert summaries, "docs/results/ holds no run summaries"

@@ -2,13 +2,14 @@
 
 import json
 import math
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
 
-from medseg_monai.evaluation import case_metrics, evaluate_folders
+from medseg_monai.evaluation import case_metrics, evaluate_folders, overlap_metrics
 
 
 def test_case_metrics_exact_counts():
@@ -28,6 +29,44 @@ def test_case_metrics_exact_counts():
 def test_class_absent_from_both_is_nan_not_perfect():
     empty = np.zeros((4, 4), int)
     assert math.isnan(case_metrics(empty, empty, [1])[1]["dice"])
+
+
+def test_one_rule_for_empty_cases():
+    absent = overlap_metrics(0, 0, 0, 16)  # in neither prediction nor truth
+    assert all(math.isnan(absent[m]) for m in ("dice", "iou", "precision", "recall")) and absent["accuracy"] == 1.0
+    missed = overlap_metrics(0, 0, 5, 11)  # in the truth, nothing predicted: a miss counts against precision too
+    assert missed["dice"] == missed["iou"] == missed["precision"] == missed["recall"] == 0.0
+    invented = overlap_metrics(0, 5, 0, 11)  # predicted where the truth is empty: nothing to recall
+    assert invented["dice"] == invented["precision"] == 0.0 and math.isnan(invented["recall"])
+    assert overlap_metrics(3, 1, 2, 10) == pytest.approx({"dice": 6 / 9, "iou": 3 / 6, "precision": 3 / 4, "recall": 3 / 5, "accuracy": 13 / 16})
+    assert math.isnan(overlap_metrics(0, 0, 0, 0)["accuracy"])  # an empty region of interest
+
+
+def test_rows_carry_counts_and_cases_are_scored_one_at_a_time(tmp_path, monkeypatch):
+    from medseg_monai.evaluation import folders
+
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir(), pred_dir.mkdir()
+    for i in range(3):
+        truth = np.zeros((8, 8), np.uint8)
+        truth[: 2 + i, :4] = 255
+        Image.fromarray(truth).save(truth_dir / f"c{i}_mask.png")
+        Image.fromarray(np.roll(truth, 1, axis=1)).save(pred_dir / f"c{i}.png")
+    loaded = []
+    real_load = folders.load_image
+
+    def counting_load(path, *args, **kwargs):
+        loaded.append(Path(path).name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(folders, "load_image", counting_load)
+    result = evaluate_folders(pred_dir, truth_dir)
+    assert loaded == ["c0_mask.png", "c0.png", "c1_mask.png", "c1.png", "c2_mask.png", "c2.png"]  # truth, prediction, next case
+    for i, row in enumerate(result.rows):
+        side = 2 + i
+        assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (3 * side, side, side, 64 - 5 * side)
+        assert row["dice"] == pytest.approx(2 * 3 / 8)
+        assert row["truth_voxels"] == row["tp"] + row["fn"] and row["pred_voxels"] == row["tp"] + row["fp"]
 
 
 def test_roi_restricts_counts_and_surface_distances_use_spacing():

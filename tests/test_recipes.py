@@ -23,13 +23,13 @@ from medseg_monai.recipes import (
     Recipe,
     SplitSpec,
     recipe_name,
-    render_results,
     resolve_data_root,
     run_recipe,
     split_cases,
     write_results_table,
 )
-from medseg_monai.recipes.analysis import best_and_worst, pooled_by_group, pooled_metrics
+from medseg_monai.evaluation import best_and_worst, pooled_by_group, pooled_metrics
+from medseg_monai.reporting import render_results
 from medseg_monai.recipes.runner import score_predictions
 
 from tests.helpers import REPO, TINY_UNET
@@ -188,14 +188,12 @@ def test_drive_metrics_are_restricted_to_the_fov(tmp_path):
 
 
 def test_pooled_metrics_and_ranking():
-    rows = [
-        {"case": "val_P1_T1_1", "label": 255, "label_name": "liver", "dice": 1.0, "truth_voxels": 10, "pred_voxels": 10},
-        {"case": "full_P01_s001", "label": 255, "label_name": "liver", "dice": 0.0, "truth_voxels": 0, "pred_voxels": 30},
-        {"case": "full_P38_s001", "label": 255, "label_name": "liver", "dice": math.nan, "truth_voxels": 0, "pred_voxels": 0},
-        {"case": "full_P38_s002", "label": 255, "label_name": "liver", "dice": 0.5, "truth_voxels": 20, "pred_voxels": 20},
-    ]
-    pooled = pooled_metrics(rows)["liver"]
+    counts = {"val_P1_T1_1": (10, 0, 0, 90), "full_P01_s001": (0, 30, 0, 70), "full_P38_s001": (0, 0, 0, 100), "full_P38_s002": (10, 10, 10, 70)}
+    rows = [{"case": case, "label": 255, "label_name": "liver", **dict(zip(("tp", "fp", "fn", "tn"), c))} for case, c in counts.items()]
+    pooled = pooled_metrics(rows)["liver"]  # tp 20, fp 40, fn 10, tn 330: sums, not per-case means
     assert pooled["dice"] == pytest.approx(2 * 20 / (30 + 60))
+    assert pooled["precision"] == pytest.approx(20 / 60) and pooled["recall"] == pytest.approx(20 / 30)
+    assert pooled["accuracy"] == pytest.approx(350 / 400)
     per_patient = pooled_by_group(rows, RECIPES["chaos_mr_liver2d"].patient_of)["liver"]
     assert per_patient["1"] == pytest.approx(20 / 50) and per_patient["38"] == pytest.approx(0.5)
     best, worst = best_and_worst({"a": 0.9, "b": 0.1, "c": math.nan, "d": 0.5}, count=2)
@@ -290,9 +288,9 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert summary["kind"] == "trial" and summary["cases"] == {"training": 6, "validation": 2}
     schedule = summary["schedule"]
     assert 2 <= schedule["epochs"] <= 50 and summary["epochs_planned"] == schedule["epochs"]
-    # the budget re-fit may stretch the probe's plan once the run has timed its own epochs; it never overruns the re-fit
+    # the budget re-fit may stretch or shorten the probe's plan once the run has timed its own epochs; it is never overrun
     fitted = load_checkpoint(run / "checkpoints" / "last.pt")["config"]["train"]["epochs"]
-    assert fitted >= schedule["epochs"] and summary["epochs_run"] <= fitted
+    assert 2 <= summary["epochs_run"] <= fitted
     assert set(summary["metrics"]) == {"organ", "lesion"}
     assert {"dice", "iou", "precision", "recall", "hd95", "asd"} <= set(summary["metrics"]["organ"])
     assert summary["failed_predictions"] == [] and summary["missing_predictions"] == []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from medseg_monai.recipes.catalog import EPOCH_CAP, RECIPES
 from medseg_monai.recipes.main import build_recipe_parser, recipe_main, recipe_name
-from medseg_monai.recipes.results import collect_summaries, publish_summaries, render_results, write_results_table
+from medseg_monai.recipes.results import collect_summaries, publish_summaries, write_results_table
 from medseg_monai.recipes.runner import fit_schedule, get_recipe, run_recipe
 from medseg_monai.recipes.spec import DATA_DIR_ENV, Recipe, SplitSpec, default_data_root, resolve_data_root, split_cases
 
@@ -31,7 +31,6 @@ __all__ = [
     "publish_summaries",
     "recipe_main",
     "recipe_name",
-    "render_results",
     "resolve_data_root",
     "run_recipe",
     "split_cases",

@@ -389,9 +389,9 @@ def score_predictions(
 ) -> dict:
     """Evaluate the validation masks in ``predictions_dir`` (inside the recipe's ROI masks when it has
     them), draw the best/worst figure, and return the summary's metric part."""
-    from medseg_monai.evaluation import evaluate_folders
+    from medseg_monai.evaluation import best_and_worst, case_scores, evaluate_folders, pooled_by_group, pooled_metrics
     from medseg_monai.io import mask_filename
-    from medseg_monai.recipes.analysis import best_and_worst, case_scores, pooled_by_group, pooled_metrics, save_best_worst_figure
+    from medseg_monai.reporting import CaseRow, save_case_figure
 
     start = time.perf_counter()
     roi_dir = dataset_dir / recipe.roi_dir if recipe.roi_dir else None
@@ -411,8 +411,11 @@ def score_predictions(
     best, worst = best_and_worst(scores)
     cases = {item["name"]: item for item in val_items}
     predictions = {item["name"]: predictions_dir / mask_filename(item["image"]) for item in val_items}
-    figure = save_best_worst_figure(best, worst, cases, predictions, run_dir / "best_worst.png", recipe.spatial_dims,
-                                    f"{recipe.name} / {network}: best and worst validation cases", recipe.primary_labels)
+    rows = [CaseRow(f"{tag}: {name} (Dice {score:.3f})", cases[name]["image"], cases[name]["label"], predictions[name])
+            for tag, ranked in (("best", best), ("worst", worst)) for name, score in ranked
+            if name in cases and predictions[name].exists()]
+    figure = save_case_figure(rows, run_dir / "best_worst.png", recipe.primary_labels,
+                              title=f"{recipe.name} / {network}: best and worst validation cases")
     values = [evaluation.mean(recipe.headline_metric, label) for label in recipe.primary_labels]
     headline = float(sum(values) / len(values)) if values else math.nan
     summary: dict[str, Any] = {

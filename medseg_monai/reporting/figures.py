@@ -1,20 +1,23 @@
-"""Figures a person can open: training curves and prediction overlays (PNG, matplotlib Agg)."""
+"""Figures a person can open (PNG, matplotlib Agg): training curves, and image | truth | prediction rows.
+
+The case rows show what the QA page shows (:mod:`medseg_monai.reporting.render`): the same palette,
+intensity window and radiological axial slice, chosen through the middle of the truth (else the
+prediction), so a case looks the same in every figure and page.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from medseg_monai.reporting.render import colour_table, image_views, overlay
 from medseg_monai.utils import atomic_path
 
-__all__ = ["plot_training_curves", "save_prediction_grid", "display_slice"]
-
-_OVERLAY_COLOURS = np.array(
-    [[0, 0, 0], [0.1, 0.8, 0.1], [0.95, 0.15, 0.15], [0.2, 0.4, 1.0], [1.0, 0.8, 0.1], [0.8, 0.2, 0.9], [0.1, 0.9, 0.9]]
-)
+__all__ = ["CaseRow", "plot_training_curves", "save_case_figure"]
 
 
 def _pyplot():
@@ -52,71 +55,54 @@ def plot_training_curves(history: Sequence[dict], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def display_slice(image: np.ndarray, spatial_dims: int, index: int | None = None) -> np.ndarray:
-    """A 2D view of an image: the slice itself, or the middle (or ``index``) slice of the last axis.
+@dataclass(frozen=True)
+class CaseRow:
+    """One row of a case figure: its title, and the files of the image, its truth mask (or ``None``) and the prediction."""
 
-    Volumes in RAS-like (X, Y, Z) order are shown with Y up (rotated), as viewers display axial slices.
-    """
-    array = np.asarray(image, dtype=np.float32)
-    if spatial_dims == 3:
-        z = array.shape[2] // 2 if index is None else index
-        array = np.rot90(array[:, :, z, ...] if array.ndim > 3 else array[:, :, z])
-    return array
+    title: str
+    image: str | Path
+    truth: str | Path | None
+    prediction: str | Path
 
 
-def _normalise(image: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(image, (0.5, 99.5))
-    return np.clip((image - low) / (high - low + 1e-8), 0, 1)
+def _labels(path: str | Path, spatial_dims: int) -> np.ndarray:
+    from medseg_monai.io import load_image
+
+    array = np.asarray(load_image(path))
+    array = array[..., 0] if array.ndim > spatial_dims else array
+    return np.rint(array).astype(np.int64) if array.dtype.kind == "f" else array
 
 
-def overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
-    """RGB picture of a 2D image with a label map blended on top (one colour per label value)."""
-    gray = _normalise(image if image.ndim == 2 else image.mean(axis=-1))
-    rgb = np.repeat(gray[..., None], 3, axis=-1)
-    if labels is None:
-        return rgb
-    values = [v for v in np.unique(labels) if v != 0]
-    for rank, value in enumerate(values, start=1):
-        colour = _OVERLAY_COLOURS[1 + (rank - 1) % (len(_OVERLAY_COLOURS) - 1)]
-        where = labels == value
-        rgb[where] = (1 - alpha) * rgb[where] + alpha * colour
-    return rgb
-
-
-def save_prediction_grid(
-    cases: Sequence[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]],
-    path: str | Path,
-    spatial_dims: int,
-    title: str | None = None,
-) -> Path:
-    """One row per case: image, truth overlay, prediction overlay.
+def save_case_figure(rows: Sequence[CaseRow], path: str | Path, label_values: Sequence[int], title: str | None = None) -> Path:
+    """Image | truth | prediction, one row per case: the axial view of a volume, the image itself in 2D.
 
     Args:
-        cases: ``(name, image, truth or None, prediction)`` arrays in reader order, ``(H, W[, C])`` or ``(X, Y, Z)``.
-        spatial_dims: 2 or 3 (3D cases show their middle axial slice through the truth, or the volume).
+        rows: the cases; masks hold label values (``label_values``, plus background 0).
+        path: the PNG to write (atomically).
+        label_values: foreground values in palette order (the model's labels, background excluded).
+        title: figure title.
     """
+    from medseg_monai.io import load_image
+
     plt = _pyplot()
-    rows = max(len(cases), 1)
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
-    for row, (name, image, truth, pred) in enumerate(cases):
-        index = None
-        if spatial_dims == 3:
-            reference = truth if truth is not None and np.any(truth) else pred
-            if np.any(reference):
-                zs = np.nonzero(np.any(reference, axis=(0, 1)))[0]
-                index = int(zs[len(zs) // 2])
-        img2d = display_slice(image, spatial_dims, index)
-        panels = [
-            ("image", overlay(img2d, None)),
-            ("truth", overlay(img2d, display_slice(truth, spatial_dims, index)) if truth is not None else None),
-            ("prediction", overlay(img2d, display_slice(pred, spatial_dims, index))),
-        ]
-        for col, (label, picture) in enumerate(panels):
-            ax = axes[row, col]
-            ax.axis("off")
+    colours = colour_table(label_values)
+    fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(9, 3 * max(len(rows), 1)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        image = load_image(row.image)
+        spatial = tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel())
+        pred = _labels(row.prediction, len(spatial))
+        masks = [pred] if row.truth is None else [_labels(row.truth, len(spatial)), pred]
+        view = image_views(np.asarray(image), masks, spatial, np.asarray(image.meta["affine"]) if len(spatial) == 3 else None)[0]
+        truth_view = None if row.truth is None else view.masks[0]
+        panels = [(row.title, view.image if view.image.ndim == 3 else np.repeat(view.image[..., None], 3, axis=-1)),
+                  ("truth", None if truth_view is None else overlay(view.image, truth_view, colours)),
+                  ("prediction", overlay(view.image, view.masks[-1], colours))]
+        for c, (label, picture) in enumerate(panels):
             if picture is not None:
-                ax.imshow(picture)
-                ax.set_title(f"{name}: {label}" if col == 0 else label, fontsize=9)
+                axes[r, c].imshow(picture, aspect=view.row_mm / view.col_mm)
+                axes[r, c].set_title(label, fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
