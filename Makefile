@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.medseg-installed
+DOCS_STAMP := $(VENV)/.medseg-docs-installed
 PYTEST := $(VPY) -m pytest
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(VPY) -m pip install --quiet -e ".[dev,docs]"
+	@touch $(DOCS_STAMP)
 
 install: $(STAMP)
 
@@ -22,6 +27,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
+
+# the HTML site in docs/_build/html (with the docs extras); warnings are errors
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf runs .pytest_cache

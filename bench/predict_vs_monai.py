@@ -10,8 +10,8 @@ run one after another, no data-loader workers):
   EnsureChannelFirstd -> Orientationd(RAS) -> Spacingd -> ScaleIntensityRanged -> EnsureTyped ->
   SlidingWindowInferer(roi 96^3, sw_batch_size 4, overlap 0.5) -> Activationsd(softmax) ->
   Invertd(bilinear) -> AsDiscreted(argmax) -> SaveImaged (float32 NIfTI, as the bundle writes);
-- ``medseg``: ``Predictor.predict`` with the run's own inference settings (manifest included);
-- ``medseg_matched``: ``Predictor.predict`` with the recipe's window settings (overlap 0.5, constant
+- ``medseg``: ``run_batch`` with the run's own inference settings (manifest included);
+- ``medseg_matched``: ``run_batch`` with the recipe's window settings (overlap 0.5, constant
   blending), so the difference is the pipeline, not the number of windows.
 
 Reported per pipeline: cases/minute over the batch loop (model loading excluded), seconds per case,

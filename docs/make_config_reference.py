@@ -9,6 +9,7 @@ committed page is current.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 from medseg_monai.config import SECTIONS, BatchOptions, field_specs
@@ -29,7 +30,7 @@ def _type_text(spec) -> str:
 
 
 def _table(section: str | None, cls: type) -> list[str]:
-    summary = (inspect.getdoc(cls) or "").splitlines()[0]
+    summary = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", (inspect.getdoc(cls) or "").splitlines()[0])  # RST roles -> code
     title = f"`{section}` ({cls.__name__})" if section else cls.__name__
     lines = [f"## {title}", "", summary, "", "| field | type | default | flag | meaning |", "|---|---|---|---|---|"]
     for spec in field_specs(cls):

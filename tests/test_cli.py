@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -65,3 +66,67 @@ def test_predict_reports_failed_cases_with_exit_1(run_2d, tmp_path):
     assert "1 written, 0 skipped (already done), 1 failed" in result.stdout
     assert "FAILED" in result.stdout and "bad.png" in result.stdout
     assert (tmp_path / "out" / "good.png").exists()
+
+
+def _option_strings(command: str) -> set[str]:
+    from medseg_monai.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {s for action in sub._actions for s in action.option_strings}
+
+
+def test_every_setting_has_a_flag_named_after_its_field():
+    from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, TrainConfig, field_specs
+
+    predict, train = _option_strings("predict"), _option_strings("train")
+    for spec in field_specs(InferConfig):
+        assert "--" + spec.name.replace("_", "-") in predict, spec.name
+        if spec.kind == "bool":
+            assert "--no-" + spec.name.replace("_", "-") in predict, spec.name
+    for cls in (DataConfig, ModelConfig, TrainConfig):
+        for spec in field_specs(cls):
+            assert not spec.cli or set(spec.flags) <= train, spec.name
+    assert {f for spec in field_specs(BatchOptions) if spec.name != "progress" for f in spec.flags} <= predict
+    # the names users typed before stay
+    assert {"--tta", "--no-tta", "--keep-largest", "--fill-holes", "--roi-size", "--sw-batch-size", "--stitching", "--no-manifest",
+            "--report", "--num-parts", "--part-id", "--overwrite", "--min-component-size"} <= predict
+    assert {"--lr", "--val-data", "--spacing", "--dims", "--network", "--deep-supervision", "--pretrained", "--patch-size",
+            "--intensity", "--epochs", "--batch-size", "--time-budget-min", "--device", "--seed", "--distributed"} <= train
+
+
+def test_flags_become_exactly_the_settings_given(tmp_path):
+    from medseg_monai.cli import _batch_options, _train_config, build_parser
+    from medseg_monai.config.flags import settings_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", str(tmp_path / "list.json"), "--out", str(tmp_path), "--lr", "0.02", "--no-augment",
+                              "--flip-axes", "1", "--spacing", "--network-options", '{"channels": [8, 16]}', "--split-seed", "3",
+                              "--set", "train.epochs=3"])
+    config = _train_config(args)
+    assert config.data.datalist == str(tmp_path / "list.json") and config.data.data_dir == ""
+    assert config.train.learning_rate == 0.02 and config.train.epochs == 3 and config.data.augment is False
+    assert config.data.flip_axes == (1,) and config.data.target_spacing == () and config.data.seed == 3 and config.train.seed == 0
+    assert config.model.options == {"channels": [8, 16]} and config.data.spatial_dims is None  # 2D or 3D: from the data
+    args = parser.parse_args(["predict", "--model", "m", "--input", "i", "--output", str(tmp_path), "--tta", "--no-tta-flips",
+                              "--keep-largest-component", "--overlap", "0.5", "--report", "--no-manifest"])
+    assert settings_from_args(args, "infer") == {"tta_flips": False, "keep_largest_component": True, "overlap": 0.5}
+    options = _batch_options(args)
+    assert options.report == str(tmp_path / "predict_report.html") and options.manifest is False and options.overwrite is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "--model", "m", "--input", "i", "--output", "o", "--blend-mode", "median"])
+
+
+def test_cli_and_api_resolve_the_same_configuration_for_a_folder(synth_3d, tmp_path):
+    from medseg_monai.cli import _train_config, build_parser
+    from medseg_monai.config import DataConfig, RunConfig, TrainConfig
+    from medseg_monai.data import discover_pairs, resolve_data_config
+
+    cli = _train_config(build_parser().parse_args(["train", "--data", str(synth_3d), "--out", str(tmp_path), "--epochs", "1"]))
+    api = RunConfig(data=DataConfig(data_dir=str(synth_3d)), train=TrainConfig(epochs=1))
+    assert cli == api
+    pairs = discover_pairs(synth_3d)
+    resolved = resolve_data_config(api.data, pairs)
+    assert resolved == resolve_data_config(cli.data, pairs)
+    assert resolved.spatial_dims == 3 and resolved.patch_size == (96, 96, 64) and resolved.in_channels == 1
+    assert resolved.label_values == (0, 1, 2) and resolved.target_spacing == pytest.approx((1.2, 1.2, 2.5))

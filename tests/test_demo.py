@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from medseg_monai.cli import main
+from medseg_monai.demo import DEMO_TARGET_DICE
 
 
 def check_outputs(out):
@@ -36,5 +37,6 @@ def test_quick_demo_writes_every_output(tmp_path, capsys):
 def test_full_demo_reaches_lesion_dice_target(tmp_path):
     assert main(["-q", "demo", "--out", str(tmp_path)]) == 0
     summary = check_outputs(tmp_path)
+    assert summary["target_lesion_dice"] == DEMO_TARGET_DICE
     for run in summary["runs"].values():
-        assert run["dice_lesion"] >= 0.85
+        assert run["dice_lesion"] >= DEMO_TARGET_DICE and run["lesion_target_met"]

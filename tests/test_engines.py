@@ -28,7 +28,10 @@ def test_training_writes_a_complete_run_folder(run_2d):
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train_loss", "lr", "val_mean_dice", "val_mean_iou", "val_dice_class_2"} <= set(rows[0])
-    assert 0.0 <= float(rows[-1]["val_mean_dice"]) <= 1.0
+    for row in rows:  # both classes in every validation case: the mean is the mean of the per-class Dice
+        assert float(row["val_mean_dice"]) == pytest.approx((float(row["val_dice_class_1"]) + float(row["val_dice_class_2"])) / 2, abs=1e-6)
+    assert run_2d.best_metric == pytest.approx(max(float(r["val_mean_dice"]) for r in rows))
+    assert float(rows[run_2d.best_epoch - 1]["val_mean_dice"]) == pytest.approx(run_2d.best_metric)
     with Image.open(run / "curves.png") as png:
         assert png.format == "PNG" and png.size[0] > 300
     for name in ("best.pt", "last.pt"):

@@ -16,9 +16,10 @@ from medseg_monai.networks import (
     create_network,
     register_network,
 )
+from tests.helpers import TINY_NETWORKS
 
-TINY_UNET = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
-TINY_UNETPP = {"features": (4, 4, 8, 8, 16, 4)}
+TINY_UNET = TINY_NETWORKS["unet"]
+TINY_UNETPP = TINY_NETWORKS["unetpp"]
 SPATIAL = {2: (64, 48), 3: (16, 32, 16)}
 
 # every valid (network, spatial_dims) combination, with small options

@@ -22,6 +22,7 @@ from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
     EnsureTyped,
+    MapLabelValue,
     MapTransform,
     NormalizeIntensityd,
     Orientationd,
@@ -63,13 +64,14 @@ class MapLabelValuesd(MapTransform):
     """Map raw mask values to class indices (``label_values[i] -> i``) and keep one channel.
 
     Masks stored as RGB keep their first channel. A value outside ``label_values`` raises
-    ``ValueError`` naming the mask file, instead of silently producing an out-of-range class.
+    ``ValueError`` naming the mask file, instead of silently producing an out-of-range class: MONAI's
+    ``MapLabelValue`` does the mapping, but it leaves unknown values as they are, so they are checked first.
     """
 
     def __init__(self, keys: KeysCollection, label_values: Sequence[int], allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        self.label_values = np.asarray(label_values, dtype=np.int64)
-        self._order = np.argsort(self.label_values)
+        self.label_values = tuple(int(v) for v in label_values)
+        self._map = MapLabelValue(orig_labels=self.label_values, target_labels=list(range(len(self.label_values))), dtype=torch.float32)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -78,17 +80,14 @@ class MapLabelValuesd(MapTransform):
             if label.shape[0] > 1:
                 label = label[:1]
             plain = label.as_tensor() if isinstance(label, MetaTensor) else torch.as_tensor(label)
-            values = plain.round().to(torch.int64)
-            sorted_values = torch.as_tensor(self.label_values[self._order])
-            pos = torch.searchsorted(sorted_values, values.reshape(-1)).clamp_(max=len(sorted_values) - 1)
-            known = sorted_values[pos] == values.reshape(-1)
+            values = torch.round(plain.to(torch.float32))
+            known = torch.zeros(values.shape, dtype=torch.bool)
+            for value in self.label_values:
+                known |= values == value
             if not bool(known.all()):
-                unknown = sorted(set(values.reshape(-1)[~known].unique().tolist()))[:8]
-                raise ValueError(
-                    f"{_source_name(label)}: mask values {unknown} are not in label_values "
-                    f"{self.label_values.tolist()}"
-                )
-            index = torch.as_tensor(self._order)[pos].reshape(values.shape).to(torch.float32)
+                unknown = sorted(set(values[~known].unique().to(torch.int64).tolist()))[:8]
+                raise ValueError(f"{_source_name(label)}: mask values {unknown} are not in label_values {list(self.label_values)}")
+            index = self._map(values)
             if isinstance(label, MetaTensor):
                 index = MetaTensor(index, meta=label.meta, applied_operations=label.applied_operations)
             d[key] = index

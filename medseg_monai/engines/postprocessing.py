@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from monai.transforms import FillHoles, KeepLargestConnectedComponent
-from skimage.measure import label as label_components
+from skimage.morphology import remove_small_objects
 
 from medseg_monai.config import InferConfig
 
@@ -19,8 +19,8 @@ class RemoveSmallComponents:
 
     Components are taken per class with full connectivity (the neighbourhood
     ``KeepLargestConnectedComponent`` uses), so a speck of one class touching another class still counts
-    as a speck. Not MONAI's ``RemoveSmallObjects``: on a multi-class label map it takes all voxels of one
-    value as a single object.
+    as a speck: ``skimage.morphology.remove_small_objects`` on each class's mask. Not MONAI's
+    ``RemoveSmallObjects``: on a multi-class label map it takes all voxels of one value as a single object.
     """
 
     def __init__(self, labels: Sequence[int], min_size: int) -> None:
@@ -35,12 +35,9 @@ class RemoveSmallComponents:
         out = values.copy()
         for value in self.labels:
             mask = values[0] == value
-            if not mask.any():
-                continue
-            components = label_components(mask, connectivity=mask.ndim)
-            small = np.bincount(components.ravel()) < self.min_size
-            small[0] = False  # the background of this class's mask
-            out[0][small[components]] = 0
+            if mask.any():
+                kept = remove_small_objects(mask, max_size=self.min_size - 1, connectivity=mask.ndim)
+                out[0][mask & ~kept] = 0
         return torch.as_tensor(out, dtype=label_map.dtype)
 
 

@@ -9,7 +9,9 @@ direction cosines), so they are separable:
   (computed by MONAI's own ``zoom_affine``/``compute_shape_offset``), trilinear with border padding,
   done as one 1D linear pass per axis in float32;
 - :func:`labels_to_source_grid` maps a label map back with nearest-neighbour indices per axis
-  (``uint8`` all the way), or chunked ``map_coordinates`` when the mapping is not axis-aligned.
+  (``uint8`` all the way), or ``scipy.ndimage.affine_transform`` (order 0) when the mapping is not
+  axis-aligned. For the axis-aligned case the per-axis lookup stays: the library resamplers compute every
+  output voxel's coordinates and are several times slower (``bench/library_swaps.py``).
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def labels_to_source_grid(
         return np.ascontiguousarray(labels)
     axes = _axis_map(xform)
     if axes is None:
-        return _map_coordinates_nearest(labels, xform, source_shape)
+        return _affine_nearest(labels, xform, source_shape)
     out = labels
     for j, (a, scale, shift) in enumerate(axes):  # gather along grid axis a the positions of source axis j
         idx = np.rint(np.arange(source_shape[j]) * scale + shift).astype(np.int64)
@@ -202,20 +204,11 @@ def labels_to_source_grid(
     return np.ascontiguousarray(out.transpose(perm))
 
 
-def _map_coordinates_nearest(labels: np.ndarray, xform: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
-    from scipy.ndimage import map_coordinates
+def _affine_nearest(labels: np.ndarray, xform: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour lookup of every source voxel through ``xform`` (``scipy.ndimage.affine_transform``,
+    order 0, border values outside), in the label map's dtype: no coordinate arrays are held."""
+    from scipy.ndimage import affine_transform
 
     nd = labels.ndim
-    out = np.empty(source_shape, dtype=labels.dtype)
-    plane = int(np.prod(source_shape[1:]))
-    step = max(1, _CHUNK_VOXELS // max(plane, 1))
-    rest = np.indices(source_shape[1:], dtype=np.float64).reshape(nd - 1, -1)
-    for start in range(0, source_shape[0], step):
-        stop = min(start + step, source_shape[0])
-        first = np.repeat(np.arange(start, stop, dtype=np.float64), plane)
-        index = np.vstack([first, np.tile(rest, stop - start), np.ones_like(first)])
-        coords = np.rint((xform @ index)[:nd])
-        for a in range(nd):
-            np.clip(coords[a], 0, labels.shape[a] - 1, out=coords[a])
-        out[start:stop] = map_coordinates(labels, coords, order=0, mode="nearest").reshape((stop - start,) + source_shape[1:])
-    return out
+    return affine_transform(labels, xform[:nd, :nd], offset=xform[:nd, nd], output_shape=source_shape, output=labels.dtype,
+                            order=0, mode="nearest")

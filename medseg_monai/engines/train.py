@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import json
 import logging
 import os
@@ -182,6 +183,9 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
         return _train(config, Path(run_dir), resume, context, device)
     finally:
         if context.owns_group and dist.is_initialized():
+            # The engines hold the DDP model in reference cycles; free them (and the gloo work they keep) while the
+            # process group is alive, else they are freed at interpreter exit and gloo's threads abort the process.
+            gc.collect()
             dist.destroy_process_group()
 
 

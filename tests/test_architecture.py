@@ -1,0 +1,98 @@
+"""The package's layout is what docs/architecture.md says: layers imported downwards only, no import cycle
+(imports inside functions and type-only imports included), no module over 500 lines."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import re
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / "medseg_monai"
+
+
+def _modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Every import of every module, wherever it stands (top level, functions, ``if TYPE_CHECKING``), resolved to modules."""
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                module = ".".join(part for part in (base, node.module) if part)
+                for alias in node.names:  # "from a import b" where a.b is a module imports that module
+                    targets.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        edges[name] = {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def _layers() -> dict[str, int]:
+    """``package or module -> layer`` from the table of docs/architecture.md."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Layers"):]
+    layers = {}
+    for line in section.splitlines():
+        row = re.match(r"^\| (\d+) \| (.+?) \|", line)
+        if row:
+            for name in re.findall(r"`([a-z_]+)`", row.group(2)):
+                layers[name] = int(row.group(1))
+    return layers
+
+
+def _unit(module: str) -> str:
+    """The first part below the package (``engines`` for ``medseg_monai.engines.batch``), or the package itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_every_module_has_a_layer_and_imports_only_downwards():
+    modules = _modules()
+    layers = _layers()
+    unplaced = sorted({_unit(m) for m in modules} - set(layers))
+    assert not unplaced, f"docs/architecture.md places no layer for {unplaced}"
+    wrong = []
+    for source, targets in _imports(modules).items():
+        for target in targets:
+            a, b = _unit(source), _unit(target)
+            if layers[b] > layers[a] or (layers[b] == layers[a] and a != b):
+                wrong.append(f"{source} (layer {layers[a]}) imports {target} (layer {layers[b]})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_import_cycle():
+    edges = _imports(_modules())
+    try:
+        graphlib.TopologicalSorter(edges).prepare()
+    except graphlib.CycleError as err:
+        raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
+
+
+def test_no_module_over_500_lines():
+    long = {str(p.relative_to(REPO)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long
+
+
+def test_private_monai_names_only_in_the_compatibility_module():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("monai"):
+                offenders += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id == "monai":
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: monai...{node.attr}")
+    assert not offenders, offenders
