@@ -150,7 +150,8 @@ def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL)) -
         steps.append(MapLabelValuesd(keys=LABEL, label_values=cfg.label_values))
     if cfg.spatial_dims == 3:
         if cfg.orientation:
-            steps.append(Orientationd(keys=keys, axcodes=cfg.orientation))
+            # labels given explicitly: the RAS axis labels MONAI has always used (leaving them out draws a FutureWarning)
+            steps.append(Orientationd(keys=keys, axcodes=cfg.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
         if cfg.target_spacing:
             modes = ("bilinear", "nearest") if has_label else ("bilinear",)
             steps.append(Spacingd(keys=keys, pixdim=cfg.target_spacing, mode=modes))
