@@ -35,7 +35,8 @@ def _table(section: str | None, cls: type) -> list[str]:
     lines = [f"## {title}", "", summary, "", "| field | type | default | flag | meaning |", "|---|---|---|---|---|"]
     for spec in field_specs(cls):
         name = f"{section}.{spec.name}" if section else spec.name
-        flag = ", ".join(f"`{f}`" for f in spec.flags) if spec.cli else "-"
+        flags = [f for name in spec.flags for f in ((name, "--no-" + name[2:]) if spec.kind == "bool" else (name,))]
+        flag = ", ".join(f"`{f}`" for f in flags) if spec.cli else "-"
         text = spec.help.replace("|", "\\|")
         lines.append(f"| `{name}` | {_type_text(spec)} | `{spec.default_text}` | {flag} | {text} |")
     return lines + [""]
@@ -46,9 +47,11 @@ def render() -> str:
         "# Configuration reference",
         "",
         "One `RunConfig` holds four sections. It is saved as `config.json` in every run folder and embedded in every",
-        "checkpoint. Every field is set the same three ways: a `medseg train` / `medseg predict` flag (the column",
-        "*flag*), `--set section.field=value` (a JSON value) or `--config FILE` on the command line; a keyword of the",
-        "section's dataclass in Python; and the bundle's config sections (`--train#epochs 5`, `--infer#overlap 0.5`).",
+        "checkpoint. Every field is set the same three ways: on the command line, with the flag of the column *flag*",
+        "(`medseg train` takes the `data`, `model` and `train` flags, plus `--set section.field=value` with a JSON value",
+        "for any field and `--config FILE`; `medseg predict` takes the `infer` flags and the batch options; a flag",
+        "given `null` sets `null`); in Python, as a keyword of the section's dataclass; and in a bundle, as an override",
+        "of its config sections (`--train#epochs 5`, `--infer#overlap 0.5`).",
         "Fields left `null` that depend on the data (2D or 3D, patch size, channels, label values, spacing) are",
         "resolved from the training data when training starts, and `config.json` records the resolved values.",
         "",

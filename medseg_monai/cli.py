@@ -27,7 +27,8 @@ EXIT_OK, EXIT_FAILED_CASES, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medseg", description="Medical-image segmentation on MONAI: synth, train, predict, evaluate.")
+    parser = argparse.ArgumentParser(prog="medseg", description="Medical-image segmentation on MONAI: synth, train, predict, evaluate, "
+                                                              "demo, run (real-data recipes), bundle (MONAI bundles).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_override_flag(p, "--set train.optimizer=\"sgd\" --set model.options='{\"channels\":[8,16,32]}'")
     add_setting_flags(p, DataConfig, "data", title="data (data.*)")
     add_setting_flags(p, ModelConfig, "model", title="network (model.*)")
-    add_setting_flags(p, TrainConfig, "train", title="training (train.*); torchrun --nproc_per_node N -m medseg_monai.cli train ... trains with DDP")
+    add_setting_flags(p, TrainConfig, "train", title="training (train.*; under torchrun, DistributedDataParallel)")
 
     p = sub.add_parser("predict", help="write masks for images with a trained model", formatter_class=fmt,
                        description="Write one mask per input, in the input's format and geometry, into --output.\n"
@@ -68,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, nargs="+", help="image file(s), folder, glob or list file")
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
-    add_setting_flags(p, BatchOptions, "batch", title="batch", exclude=("progress",))
-    add_setting_flags(p, InferConfig, "infer", title="inference (infer.*; default: the run's own settings)")
+    add_setting_flags(p, BatchOptions, "batch", title="batch")
+    add_setting_flags(p, InferConfig, "infer", title="inference (infer.*; each flag changes the run's own setting, which it keeps otherwise)",
+                      show_defaults=False)
 
     p = sub.add_parser("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
                        description="Per-case, per-class Dice, IoU, precision, recall (and HD95/ASD with --surface);\n"
@@ -163,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from medseg_monai.engines import Predictor, failures, resolve_shard, run_batch
+    from medseg_monai.engines import MANIFEST_NAME, Predictor, failures, resolve_shard, run_batch
     from medseg_monai.engines.batch import wait_for_parts
 
     options = _batch_options(args)
@@ -177,7 +179,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failure in failures(results):
         print(f"FAILED {failure.error}")
     if options.manifest:
-        merged = args.output / "predict_manifest.json"
+        merged = args.output / MANIFEST_NAME
         print(f"manifest: {args.output / shard.manifest_name}" + (f" (merged into {merged.name} when all parts are done)" if shard.sharded else ""))
     if options.report and Path(options.report).exists():
         print(f"report: {options.report}")

@@ -54,8 +54,8 @@ def set_seed(seed: int) -> None:
 def resolve_device(name: str | None) -> "torch.device":  # noqa: F821
     """``auto`` -> CUDA when available else CPU; anything else is passed to ``torch.device``.
 
-    Under ``torchrun`` on a machine with several GPUs, ``auto`` is the GPU of this process's
-    ``LOCAL_RANK`` (one GPU per process).
+    Under a multi-process ``torchrun`` launch (``WORLD_SIZE > 1``) on a machine with several GPUs, ``auto``
+    is the GPU of this process's ``LOCAL_RANK`` (one GPU per process).
     """
     import torch
 
@@ -63,7 +63,8 @@ def resolve_device(name: str | None) -> "torch.device":  # noqa: F821
         if not torch.cuda.is_available():
             return torch.device("cpu")
         local_rank, count = os.environ.get("LOCAL_RANK"), torch.cuda.device_count()
-        return torch.device("cuda", int(local_rank) % count) if local_rank is not None and count > 1 else torch.device("cuda")
+        several = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and local_rank is not None and count > 1
+        return torch.device("cuda", int(local_rank) % count) if several else torch.device("cuda")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")

@@ -87,8 +87,12 @@ def test_private_monai_names_only_in_the_compatibility_module():
         if path.name == "compat.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("monai"):
-                offenders += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "monai":
+                offenders += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
+                              if any(p.startswith("_") for p in node.module.split(".") + [a.name])]
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.relative_to(REPO)}: {a.name}" for a in node.names
+                              if a.name.split(".")[0] == "monai" and any(p.startswith("_") for p in a.name.split("."))]
             elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
                 base = node.value
                 while isinstance(base, ast.Attribute):

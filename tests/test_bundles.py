@@ -67,7 +67,9 @@ def test_bundle_layout_and_metadata_follow_the_specification(name):
     for rel in mb.BUNDLE_FILES:
         assert (root / rel).is_file(), f"{name}: {rel} missing"
     meta = json.loads((root / "configs" / "metadata.json").read_text())
-    assert set(mb.METADATA_REQUIRED) <= set(meta) and {"inputs", "outputs"} <= set(meta["network_data_format"])
+    from monai.bundle.utils import DEFAULT_METADATA  # what MONAI's init_bundle writes: the specification's required keys
+
+    assert set(DEFAULT_METADATA) <= set(mb.METADATA_REQUIRED) <= set(meta) and {"inputs", "outputs"} <= set(meta["network_data_format"])
     assert meta["schema"].startswith("https://") and meta["schema"].endswith(".json")
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"]) and meta["version"] in meta["changelog"]
     assert "optional_packages_version" not in meta, "MONAI 1.6 renames it onto required_packages_version"
@@ -212,6 +214,8 @@ def test_monai_bundle_command_line_and_one_line_errors(synth_2d, tmp_path):
     # an override that names no id would be added to the config and silently ignored: refused, with the id meant
     with pytest.raises(mb.BundleError, match=r"inference.json: override --overlap names no config id; did you mean --infer#overlap\?"):
         mb.run_bundle(root, ["inference"], {"dataset_dir": str(synth_2d), "overlap": 0.5})
+    with pytest.raises(mb.BundleError, match=r"override --data#patch_size: data#patch_size is not used by these configs"):
+        mb.run_bundle(root, ["inference"], {"dataset_dir": str(synth_2d), "data#patch_size": [64, 64]})  # preprocessing is the trained one
 
 
 def test_bundle_list_and_missing_bundle(capsys):

@@ -84,10 +84,16 @@ def test_every_setting_has_a_flag_named_after_its_field():
         assert "--" + spec.name.replace("_", "-") in predict, spec.name
         if spec.kind == "bool":
             assert "--no-" + spec.name.replace("_", "-") in predict, spec.name
-    for cls in (DataConfig, ModelConfig, TrainConfig):
+    # a flag named after every field, but where two sections share a name or a shorter name reads better
+    renamed = {"data.seed": "--split-seed", "data.spatial_dims": "--dims", "data.target_spacing": "--spacing",
+               "model.name": "--network", "model.options": "--network-options"}
+    cli_less = {"data.data_dir", "data.datalist"}  # both come from --data
+    for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
         for spec in field_specs(cls):
-            assert not spec.cli or set(spec.flags) <= train, spec.name
-    assert {f for spec in field_specs(BatchOptions) if spec.name != "progress" for f in spec.flags} <= predict
+            key = f"{section}.{spec.name}"
+            if key not in cli_less:
+                assert renamed.get(key, "--" + spec.name.replace("_", "-")) in train, key
+    assert {"--" + spec.name.replace("_", "-") for spec in field_specs(BatchOptions) if spec.name != "progress"} <= predict
     # the names users typed before stay
     assert {"--tta", "--no-tta", "--keep-largest", "--fill-holes", "--roi-size", "--sw-batch-size", "--stitching", "--no-manifest",
             "--report", "--num-parts", "--part-id", "--overwrite", "--min-component-size"} <= predict
@@ -109,24 +115,27 @@ def test_flags_become_exactly_the_settings_given(tmp_path):
     assert config.data.flip_axes == (1,) and config.data.target_spacing == () and config.data.seed == 3 and config.train.seed == 0
     assert config.model.options == {"channels": [8, 16]} and config.data.spatial_dims is None  # 2D or 3D: from the data
     args = parser.parse_args(["predict", "--model", "m", "--input", "i", "--output", str(tmp_path), "--tta", "--no-tta-flips",
-                              "--keep-largest-component", "--overlap", "0.5", "--report", "--no-manifest"])
-    assert settings_from_args(args, "infer") == {"tta_flips": False, "keep_largest_component": True, "overlap": 0.5}
+                              "--keep-largest-component", "--overlap", "0.5", "--report", "--no-manifest", "--roi-size", "null",
+                              "--output-format", "null", "--sw-device", "null"])
+    assert settings_from_args(args, "infer") == {"tta_flips": False, "keep_largest_component": True, "overlap": 0.5,
+                                                 "roi_size": None, "output_format": None, "sw_device": None}
     options = _batch_options(args)
     assert options.report == str(tmp_path / "predict_report.html") and options.manifest is False and options.overwrite is False
     with pytest.raises(SystemExit):
         parser.parse_args(["predict", "--model", "m", "--input", "i", "--output", "o", "--blend-mode", "median"])
 
 
-def test_cli_and_api_resolve_the_same_configuration_for_a_folder(synth_3d, tmp_path):
-    from medseg_monai.cli import _train_config, build_parser
-    from medseg_monai.config import DataConfig, RunConfig, TrainConfig
-    from medseg_monai.data import discover_pairs, resolve_data_config
+def test_medseg_train_and_the_api_write_the_same_configuration_for_a_folder(synth_3d, tmp_path):
+    """2D or 3D, the patch size, channels, labels and spacing come from the data, the same way for both."""
+    from medseg_monai import DataConfig, ModelConfig, RunConfig, TrainConfig, train
 
-    cli = _train_config(build_parser().parse_args(["train", "--data", str(synth_3d), "--out", str(tmp_path), "--epochs", "1"]))
-    api = RunConfig(data=DataConfig(data_dir=str(synth_3d)), train=TrainConfig(epochs=1))
+    options = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
+    assert main(["-q", "train", "--data", str(synth_3d), "--out", str(tmp_path / "cli"), "--epochs", "1", "--batch-size", "1",
+                 "--device", "cpu", "--network-options", json.dumps(options), "--samples-per-image", "1"]) == 0
+    train(RunConfig(data=DataConfig(data_dir=str(synth_3d), samples_per_image=1), model=ModelConfig(options=options),
+                    train=TrainConfig(epochs=1, batch_size=1, device="cpu")), tmp_path / "api")
+    cli, api = (json.loads((tmp_path / run / "config.json").read_text()) for run in ("cli", "api"))
     assert cli == api
-    pairs = discover_pairs(synth_3d)
-    resolved = resolve_data_config(api.data, pairs)
-    assert resolved == resolve_data_config(cli.data, pairs)
-    assert resolved.spatial_dims == 3 and resolved.patch_size == (96, 96, 64) and resolved.in_channels == 1
-    assert resolved.label_values == (0, 1, 2) and resolved.target_spacing == pytest.approx((1.2, 1.2, 2.5))
+    data = cli["data"]
+    assert data["spatial_dims"] == 3 and data["patch_size"] == [96, 96, 64] and data["in_channels"] == 1
+    assert data["label_values"] == [0, 1, 2] and data["target_spacing"] == pytest.approx([1.2, 1.2, 2.5])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
 
 
 def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
@@ -34,6 +34,9 @@ def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
         (lambda: TrainConfig(optimizer="lbfgs"), "optimizer must be 'adamw', 'adam' or 'sgd', got 'lbfgs'"),
         (lambda: InferConfig(overlap=1.0), "overlap must be in [0, 1), got 1.0"),
         (lambda: InferConfig(roi_size=(0, 8)), "roi_size must be positive, got (0, 8)"),
+        (lambda: InferConfig(blend_mode="median"), "blend_mode must be 'gaussian' or 'constant', got 'median'"),
+        (lambda: DataConfig(spatial_dims=4), "spatial_dims must be 2 or 3, got 4"),
+        (lambda: BatchOptions(report=True), "report must be the path of the HTML page (or None), got True"),
         (lambda: RunConfig(data=DataConfig(spatial_dims=2), infer=InferConfig(roi_size=(8, 8, 8))), "infer.roi_size must hold 2 sizes"),
     ],
 )

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from medseg_monai.engines.train import setup_distributed, train
-from tests.helpers import REPO, TINY_UNET, tiny_config
+from tests.helpers import REPO, tiny_config
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -33,7 +33,7 @@ def test_distributed_without_torchrun_is_an_actionable_error(synth_2d, tmp_path,
     assert not context.enabled and context.is_main and device.type in ("cpu", "cuda")
 
 
-def test_two_process_bundle_training(synth_2d, tmp_path):
+def test_two_process_bundle_training(synth_2d, tmp_path, tiny_networks):
     """``torchrun -m monai.bundle run`` with ``multi_gpu_train.json``: each process gets half the cases."""
     root = tmp_path / "unet2d_png"
     shutil.copytree(REPO / "bundles" / "unet2d_png", root, ignore=shutil.ignore_patterns("models", "runs", "eval", "predictions"))
@@ -41,7 +41,7 @@ def test_two_process_bundle_training(synth_2d, tmp_path):
     done = torchrun(
         "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(root), "--dataset_dir", str(synth_2d),
         "--epochs", "2", "--batch_size", "2", "--samples_per_image", "1", "--val_fraction", "0.25", "--patch_size", "[32,32]",
-        "--network_options", json.dumps(TINY_UNET).replace(" ", ""), "--device", "cpu",
+        "--network_options", json.dumps(tiny_networks["unet"]).replace(" ", ""), "--device", "cpu",
     )
     log = done.stdout + done.stderr
     assert "rank 0 of 2 on cpu (gloo)" in log and "rank 1 of 2 on cpu (gloo)" in log
@@ -57,12 +57,12 @@ def test_two_process_bundle_training(synth_2d, tmp_path):
     assert state.keys() == last["network"].keys()
 
 
-def test_medseg_train_under_torchrun_stops_all_processes_on_the_time_budget(synth_2d, tmp_path):
+def test_medseg_train_under_torchrun_stops_all_processes_on_the_time_budget(synth_2d, tmp_path, tiny_networks):
     out = tmp_path / "run"
     done = torchrun(
         "-m", "medseg_monai.cli", "-q", "train", "--data", str(synth_2d), "--out", str(out), "--network", "unet", "--epochs", "3",
         "--time-budget-min", "0.0001", "--patch-size", "32", "32", "--batch-size", "2", "--device", "cpu", "--distributed",
-        "--set", f"model.options={json.dumps(TINY_UNET)}", "--set", "data.samples_per_image=1", "--set", "train.val_interval=5",
+        "--set", f"model.options={json.dumps(tiny_networks['unet'])}", "--set", "data.samples_per_image=1", "--set", "train.val_interval=5",
     )
     assert done.stdout.count("best validation mean Dice") == 1, "only rank 0 reports"
     assert "(1 epochs)" in done.stdout, "rank 0 spent the budget after epoch 1; both processes stopped there"

@@ -142,6 +142,24 @@ def test_oblique_nifti_round_trips_voxel_for_voxel(tmp_path, flip_x):
     np.testing.assert_array_equal(np.asarray(out.dataobj), (volume > 50).astype(np.uint8))
 
 
+def test_predict_file_writes_one_named_file_and_refuses_a_folder_before_predicting(tmp_path):
+    source = tmp_path / "slice.png"
+    image = np.full((32, 40), 10, np.uint8)
+    image[4:20, 6:30] = 200
+    Image.fromarray(image).save(source)
+    predictor = threshold_predictor(2, (32, 32))
+    assert predictor.predict_file(source, tmp_path / "out" / "mask.png") == tmp_path / "out" / "mask.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "mask.png")), np.where(image > 128, 255, 0))
+
+    class Untouchable(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the network ran")
+
+    refusing = Predictor(Untouchable(), predictor.config)
+    with pytest.raises(ValueError, match=r"out: a folder; predict_file writes one mask file"):
+        refusing.predict_file(source, tmp_path / "out")
+
+
 def test_batch_goes_on_past_a_bad_case(run_2d, synth_2d, tmp_path):
     sources = sorted(p for p in synth_2d.glob("*.png") if not p.stem.endswith("_mask"))[:2]
     broken = tmp_path / "broken.png"

@@ -138,7 +138,8 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
         network: the configs' ``network_def``.
         checkpoint: ``models/model.pt`` (a ``state_dict``, or a run checkpoint).
         config: ``models/config.json``, the resolved configuration training wrote (preprocessing, labels).
-        infer: changes to the trained inference settings, by field (``{"overlap": 0.5}``).
+        infer: changes to the trained inference settings, by field (``{"overlap": 0.5}``); a field left out keeps
+            the trained setting, and a ``None`` value means ``None`` (e.g. ``roi_size`` back to the patch size).
 
     Raises:
         FileNotFoundError: no weights or no trained configuration yet.
@@ -157,9 +158,12 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
         network.load_state_dict(load_checkpoint(checkpoint)["network"])
     except RuntimeError as err:
         first_line = str(err).strip().splitlines()[0]
+        data = trained.data
         raise BundleError(
             f"{checkpoint}: weights do not fit the network the configs declare ({first_line}); they were trained as "
-            f"{trained.model.name!r} with options {json.dumps(dict(trained.model.options))}: override --network / --network_options to match"
+            f"{trained.model.name!r} with options {json.dumps(dict(trained.model.options))}, spatial_dims {data.spatial_dims}, "
+            f"in_channels {data.in_channels}, label_values {list(data.label_values or ())}: override --network, "
+            "--network_options, --spatial_dims, --in_channels or --label_values to match"
         ) from None
     try:
         predictor = Predictor(network, trained, dict(infer or {}))

@@ -82,19 +82,35 @@ def config_files(bundle: Path, names: Sequence[str]) -> list[Path]:
     return files
 
 
+def _accepted_fields(config: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The section fields an override may set: every field of a section a ``RunConfig`` is built from
+    (``train.json``'s ``config``), else the fields a section holds, and any inference setting."""
+    from medseg_monai.config import SECTIONS
+
+    builds_run = isinstance(config.get("config"), Mapping) and "run_config" in str(config["config"].get("_target_", ""))
+    accepted = {}
+    for name, cls in SECTIONS.items():
+        if isinstance(config.get(name), Mapping):
+            every = {f.name for f in dataclasses.fields(cls)}
+            accepted[name] = every if builds_run or name == "infer" else set(config[name])
+    return accepted
+
+
 def _check_overrides(files: Sequence[Path], overrides: Mapping[str, Any], where: str) -> None:
     from monai.bundle import ConfigParser
 
-    from medseg_monai.config import SECTIONS
-
-    ids = set(ConfigParser.load_config_files([str(f) for f in files]))
+    config = ConfigParser.load_config_files([str(f) for f in files])
+    accepted = _accepted_fields(config)
     for key in overrides:
-        root = str(key).split("#")[0]
-        if root in ids:
+        root, _, field = str(key).partition("#")
+        if root in config:
+            if root in accepted and field and field.split("#")[0] not in accepted[root]:
+                raise BundleError(f"{where}: override --{key}: {root}#{field.split('#')[0]} is not used by these configs "
+                                  f"({root} takes {', '.join(sorted(accepted[root]))})")
             continue
-        sections = [name for name, cls in SECTIONS.items() if name in ids and root in {f.name for f in dataclasses.fields(cls)}]
+        sections = [name for name, fields in accepted.items() if root in fields]
         hint = f"; did you mean --{sections[0]}#{root}?" if sections else ""
-        raise BundleError(f"{where}: override --{key} names no config id{hint} (ids: {', '.join(sorted(i for i in ids if i != '_meta_'))})")
+        raise BundleError(f"{where}: override --{key} names no config id{hint} (ids: {', '.join(sorted(i for i in config if i != '_meta_'))})")
 
 
 def run_bundle(bundle: str | Path, configs: Sequence[str] = ("train",), overrides: Mapping[str, Any] | None = None) -> list:

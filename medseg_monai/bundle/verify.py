@@ -74,7 +74,10 @@ def verify_bundle(bundle: str | Path) -> list[str]:
     metadata = _load_json(meta_path, problems)
     if metadata is not None:
         problems += _metadata_problems(metadata, str(meta_path))
-    for names in (["train"], ["inference"], ["inference", "evaluate"], ["train", "multi_gpu_train"]):
+    from medseg_monai.bundle.tooling import BASE_CONFIGS
+
+    merged = [[base, delta] for delta, base in BASE_CONFIGS.items()]
+    for names in [["train"], ["inference"], *merged]:
         problems += _config_problems(bundle, names, metadata)
     if not problems:
         problems += _network_problems(bundle, metadata)

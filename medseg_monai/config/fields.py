@@ -4,7 +4,7 @@ A settings dataclass declares every field with :func:`setting`, which keeps the 
 few command-line details a field needs: extra flag names, ``nargs``) in ``dataclasses.field(metadata=...)``.
 Choices come from ``Literal`` annotations. :func:`field_specs` reads it all back, and from there come
 
-- the ``medseg`` flags (``medseg_monai.cli.flags`` builds one flag per field),
+- the ``medseg`` flags (:mod:`medseg_monai.config.flags` builds one flag per field),
 - the check that a ``Literal`` field holds one of its values (:func:`check_choices`),
 - the ``Attributes:`` section of the class docstring (:func:`documented`) and the configuration
   reference page of the documentation.

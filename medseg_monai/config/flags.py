@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from medseg_monai.config.fields import field_specs, parse_override
@@ -32,40 +31,56 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _or_null(item_type: type) -> Any:
+    """argparse ``type`` of a field that may be ``None``: the word ``null`` gives ``None``."""
+    def convert(text: str) -> Any:
+        return None if text == "null" else item_type(text)
+
+    convert.__name__ = getattr(item_type, "__name__", "value")  # argparse names the type in its error messages
+    return convert
+
+
 def add_setting_flags(parser: argparse.ArgumentParser, cls: type, section: str, *, title: str | None = None,
-                      exclude: Iterable[str] = ()) -> None:
-    """Add one flag per field of settings dataclass ``cls``; values land under ``"<section>.<field>"``."""
+                      show_defaults: bool = True) -> None:
+    """Add one flag per field of settings dataclass ``cls``; values land under ``"<section>.<field>"``.
+
+    ``show_defaults=False`` leaves the dataclass defaults out of the help texts (where the defaults are
+    another object's, e.g. a trained run's inference settings).
+    """
     group = parser.add_argument_group(title or section)
-    skip = set(exclude)
     for spec in field_specs(cls):
-        if not spec.cli or spec.name in skip:
+        if not spec.cli:
             continue
+        default = f" (default: {spec.default_text})" if show_defaults else ""
         kwargs: dict[str, Any] = {
             "dest": f"{section}.{spec.name}",
             "default": argparse.SUPPRESS,
-            "help": f"{spec.help} (default: {spec.default_text})".replace("%", "%%"),
+            "help": f"{spec.help}{default}".replace("%", "%%"),
         }
         if spec.kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         elif spec.kind == "mapping":
             kwargs.update(type=_json_object, metavar=spec.metavar or "JSON")
         else:
-            kwargs["type"] = spec.item_type or str
+            kwargs["type"] = _or_null(spec.item_type or str) if spec.nullable else (spec.item_type or str)
             if spec.kind == "tuple":
                 kwargs["nargs"] = spec.nargs or spec.length or "+"
             elif spec.nargs is not None:
                 kwargs.update(nargs=spec.nargs, const=BARE_FLAG)
             if spec.choices is not None:
-                kwargs["choices"] = spec.choices
+                kwargs["choices"] = (*spec.choices, None) if spec.nullable else spec.choices
+                if spec.nullable:
+                    kwargs["metavar"] = "{" + ",".join(map(str, spec.choices)) + ",null}"
             else:
                 kwargs["metavar"] = spec.metavar or spec.name.upper()
         group.add_argument(*spec.flags, **kwargs)
 
 
 def settings_from_args(args: argparse.Namespace, section: str) -> dict[str, Any]:
-    """The fields of ``section`` given on the command line, by field name."""
+    """The fields of ``section`` given on the command line, by field name (``--field null`` gives ``None``)."""
     prefix = section + "."
-    return {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
+    given = {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
+    return {key: None if isinstance(value, list) and value == [None] else value for key, value in given.items()}
 
 
 def override_argument(text: str) -> tuple[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -56,11 +57,12 @@ DEFAULT_PATCH_SIZE: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (96, 96, 64)
 class DataConfig:
     """Where the data is and how images become network input."""
 
-    data_dir: str = setting("", help="Dataset root in any supported layout (flat, images/+masks/, imagesTr/+labelsTr/).", cli=False)
+    data_dir: str = setting("", help="Dataset root in any supported layout (flat, images/+masks/, imagesTr/+labelsTr/); "
+                                     "`medseg train --data`.", cli=False)
     val_dir: str | None = setting(None, help="Explicit validation dataset; when unset, `val_fraction` of `data_dir` is held out.",
                                   aliases=("--val-data",))
-    datalist: str | None = setting(None, help="MONAI decathlon-style datalist JSON (`training`/`validation` lists); overrides discovery.",
-                                   cli=False)
+    datalist: str | None = setting(None, help="MONAI decathlon-style datalist JSON (`training`/`validation` lists); overrides "
+                                              "discovery; `medseg train --data LIST.json`.", cli=False)
     val_fraction: float = setting(0.2, help="Share of cases held out for validation when no validation set is given.")
     seed: int = setting(0, help="Seed of the train/validation split.", flag="--split-seed")
     spatial_dims: Literal[2, 3] | None = setting(
@@ -264,17 +266,21 @@ class BatchOptions:
     """How a batch of predictions runs (:func:`medseg_monai.engines.run_batch`); not saved with a run."""
 
     overwrite: bool = setting(False, help="Predict cases again whose complete mask already exists (else they are skipped).")
-    progress: bool = setting(True, help="Show a progress bar.")
+    progress: bool = setting(True, help="Show a progress bar (`medseg predict`: unless `-q`).", cli=False)
     num_parts: int | None = setting(None, help="Split the sorted cases into this many parts (with `part_id`); `null`: "
                                                "torchrun's `WORLD_SIZE`, else one part.")
     part_id: int | None = setting(None, help="Which part this process runs, `0 .. num_parts - 1`; `null`: torchrun's `RANK`.")
     manifest: bool = setting(True, help="Keep `predict_manifest.json` in the output folder up to date after every case.")
-    report: str | None = setting(None, help="Where to write the HTML QA page once all parts are done (the CLI's bare `--report` "
-                                            "puts it at OUTPUT/predict_report.html); `null` writes none.", nargs="?",
+    report: str | None = setting(None, help="Where to write the HTML QA page once all parts are done (`--report` alone: "
+                                            "predict_report.html in the output folder); `null` writes none.", nargs="?",
                                  metavar="HTML")
     many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
 
     def __post_init__(self) -> None:
+        if self.report is not None:
+            if isinstance(self.report, bool) or not isinstance(self.report, (str, os.PathLike)):
+                raise ValueError(f"report must be the path of the HTML page (or None), got {self.report!r}")
+            object.__setattr__(self, "report", os.fspath(self.report))
         if self.many_components < 0:
             raise ValueError(f"many_components must be >= 0, got {self.many_components}")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from medseg_monai.config import DataConfig
-from medseg_monai.io import RASTER_FORMATS, detect_format, load_image, read_geometry
+from medseg_monai.io import load_image, read_geometry, spatial_dims_of
 from medseg_monai.keys import IMAGE, LABEL
 
-__all__ = ["check_pairs", "collect_label_values", "median_spacing", "resolve_data_config", "spatial_dims_of"]
+__all__ = ["check_pairs", "collect_label_values", "median_spacing", "resolve_data_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,6 @@ def median_spacing(image_paths: Sequence[str], orientation: str | None = "RAS") 
             spacing = reordered
         spacings.append(spacing)
     return tuple(float(v) for v in np.median(np.stack(spacings), axis=0))
-
-
-def spatial_dims_of(image: str) -> int:
-    """2 for a raster image (PNG/TIF/JPG/BMP), 3 for a volume (NIfTI, MHA, NRRD, DICOM series)."""
-    return 2 if detect_format(image) in RASTER_FORMATS else 3
 
 
 def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataConfig:

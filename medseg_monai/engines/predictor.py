@@ -56,7 +56,10 @@ def _infer_for(config: RunConfig, infer: InferSettings) -> InferConfig:
         return config.infer
     if isinstance(infer, InferConfig):
         return infer
-    return replace_fields(config.infer, infer, "infer")
+    try:
+        return replace_fields(config.infer, infer, "infer")
+    except TypeError as err:  # a value of the wrong shape, e.g. a number where a list belongs
+        raise ValueError(str(err)) from None
 
 
 class Predictor:
@@ -280,7 +283,12 @@ class Predictor:
         return write_mask(mask, source, output, output_format=self.config.infer.output_format, label_names=names or None)
 
     def predict_file(self, source: str | Path, output: str | Path) -> Path:
-        """Predict one image file (or DICOM folder) and write its mask to ``output``; errors are raised."""
+        """Predict one image file (or DICOM folder) and write its mask to the file ``output``; errors are raised.
+
+        ``output`` names the mask file (see :meth:`mask_path` for the usual name in a folder).
+        """
+        if Path(output).is_dir():
+            raise ValueError(f"{output}: a folder; predict_file writes one mask file (its name: predictor.mask_path(source, folder))")
         return self.save_mask(self.predict_image(source), source, output)
 
     # ------------------------------------------------------------------ provenance

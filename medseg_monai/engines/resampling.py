@@ -31,7 +31,7 @@ __all__ = ["AxisAlignedSpacingd", "labels_to_source_grid", "lean_spacing", "sour
 logger = logging.getLogger(__name__)
 
 _TOL = 1e-6  # relative tolerance for "zero" off-axis terms and identity checks
-_CHUNK_VOXELS = 1 << 22  # voxels per chunk of the non-separable fallback
+_CHUNK_VOXELS = 1 << 22  # output voxels per chunk of a separable resampling pass
 
 
 def _axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:

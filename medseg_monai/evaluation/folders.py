@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg_monai.evaluation.metrics import COUNTS, OVERLAP_METRICS, SURFACE_METRICS, as_label_map, overlap_metrics, surface_metrics
+from medseg_monai.evaluation.metrics import OVERLAP_METRICS, SURFACE_METRICS, case_counts, count_row, label_surface
 from medseg_monai.evaluation.pooling import label_statistics, mean_over_rows
-from medseg_monai.io import IMAGE_SUFFIXES, RASTER_FORMATS, detect_format, load_image, read_geometry, split_suffix
+from medseg_monai.io import IMAGE_SUFFIXES, as_label_map, load_image, read_geometry, spatial_dims_of, split_suffix
 from medseg_monai.utils import atomic_write_text
 
 __all__ = ["EvaluationResult", "evaluate_folders", "match_predictions"]
@@ -106,20 +106,15 @@ class _Scored:
     surface: dict[int, dict[str, float]]
 
     def row(self, label: int, label_name: str, surface: bool) -> dict:
-        tp, fp, fn, tn = self.counts.get(label, (0, 0, 0, self.total))
-        row = {"case": self.name, "label": label, "label_name": label_name, **overlap_metrics(tp, fp, fn, tn),
-               "truth_voxels": float(tp + fn), "pred_voxels": float(tp + fp)}
-        if surface:
-            row.update(self.surface.get(label, {"hd95": math.nan, "asd": math.nan}))
-        return {**row, **dict(zip(COUNTS, (tp, fp, fn, tn)))}
+        counts = self.counts.get(label, (0, 0, 0, self.total))
+        distances = self.surface.get(label, {"hd95": math.nan, "asd": math.nan}) if surface else None
+        return {"case": self.name, "label": label, "label_name": label_name, **count_row(*counts, distances)}
 
 
 def _score_case(name: str, pred_path: Path, truth_path: Path, roi_path: Path | None, labels: Sequence[int] | None,
                 surface: bool) -> tuple[_Scored, set[int]]:
     """Read one case, count every label value in it, and return the counts with the truth's label values."""
-    from medseg_monai.evaluation.metrics import case_counts
-
-    spatial_dims = 2 if detect_format(truth_path) in RASTER_FORMATS else 3
+    spatial_dims = spatial_dims_of(truth_path)
     truth = as_label_map(load_image(truth_path), spatial_dims)
     pred = as_label_map(load_image(pred_path), spatial_dims)
     roi = as_label_map(load_image(roi_path), spatial_dims) > 0 if roi_path is not None else None
@@ -131,11 +126,7 @@ def _score_case(name: str, pred_path: Path, truth_path: Path, roi_path: Path | N
     distances = {}
     if surface:
         for label in sorted(scope & truth_values if labels is None else scope):
-            p, t = pred == label, truth == label
-            if roi is not None:
-                p &= roi
-                t &= roi
-            distances[label] = surface_metrics(p, t, spacing)
+            distances[label] = label_surface(pred, truth, label, roi, spacing)
     return _Scored(name, total, counts, distances), truth_values
 
 

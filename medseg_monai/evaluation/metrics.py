@@ -14,11 +14,21 @@ MONAI and are NaN unless both prediction and truth hold the class.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["COUNTS", "OVERLAP_METRICS", "SURFACE_METRICS", "as_label_map", "case_counts", "case_metrics", "overlap_metrics", "surface_metrics"]
+__all__ = [
+    "COUNTS",
+    "OVERLAP_METRICS",
+    "SURFACE_METRICS",
+    "case_counts",
+    "case_metrics",
+    "count_row",
+    "label_surface",
+    "overlap_metrics",
+    "surface_metrics",
+]
 
 OVERLAP_METRICS = ("dice", "iou", "precision", "recall", "accuracy")
 SURFACE_METRICS = ("hd95", "asd")
@@ -40,15 +50,13 @@ def overlap_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
     }
 
 
-def as_label_map(array: np.ndarray, spatial_dims: int) -> np.ndarray:
-    """An integer label map from a loaded mask: the first channel of a multi-channel mask, integers kept as
-    they are (no copy), integral floats rounded to ``int32``."""
-    array = np.asarray(array)
-    if array.ndim > spatial_dims:
-        array = array[..., 0]
-    if array.dtype.kind in "iub":
-        return array
-    return np.rint(array).astype(np.int32)
+def count_row(tp: int, fp: int, fn: int, tn: int, surface: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The row of one label from its counts, in the column order of ``metrics_per_case.csv``: the overlap
+    metrics, ``truth_voxels``, ``pred_voxels``, the surface metrics when given, then the counts."""
+    row: dict[str, float] = {**overlap_metrics(tp, fp, fn, tn), "truth_voxels": float(tp + fn), "pred_voxels": float(tp + fp)}
+    if surface is not None:
+        row.update(surface)
+    return {**row, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
 def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi: np.ndarray | None = None) -> dict[int, tuple[int, int, int, int]]:
@@ -69,6 +77,16 @@ def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi:
         fp, fn = int(np.count_nonzero(p)) - tp, int(np.count_nonzero(t)) - tp
         counts[int(value)] = (tp, fp, fn, total - tp - fp - fn)
     return counts
+
+
+def label_surface(pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None,
+                  spacing: Sequence[float] | None) -> dict[str, float]:
+    """:func:`surface_metrics` of one label of two label maps, inside ``roi`` when given."""
+    p, t = pred == label, truth == label
+    if roi is not None:
+        p &= roi
+        t &= roi
+    return surface_metrics(p, t, spacing)
 
 
 def surface_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None) -> dict[str, float]:
@@ -108,15 +126,6 @@ def case_metrics(
         Per label: the overlap metrics, ``truth_voxels``, ``pred_voxels``, the surface metrics when asked,
         and the counts ``tp``, ``fp``, ``fn``, ``tn``.
     """
-    results: dict[int, dict[str, float]] = {}
     inside = None if roi is None else np.asarray(roi, dtype=bool)
-    for label, (tp, fp, fn, tn) in case_counts(pred, truth, labels, inside).items():
-        row: dict[str, float] = {**overlap_metrics(tp, fp, fn, tn), "truth_voxels": float(tp + fn), "pred_voxels": float(tp + fp)}
-        if surface:
-            p, t = pred == label, truth == label
-            if inside is not None:
-                p &= inside
-                t &= inside
-            row.update(surface_metrics(p, t, spacing))
-        results[label] = {**row, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
-    return results
+    return {label: count_row(*counts, label_surface(pred, truth, label, inside, spacing) if surface else None)
+            for label, counts in case_counts(pred, truth, labels, inside).items()}

@@ -10,6 +10,7 @@ from medseg_monai.io.formats import (
     detect_format,
     is_dicom_series_dir,
     mask_filename,
+    spatial_dims_of,
     split_suffix,
 )
 from medseg_monai.io.readers import (
@@ -23,7 +24,7 @@ from medseg_monai.io.readers import (
     reader_for_format,
 )
 from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype, register_writer, write_mask
-from medseg_monai.io.outputs import count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries
+from medseg_monai.io.outputs import as_label_map, count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries
 
 __all__ = [
     "FORMAT_SUFFIXES",
@@ -36,6 +37,7 @@ __all__ = [
     "RasterReader",
     "SimpleITKReader",
     "VOLUME_FORMATS",
+    "as_label_map",
     "count_components",
     "detect_format",
     "file_sha256",
@@ -51,6 +53,7 @@ __all__ = [
     "reader_for_format",
     "register_writer",
     "remove_stale_temporaries",
+    "spatial_dims_of",
     "split_suffix",
     "write_mask",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "detect_format",
     "is_dicom_series_dir",
     "mask_filename",
+    "spatial_dims_of",
     "split_suffix",
 ]
 
@@ -103,6 +104,11 @@ def detect_format(path: str | Path) -> str:
         f"{path}: unsupported image format {Path(lower).suffix or '(no suffix)'!r}; "
         f"supported: {', '.join(IMAGE_SUFFIXES)} or a DICOM series folder"
     )
+
+
+def spatial_dims_of(path: str | Path) -> int:
+    """2 for a raster image (PNG/TIF/JPG/BMP), 3 for a volume (NIfTI, MHA, NRRD, DICOM series)."""
+    return 2 if detect_format(path) in RASTER_FORMATS else 3
 
 
 def mask_filename(source: str | Path, output_format: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Facts about written masks: is an output complete, leftovers of interrupted writes, checksums, label statistics.
+"""Facts about written masks: is an output complete, leftovers of interrupted writes, checksums, label maps and
+their statistics.
 
 Leaf helpers shared by the batch runner (skip-done, the manifest) and anyone checking a folder of masks.
 """
@@ -17,7 +18,7 @@ import numpy as np
 from medseg_monai.io.readers import read_geometry
 from medseg_monai.io.writers import label_sidecar_path
 
-__all__ = ["count_components", "file_sha256", "is_complete", "mask_statistics", "remove_stale_temporaries"]
+__all__ = ["as_label_map", "count_components", "file_sha256", "is_complete", "mask_statistics", "remove_stale_temporaries"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,17 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def as_label_map(array: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """An integer label map from a loaded mask: the first channel of a multi-channel mask, integers kept as
+    they are (no copy), integral floats rounded to ``int32``."""
+    array = np.asarray(array)
+    if array.ndim > spatial_dims:
+        array = array[..., 0]
+    if array.dtype.kind in "iub":
+        return array
+    return np.rint(array).astype(np.int32)
 
 
 def count_components(binary: np.ndarray) -> int:

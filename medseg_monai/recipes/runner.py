@@ -411,7 +411,7 @@ def score_predictions(
     best, worst = best_and_worst(scores)
     cases = {item["name"]: item for item in val_items}
     predictions = {item["name"]: predictions_dir / mask_filename(item["image"]) for item in val_items}
-    rows = [CaseRow(f"{tag}: {name} (Dice {score:.3f})", cases[name]["image"], cases[name]["label"], predictions[name])
+    rows = [CaseRow(f"{tag}: {name} ({recipe.headline_metric} {score:.3f})", cases[name]["image"], cases[name]["label"], predictions[name])
             for tag, ranked in (("best", best), ("worst", worst)) for name, score in ranked
             if name in cases and predictions[name].exists()]
     figure = save_case_figure(rows, run_dir / "best_worst.png", recipe.primary_labels,

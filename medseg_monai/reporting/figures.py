@@ -65,35 +65,28 @@ class CaseRow:
     prediction: str | Path
 
 
-def _labels(path: str | Path, spatial_dims: int) -> np.ndarray:
-    from medseg_monai.io import load_image
-
-    array = np.asarray(load_image(path))
-    array = array[..., 0] if array.ndim > spatial_dims else array
-    return np.rint(array).astype(np.int64) if array.dtype.kind == "f" else array
-
-
 def save_case_figure(rows: Sequence[CaseRow], path: str | Path, label_values: Sequence[int], title: str | None = None) -> Path:
     """Image | truth | prediction, one row per case: the axial view of a volume, the image itself in 2D.
 
     Args:
         rows: the cases; masks hold label values (``label_values``, plus background 0).
         path: the PNG to write (atomically).
-        label_values: foreground values in palette order (the model's labels, background excluded).
+        label_values: foreground values in palette order (the model's labels, background excluded); other
+            values present in a mask take the next colours, as on the QA page.
         title: figure title.
     """
-    from medseg_monai.io import load_image
+    from medseg_monai.io import as_label_map, load_image
 
     plt = _pyplot()
-    colours = colour_table(label_values)
     fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(9, 3 * max(len(rows), 1)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for r, row in enumerate(rows):
         image = load_image(row.image)
         spatial = tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel())
-        pred = _labels(row.prediction, len(spatial))
-        masks = [pred] if row.truth is None else [_labels(row.truth, len(spatial)), pred]
+        pred = as_label_map(load_image(row.prediction), len(spatial))
+        masks = [pred] if row.truth is None else [as_label_map(load_image(row.truth), len(spatial)), pred]
+        colours = colour_table(label_values, np.unique(np.concatenate([np.unique(m) for m in masks])))
         view = image_views(np.asarray(image), masks, spatial, np.asarray(image.meta["affine"]) if len(spatial) == 3 else None)[0]
         truth_view = None if row.truth is None else view.masks[0]
         panels = [(row.title, view.image if view.image.ndim == 3 else np.repeat(view.image[..., None], 3, axis=-1)),
