@@ -69,10 +69,7 @@ def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi:
     total = truth.size if inside is None else int(inside.sum())
     counts = {}
     for value in values:
-        p, t = pred == value, truth == value
-        if inside is not None:
-            p &= inside
-            t &= inside
+        p, t = _label_masks(pred, truth, value, inside)
         tp = int(np.count_nonzero(p & t))
         fp, fn = int(np.count_nonzero(p)) - tp, int(np.count_nonzero(t)) - tp
         counts[int(value)] = (tp, fp, fn, total - tp - fp - fn)
@@ -82,11 +79,16 @@ def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi:
 def label_surface(pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None,
                   spacing: Sequence[float] | None) -> dict[str, float]:
     """:func:`surface_metrics` of one label of two label maps, inside ``roi`` when given."""
+    return surface_metrics(*_label_masks(pred, truth, label, roi), spacing)
+
+
+def _label_masks(pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``label`` is predicted and where it is true, inside ``roi`` when given."""
     p, t = pred == label, truth == label
     if roi is not None:
         p &= roi
         t &= roi
-    return surface_metrics(p, t, spacing)
+    return p, t
 
 
 def surface_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | None) -> dict[str, float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg_monai.reporting.render import colour_table, image_views, overlay
+from medseg_monai.reporting.render import colour_table, loaded_views, overlay
 from medseg_monai.utils import atomic_path
 
 __all__ = ["CaseRow", "plot_training_curves", "save_case_figure"]
@@ -75,19 +75,18 @@ def save_case_figure(rows: Sequence[CaseRow], path: str | Path, label_values: Se
             values present in a mask take the next colours, as on the QA page.
         title: figure title.
     """
-    from medseg_monai.io import as_label_map, load_image
+    from medseg_monai.io import as_label_map, load_image, spatial_dims_of
 
     plt = _pyplot()
     fig, axes = plt.subplots(max(len(rows), 1), 3, figsize=(9, 3 * max(len(rows), 1)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for r, row in enumerate(rows):
-        image = load_image(row.image)
-        spatial = tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel())
-        pred = as_label_map(load_image(row.prediction), len(spatial))
-        masks = [pred] if row.truth is None else [as_label_map(load_image(row.truth), len(spatial)), pred]
+        dims = spatial_dims_of(row.image)
+        pred = as_label_map(load_image(row.prediction), dims)
+        masks = [pred] if row.truth is None else [as_label_map(load_image(row.truth), dims), pred]
         colours = colour_table(label_values, np.unique(np.concatenate([np.unique(m) for m in masks])))
-        view = image_views(np.asarray(image), masks, spatial, np.asarray(image.meta["affine"]) if len(spatial) == 3 else None)[0]
+        view = loaded_views(load_image(row.image), masks)[0]
         truth_view = None if row.truth is None else view.masks[0]
         panels = [(row.title, view.image if view.image.ndim == 3 else np.repeat(view.image[..., None], 3, axis=-1)),
                   ("truth", None if truth_view is None else overlay(view.image, truth_view, colours)),

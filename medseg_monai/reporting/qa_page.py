@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg_monai.reporting.render import colour_table, image_views, overlay
+from medseg_monai.reporting.render import colour_table, loaded_views, overlay
 from medseg_monai.utils import atomic_write_text
 
 __all__ = ["case_thumbnail", "render_report", "write_report"]
@@ -54,10 +54,8 @@ def case_thumbnail(source: str | Path, mask_path: str | Path, label_values: Sequ
     image_t, mask_t = load_image(source), load_image(mask_path)
     mask = np.asarray(mask_t)
     colours = colour_table([v for v in label_values if v != background], np.unique(mask))
-    spatial = tuple(int(s) for s in np.asarray(image_t.meta.get("spatial_shape", np.asarray(image_t).shape)).ravel())
-    affine = np.asarray(image_t.meta["affine"]) if len(spatial) == 3 else None
-    views = image_views(np.asarray(image_t), [mask], spatial, affine, background)
-    height = _PANEL_PX if len(spatial) == 3 else min(2 * _PANEL_PX, max(views[0].image.shape[0], _PANEL_PX))
+    views = loaded_views(image_t, [mask], background)
+    height = _PANEL_PX if len(views) == 3 else min(2 * _PANEL_PX, max(views[0].image.shape[0], _PANEL_PX))
     panels = [_resize(overlay(v.image, v.masks[0], colours, background), v.row_mm, v.col_mm, height=height) for v in views]
     gap = 4
     width = sum(p.width for p in panels) + gap * (len(panels) - 1)

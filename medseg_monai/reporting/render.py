@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALPHA", "PALETTE", "View", "colour_table", "image_views", "overlay", "ras", "volume_views", "window"]
+__all__ = ["ALPHA", "PALETTE", "View", "colour_table", "image_views", "loaded_views", "overlay", "ras", "volume_views", "window"]
 
 #: overlay colour of the 1st, 2nd, ... foreground label of the model
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -124,3 +124,10 @@ def image_views(image: np.ndarray, masks: Sequence[np.ndarray], spatial_shape: S
         return volume_views(image, masks, affine, background)
     shown = window(image) if image.dtype != np.uint8 else image
     return [View("image", shown, tuple(np.asarray(m) for m in masks))]
+
+
+def loaded_views(image, masks: Sequence[np.ndarray], background: int = 0) -> list[View]:
+    """:func:`image_views` of an image as ``medseg_monai.io.load_image`` returns it (spatial shape and affine from its metadata)."""
+    spatial = tuple(int(s) for s in np.asarray(image.meta.get("spatial_shape", np.asarray(image).shape)).ravel())
+    affine = np.asarray(image.meta["affine"]) if len(spatial) == 3 else None
+    return image_views(np.asarray(image), masks, spatial, affine, background)
