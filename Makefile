@@ -6,7 +6,7 @@ STAMP := $(VENV)/.medseg-installed
 DOCS_STAMP := $(VENV)/.medseg-docs-installed
 PYTEST := $(VPY) -m pytest
 
-.PHONY: install demo test test-slow docs clean
+.PHONY: install demo test test-slow bench bench-quick docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
+
+# benchmarks: ratios against MONAI baselines in one invocation -> bench/results/summary.json and docs/performance.md
+bench: $(STAMP)
+	$(VPY) bench/predict_vs_monai.py
+	$(VPY) bench/library_swaps.py
+	$(VPY) bench/report.py
+
+bench-quick: $(STAMP)
+	$(VPY) bench/predict_vs_monai.py --quick
+	$(VPY) bench/report.py
 
 # the HTML site in docs/_build/html (with the docs extras); warnings are errors
 docs: $(DOCS_STAMP)

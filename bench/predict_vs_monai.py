@@ -1,97 +1,58 @@
-"""Benchmark: ``medseg predict`` against the MONAI spleen-bundle inference recipe, same weights, same run.
+"""Benchmark driver: ``medseg`` against plain MONAI on the same inputs and weights, in one invocation.
 
-    python bench/predict_vs_monai.py --cases 20                      # 20 synthetic 512x512x400 CT volumes
-    python bench/predict_vs_monai.py --cases 3 --shape 256 256 200   # a quick look
+    python bench/predict_vs_monai.py --quick     # every section, small: under 10 minutes on 2 cores
+    python bench/predict_vs_monai.py             # every section at full size (make bench)
+    python bench/predict_vs_monai.py --sections predict --model runs/my_ct_model
 
-Pipelines, each in a fresh Python process over the whole folder with the model loaded once (cases
-run one after another, no data-loader workers):
+Sections (each writes its keys into ``bench/results/summary.json``; ``bench/report.py`` turns that
+into the table of docs/performance.md):
 
-- ``monai_recipe``: the spleen_ct_segmentation bundle's ``inference.json`` as a loop: LoadImaged ->
-  EnsureChannelFirstd -> Orientationd(RAS) -> Spacingd -> ScaleIntensityRanged -> EnsureTyped ->
-  SlidingWindowInferer(roi 96^3, sw_batch_size 4, overlap 0.5) -> Activationsd(softmax) ->
-  Invertd(bilinear) -> AsDiscreted(argmax) -> SaveImaged (float32 NIfTI, as the bundle writes);
-- ``medseg``: ``run_batch`` with the run's own inference settings (manifest included);
-- ``medseg_matched``: ``run_batch`` with the recipe's window settings (overlap 0.5, constant
-  blending), so the difference is the pipeline, not the number of windows.
+- ``predict`` (here): synthetic CT volumes of 512 x 512 x (150..400), body-shaped with air around it,
+  run by the spleen_ct_segmentation bundle's inference recipe (LoadImaged -> Orientationd(RAS) ->
+  Spacingd(1.5 x 1.5 x 2) -> ScaleIntensityRanged(-57..164 HU) -> SlidingWindowInferer(96^3, 4
+  windows a batch, overlap 0.5, constant) -> softmax -> Invertd -> argmax -> SaveImaged, float32) and
+  by ``medseg`` with the same weights at the recipe's windows (``matched``) and at its own defaults;
+  each pipeline in a fresh process, cases one after another. Reported: seconds per case, peak RSS,
+  the label Dice of each mask against the recipe's fp32 mask, and the share of ``medseg``'s time
+  spent in the network. The full run adds the levers one by one at the recipe's windows.
+- ``network``: ``bench/network_speed.py``; ``train``: ``bench/train_vs_monai.py``; ``small``:
+  ``bench/small_cases.py``; ``scale`` (full run only): ``bench/scale_out.py``.
 
-Reported per pipeline: cases/minute over the batch loop (model loading excluded), seconds per case,
-peak resident memory (``VmHWM`` of the process), and ratios against ``monai_recipe``; plus the
-Dice agreement of the masks with the recipe's. Results go to ``WORK/results.json``.
-
-The data (``make_synthetic_3d(..., modality="ct")``) and a small UNet trained for a few minutes on
-small synthetic CT volumes are cached in ``--work``; ``--model RUN`` uses your own run folder instead
-(a 3D CT model with ``target_spacing``).
+The benchmark model is the spleen bundle's network (residual UNet 16-32-64-128-256, 2 residual
+units, batch norm) trained for about five minutes on small synthetic CT (cached in ``runs/bench``);
+``--model RUN`` uses your own 3D CT run folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PIPELINES = ("monai_recipe", "medseg", "medseg_matched")
-RECIPE_WINDOW = {"roi_size": (96, 96, 96), "sw_batch_size": 4, "overlap": 0.5, "mode": "constant"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common  # noqa: E402
 
-# ---------------------------------------------------------------------------------------------- setup
-def make_data(work: Path, cases: int, shape: tuple[int, ...]) -> Path:
-    from medseg_monai.data.synthetic import make_synthetic_3d
-
-    data = work / f"data_{'x'.join(map(str, shape))}"
-    images = data / "imagesTr"
-    if len(list(images.glob("*.nii.gz"))) < cases:
-        print(f"writing {cases} synthetic CT volumes {shape} to {data} ...", flush=True)
-        make_synthetic_3d(data, n_cases=cases, shape=shape, modality="ct", seed=0)
-    inputs = work / f"inputs_{cases}_{'x'.join(map(str, shape))}"
-    inputs.mkdir(parents=True, exist_ok=True)
-    for path in sorted(images.glob("*.nii.gz"))[:cases]:
-        link = inputs / path.name
-        if not link.exists():
-            link.symlink_to(path.resolve())
-    return inputs
-
-
-def make_model(work: Path) -> Path:
-    """A small 3D UNet trained briefly on small synthetic CT volumes (cached)."""
-    from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-    from medseg_monai.data.synthetic import make_synthetic_3d
-    from medseg_monai.engines.train import train
-
-    run = work / "model"
-    if (run / "checkpoints" / "best.pt").exists():
-        return run
-    print("training a small UNet for the benchmark (cached in %s) ..." % run, flush=True)
-    make_synthetic_3d(work / "train_data", n_cases=6, shape=(128, 128, 80), modality="ct", seed=1)
-    config = RunConfig(
-        data=DataConfig(
-            data_dir=str(work / "train_data"), spatial_dims=3, patch_size=(64, 64, 64), intensity="ct",
-            ct_window=(-57.0, 164.0), target_spacing=(1.5, 1.5, 2.0), samples_per_image=2, val_fraction=0.34,
-            label_names=("background", "organ", "lesion"), label_values=(0, 1, 2),
-        ),
-        model=ModelConfig(name="unet", options={"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}),
-        train=TrainConfig(epochs=4, iterations_per_epoch=20, batch_size=2, learning_rate=3e-3, val_interval=4),
-        infer=InferConfig(roi_size=(96, 96, 96), sw_batch_size=4, overlap=0.25),
-    )
-    train(config, run)
-    return run
+RECIPE = "monai_recipe"
+#: medseg pipelines: inference settings changed from the run's own
+MEDSEG = {
+    "medseg_matched": {"overlap": 0.5, "blend_mode": "constant", "sw_batch_size": 4, "roi_size": (96, 96, 96)},
+    "medseg_default": {},
+}
+#: the levers one at a time at the recipe's windows (full run)
+LEVERS = {
+    "matched_fp32_all_windows": {**MEDSEG["medseg_matched"], "precision": "fp32", "foreground_crop": "none"},
+    "matched_bf16_all_windows": {**MEDSEG["medseg_matched"], "precision": "bf16", "foreground_crop": "none"},
+    "matched_fp32_body_windows": {**MEDSEG["medseg_matched"], "precision": "fp32"},
+}
+QUICK_DEPTHS, FULL_DEPTHS = (150,), (150, 250, 400)
 
 
 # ---------------------------------------------------------------------------------------------- workers
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     import torch
     from monai.data import Dataset
@@ -113,12 +74,12 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     preprocessing = Compose([
         LoadImaged(keys="image"),
         EnsureChannelFirstd(keys="image"),
-        Orientationd(keys="image", axcodes="RAS"),
+        Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys="image", pixdim=config.data.target_spacing, mode="bilinear"),
         ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
         EnsureTyped(keys="image"),
     ])
-    inferer = SlidingWindowInferer(**RECIPE_WINDOW)
+    inferer = SlidingWindowInferer(**common.RECIPE_WINDOW)
     postprocessing = Compose([
         Activationsd(keys="pred", softmax=True),
         Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
@@ -128,38 +89,48 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     ])
     files = sorted(str(p) for p in inputs.glob("*.nii.gz"))
     dataset = Dataset([{"image": f} for f in files], transform=preprocessing)
-    seconds = []
+    seconds, network_s = [], 0.0
     start = time.perf_counter()
     for item in dataset:
         t0 = time.perf_counter()
         with torch.inference_mode():
             item["pred"] = inferer(item["image"][None], network)[0]
+        network_s += time.perf_counter() - t0
         postprocessing(item)
         del item
         seconds.append(time.perf_counter() - t0)
-    outputs = {Path(f).name: str(output / Path(f).name.replace(".nii.gz", "") / Path(f).name.replace(".nii.gz", "_trans.nii.gz")) for f in files}
-    return {"batch_seconds": time.perf_counter() - start, "case_seconds": seconds, "outputs": outputs}
+    stem = lambda f: Path(f).name.replace(".nii.gz", "")  # noqa: E731
+    outputs = {Path(f).name: str(output / stem(f) / f"{stem(f)}_trans.nii.gz") for f in files}
+    return {"batch_seconds": time.perf_counter() - start, "case_seconds": seconds, "outputs": outputs, "network_seconds": network_s}
 
 
-def run_medseg(model: Path, inputs: Path, output: Path, matched: bool) -> dict:
+def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
     from medseg_monai.config import BatchOptions
     from medseg_monai.engines import Predictor, run_batch
 
-    infer = None
-    if matched:
-        infer = {"roi_size": RECIPE_WINDOW["roi_size"], "sw_batch_size": RECIPE_WINDOW["sw_batch_size"],
-                 "overlap": RECIPE_WINDOW["overlap"], "blend_mode": RECIPE_WINDOW["mode"]}
-    predictor = Predictor.from_run(model, infer=infer)
+    predictor = Predictor.from_run(model, infer=infer or None)
+    network_s = [0.0]
+    window_forward = predictor._window_forward
+
+    def timed_forward(x):
+        t0 = time.perf_counter()
+        out = window_forward(x)
+        network_s[0] += time.perf_counter() - t0
+        return out
+
+    predictor._window_forward = timed_forward  # the network's share of the time
     start = time.perf_counter()
     results = run_batch(predictor, inputs, output, BatchOptions(overwrite=True, progress=False))
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"medseg failed on {len(failed)} case(s): {failed[:3]}")
+    keys = ("roi_size", "overlap", "sw_batch_size", "blend_mode", "precision", "foreground_crop")
     return {
         "batch_seconds": time.perf_counter() - start,
         "case_seconds": [r.seconds for r in results],
         "outputs": {r.input.name: str(r.output) for r in results},
-        "infer": {k: v for k, v in predictor.describe()["infer"].items() if k in ("roi_size", "overlap", "sw_batch_size", "blend_mode")},
+        "network_seconds": network_s[0],
+        "infer": {k: v for k, v in predictor.describe()["infer"].items() if k in keys},
     }
 
 
@@ -169,99 +140,107 @@ def worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     output = Path(args.output)
-    if args.pipeline == "monai_recipe":
+    if args.pipeline == RECIPE:
         result = run_monai_recipe(Path(args.model), Path(args.inputs), output)
     else:
-        result = run_medseg(Path(args.model), Path(args.inputs), output, matched=args.pipeline == "medseg_matched")
-    result["peak_rss_bytes"] = _peak_rss_bytes()
+        result = run_medseg(Path(args.model), Path(args.inputs), output, json.loads(args.infer))
+    result["peak_rss_bytes"] = common.peak_rss_bytes()
     result["threads"] = torch.get_num_threads()
     Path(args.result).write_text(json.dumps(result))
 
 
-# ---------------------------------------------------------------------------------------------- driver
-def agreement(reference: str, other: str) -> float:
-    """Mean Dice over the foreground labels present in either mask."""
+# ---------------------------------------------------------------------------------------------- sections
+def predict_section(model: Path, depths: tuple[int, ...], threads: int, levers: bool) -> dict:
+    import nibabel as nib
     import numpy as np
 
-    from medseg_monai.io import load_image
+    inputs = common.ct_cases(common.WORK, depths)
+    for path in inputs.iterdir():  # the same page-cache state for every pipeline
+        path.read_bytes()
+    pipelines = {RECIPE: None, **MEDSEG, **(LEVERS if levers else {})}
+    results: dict[str, dict] = {}
+    for name, infer in pipelines.items():
+        common.log(f"predict: {name} on {len(depths)} case(s) ...")
+        args = ["--pipeline", name, "--model", str(model), "--inputs", str(inputs),
+                "--output", str(common.WORK / "out" / name), "--infer", json.dumps(infer or {})]
+        results[name] = common.run_worker("predict_vs_monai", args, threads)
 
-    a, b = np.asarray(load_image(reference)).astype(np.int64), np.asarray(load_image(other)).astype(np.int64)
-    scores = []
-    for value in sorted(set(np.unique(a)) | set(np.unique(b)) - {0}):
-        x, y = a == value, b == value
-        scores.append(2.0 * np.logical_and(x, y).sum() / max(x.sum() + y.sum(), 1))
-    return float(np.mean(scores)) if scores else 1.0
+    def mask(path: str) -> np.ndarray:
+        return np.asarray(nib.load(path).dataobj).astype(np.int64)
+
+    recipe = results[RECIPE]
+    rows = {}
+    for name, result in results.items():
+        per_case = result["batch_seconds"] / len(depths)
+        row = {
+            "seconds_per_case": round(per_case, 2),
+            "peak_rss_gib": round(result["peak_rss_bytes"] / 2**30, 2),
+            "speedup": round(recipe["batch_seconds"] / result["batch_seconds"], 2),
+            "rss_ratio": round(result["peak_rss_bytes"] / recipe["peak_rss_bytes"], 3),
+            "network_fraction": round(result["network_seconds"] / result["batch_seconds"], 3),
+        }
+        if name != RECIPE:
+            scores = [common.label_dice(mask(recipe["outputs"][case]), mask(path)) for case, path in result["outputs"].items()]
+            row["dice_vs_recipe"] = round(float(np.mean(scores)), 4)
+            row["infer"] = result["infer"]
+        rows[name] = row
+    matched, default = rows["medseg_matched"], rows["medseg_default"]
+    summary = {
+        "speedup_matched": matched["speedup"],
+        "speedup_default": default["speedup"],
+        "rss_ratio": max(matched["rss_ratio"], default["rss_ratio"]),
+        "dice_vs_recipe_matched": matched["dice_vs_recipe"],
+        "dice_vs_recipe_default": default["dice_vs_recipe"],
+        "network_fraction": matched["network_fraction"],
+    }
+    details = {"depths": list(depths), "size": 512, "threads": threads, "model": str(model), "pipelines": rows}
+    common.update_summary("predict", summary, details)
+    return summary
+
+
+def run_section_script(script: str, quick: bool, threads: int, model: Path | None = None) -> None:
+    cmd = [sys.executable, str(common.REPO / "bench" / script), "--threads", str(threads)]
+    if quick:
+        cmd.append("--quick")
+    if model is not None:
+        cmd += ["--model", str(model)]
+    common.log(f"{script} ...")
+    subprocess.run(cmd, check=True, cwd=common.REPO)
+
+
+SECTIONS = ("predict", "network", "train", "small", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 400))
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench")
-    parser.add_argument("--model", type=Path, help="run folder of a 3D CT model (default: train a small one)")
-    parser.add_argument("--threads", type=int, help="torch threads per pipeline (default: torch's)")
-    parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
-    parser.add_argument("--worker", dest="pipeline", choices=PIPELINES, help=argparse.SUPPRESS)
-    parser.add_argument("--inputs", help=argparse.SUPPRESS)
-    parser.add_argument("--output", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="small sizes, every summary key, under 10 minutes")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all (scale only without --quick)")
+    parser.add_argument("--model", type=Path, help="a 3D CT run folder (default: the benchmark model)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of every pipeline (default 2)")
+    parser.add_argument("--depths", type=int, nargs="+", help="slices of each 512x512 CT case")
+    parser.add_argument("--pipeline", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--inputs", "--output", "--result", "--infer"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.pipeline:
+    if args.worker:
         worker(args)
         return 0
-
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    inputs = make_data(work, args.cases, tuple(args.shape))
-    model = (args.model or make_model(work)).resolve()
-    for path in inputs.iterdir():  # same page-cache state for every pipeline
-        Path(os.path.realpath(path)).read_bytes()
-    results: dict[str, dict] = {}
-    for name in args.pipelines:
-        output = work / "out" / name
-        result_file = work / f"{name}.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--model", str(model),
-               "--inputs", str(inputs), "--output", str(output), "--result", str(result_file)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        print(f"running {name} on {args.cases} case(s) ...", flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
-        result = json.loads(result_file.read_text())
-        result["cases_per_minute"] = args.cases / (result["batch_seconds"] / 60.0)
-        results[name] = result
-
-    rows = []
-    reference = results.get("monai_recipe")
-    for name, result in results.items():
-        row = {
-            "pipeline": name,
-            "cases_per_minute": round(result["cases_per_minute"], 3),
-            "seconds_per_case": round(result["batch_seconds"] / args.cases, 1),
-            "peak_rss_gib": round(result["peak_rss_bytes"] / 2**30, 2),
-            "threads": result["threads"],
-        }
-        if reference is not None:
-            row["speed_vs_recipe"] = round(result["cases_per_minute"] / reference["cases_per_minute"], 2)
-            row["memory_vs_recipe"] = round(result["peak_rss_bytes"] / reference["peak_rss_bytes"], 2)
-            if name != "monai_recipe":
-                scores = [agreement(reference["outputs"][case], path) for case, path in result["outputs"].items()]
-                row["dice_vs_recipe"] = round(sum(scores) / len(scores), 4)
-        rows.append(row)
-    summary = {"cases": args.cases, "shape": list(args.shape), "model": str(model), "cpu_count": os.cpu_count(),
-               "recipe_window": RECIPE_WINDOW, "medseg_infer": results.get("medseg", {}).get("infer"), "rows": rows}
-    (work / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    keys = ["pipeline", "cases_per_minute", "seconds_per_case", "peak_rss_gib", "speed_vs_recipe", "memory_vs_recipe", "dice_vs_recipe"]
-    print("\n" + " | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "-")) for k in keys))
-    print(f"\nresults: {work / 'results.json'}")
+    sections = args.sections or [s for s in SECTIONS if s != "scale" or not args.quick]
+    start = time.perf_counter()
+    model = (args.model or common.spleen_model(common.WORK)).resolve()
+    if "predict" in sections:
+        depths = tuple(args.depths or (QUICK_DEPTHS if args.quick else FULL_DEPTHS))
+        print(json.dumps(predict_section(model, depths, args.threads, levers=not args.quick), indent=2))
+    if "network" in sections:
+        run_section_script("network_speed.py", args.quick, args.threads, args.model)
+    for section, script in (("train", "train_vs_monai.py"), ("small", "small_cases.py"), ("scale", "scale_out.py")):
+        if section in sections:
+            run_section_script(script, args.quick, args.threads)
+    common.update_summary("run", {"quick": args.quick, "sections": sections, "seconds": round(time.perf_counter() - start, 1)})
+    common.log(f"summary: {common.SUMMARY} ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     sys.exit(main())

@@ -44,7 +44,8 @@ def threshold_predictor(dims: int, patch=None, label_values=(0, 1), **data_kw) -
     patch = patch or ((32, 32) if dims == 2 else (16, 16, 8))
     config = RunConfig(
         data=DataConfig(spatial_dims=dims, patch_size=patch, in_channels=1, label_values=label_values,
-                        label_names=("background",) + tuple(f"class_{v}" for v in label_values[1:]), intensity="minmax", **data_kw),
+                        label_names=("background",) + tuple(f"class_{v}" for v in label_values[1:]),
+                        **{"intensity": "minmax", **data_kw}),
         infer=InferConfig(overlap=0.5, sw_batch_size=2, device="cpu"),
     )
     return Predictor(ThresholdNet(), config)

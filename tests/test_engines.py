@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 
 import nibabel as nib
 import numpy as np
@@ -50,21 +51,39 @@ def test_resume_continues_from_last_epoch(synth_2d, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["trainer"]["epoch"] == 3
 
 
-def test_training_refits_its_epochs_to_the_time_budget(synth_2d, tmp_path, caplog, monkeypatch):
+def test_learning_rate_follows_the_elapsed_share_of_the_time_budget(synth_2d, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from medseg_monai.engines import handlers
 
-    # the run's clock advances 0.25 s per reading (about 1 s per epoch), so the test holds on a busy machine
+    # the run's clock advances 0.25 s per reading, so the schedule sees the same time however busy the machine is
     readings = iter(range(10**6))
-    monkeypatch.setattr(handlers, "time", SimpleNamespace(monotonic=lambda: 0.25 * next(readings)))
-    config = tiny_config(synth_2d, 2, epochs=4)
-    train_cfg = dataclasses.replace(config.train, time_budget_min=0.15, fit_epochs_to_budget=True, val_interval=1)
-    with caplog.at_level("INFO", logger="medseg_monai"):
-        result = train(dataclasses.replace(config, train=train_cfg), tmp_path)
-    assert "schedule re-fitted to the budget, 4 ->" in caplog.text  # after the third epoch
-    assert result.epochs_run > 4  # tiny epochs: the 9-second budget holds many more than planned
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["config"]["train"]["epochs"] >= result.epochs_run
+    monkeypatch.setattr(handlers, "time", SimpleNamespace(monotonic=lambda: 0.25 * next(readings), perf_counter=lambda: 0.0))
+    config = tiny_config(synth_2d, 2, epochs=500)
+    train_cfg = dataclasses.replace(config.train, time_budget_min=0.1, schedule_by_time=True, val_interval=2, learning_rate=1e-2)
+    result = train(dataclasses.replace(config, train=train_cfg), tmp_path)
+    rates = [row["lr"] for row in result.history]
+    assert 2 < result.epochs_run < 500  # stopped by the 6-second budget, not by the epoch cap
+    assert result.history[-1]["elapsed_s"] >= 6.0 > result.history[-2]["elapsed_s"]
+    assert rates[0] == pytest.approx(1e-2, rel=0.05)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))  # falls every epoch
+    # the last epoch's rate was set during the epoch before it: at a share of the budget between its start and end
+    def cosine(elapsed: float) -> float:
+        return 1e-2 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(elapsed / 6.0, 1.0))))
+
+    assert cosine(result.history[-2]["elapsed_s"]) <= rates[-1] <= cosine(result.history[-3]["elapsed_s"])
+    assert rates[-1] < 0.5 * rates[0]
+
+
+def test_time_budget_schedule_curves():
+    from medseg_monai.engines.handlers import TimeBudgetSchedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cosine = TimeBudgetSchedule(optimizer, "cosine", None, 60.0)
+    assert [round(cosine.factor(s), 4) for s in (0.0, 0.5, 1.0, 2.0)] == [1.0, 0.505, 0.01, 0.01]
+    assert TimeBudgetSchedule(optimizer, "poly", None, 60.0).factor(0.75) == pytest.approx(0.25**0.9)
+    with pytest.raises(ValueError, match="time budget must be positive, got 0"):
+        TimeBudgetSchedule(optimizer, "cosine", None, 0)
 
 
 def test_image_mask_size_mismatch_is_named(tmp_path):
@@ -194,57 +213,3 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _timed_history(elapsed: list[float], val_time_s: dict[int, float]) -> list[dict]:
-    rows = []
-    for epoch, seconds in enumerate(elapsed, start=1):
-        row = {"epoch": epoch, "elapsed_s": seconds}
-        if epoch in val_time_s:
-            row["val_time_s"] = val_time_s[epoch]
-        rows.append(row)
-    return rows
-
-
-def test_budget_fitter_stretches_the_schedule_to_end_with_the_budget():
-    from types import SimpleNamespace
-
-    from medseg_monai.engines.handlers import BudgetScheduleFitter
-
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10, eta_min=0.01)
-    run_logger = SimpleNamespace(history=[], time_budget_s=300.0, elapsed_s=0.0, config_dict={"train": {"epochs": 10}})
-    fitter = BudgetScheduleFitter(run_logger, scheduler, val_interval=2, warm_epochs=3)
-    engine = SimpleNamespace(state=SimpleNamespace(epoch=0, max_epochs=10))
-    # a slow warm-up epoch, then 10 s per epoch plus a 2 s validation after epoch 2
-    for epoch, elapsed in enumerate([20.0, 32.0, 42.0], start=1):
-        run_logger.history = _timed_history([20.0, 32.0, 42.0][:epoch], {2: 2.0})
-        run_logger.elapsed_s, engine.state.epoch = elapsed, epoch
-        optimizer.step()
-        scheduler.step()
-        fitter._epoch_completed(engine)
-        if epoch < 3:
-            assert engine.state.max_epochs == 10  # not enough warm epochs yet
-
-    # remaining: 0.97 * (300 - 42) - 2 s final validation = 248.3 s at 10 s + 2 s / 2 per epoch -> 22 more
-    assert engine.state.max_epochs == scheduler.T_max == run_logger.config_dict["train"]["epochs"] == 25
-    for _ in range(25 - 3):
-        optimizer.step()
-        scheduler.step()
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # annealed exactly at the new end
-
-    run_logger.elapsed_s = 200.0
-    fitter._epoch_completed(SimpleNamespace(state=SimpleNamespace(epoch=4, max_epochs=25)))
-    assert fitter.fitted_epochs == 25  # fitted once only
-
-
-def test_budget_fitter_waits_for_a_timed_validation_and_rejects_runs_without_budget():
-    from types import SimpleNamespace
-
-    from medseg_monai.engines.handlers import BudgetScheduleFitter
-
-    run_logger = SimpleNamespace(history=_timed_history([5.0, 10.0, 15.0, 20.0], {}), time_budget_s=100.0, elapsed_s=20.0, config_dict={})
-    fitter = BudgetScheduleFitter(run_logger, None, val_interval=5)
-    engine = SimpleNamespace(state=SimpleNamespace(epoch=4, max_epochs=8))
-    fitter._epoch_completed(engine)
-    assert engine.state.max_epochs == 8 and fitter.fitted_epochs is None
-    with pytest.raises(ValueError, match="time budget"):
-        BudgetScheduleFitter(SimpleNamespace(history=[], time_budget_s=None), None, val_interval=1)

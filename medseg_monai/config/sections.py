@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_PATCH_SIZE",
     "INTENSITY_MODES",
     "OUTPUT_FORMATS",
+    "PRECISIONS",
     "BatchOptions",
     "DataConfig",
     "InferConfig",
@@ -44,10 +45,13 @@ Scheduler = Literal["cosine", "poly", "none"]
 DistBackend = Literal["auto", "nccl", "gloo"]
 BlendMode = Literal["gaussian", "constant"]
 Stitching = Literal["slab", "full"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+ForegroundCrop = Literal["auto", "ct", "nonzero", "otsu", "none"]
 OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif"]
 
 INTENSITY_MODES: tuple[str, ...] = get_args(Intensity)
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: training patch (and sliding window) used when ``data.patch_size`` is not given
 DEFAULT_PATCH_SIZE: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (96, 96, 64)}
 
@@ -189,12 +193,15 @@ class TrainConfig:
     scheduler: Scheduler = setting("cosine", help="Learning-rate schedule over `epochs`.")
     val_interval: int = setting(1, help="Validate every N epochs (and always after the last).")
     device: str = setting("auto", help="`auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`.")
-    amp: bool = setting(True, help="Mixed precision on CUDA (ignored on CPU).")
+    precision: Precision = setting(
+        "auto", help="Training arithmetic: `auto` is float16 mixed precision on CUDA and bfloat16 autocast on CPUs with native "
+                     "bfloat16 (AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")
     seed: int = setting(0, help="Seed for weights, sampling and augmentation.")
     time_budget_min: float | None = setting(None, help="Stop after the epoch that crosses this wall-clock budget in minutes.")
-    fit_epochs_to_budget: bool = setting(
-        False, help="With `time_budget_min`: re-fit `epochs` (and the schedule's length) once the first warm epochs are timed, so "
-                    "the schedule anneals as the budget ends (single process only).")
+    schedule_by_time: bool = setting(
+        False, help="With `time_budget_min`: the learning rate follows the elapsed share of the budget (cosine or poly of "
+                    "elapsed / budget) rather than the epoch count, so it anneals as the budget ends however fast the epochs "
+                    "run; `epochs` stays an upper bound.")
     freeze_backbone_epochs: int = setting(
         0, help="DeepLabV3 two-stage schedule: epochs with a frozen backbone before all layers train at "
                 "`learning_rate * finetune_lr_factor`.")
@@ -244,10 +251,22 @@ class InferConfig:
         "slab", help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
                      "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "
                      "whole image with `Spacingd`/`Invertd` (a float `classes x image` buffer; for comparison).")
-    amp: bool = setting(True, help="float16 autocast for the network on CUDA (ignored on CPU).")
+    precision: Precision = setting(
+        "auto", help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native bfloat16 "
+                     "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")
+    channels_last: bool = setting(False, help="Run the network in channels-last memory layout (`channels_last_3d` for volumes).")
+    foreground_crop: ForegroundCrop = setting(
+        "auto", help="Run windows only where the body is: of the image's own window grid, only the windows needed to cover the "
+                     "box of the foreground's largest component (plus `crop_margin_mm`) and holding foreground run; the rest "
+                     "is background. `ct`: above -500 HU; `nonzero`; `otsu`: above Otsu's threshold; `auto`: `ct` for "
+                     "`data.intensity=ct`, `nonzero` when every border voxel is 0, else `none`; `none` runs every window.")
+    crop_margin_mm: float = setting(
+        20.0, help="Margin kept around the foreground box by `foreground_crop` (mm in 3D, pixels in 2D).", metavar="MM")
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.crop_margin_mm < 0:
+            raise ValueError(f"crop_margin_mm must be >= 0, got {self.crop_margin_mm}")
         if self.roi_size is not None:
             object.__setattr__(self, "roi_size", tuple(self.roi_size))
         if not 0.0 <= self.overlap < 1.0:
@@ -283,6 +302,23 @@ class BatchOptions:
             object.__setattr__(self, "report", os.fspath(self.report))
         if self.many_components < 0:
             raise ValueError(f"many_components must be >= 0, got {self.many_components}")
+
+
+def _upgrade(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Read configs written before ``precision`` replaced ``amp`` (``amp: false`` is ``fp32``) and
+    ``train.schedule_by_time`` replaced ``train.fit_epochs_to_budget``."""
+    raw = dict(raw)
+    for name in ("train", "infer"):
+        section = raw.get(name)
+        if not isinstance(section, Mapping) or not {"amp", "fit_epochs_to_budget"} & set(section):
+            continue
+        section = dict(section)
+        if section.pop("amp", None) is False:
+            section.setdefault("precision", "fp32")
+        if "fit_epochs_to_budget" in section:
+            section.setdefault("schedule_by_time", section.pop("fit_epochs_to_budget"))
+        raw[name] = section
+    return raw
 
 
 #: the sections of a RunConfig, by name
@@ -321,7 +357,7 @@ class RunConfig:
         version = raw.get("version", CONFIG_VERSION)
         if version > CONFIG_VERSION:
             raise ValueError(f"config version {version} is newer than this package supports ({CONFIG_VERSION})")
-        return from_mapping(cls, raw, "config")
+        return from_mapping(cls, _upgrade(raw), "config")
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON atomically."""

@@ -2,13 +2,17 @@
 (:func:`resolve_data_config`), synthetic data."""
 
 from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist, split_pairs
+from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.synthetic import generate_dataset, make_synthetic_2d, make_synthetic_3d
 
 __all__ = [
+    "Foreground",
     "check_pairs",
     "collect_inputs",
     "discover_pairs",
+    "find_foreground",
+    "foreground_mode",
     "generate_dataset",
     "load_datalist",
     "make_synthetic_2d",

@@ -239,15 +239,19 @@ def synth_volume_3d(
     shape: Sequence[int] = (64, 64, 48),
     rng: np.random.Generator | int | None = None,
     modality: str = "mr",
+    body_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One 3D case: image and label ``uint8`` in {0, 1, 2}, both ``(X, Y, Z)``.
 
     ``"mr"``: ``float32`` in roughly [0, 1000] (background ~100, organ ~+350, lesion ~+350 more,
     multiplicative bias, noise sigma 50-80). ``"ct"``: ``int16`` Hounsfield-like values: air -1000
     outside an elliptic body cylinder, body 0-40, organ 60-80, lesion 110-140, noise sigma 10-15,
-    additive drift up to ~8 HU.
+    additive drift up to ~8 HU. ``body_scale`` shrinks the CT body's cross-section (1.0: it spans
+    82-94 % x 72-88 % of the field of view; 0.7 leaves a wide margin of air as in a clinical scan).
     """
     shape = _check_shape(shape, 3)
+    if not 0.1 <= body_scale <= 1.0:
+        raise ValueError(f"body_scale must be in [0.1, 1], got {body_scale!r}")
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     rng = _rng(rng)
@@ -260,7 +264,7 @@ def synth_volume_3d(
         return image, label
 
     # CT: organ (reach <= 0.85 * extent) inside the disc inscribed in the body cross-section
-    body_semi = np.array([rng.uniform(0.82, 0.94), rng.uniform(0.72, 0.88)])
+    body_semi = np.array([rng.uniform(0.82, 0.94), rng.uniform(0.72, 0.88)]) * body_scale
     half = (np.asarray(shape[:2], dtype=float) - 1.0) / 2.0
     label = _render_label(_sample_scene(shape, rng, extent=0.95 * float(body_semi.min())), shape)
     xs = ((np.arange(shape[0]) - half[0]) / (half[0] * body_semi[0]))[:, None]
@@ -356,12 +360,13 @@ def make_synthetic_3d(
     spacing: Sequence[float] = (1.2, 1.2, 2.5),
     seed: int = 0,
     modality: str = "mr",
+    body_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Write ``out_dir/imagesTr/case_000.nii.gz`` + ``out_dir/labelsTr/case_000.nii.gz``, ... (MSD layout).
 
     Image and label share an oblique affine (see :func:`_synthetic_affine`); every third case,
     starting with ``case_001``, is flipped in x (LAS). qform and sform are set with code 1.
-    Images are ``float32`` for ``"mr"`` and ``int16`` for ``"ct"``; labels are ``uint8``.
+    ``body_scale`` sets the CT body's size (see :func:`synth_volume_3d`). Images are ``float32`` for ``"mr"`` and ``int16`` for ``"ct"``; labels are ``uint8``.
 
     Returns:
         ``[{"image": Path, "label": Path, "name": "case_000"}, ...]``
@@ -376,7 +381,7 @@ def make_synthetic_3d(
     out_dir = Path(out_dir)
     items = []
     for i, rng in enumerate(_case_rngs(seed, n_cases)):
-        image, label = synth_volume_3d(shape, rng, modality=modality)
+        image, label = synth_volume_3d(shape, rng, modality=modality, body_scale=body_scale)
         affine = _synthetic_affine(spacing, shape, rng, flip_x=i % 3 == 1)
         name = f"case_{i:03d}"
         image_path = out_dir / "imagesTr" / f"{name}.nii.gz"

@@ -50,6 +50,7 @@ __all__ = [
     "build_preprocessing",
     "build_train_transforms",
     "build_val_transforms",
+    "build_infer_stages",
     "build_infer_transforms",
 ]
 
@@ -141,7 +142,11 @@ def _intensity(cfg: DataConfig) -> list:
 
 def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL)) -> list:
     """Deterministic steps shared by training, validation and inference (all invertible in space)."""
-    keys = tuple(keys)
+    return _geometry(cfg, tuple(keys)) + _normalisation(cfg, tuple(keys))
+
+
+def _geometry(cfg: DataConfig, keys: tuple[str, ...]) -> list:
+    """Loading, channels first, label values, orientation and spacing: the image keeps its own intensities."""
     has_label = LABEL in keys
     steps: list = [image_loader(keys), EnsureChannelFirstd(keys=keys)]
     if has_label:
@@ -155,6 +160,11 @@ def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL)) -
         if cfg.target_spacing:
             modes = ("bilinear", "nearest") if has_label else ("bilinear",)
             steps.append(Spacingd(keys=keys, pixdim=cfg.target_spacing, mode=modes))
+    return steps
+
+
+def _normalisation(cfg: DataConfig, keys: tuple[str, ...]) -> list:
+    steps: list = []
     if cfg.in_channels is not None:
         steps.append(MatchChannelsd(keys=IMAGE, channels=cfg.in_channels))
     steps += _intensity(cfg)
@@ -217,3 +227,9 @@ def build_val_transforms(cfg: DataConfig) -> Compose:
 def build_infer_transforms(cfg: DataConfig) -> Compose:
     """Image only; invertible so predictions map back to the source grid with ``Invertd``."""
     return Compose(build_preprocessing(cfg, (IMAGE,)))
+
+
+def build_infer_stages(cfg: DataConfig) -> tuple[Compose, Compose]:
+    """:func:`build_infer_transforms` in two stages: geometry (the image in the network grid with its own
+    intensities, e.g. Hounsfield units) and normalisation (channels and intensity)."""
+    return Compose(_geometry(cfg, (IMAGE,))), Compose(_normalisation(cfg, (IMAGE,)))

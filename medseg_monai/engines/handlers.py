@@ -1,5 +1,5 @@
-"""Ignite handlers of a training run: metrics CSV, curves, checkpoints, time budget, schedule re-fit,
-backbone unfreeze."""
+"""Ignite handlers of a training run: metrics CSV, curves, checkpoints, time budget, a learning rate over
+the budget's elapsed share, backbone unfreeze."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ignite.engine import Engine, Events
 from medseg_monai.engines.checkpoint import save_checkpoint
 from medseg_monai.utils import atomic_write_text
 
-__all__ = ["RunLogger", "BudgetScheduleFitter", "BackboneUnfreezer", "KEY_METRIC"]
+__all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ IOU_METRIC = "val_mean_iou"
 class RunLogger:
     """Per-epoch bookkeeping of a run folder.
 
-    After every epoch it appends a row to ``metrics.csv`` (loss, learning rate, time, validation mean
-    Dice/IoU and Dice per class), redraws ``curves.png``, saves ``checkpoints/last.pt`` and, when the
+    After every epoch it appends a row to ``metrics.csv`` (loss, learning rate, time, the share of it
+    spent waiting for the next batch, validation mean Dice/IoU and Dice per class), redraws ``curves.png``, saves ``checkpoints/last.pt`` and, when the
     validation Dice improves, ``checkpoints/best.pt``. It also stops training once the wall-clock
     budget is spent, validating the final epoch if the schedule would have skipped it.
     """
@@ -58,12 +58,16 @@ class RunLogger:
         self.best_epoch = best_epoch
         self._losses: list[float] = []
         self._epoch_start = 0.0
+        self._batch_start = 0.0
+        self._data_wait_s = 0.0
         self._lr = 0.0
         self._run_start = time.monotonic()
         self._elapsed_before = float(self.history[-1]["elapsed_s"]) if self.history else 0.0
 
     def attach(self, trainer: Engine) -> None:
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        trainer.add_event_handler(Events.GET_BATCH_STARTED, self._batch_started)
+        trainer.add_event_handler(Events.GET_BATCH_COMPLETED, self._batch_completed)
         trainer.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
 
@@ -73,9 +77,16 @@ class RunLogger:
 
     def _epoch_started(self, engine: Engine) -> None:
         self._losses = []
+        self._data_wait_s = 0.0
         self._epoch_start = time.monotonic()
         optimizer = self.state_objects["optimizer"]
         self._lr = float(optimizer.param_groups[0]["lr"])
+
+    def _batch_started(self, engine: Engine) -> None:
+        self._batch_start = time.perf_counter()
+
+    def _batch_completed(self, engine: Engine) -> None:
+        self._data_wait_s += time.perf_counter() - self._batch_start
 
     def _iteration_completed(self, engine: Engine) -> None:
         output = engine.state.output
@@ -88,12 +99,14 @@ class RunLogger:
         last_epoch = epoch >= engine.state.max_epochs or budget_spent
         if last_epoch and self.evaluator.state.epoch != epoch:
             self.evaluator.run(epoch)
+        epoch_s = time.monotonic() - self._epoch_start
         row: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": sum(self._losses) / max(len(self._losses), 1),
             "lr": self._lr,
-            "epoch_time_s": time.monotonic() - self._epoch_start,
+            "epoch_time_s": epoch_s,
             "elapsed_s": self.elapsed_s,
+            "data_wait_s": self._data_wait_s,
         }
         improved = False
         if self.evaluator.state.epoch == epoch:
@@ -150,58 +163,61 @@ class RunLogger:
         plot_training_curves(self.history, self.run_dir / "curves.png")
 
 
-class BudgetScheduleFitter:
-    """Re-fit the number of epochs to the time budget once, from epochs timed in this very run.
+class TimeBudgetSchedule:
+    """Learning rate as a function of the elapsed share of the wall-clock budget, not of an epoch count.
 
-    A schedule planned from a short probe can misjudge the cost of an epoch (warm-up, caches, the
-    per-epoch checkpoint and figure), so the cosine or poly schedule would either be cut by the budget
-    before it anneals or anneal well before the budget ends. After ``warm_epochs`` epochs of this run
-    (the first one discarded as warm-up) and at least one timed validation, the cost of an epoch and
-    of a validation is measured from ``run_logger.history`` and ``max_epochs`` and the scheduler's
-    length are set so that the remaining epochs fill ``safety`` of the remaining budget. Attach after
-    the ``RunLogger`` (it reads the row of the epoch just completed).
+    ``lr = base * f(min(1, elapsed / budget))`` with ``f`` the cosine (down to 1 % of the base) or
+    poly (power 0.9) curve, set before every iteration: when the machine slows down mid-run the
+    schedule still ends as the budget does, and the :class:`RunLogger` stops training after the
+    epoch that spends it. Under DDP the share is rank 0's, broadcast at the start of each epoch, so
+    every process steps with the same rate. ``base_lrs`` may be rescaled (:class:`BackboneUnfreezer`).
     """
 
-    def __init__(self, run_logger: RunLogger, scheduler, val_interval: int, warm_epochs: int = 3, safety: float = 0.97):
-        if run_logger.time_budget_s is None:
-            raise ValueError("BudgetScheduleFitter needs a RunLogger with a time budget")
-        if warm_epochs < 2:
-            raise ValueError(f"warm_epochs must be >= 2 (the first epoch is discarded), got {warm_epochs}")
+    def __init__(self, optimizer, kind: str, run_logger: RunLogger | None, budget_s: float, device: torch.device | None = None,
+                 distributed: bool = False):
+        if kind not in ("cosine", "poly", "none"):
+            raise ValueError(f"scheduler must be cosine, poly or none, got {kind!r}")
+        if budget_s <= 0:
+            raise ValueError(f"time budget must be positive, got {budget_s} s")
+        self.optimizer = optimizer
+        self.kind = kind
         self.run_logger = run_logger
-        self.scheduler = scheduler
-        self.val_interval = val_interval
-        self.warm_epochs = warm_epochs
-        self.safety = safety
-        self._first_row = len(run_logger.history)
-        self.fitted_epochs: int | None = None
+        self.budget_s = budget_s
+        self.device = device
+        self.distributed = distributed
+        self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        self._share = 0.0
 
     def attach(self, trainer: Engine) -> None:
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        event = Events.EPOCH_STARTED if self.distributed else Events.ITERATION_STARTED
+        trainer.add_event_handler(event, self._update)
 
-    def _epoch_completed(self, engine: Engine) -> None:
-        rows = self.run_logger.history[self._first_row:]
-        validations = [row["val_time_s"] for row in self.run_logger.history if row.get("val_time_s")]
-        if self.fitted_epochs is not None or len(rows) < self.warm_epochs or not validations:
-            return
-        epoch = engine.state.epoch
-        if epoch >= engine.state.max_epochs:  # the schedule has annealed: stretching it now would not restart it
-            return
-        val_s = validations[-1]
-        timed = rows[1:]  # epoch-to-epoch wall time, the first epoch of the run excluded as warm-up
-        span_s = timed[-1]["elapsed_s"] - rows[0]["elapsed_s"] - sum(row.get("val_time_s", 0.0) for row in timed)
-        epoch_s = max(span_s / len(timed), 1e-6)
-        remaining_s = self.safety * (self.run_logger.time_budget_s - self.run_logger.elapsed_s) - val_s  # the final validation
-        more = max(1, int(remaining_s // (epoch_s + val_s / self.val_interval)))
-        planned, self.fitted_epochs = engine.state.max_epochs, epoch + more
-        engine.state.max_epochs = self.fitted_epochs
-        for attribute in ("T_max", "total_iters"):  # CosineAnnealingLR, PolynomialLR
-            if hasattr(self.scheduler, attribute):
-                setattr(self.scheduler, attribute, self.fitted_epochs)
-        self.run_logger.config_dict["train"]["epochs"] = self.fitted_epochs
-        logger.info(
-            "epoch %d: schedule re-fitted to the budget, %d -> %d epochs (%.1f s per epoch, %.1f s per validation)",
-            epoch, planned, self.fitted_epochs, epoch_s, val_s,
-        )
+    def factor(self, share: float) -> float:
+        """Multiplier of the base learning rate at ``share`` of the budget."""
+        share = min(max(share, 0.0), 1.0)
+        if self.kind == "cosine":
+            return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * share))
+        if self.kind == "poly":
+            return (1.0 - share) ** 0.9
+        return 1.0
+
+    def _update(self, engine: Engine) -> None:
+        share = self.run_logger.elapsed_s / self.budget_s if self.run_logger is not None else 0.0
+        if self.distributed:
+            import torch.distributed as dist
+
+            value = torch.tensor([share], dtype=torch.float64, device=self.device)
+            dist.broadcast(value, src=0)
+            share = float(value.item())
+        self._share = share
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * self.factor(share)
+
+    def state_dict(self) -> dict:
+        return {"base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base_lrs = [float(lr) for lr in state["base_lrs"]]
 
 
 class BackboneUnfreezer:

@@ -33,9 +33,11 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
 
 from medseg_monai.config import InferConfig, RunConfig, replace_fields
-from medseg_monai.data.transforms import build_infer_transforms
+from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
+from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.postprocessing import build_postprocessing
+from medseg_monai.engines.precision import autocast, resolve_precision
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import slab_axis, sliding_window_stitch
 from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, write_mask
@@ -77,10 +79,18 @@ class Predictor:
         infer = self.config.infer
         self.device = resolve_device(infer.device)
         self.stitch_device = resolve_device(infer.sw_device) if infer.sw_device else self.device
+        self.dtype = resolve_precision(infer.precision, self.device)
+        self.memory_format = _memory_format(self.config.data.spatial_dims) if infer.channels_last else torch.contiguous_format
         self.network = network.to(self.device).eval()
+        if self.memory_format is not torch.contiguous_format:
+            self.network = self.network.to(memory_format=self.memory_format)
         self.source: Path | None = None  # checkpoint file, when loaded from one
         self.transforms = build_infer_transforms(self.config.data)
-        self.lean_transforms = Compose([AxisAlignedSpacingd.replaces(t) or t for t in self.transforms.transforms])
+        geometry, normalisation = build_infer_stages(self.config.data)
+        #: loading to the network grid (separable resampling) with the source's intensities, then normalisation
+        self.geometry = Compose([AxisAlignedSpacingd.replaces(t) or t for t in geometry.transforms])
+        self.normalisation = normalisation
+        self.lean_transforms = Compose([*self.geometry.transforms, *normalisation.transforms])
         self.inferer = SlidingWindowInferer(
             roi_size=self.config.roi_size,
             sw_batch_size=infer.sw_batch_size,
@@ -91,7 +101,6 @@ class Predictor:
         )
         self.invert = Invertd(keys=PRED, transform=self.transforms, orig_keys=IMAGE, nearest_interp=True, to_tensor=True)
         self._postprocess = build_postprocessing(infer, self.config.data.num_classes)
-        self._amp = bool(infer.amp and self.device.type == "cuda")
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, infer: InferSettings = None, config: RunConfig | None = None) -> Predictor:
@@ -140,7 +149,8 @@ class Predictor:
 
     def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips."""
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._amp):
+        x = x.contiguous(memory_format=self.memory_format)
+        with autocast(self.device, self.dtype):
             flips = self._flips()
             if flips == [()]:
                 return _first(self.network(x)).float()
@@ -155,12 +165,14 @@ class Predictor:
         roi = self.config.roi_size
         return slab_axis([max(int(s), r) for s, r in zip(spatial, roi)], roi)
 
-    def _stitch(self, image: torch.Tensor, sink: Any) -> None:
+    def _stitch(self, image: torch.Tensor, sink: Any, foreground: Foreground | None = None) -> None:
         infer = self.config.infer
         sliding_window_stitch(
             image, self._window_forward, sink, self.config.roi_size, overlap=infer.overlap,
             sw_batch_size=infer.sw_batch_size, mode=infer.blend_mode, device=self.device,
             stitch_device=self.stitch_device, axis=self._slab_axis(image.shape[1:]),
+            region=None if foreground is None else foreground.slices,
+            foreground=None if foreground is None else torch.from_numpy(foreground.mask),
         )
 
     @torch.inference_mode()
@@ -194,18 +206,20 @@ class Predictor:
         flips = self._flips()
         for axes in flips:
             x = torch.flip(image, axes) if axes else image
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self._amp):
+            with autocast(self.device, self.dtype):
                 probs = torch.softmax(self.inferer(x, self.network).float(), dim=1)
             probs = torch.flip(probs, axes) if axes else probs
             total = probs if total is None else total + probs
         return total / len(flips)
 
     @torch.inference_mode()
-    def predict_labels(self, image: torch.Tensor) -> torch.Tensor:
+    def predict_labels(self, image: torch.Tensor, foreground: Foreground | None = None) -> torch.Tensor:
         """Class-index map of one preprocessed image ``(C_in, *spatial) -> (1, *spatial)`` on the CPU.
 
         ``uint8`` (``int64`` above 255 classes). With ``slab`` stitching no float map of the whole
-        image is kept; post-processing (largest component, hole filling) runs on the label map.
+        image is kept; post-processing (largest component, hole filling) runs on the label map. With a
+        ``foreground`` (:meth:`find_foreground`) only the windows covering its box that hold foreground
+        run, and the rest of the image is background (``slab`` stitching only).
         """
         if self.config.infer.stitching == "full":
             labels = self._predict_logits_full(image[None])[0].argmax(dim=0, keepdim=True)
@@ -218,7 +232,11 @@ class Predictor:
             def sink(start: int, stop: int, block: torch.Tensor) -> None:
                 view[start:stop] = block.argmax(dim=0).to(device="cpu", dtype=dtype)
 
-            self._stitch(image, sink)
+            self._stitch(image, sink, foreground)
+            if foreground is not None:  # background outside the box
+                outside = torch.ones(spatial, dtype=torch.bool)
+                outside[foreground.slices] = False
+                labels[0][outside] = 0
         labels = labels.cpu()
         for step in self._postprocess:
             labels = torch.as_tensor(step(labels)).to(labels.dtype)
@@ -234,15 +252,28 @@ class Predictor:
         if self.config.infer.stitching == "full":
             classes = self._classes_full(path)
         else:
-            data = self.lean_transforms({IMAGE: str(path)})
-            image = data.pop(IMAGE)
+            data = self.geometry({IMAGE: str(path)})
+            region = self.find_foreground(data[IMAGE])
+            image = self.normalisation(data).pop(IMAGE)
             grid_affine = np.asarray(image.affine, dtype=np.float64)
             source_affine = np.asarray(image.meta["original_affine"], dtype=np.float64)
             source_shape = tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel())
-            labels = self.predict_labels(image)[0].numpy()
+            labels = self.predict_labels(image, region)[0].numpy()
             del image, data
             classes = labels_to_source_grid(labels, grid_affine, source_affine, source_shape)
         return self._value_table(path)[classes]
+
+    def find_foreground(self, image: MetaTensor) -> Foreground | None:
+        """Where to run windows in an image of the network grid before normalisation (``infer.foreground_crop``)."""
+        infer, data = self.config.infer, self.config.data
+        raw = image.as_tensor().detach().cpu().numpy() if isinstance(image, MetaTensor) else np.asarray(image)
+        mode = foreground_mode(infer.foreground_crop, data.resolved_intensity, raw)
+        spacing = np.sqrt((np.asarray(image.affine, dtype=np.float64)[: raw.ndim - 1, : raw.ndim - 1] ** 2).sum(axis=0))
+        margin = infer.crop_margin_mm / spacing if data.spatial_dims == 3 else np.full(raw.ndim - 1, infer.crop_margin_mm)
+        region = find_foreground(raw, mode, margin, self.config.roi_size)
+        if region is not None:
+            logger.debug("foreground (%s): box %s, %.0f%% of the image to segment", mode, region.slices, 100 * region.fraction)
+        return region
 
     def _classes_full(self, path: str | Path) -> np.ndarray:
         data = self.transforms({IMAGE: str(path)})
@@ -320,6 +351,10 @@ class Predictor:
                 "cuda": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
             },
         }
+
+
+def _memory_format(spatial_dims: int | None) -> torch.memory_format:
+    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
 def _first(output: Any) -> torch.Tensor:

@@ -9,7 +9,11 @@ added, the blended outputs in front of ``s`` can no longer change, so they are h
 
 The window grid, zero padding of images smaller than the window and the importance map (``constant``
 or ``gaussian`` with ``sigma_scale=0.125``) are those of MONAI, so the blended values equal MONAI's up
-to float summation order.
+to float summation order. Given a ``region`` (a box), only the windows of that same grid needed to
+cover the box run: along each axis, the outermost windows whose part inside the box the next window
+also covers are dropped, so every voxel of the box keeps the windows it had except near the box's
+faces. Given a ``foreground`` mask, windows holding none of its voxels are not run either. Positions
+no window covers come out as background (class 0).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
-__all__ = ["Sink", "scan_starts", "slab_axis", "sliding_window_stitch"]
+__all__ = ["Sink", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch"]
 
 _EMIT_VOXELS = 1 << 23  # blended values handed to the sink per call (32 MiB of float32)
 
@@ -41,6 +45,21 @@ def scan_starts(size: int, roi: int, overlap: float) -> list[int]:
     return [int(window[0].start) for window in dense_patch_slices((size,), (roi,), (interval,))]
 
 
+def covering_starts(starts: Sequence[int], roi: int, lo: int, hi: int) -> list[int]:
+    """The window starts (sorted, of one axis) needed to cover ``lo:hi``: outer windows whose part inside
+    ``lo:hi`` their inner neighbour also covers are dropped.
+
+    >>> covering_starts([0, 48, 96, 144, 192, 214], 96, 58, 200)
+    [48, 96, 144]
+    """
+    kept = [s for s in starts if s < hi and s + roi > lo]
+    while len(kept) > 1 and kept[1] <= max(lo, kept[0]):
+        kept.pop(0)
+    while len(kept) > 1 and kept[-2] + roi >= min(hi, kept[-1] + roi):
+        kept.pop()
+    return kept
+
+
 def slab_axis(spatial: Sequence[int], roi: Sequence[int]) -> int:
     """Spatial axis along which the accumulator is smallest: the one with the most windows' worth of length."""
     return max(range(len(spatial)), key=lambda a: (spatial[a] / roi[a], -a))
@@ -58,6 +77,8 @@ def sliding_window_stitch(
     device: torch.device | str = "cpu",
     stitch_device: torch.device | str = "cpu",
     axis: int | None = None,
+    region: Sequence[slice] | None = None,
+    foreground: torch.Tensor | None = None,
 ) -> int:
     """Run ``forward`` over sliding windows of ``image`` and hand blended slabs to ``sink`` in order.
 
@@ -71,6 +92,10 @@ def sliding_window_stitch(
         overlap, sw_batch_size, mode: as ``monai.inferers.SlidingWindowInferer``.
         device: where ``forward`` runs; ``stitch_device``: where windows are blended.
         axis: slab axis (spatial index); ``None`` picks :func:`slab_axis`.
+        region: optional box (one ``slice`` per spatial axis): only the windows needed to cover it run.
+        foreground: optional boolean ``(*spatial)`` mask; windows without a foreground voxel are skipped.
+            With either, positions no window covers are handed to the sink as class 0 with certainty
+            (``1, 0, ...``).
 
     Returns:
         The slab axis used.
@@ -82,18 +107,26 @@ def sliding_window_stitch(
         raise ValueError(f"roi_size {roi} does not match the image's {nd} spatial dims {spatial}")
     stitch_device = torch.device(stitch_device)
     pads = [max(r - s, 0) for r, s in zip(roi, spatial)]
+    if foreground is not None and tuple(foreground.shape) != spatial:
+        raise ValueError(f"foreground mask {tuple(foreground.shape)} does not match the image's spatial shape {spatial}")
     if any(pads):  # F.pad wants the last axis first, (before, after) pairs
         pad_arg = [v for p in reversed(pads) for v in (p // 2, p - p // 2)]
         image = F.pad(image, pad_arg, mode="constant", value=0.0)
+        if foreground is not None:
+            foreground = F.pad(foreground[None].to(torch.uint8), pad_arg, mode="constant", value=0)[0].bool()
     padded = tuple(int(s) for s in image.shape[1:])
     axis = slab_axis(padded, roi) if axis is None else axis
     others = [d for d in range(nd) if d != axis]
     starts = [scan_starts(padded[d], roi[d], overlap) for d in range(nd)]
+    crop_lo = [p // 2 for p in pads]
+    if region is not None:
+        bounds = [part.indices(size)[:2] for part, size in zip(region, spatial)]
+        starts = [covering_starts(starts[d], roi[d], lo + crop_lo[d], hi + crop_lo[d]) for d, (lo, hi) in enumerate(bounds)]
+    partial = region is not None or foreground is not None
     weight = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device=stitch_device, dtype=torch.float32)
     weight_a = weight.movedim(axis, 0)  # (roi_a, *roi_others)
 
     # cropping the padding back out: along the slab axis in the emitted ranges, elsewhere per slab
-    crop_lo = [p // 2 for p in pads]
     other_crop = tuple(slice(crop_lo[d], crop_lo[d] + spatial[d]) for d in others)
     emitted = 0
 
@@ -108,7 +141,15 @@ def sliding_window_stitch(
             b1 = min(b0 + step, a1)
             part = acc[:, b0 - lo : b1 - lo][(slice(None), slice(None), *other_crop)]
             norm = count[b0 - lo : b1 - lo][(slice(None), *other_crop)]
-            sink(b0 - crop_lo[axis], b1 - crop_lo[axis], part / norm)
+            if not partial:
+                sink(b0 - crop_lo[axis], b1 - crop_lo[axis], part / norm)
+                continue
+            uncovered = norm == 0
+            blended = part / norm.clamp_min(torch.finfo(torch.float32).tiny)
+            if bool(uncovered.any()):
+                blended[:, uncovered] = 0.0
+                blended[0][uncovered] = 1.0
+            sink(b0 - crop_lo[axis], b1 - crop_lo[axis], blended)
         emitted = a1 - crop_lo[axis]
 
     roi_a = roi[axis]
@@ -118,8 +159,11 @@ def sliding_window_stitch(
     window_positions = list(itertools.product(*(starts[d] for d in others)))
     axis_starts = starts[axis]
     for g, lo in enumerate(axis_starts):
-        for i in range(0, len(window_positions), sw_batch_size):
-            chunk = window_positions[i : i + sw_batch_size]
+        positions = window_positions
+        if foreground is not None:
+            positions = [pos for pos in positions if bool(foreground[_window_index(axis, lo, roi, others, pos)].any())]
+        for i in range(0, len(positions), sw_batch_size):
+            chunk = positions[i : i + sw_batch_size]
             index = [_window_index(axis, lo, roi, others, pos) for pos in chunk]
             batch = torch.stack([image[(slice(None), *idx)] for idx in index]).to(device)
             out = forward(batch)
@@ -129,12 +173,17 @@ def sliding_window_stitch(
             if acc is None:
                 acc = torch.zeros([out.shape[1], roi_a, *other_shape], dtype=torch.float32, device=stitch_device)
             for w_out, pos in zip(out, chunk):
-                region = tuple(slice(p, p + roi[d]) for p, d in zip(pos, others))
-                acc[(slice(None), slice(None), *region)].add_(w_out * weight_a)
-                count[(slice(None), *region)].add_(weight_a)
-        assert acc is not None
-        nxt = axis_starts[g + 1] if g + 1 < len(axis_starts) else padded[axis]
+                placed = tuple(slice(p, p + roi[d]) for p, d in zip(pos, others))
+                acc[(slice(None), slice(None), *placed)].add_(w_out * weight_a)
+                count[(slice(None), *placed)].add_(weight_a)
+        if acc is None:  # no window run yet: the class count comes from the first window that runs
+            acc = _first_output_shape(forward, image, roi, device, stitch_device, axis, other_shape)
+        if g == 0 and lo > 0:  # before the first window that runs: background
+            _emit_background(emit, 0, lo, acc, roi_a)
+        nxt = axis_starts[g + 1] if g + 1 < len(axis_starts) else min(lo + roi_a, padded[axis])
         emit(lo, nxt, acc[:, : nxt - lo], count[: nxt - lo])
+        if g + 1 == len(axis_starts) and nxt < padded[axis]:  # after the last window that runs: background
+            _emit_background(emit, nxt, padded[axis], acc, roi_a)
         if nxt < padded[axis]:  # shift the still-open part to the front; zero the rest
             keep = lo + roi_a - nxt
             acc[:, :keep] = acc[:, nxt - lo : nxt - lo + keep].clone()
@@ -144,6 +193,22 @@ def sliding_window_stitch(
     if emitted != spatial[axis]:
         raise RuntimeError(f"sliding window covered {emitted} of {spatial[axis]} positions along axis {axis}")
     return axis
+
+
+def _emit_background(emit: Callable, lo: int, hi: int, like: torch.Tensor, length: int) -> None:
+    """Hand ``lo:hi`` along the slab axis to ``emit`` as uncovered positions, ``length`` at a time."""
+    zeros = torch.zeros_like(like[:, :length])
+    for start in range(lo, hi, length):
+        stop = min(start + length, hi)
+        emit(start, stop, zeros[:, : stop - start], zeros[0, : stop - start])
+
+
+def _first_output_shape(forward: Callable, image: torch.Tensor, roi: Sequence[int], device: torch.device | str,
+                        stitch_device: torch.device, axis: int, other_shape: Sequence[int]) -> torch.Tensor:
+    """A zero accumulator for a slab whose windows were all skipped (one window is run for the class count)."""
+    out = forward(image[(slice(None), *(slice(0, r) for r in roi))][None].to(device))
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    return torch.zeros([out.shape[1], roi[axis], *other_shape], dtype=torch.float32, device=stitch_device)
 
 
 def _window_index(axis: int, start: int, roi: Sequence[int], others: Sequence[int], pos: Sequence[int]) -> tuple[slice, ...]:

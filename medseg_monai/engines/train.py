@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from ignite.engine import Events
-from monai.data import CacheDataset, DataLoader, DistributedSampler, list_data_collate, partition_dataset
+from monai.data import CacheDataset, DataLoader, DistributedSampler, ThreadDataLoader, list_data_collate, partition_dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import LrScheduleHandler, MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
 from monai.inferers import SimpleInferer, SlidingWindowInferer
@@ -36,7 +36,8 @@ from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pair
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
-from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, BudgetScheduleFitter, RunLogger
+from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule
+from medseg_monai.engines.precision import AutocastNetwork, resolve_precision
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, build_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
@@ -213,11 +214,16 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     # each process draws its own augmentations; the sampler's shuffling is shared (same seed)
     generator = torch.Generator().manual_seed(train_cfg.seed + context.rank)
     sampler = DistributedSampler(train_ds, shuffle=True, even_divisible=True, num_replicas=context.world_size, rank=context.rank, seed=train_cfg.seed) if context.enabled else None
-    train_loader = DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, num_workers=data_cfg.num_workers, collate_fn=list_data_collate, generator=generator)
+    loader_options = dict(batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=list_data_collate, generator=generator)
+    if data_cfg.num_workers == 0:  # the next batch is prepared in a thread while the network trains on this one
+        train_loader = ThreadDataLoader(train_ds, num_workers=0, buffer_size=1, **loader_options)
+    else:
+        train_loader = DataLoader(train_ds, num_workers=data_cfg.num_workers, **loader_options)
 
     network = build_network(config).to(device)
     optimizer = _optimizer(config, network)
-    scheduler = _scheduler(config, optimizer)
+    by_time = train_cfg.schedule_by_time and train_cfg.time_budget_min is not None
+    scheduler = None if by_time else _scheduler(config, optimizer)
     model: torch.nn.Module = network
     if context.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -226,7 +232,11 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     loss: torch.nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
     if config.model.deep_supervision:
         loss = DeepSupervisionLoss(loss)
-    amp = train_cfg.amp and device.type == "cuda"
+    dtype = resolve_precision(train_cfg.precision, device)
+    amp = dtype is not None and device.type == "cuda"  # MONAI's engines autocast (with a grad scaler) on CUDA only
+    forward_net = network
+    if dtype is not None and not amp:
+        model, forward_net = AutocastNetwork(model, device, dtype), AutocastNetwork(network, device, dtype)
 
     state_objects = {"network": network, "optimizer": optimizer}
     if scheduler is not None:
@@ -234,7 +244,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     handlers: list = []
     if scheduler is not None:
         handlers.append(LrScheduleHandler(lr_scheduler=scheduler, print_lr=False))
-    evaluator = _build_evaluator(config, network, _validation_share(val_items, context), device, amp)
+    evaluator = _build_evaluator(config, forward_net, _validation_share(val_items, context), device, amp, dtype)
     handlers.append(ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True))
     handlers.append(StatsHandler(name=__name__, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False))
     trainer = SupervisedTrainer(
@@ -248,6 +258,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         inferer=SimpleInferer(),
         train_handlers=handlers,
         amp=amp,
+        amp_kwargs={"dtype": dtype} if amp else None,
     )
 
     history, best_metric, best_epoch = [], -1.0, 0
@@ -263,25 +274,27 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
         logger.info("resuming %s after epoch %d", run_dir, done)
 
-    if train_cfg.freeze_backbone_epochs > 0:  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
-        frozen = backbone_parameters(network)
-        if not frozen:
-            raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
-        BackboneUnfreezer(frozen, optimizer, scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
     run_logger = None
     if context.is_main:
         # under DDP the time budget is decided by _DistributedEpochEnd so that all processes agree
         budget = None if context.enabled else train_cfg.time_budget_min
         run_logger = RunLogger(run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), budget, history, best_metric, best_epoch)
+    time_schedule = None
+    if by_time:
+        time_schedule = TimeBudgetSchedule(optimizer, train_cfg.scheduler, run_logger, 60.0 * train_cfg.time_budget_min, device, context.enabled)
+        if checkpoint is not None and "time_schedule" in checkpoint:
+            time_schedule.load_state_dict(checkpoint["time_schedule"])
+        state_objects["time_schedule"] = time_schedule
+        time_schedule.attach(trainer)
+    if train_cfg.freeze_backbone_epochs > 0:  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
+        frozen = backbone_parameters(network)
+        if not frozen:
+            raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
+        BackboneUnfreezer(frozen, optimizer, time_schedule or scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
     if context.enabled:
         _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device).attach(trainer)
     if run_logger is not None:
         run_logger.attach(trainer)
-    if train_cfg.fit_epochs_to_budget and train_cfg.time_budget_min is not None:
-        if context.enabled:
-            logger.warning("train.fit_epochs_to_budget is ignored under DDP; the planned %d epochs stand", train_cfg.epochs)
-        elif run_logger is not None:
-            BudgetScheduleFitter(run_logger, scheduler, train_cfg.val_interval).attach(trainer)
     if context.is_main:
         _attach_progress_bar(trainer)
 
@@ -294,7 +307,8 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     return TrainResult(run_dir=run_dir, config=config, best_metric=best_metric, best_epoch=best_epoch, epochs_run=len(history), history=history)
 
 
-def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Sequence[dict], device: torch.device, amp: bool) -> SupervisedEvaluator:
+def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Sequence[dict], device: torch.device, amp: bool,
+                     dtype: torch.dtype | None) -> SupervisedEvaluator:
     """Sliding-window validation with mean Dice (key metric, per-class details) and mean IoU."""
     data_cfg = config.data
     val_ds = CacheDataset(val_items, build_val_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
@@ -310,6 +324,7 @@ def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Seq
         key_val_metric={KEY_METRIC: MeanDice(include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True)},
         additional_metrics={IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))},
         amp=amp,
+        amp_kwargs={"dtype": dtype} if amp else None,
     )
 
 

@@ -107,8 +107,9 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
     this machine. The rest of the budget is filled with whole epochs with up to ``TARGET_VALIDATIONS``
     validations among them (fewer when they would take more than ``VALIDATION_SHARE`` of the budget);
     ``train.epochs`` stays the upper bound of this plan. Five probe steps can misjudge a long run's
-    epochs, so the returned config also sets ``train.fit_epochs_to_budget``: training re-fits the
-    epochs once it has timed its own first epochs, and the budget still stops it if the machine slows.
+    epochs and a machine can slow down mid-run, so the returned config sets ``train.schedule_by_time``:
+    the learning rate follows the elapsed share of the budget, and training runs until the budget is
+    spent (up to ``train.epochs``), whatever the epochs cost.
 
     Returns:
         The config to train with (``epochs``, ``val_interval``, ``time_budget_min`` set) and the timings.
@@ -148,7 +149,7 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
     }
     logger.info("schedule fitted to the budget: %s", timings)
     train_cfg = dataclasses.replace(
-        config.train, epochs=epochs, val_interval=val_interval, time_budget_min=remaining_s / 60.0, fit_epochs_to_budget=True
+        config.train, val_interval=val_interval, time_budget_min=remaining_s / 60.0, schedule_by_time=True
     )
     return dataclasses.replace(config, train=train_cfg), timings
 

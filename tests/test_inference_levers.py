@@ -1,0 +1,187 @@
+"""Speed levers of inference and training: foreground windows, precision, the config upgrade, data-wait bookkeeping."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from medseg_monai.config import RunConfig
+from medseg_monai.data.foreground import find_foreground, foreground_mode
+from medseg_monai.engines import Predictor, train
+from medseg_monai.engines.precision import AutocastNetwork, cpu_supports_bf16, resolve_precision
+from medseg_monai.engines.stitching import covering_starts, scan_starts, sliding_window_stitch
+from tests.helpers import ThresholdNet, threshold_predictor, tiny_config
+
+
+def _ct_phantom(shape=(80, 72, 40), seed=0) -> np.ndarray:
+    """``(1, X, Y, Z)`` Hounsfield units: air, an elliptic body off-centre, a bright organ inside it."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    body = ((x - 30) / 20.0) ** 2 + ((y - 40) / 16.0) ** 2 <= 1.0
+    image = np.full(shape, -1000.0, dtype=np.float32) + rng.normal(0, 10, shape).astype(np.float32)
+    image[body] = 40.0
+    image[24:36, 34:46, 10:30] = 200.0
+    return image[None]
+
+
+# ---------------------------------------------------------------- where the body is
+def test_find_foreground_boxes_the_largest_component_with_its_margin():
+    image = _ct_phantom()
+    image[0, 75:78, 2:5, :] = 300.0  # a speck far from the body (the table, a marker): not the largest component
+    region = find_foreground(image, "ct", margin=(2, 2, 2), window=(16, 16, 8))
+    assert region is not None and region.mode == "ct"
+    (x0, x1), (y0, y1), (z0, z1) = [(s.start, s.stop) for s in region.slices]
+    assert (x0, x1, y0, y1) == (8, 53, 22, 59)  # body x 10..50, y 24..56, plus 2
+    assert (z0, z1) == (0, 40)
+    assert region.mask.shape == image.shape[1:] and not region.mask[75:78, 2:5].any()
+    assert region.mask[30, 40].all() and not region.mask[:8].any()
+    assert find_foreground(image, "none", (2, 2, 2), (16, 16, 8)) is None
+    assert find_foreground(np.full((1, 32, 32, 8), 50.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None  # all body
+    assert find_foreground(np.full((1, 32, 32, 8), -1000.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None  # no body
+
+
+def test_find_foreground_box_is_at_least_one_window():
+    image = np.zeros((1, 64, 64, 32), np.float32)
+    image[0, 30:34, 30:34, 14:18] = 1.0
+    region = find_foreground(image, "nonzero", margin=(0, 0, 0), window=(16, 16, 8))
+    assert [s.stop - s.start for s in region.slices] == [16, 16, 8]
+
+
+def test_auto_foreground_mode():
+    ct, zero_border = np.zeros((1, 8, 8, 8)), np.zeros((1, 8, 8, 8))
+    zero_border[0, 2:6, 2:6, 2:6] = 5.0
+    assert foreground_mode("auto", "ct", ct) == "ct"
+    assert foreground_mode("auto", "zscore", zero_border) == "nonzero"
+    assert foreground_mode("auto", "zscore", zero_border + 1.0) == "none"
+    assert foreground_mode("otsu", "ct", ct) == "otsu"
+
+
+def test_covering_starts_drops_outer_windows_the_next_one_covers():
+    starts = scan_starts(410, 96, 0.5)
+    assert starts == [0, 48, 96, 144, 192, 240, 288, 314]
+    assert covering_starts(starts, 96, 58, 353) == [48, 96, 144, 192, 240, 288]
+    assert covering_starts(starts, 96, 82, 329) == [48, 96, 144, 192, 240]
+    assert covering_starts(starts, 96, 0, 410) == starts
+    assert covering_starts([0], 96, 10, 20) == [0]
+    for lo, hi in [(58, 353), (82, 329), (0, 97), (300, 410), (100, 150)]:
+        kept = covering_starts(starts, 96, lo, hi)
+        covered = np.zeros(410, bool)
+        for s in kept:
+            covered[s : s + 96] = True
+        assert covered[lo:hi].all()
+
+
+def test_stitching_a_box_equals_the_whole_image_inside_it_and_is_background_outside():
+    image = torch.from_numpy(np.random.default_rng(1).random((1, 70, 60, 20), dtype=np.float32))
+    net = ThresholdNet()
+    foreground = torch.zeros((70, 60, 20), dtype=torch.bool)
+    foreground[20:50, 10:40, 4:16] = True
+    region = (slice(18, 52), slice(8, 42), slice(0, 20))
+    results = {}
+    for name, kwargs in {"full": {}, "box": {"region": region, "foreground": foreground}}.items():
+        out = torch.empty((2, 70, 60, 20))
+        calls = []
+
+        def forward(x, calls=calls):
+            calls.append(len(x))
+            return net(x)
+
+        def sink(start, stop, block, out=out):
+            out[:, start:stop] = block
+
+        sliding_window_stitch(image, forward, sink, (16, 16, 8), overlap=0.5, sw_batch_size=4, mode="constant", axis=0, **kwargs)
+        results[name] = (out, sum(calls))
+    (full, full_windows), (box, box_windows) = results["full"], results["box"]
+    assert box_windows < full_windows / 2
+    inside = (slice(None), slice(20, 50), slice(10, 40), slice(4, 16))
+    torch.testing.assert_close(box[inside], full[inside])
+    uncovered = box[:, :8].reshape(2, -1)
+    assert (uncovered[0] == 1).all() and (uncovered[1] == 0).all()  # background with certainty
+
+
+def test_predictor_foreground_crop_keeps_the_ct_mask_and_writes_background_outside(tmp_path):
+    image = _ct_phantom()
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(image[0].astype(np.int16), affine), path)
+    masks = {}
+    for crop in ("auto", "none"):
+        predictor = threshold_predictor(3, patch=(16, 16, 8), intensity="ct", ct_window=(-100.0, 300.0))
+        predictor = predictor.with_infer(foreground_crop=crop, crop_margin_mm=3.0)
+        masks[crop] = predictor.predict_image(path)
+    np.testing.assert_array_equal(masks["auto"], masks["none"])
+    assert masks["auto"].sum() == 12 * 12 * 20  # the organ above 100 HU
+
+
+def test_predictor_skips_windows_outside_the_body(tmp_path):
+    image = _ct_phantom()
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(image[0].astype(np.int16), np.eye(4)), path)
+    counts = {}
+    for crop in ("ct", "none"):
+        predictor = threshold_predictor(3, patch=(16, 16, 8), intensity="ct", ct_window=(-100.0, 300.0)).with_infer(
+            foreground_crop=crop, crop_margin_mm=2.0)
+        calls = []
+        net = predictor.network
+        predictor.network = lambda x, calls=calls, net=net: calls.append(len(x)) or net(x)
+        predictor.predict_image(path)
+        counts[crop] = sum(calls)
+    assert counts["ct"] < 0.6 * counts["none"]
+
+
+# ---------------------------------------------------------------- precision
+def test_resolve_precision():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if cpu_supports_bf16() else None)
+    with pytest.raises(ValueError, match="precision 'fp16' is for CUDA"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16, got 'half'"):
+        resolve_precision("half", cpu)
+
+
+def test_bf16_inference_agrees_with_fp32(run_3d, synth_3d):
+    image = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[0]
+    masks = {p: Predictor.from_run(run_3d.run_dir, infer={"precision": p}).predict_image(image) for p in ("fp32", "bf16")}
+    assert masks["bf16"].dtype == np.uint8 and masks["bf16"].shape == masks["fp32"].shape
+    assert (masks["bf16"] == masks["fp32"]).mean() >= 0.99
+
+
+def test_autocast_network_returns_float32_and_trains():
+    net = torch.nn.Conv3d(1, 2, 3, padding=1)
+    wrapped = AutocastNetwork(net, torch.device("cpu"), torch.bfloat16)
+    x = torch.randn(2, 1, 8, 8, 8)
+    out = wrapped(x)
+    assert out.dtype == torch.float32 and out.shape == (2, 2, 8, 8, 8)
+    out.sum().backward()
+    assert net.weight.grad is not None and net.weight.dtype == torch.float32
+    assert list(wrapped.state_dict()) == [f"network.{k}" for k in net.state_dict()]
+
+
+def test_bf16_training_writes_float32_weights_and_data_wait(synth_2d, tmp_path):
+    config = tiny_config(synth_2d, 2, epochs=1)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision="bf16"))
+    result = train(config, tmp_path)
+    state = torch.load(result.best_checkpoint, weights_only=True)["network"]
+    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+    with open(result.metrics_csv) as handle:
+        row = next(csv.DictReader(handle))
+    assert 0.0 < float(row["data_wait_s"]) < float(row["epoch_time_s"])
+
+
+# ---------------------------------------------------------------- configs written before the precision settings
+def test_old_configs_are_upgraded():
+    old = RunConfig().to_dict()
+    old["infer"].pop("precision")
+    old["infer"]["amp"] = False
+    old["train"].pop("precision")
+    old["train"].pop("schedule_by_time")
+    old["train"].update(amp=True, fit_epochs_to_budget=True)
+    config = RunConfig.from_dict(old)
+    assert config.infer.precision == "fp32" and config.train.precision == "auto" and config.train.schedule_by_time
