@@ -16,23 +16,18 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import best_of  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "library_swaps.json"
-
-
-def best_of(fn, repeats: int = 3) -> tuple[float, object]:
-    """Fastest of ``repeats`` calls (seconds) and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 # ---------------------------------------------------------------------------------------------- baselines that were replaced

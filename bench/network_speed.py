@@ -4,7 +4,8 @@
     python bench/network_speed.py --quick         # 3 repeats
     python bench/network_speed.py --model RUN     # your own run folder
 
-Each variant runs the same weights on the same batch of windows (a real CT volume's windows, so the
+A last row times bf16 channels-last per window at window batches of 1, 2, 4 and 8
+(``infer.sw_batch_size``). Each variant runs the same weights on the same batch of windows (a real CT volume's windows, so the
 argmax agreement is measured on realistic input) and reports the best of the repeats, its speed-up
 over fp32 and the share of voxels whose argmax equals fp32's. Results: ``summary.json`` section
 ``network``.
@@ -49,7 +50,7 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
     from medseg_monai.engines import Predictor
     from medseg_monai.engines.precision import cpu_supports_bf16
 
-    predictor = Predictor.from_run(model, infer={"precision": "fp32"})
+    predictor = Predictor.from_run(model, infer={"precision": "fp32", "memory_format": "contiguous"})
     x = windows(predictor, image_file, batch)
     network = predictor.network
     network_cl = copy.deepcopy(network).to(memory_format=torch.channels_last_3d)
@@ -71,8 +72,18 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
     base = rows["fp32"]["seconds"]
     for row in rows.values():
         row["speedup"] = round(base / row["seconds"], 3)
+    per_window = {}  # the window batch (infer.sw_batch_size): seconds per window, bf16 channels-last
+    for size in (1, 2, 4, 8):
+        inp = x_cl[:size] if size <= batch else torch.cat([x_cl] * (size // batch + 1))[:size].contiguous(memory_format=torch.channels_last_3d)
+
+        def run_batch(inp=inp):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return network_cl(inp)
+
+        run_batch()
+        per_window[str(size)] = round(common.best_of(run_batch, repeats)[0] / size, 4)
     return {"batch": batch, "roi": list(predictor.config.roi_size), "threads": torch.get_num_threads(),
-            "bf16_native": cpu_supports_bf16(), "variants": rows}
+            "bf16_native": cpu_supports_bf16(), "variants": rows, "seconds_per_window_by_batch": per_window}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -95,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
         "bf16_speedup": v["bf16"]["speedup"], "bf16_channels_last_speedup": v["bf16_channels_last"]["speedup"],
         "fp32_channels_last_speedup": v["fp32_channels_last"]["speedup"],
         "bf16_argmax_agreement": v["bf16"]["argmax_agreement"],
+        "window_batch_1_vs_4": round(result["seconds_per_window_by_batch"]["1"] / result["seconds_per_window_by_batch"]["4"], 3),
+        "window_batch_8_vs_4": round(result["seconds_per_window_by_batch"]["8"] / result["seconds_per_window_by_batch"]["4"], 3),
     }, details=result)
     for name, row in v.items():
         common.log(f"{name:20s} {row['seconds']:.3f} s  x{row['speedup']:.2f}  argmax agreement {row['argmax_agreement']:.4f}")

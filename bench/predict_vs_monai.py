@@ -15,8 +15,9 @@ into the table of docs/performance.md):
   each pipeline in a fresh process, cases one after another. Reported: seconds per case, peak RSS,
   the label Dice of each mask against the recipe's fp32 mask, and the share of ``medseg``'s time
   spent in the network. The full run adds the levers one by one at the recipe's windows.
-- ``network``: ``bench/network_speed.py``; ``train``: ``bench/train_vs_monai.py``; ``small``:
-  ``bench/small_cases.py``; ``scale`` (full run only): ``bench/scale_out.py``.
+- ``network``: ``bench/network_speed.py``; ``precision``: ``bench/precision_check.py`` on the benchmark
+  model and on the recipes' run folders found in ``runs/``; ``train``: ``bench/train_vs_monai.py``;
+  ``small``: ``bench/small_cases.py``; ``scale`` (full run only): ``bench/scale_out.py``.
 
 The benchmark model is the spleen bundle's network (residual UNet 16-32-64-128-256, 2 residual
 units, batch norm) trained for about five minutes on small synthetic CT (cached in ``runs/bench``);
@@ -208,7 +209,12 @@ def run_section_script(script: str, quick: bool, threads: int, model: Path | Non
     subprocess.run(cmd, check=True, cwd=common.REPO)
 
 
-SECTIONS = ("predict", "network", "train", "small", "scale")
+SECTIONS = ("predict", "network", "precision", "train", "small", "scale")
+
+
+def trained_runs() -> list[Path]:
+    """Run folders of the recipes trained here (``runs/<recipe>/<network>``), for the precision check."""
+    return sorted(p.parent for p in (common.REPO / "runs").glob("*/*/splits.json") if p.parent.parent.name != "bench")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(predict_section(model, depths, args.threads, levers=not args.quick), indent=2))
     if "network" in sections:
         run_section_script("network_speed.py", args.quick, args.threads, args.model)
+    if "precision" in sections:
+        cmd = [sys.executable, str(common.REPO / "bench" / "precision_check.py"), "--threads", str(args.threads)]
+        subprocess.run(cmd + (["--quick"] if args.quick else []), check=True, cwd=common.REPO)  # the benchmark CT model
+        if trained_runs():
+            subprocess.run(cmd + [str(p) for p in trained_runs()] + (["--quick"] if args.quick else []), check=True, cwd=common.REPO)
     for section, script in (("train", "train_vs_monai.py"), ("small", "small_cases.py"), ("scale", "scale_out.py")):
         if section in sections:
             run_section_script(script, args.quick, args.threads)

@@ -140,9 +140,10 @@ def cold_start(run: Path, image: Path, threads: int, repeats: int) -> dict:
               "--output", str(common.WORK / "cold_out"), "--overwrite", "--no-tta"]
     plain = [sys.executable, "-c", PLAIN_COLD_START, str(run / "checkpoints" / "best.pt"), str(image), str(common.WORK / "cold_plain"), str(threads)]
     imports = [sys.executable, "-c", "import medseg_monai.cli"]
+    import_monai = [sys.executable, "-c", "import monai"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     times = {}
-    for name, cmd in (("medseg", medseg), ("plain", plain), ("import_cli", imports)):
+    for name, cmd in (("medseg", medseg), ("plain", plain), ("import_cli", imports), ("import_monai", import_monai)):
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "startup_seconds": cold["medseg"],
         "startup_speedup": round(cold["plain"] / cold["medseg"], 2),
         "import_seconds": cold["import_cli"],
+        "import_monai_seconds": cold["import_monai"],
     }
     common.update_summary("small", summary, {"cases": len(list(folder.glob("*.nii.gz"))), "threads": args.threads,
                                              "steady": steady, "cold_start": cold})

@@ -61,11 +61,13 @@ def test_medseg_train_under_torchrun_stops_all_processes_on_the_time_budget(synt
     out = tmp_path / "run"
     done = torchrun(
         "-m", "medseg_monai.cli", "-q", "train", "--data", str(synth_2d), "--out", str(out), "--network", "unet", "--epochs", "3",
-        "--time-budget-min", "0.0001", "--patch-size", "32", "32", "--batch-size", "2", "--device", "cpu", "--distributed",
+        "--time-budget-min", "0.0001", "--schedule-by-time", "--patch-size", "32", "32", "--batch-size", "2", "--device", "cpu", "--distributed",
         "--set", f"model.options={json.dumps(tiny_networks['unet'])}", "--set", "data.samples_per_image=1", "--set", "train.val_interval=5",
     )
     assert done.stdout.count("best validation mean Dice") == 1, "only rank 0 reports"
     assert "(1 epochs)" in done.stdout, "rank 0 spent the budget after epoch 1; both processes stopped there"
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 1 and rows[0]["val_mean_dice"], "the last epoch is validated even when the schedule stops early"
+    # the learning rate of the epoch came from rank 0's share of the budget, broadcast to both processes at its start
+    assert 1e-3 * 0.01 <= float(rows[0]["lr"]) < 1e-3
     assert json.loads((out / "config.json").read_text())["train"]["distributed"] is True

@@ -13,7 +13,7 @@ import torch
 from medseg_monai.config import RunConfig
 from medseg_monai.data.foreground import find_foreground, foreground_mode
 from medseg_monai.engines import Predictor, train
-from medseg_monai.engines.precision import AutocastNetwork, cpu_supports_bf16, resolve_precision
+from medseg_monai.engines.precision import FastForward, cpu_supports_bf16, resolve_precision
 from medseg_monai.engines.stitching import covering_starts, scan_starts, sliding_window_stitch
 from tests.helpers import ThresholdNet, threshold_predictor, tiny_config
 
@@ -153,9 +153,9 @@ def test_bf16_inference_agrees_with_fp32(run_3d, synth_3d):
     assert (masks["bf16"] == masks["fp32"]).mean() >= 0.99
 
 
-def test_autocast_network_returns_float32_and_trains():
+def test_fast_forward_returns_float32_and_trains():
     net = torch.nn.Conv3d(1, 2, 3, padding=1)
-    wrapped = AutocastNetwork(net, torch.device("cpu"), torch.bfloat16)
+    wrapped = FastForward(net, torch.device("cpu"), torch.bfloat16, torch.channels_last_3d)
     x = torch.randn(2, 1, 8, 8, 8)
     out = wrapped(x)
     assert out.dtype == torch.float32 and out.shape == (2, 2, 8, 8, 8)
@@ -185,3 +185,56 @@ def test_old_configs_are_upgraded():
     old["train"].update(amp=True, fit_epochs_to_budget=True)
     config = RunConfig.from_dict(old)
     assert config.infer.precision == "fp32" and config.train.precision == "auto" and config.train.schedule_by_time
+
+
+# ---------------------------------------------------------------- reading the next case while the network runs
+def test_read_ahead_gives_the_same_masks_and_reports_a_bad_case(run_3d, synth_3d, tmp_path):
+    from tests.helpers import predict_batch
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    images = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[:3]
+    for path in images:
+        (inputs / path.name).symlink_to(path)
+    (inputs / "case_001b.nii.gz").write_bytes(b"not a nifti")  # sorts second: read ahead while case_000 runs
+    predictor = Predictor.from_run(run_3d.run_dir)
+    outputs = {}
+    for read_ahead in (True, False):
+        results = predict_batch(predictor, inputs, tmp_path / f"out_{read_ahead}", read_ahead=read_ahead)
+        assert [r.status for r in results] == ["written", "written", "failed", "written"]
+        assert "case_001b.nii.gz" in results[2].error
+        outputs[read_ahead] = [np.asarray(nib.load(r.output).dataobj) for r in results if r.ok]
+    for a, b in zip(outputs[True], outputs[False]):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- memory layout
+def test_memory_format_auto_is_channels_last_except_for_unetpp():
+    from medseg_monai.engines.precision import resolve_memory_format
+
+    assert resolve_memory_format("auto", 3, "unet") is torch.channels_last_3d
+    assert resolve_memory_format("auto", 2, "deeplabv3") is torch.channels_last
+    assert resolve_memory_format("auto", 2, "unetpp") is torch.contiguous_format
+    assert resolve_memory_format("channels_last", 2, "unetpp") is torch.channels_last
+    assert resolve_memory_format("contiguous", 3, "unet") is torch.contiguous_format
+    with pytest.raises(ValueError, match="memory_format must be one of auto, channels_last, contiguous, got 'nhwc'"):
+        resolve_memory_format("nhwc", 2, "unet")
+
+
+def test_channels_last_predictor_agrees_with_contiguous(run_3d, synth_3d):
+    image = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[1]
+    fast = Predictor.from_run(run_3d.run_dir, infer={"memory_format": "channels_last", "precision": "fp32"})
+    plain = Predictor.from_run(run_3d.run_dir, infer={"memory_format": "contiguous", "precision": "fp32"})
+    conv = next(m for m in fast.network.modules() if isinstance(m, torch.nn.Conv3d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d) and not conv.weight.is_contiguous()
+    assert (fast.predict_image(image) == plain.predict_image(image)).mean() >= 0.999
+    assert fast.describe()["model"]["weights_sha256"] == plain.describe()["model"]["weights_sha256"]
+
+
+def test_argmax_classes_matches_torch_argmax():
+    from medseg_monai.engines.stitching import argmax_classes
+
+    scores = torch.randn(4, 9, 7, 5)
+    scores[:, 0, 0, 0] = 1.0  # a tie: the first class wins, as in torch.argmax
+    assert torch.equal(argmax_classes(scores, torch.int64), scores.argmax(dim=0))
+    assert argmax_classes(scores).dtype == torch.uint8

@@ -47,6 +47,7 @@ BlendMode = Literal["gaussian", "constant"]
 Stitching = Literal["slab", "full"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ForegroundCrop = Literal["auto", "ct", "nonzero", "otsu", "none"]
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif"]
 
 INTENSITY_MODES: tuple[str, ...] = get_args(Intensity)
@@ -196,6 +197,9 @@ class TrainConfig:
     precision: Precision = setting(
         "auto", help="Training arithmetic: `auto` is float16 mixed precision on CUDA and bfloat16 autocast on CPUs with native "
                      "bfloat16 (AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")
+    memory_format: MemoryFormat = setting(
+        "auto", help="Tensor layout of the network in training: `channels_last`, `contiguous`, or `auto`: channels-last "
+                     "except for `unetpp`, which it slows down.")
     seed: int = setting(0, help="Seed for weights, sampling and augmentation.")
     time_budget_min: float | None = setting(None, help="Stop after the epoch that crosses this wall-clock budget in minutes.")
     schedule_by_time: bool = setting(
@@ -254,7 +258,9 @@ class InferConfig:
     precision: Precision = setting(
         "auto", help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native bfloat16 "
                      "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")
-    channels_last: bool = setting(False, help="Run the network in channels-last memory layout (`channels_last_3d` for volumes).")
+    memory_format: MemoryFormat = setting(
+        "auto", help="Tensor layout of the network: `channels_last` (`channels_last_3d` for volumes; 1.2-1.6x faster convolutions "
+                     "on CPUs), `contiguous`, or `auto`: channels-last except for `unetpp`, which it slows down.")
     foreground_crop: ForegroundCrop = setting(
         "auto", help="Run windows only where the body is: of the image's own window grid, only the windows needed to cover the "
                      "box of the foreground's largest component (plus `crop_margin_mm`) and holding foreground run; the rest "
@@ -294,6 +300,8 @@ class BatchOptions:
                                             "predict_report.html in the output folder); `null` writes none.", nargs="?",
                                  metavar="HTML")
     many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
+    read_ahead: bool = setting(True, help="Read and preprocess the next case in a background thread while the network runs on "
+                                          "this one (one more image in memory).")
 
     def __post_init__(self) -> None:
         if self.report is not None:

@@ -22,7 +22,8 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from medseg_monai.engines.manifest import (
     previous_records,
     read_manifest,
 )
-from medseg_monai.engines.predictor import Predictor
+from medseg_monai.engines.predictor import PreparedImage, Predictor
 from medseg_monai.io import file_sha256, is_complete, load_image, mask_filename, mask_statistics, read_geometry, remove_stale_temporaries
 from medseg_monai.utils import error_message, package_versions
 
@@ -165,11 +166,13 @@ def wait_for_parts(output_dir: str | Path, shard: Shard, poll_s: float = 2.0, ti
 
 
 # ---------------------------------------------------------------------------------------------- one case
-def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Path, *, overwrite: bool = False) -> CaseResult:
+def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Path, *, overwrite: bool = False,
+                 prepared: Callable[[], PreparedImage] | None = None) -> CaseResult:
     """Predict one input and write its mask into ``output_dir``; errors are returned, not raised.
 
     A complete output (readable, with the source's shape) is kept unless ``overwrite``; leftovers
-    of an interrupted write of this output are removed first.
+    of an interrupted write of this output are removed first. ``prepared`` returns the image already
+    read by :meth:`Predictor.prepare` (a read-ahead future's ``result``); its errors count as this case's.
     """
     source = Path(source)
     start = time.perf_counter()
@@ -179,7 +182,7 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
         remove_stale_temporaries(output)
         if not overwrite and is_complete(output, source):
             return CaseResult(source, output, "skipped")
-        mask = predictor.predict_image(source)
+        mask = predictor.predict_prepared(prepared()) if prepared is not None else predictor.predict_image(source)
         output = predictor.save_mask(mask, source, output)
         spacing = read_geometry(output).spacing
         stats = mask_statistics(mask, spacing, predictor.label_names(source), predictor.output_values(source)[0])
@@ -252,6 +255,57 @@ def _inputs_sha256(sources: Sequence[Path]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the batch
+def _finish_case(predictor: Predictor, result: CaseResult, previous: Mapping[str, Any], bar: Any, failed: int,
+                 results: list[CaseResult], book: Manifest, index: int, options: BatchOptions) -> int:
+    """Record one case's result (statistics of a skipped one from its earlier record); 1 when it failed."""
+    if result.status == "skipped":
+        try:
+            result = _complete_skipped(predictor, result, previous.get(str(Path(result.output).resolve())))
+        except (OSError, ValueError) as err:
+            logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)
+    bar.set_postfix(failed=failed + (result.status == "failed"), refresh=False)
+    results.append(result)
+    book.add(_record(index, result, options.many_components))
+    return int(result.status == "failed")
+
+
+class _ReadAhead:
+    """Read and preprocess the next case in a background thread while the network runs on this one.
+
+    Cases whose complete mask will be kept are not read. Reading errors surface in the case itself.
+    """
+
+    def __init__(self, predictor: Predictor, sources: Sequence[Path], indices: Sequence[int], output_dir: Path,
+                 overwrite: bool, enabled: bool):
+        self.predictor, self.sources, self.indices = predictor, sources, list(indices)
+        self.output_dir, self.overwrite = output_dir, overwrite
+        enabled = enabled and predictor.config.infer.stitching == "slab" and len(self.indices) > 1
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-read") if enabled else None
+        self.futures: dict[int, Future] = {}
+
+    def _submit(self, position: int) -> None:
+        if self.pool is None or position >= len(self.indices) or position in self.futures:
+            return
+        source = self.sources[self.indices[position]]
+        try:
+            if not self.overwrite and is_complete(self.predictor.mask_path(source, self.output_dir), source):
+                return
+        except (OSError, ValueError):
+            return  # the case reports it
+        self.futures[position] = self.pool.submit(self.predictor.prepare, source)
+
+    def take(self, position: int) -> Callable[[], PreparedImage] | None:
+        """The prepared image of case ``position`` (when read ahead), and start reading the next one."""
+        self._submit(position)
+        future = self.futures.pop(position, None)
+        self._submit(position + 1)
+        return future.result if future is not None else None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options: BatchOptions | None = None) -> list[CaseResult]:
     """Predict this part's share of ``inputs`` into ``output_dir`` with one loaded ``predictor``.
 
@@ -303,18 +357,16 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
     position = shard.index if shard.launcher == "torchrun" else None
     bar = tqdm(indices, desc=f"predict {shard.label}".strip(), unit="case", disable=not options.progress, position=position)
     failed = 0
-    for index in bar:
-        result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite)
-        if result.status == "skipped":
-            try:
-                result = _complete_skipped(predictor, result, previous.get(str(Path(result.output).resolve())))
-            except (OSError, ValueError) as err:
-                logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)
-        failed += result.status == "failed"
-        bar.set_postfix(failed=failed, refresh=False)
-        results.append(result)
-        book.add(_record(index, result, options.many_components))
+    read_ahead = _ReadAhead(predictor, sources, indices, output_dir, options.overwrite, enabled=options.read_ahead)
+    try:
+        for position, index in enumerate(bar):
+            result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite,
+                                  prepared=read_ahead.take(position))
+            failed += _finish_case(predictor, result, previous, bar, failed, results, book, index, options)
+    finally:
+        read_ahead.close()
     book.save("finished")
+
     final = book.to_dict("finished")
     if options.manifest and shard.sharded:
         final = merge_parts(output_dir, shard.count, inputs_sha)

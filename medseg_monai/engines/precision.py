@@ -1,8 +1,9 @@
-"""Which floating-point precision the network runs in: ``fp32``, ``bf16``, ``fp16`` or ``auto``.
+"""How the network's arithmetic runs: precision (``fp32``, ``bf16``, ``fp16``, ``auto``) and memory layout.
 
-``auto`` is float16 autocast on CUDA and bfloat16 autocast on CPUs that compute bfloat16 natively
-(AVX512-BF16 or AMX; about twice as fast as float32 for 3D convolutions), else float32. Autocast
-keeps the weights, the blending of windows and everything after the network in float32.
+``auto`` precision is float16 autocast on CUDA and bfloat16 autocast on CPUs that compute bfloat16
+natively (AVX512-BF16 or AMX; about twice as fast as float32 for 3D convolutions), else float32.
+Autocast keeps the weights, the blending of windows and everything after the network in float32.
+``auto`` layout is channels-last (oneDNN's preferred layout) except for networks it slows down.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import torch
 
 from medseg_monai.compat import cpu_supports_bf16
 
-__all__ = ["AutocastNetwork", "autocast", "cpu_supports_bf16", "resolve_precision"]
+__all__ = ["FastForward", "autocast", "cpu_supports_bf16", "resolve_memory_format", "resolve_precision"]
+
+#: networks measured slower in channels-last on the CPU (UNet++ 2D, 4 x 256^2: bf16 0.47 s contiguous, 0.64 s channels-last)
+CONTIGUOUS_NETWORKS = frozenset({"unetpp"})
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return _DTYPES[precision]
 
 
+def resolve_memory_format(setting: str, spatial_dims: int | None, network: str) -> torch.memory_format:
+    """The layout for ``setting`` (``auto``, ``channels_last``, ``contiguous``) of a ``spatial_dims`` network."""
+    if setting not in ("auto", "channels_last", "contiguous"):
+        raise ValueError(f"memory_format must be one of auto, channels_last, contiguous, got {setting!r}")
+    if setting == "contiguous" or (setting == "auto" and network in CONTIGUOUS_NETWORKS):
+        return torch.contiguous_format
+    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
     """``torch.autocast`` on ``device`` in ``dtype``; a no-op for ``None`` (float32)."""
@@ -55,22 +68,26 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
         yield
 
 
-class AutocastNetwork(torch.nn.Module):
-    """``network`` run under autocast in ``dtype``; outputs come back as float32 (a tensor or a list of them).
+class FastForward(torch.nn.Module):
+    """``network`` fed inputs in ``memory_format`` and run under autocast in ``dtype`` (``None``: float32);
+    outputs come back as float32 (a tensor or a list of them).
 
-    For bfloat16 training on the CPU, where MONAI's engines only autocast on CUDA. The weights stay
-    float32 and belong to ``network`` (checkpoints save ``network`` itself).
+    For training on the CPU, where MONAI's engines only autocast on CUDA. The weights stay float32 and
+    belong to ``network`` (checkpoints save ``network`` itself).
     """
 
-    def __init__(self, network: torch.nn.Module, device: torch.device, dtype: torch.dtype):
+    def __init__(self, network: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
+                 memory_format: torch.memory_format = torch.contiguous_format):
         super().__init__()
         self.network = network
-        self.device_type = device.type
+        self.device = device
         self.dtype = dtype
+        self.memory_format = memory_format
 
-    def forward(self, *args, **kwargs):
-        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
-            out = self.network(*args, **kwargs)
+    def forward(self, x: torch.Tensor, *args, **kwargs):
+        x = x.contiguous(memory_format=self.memory_format)
+        with autocast(self.device, self.dtype):
+            out = self.network(x, *args, **kwargs)
         if isinstance(out, (list, tuple)):
             return type(out)(o.float() for o in out)
         return out.float()

@@ -37,15 +37,15 @@ from medseg_monai.data.foreground import Foreground, find_foreground, foreground
 from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.postprocessing import build_postprocessing
-from medseg_monai.engines.precision import autocast, resolve_precision
+from medseg_monai.engines.precision import autocast, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
-from medseg_monai.engines.stitching import slab_axis, sliding_window_stitch
+from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
 from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, write_mask
 from medseg_monai.keys import IMAGE, PRED
 from medseg_monai.networks import build_network
 from medseg_monai.utils import resolve_device
 
-__all__ = ["InferSettings", "Predictor"]
+__all__ = ["InferSettings", "PreparedImage", "Predictor"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,22 @@ def _infer_for(config: RunConfig, infer: InferSettings) -> InferConfig:
         raise ValueError(str(err)) from None
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedImage:
+    """One image in the network grid, ready for the sliding window (:meth:`Predictor.prepare`).
+
+    ``image`` is ``(C, *grid)`` normalised; the affines map voxel indices of the grid and of the
+    source to world coordinates; ``source_shape`` is the source's spatial shape.
+    """
+
+    source: Path
+    image: torch.Tensor
+    region: Foreground | None
+    grid_affine: np.ndarray
+    source_affine: np.ndarray
+    source_shape: tuple[int, ...]
+
+
 class Predictor:
     """Sliding-window inference with a trained network and its run configuration.
 
@@ -80,10 +96,8 @@ class Predictor:
         self.device = resolve_device(infer.device)
         self.stitch_device = resolve_device(infer.sw_device) if infer.sw_device else self.device
         self.dtype = resolve_precision(infer.precision, self.device)
-        self.memory_format = _memory_format(self.config.data.spatial_dims) if infer.channels_last else torch.contiguous_format
-        self.network = network.to(self.device).eval()
-        if self.memory_format is not torch.contiguous_format:
-            self.network = self.network.to(memory_format=self.memory_format)
+        self.memory_format = resolve_memory_format(infer.memory_format, self.config.data.spatial_dims, self.config.model.name)
+        self.network = network.to(self.device, memory_format=self.memory_format).eval()
         self.source: Path | None = None  # checkpoint file, when loaded from one
         self.transforms = build_infer_transforms(self.config.data)
         geometry, normalisation = build_infer_stages(self.config.data)
@@ -230,7 +244,7 @@ class Predictor:
             view = labels[0].movedim(self._slab_axis(spatial), 0)
 
             def sink(start: int, stop: int, block: torch.Tensor) -> None:
-                view[start:stop] = block.argmax(dim=0).to(device="cpu", dtype=dtype)
+                view[start:stop] = argmax_classes(block, dtype).cpu()
 
             self._stitch(image, sink, foreground)
             if foreground is not None:  # background outside the box
@@ -250,18 +264,32 @@ class Predictor:
         order, ``(H, W)`` or ``(X, Y, Z)``, whose values are the training masks' label values.
         """
         if self.config.infer.stitching == "full":
-            classes = self._classes_full(path)
-        else:
-            data = self.geometry({IMAGE: str(path)})
-            region = self.find_foreground(data[IMAGE])
-            image = self.normalisation(data).pop(IMAGE)
-            grid_affine = np.asarray(image.affine, dtype=np.float64)
-            source_affine = np.asarray(image.meta["original_affine"], dtype=np.float64)
-            source_shape = tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel())
-            labels = self.predict_labels(image, region)[0].numpy()
-            del image, data
-            classes = labels_to_source_grid(labels, grid_affine, source_affine, source_shape)
-        return self._value_table(path)[classes]
+            return self._value_table(path)[self._classes_full(path)]
+        return self.predict_prepared(self.prepare(path))
+
+    def prepare(self, path: str | Path) -> PreparedImage:
+        """Read one image into the network grid, normalised, with its foreground (``slab`` stitching).
+
+        Thread-safe: :func:`~medseg_monai.engines.batch.run_batch` prepares the next case while the
+        network runs on this one.
+        """
+        data = self.geometry({IMAGE: str(path)})
+        region = self.find_foreground(data[IMAGE])
+        image = self.normalisation(data).pop(IMAGE)
+        return PreparedImage(
+            source=Path(path),
+            image=image.as_tensor(),
+            region=region,
+            grid_affine=np.asarray(image.affine, dtype=np.float64),
+            source_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
+            source_shape=tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel()),
+        )
+
+    def predict_prepared(self, prepared: PreparedImage) -> np.ndarray:
+        """:meth:`predict_image` of an image from :meth:`prepare`."""
+        labels = self.predict_labels(prepared.image, prepared.region)[0].numpy()
+        classes = labels_to_source_grid(labels, prepared.grid_affine, prepared.source_affine, prepared.source_shape)
+        return self._value_table(prepared.source)[classes]
 
     def find_foreground(self, image: MetaTensor) -> Foreground | None:
         """Where to run windows in an image of the network grid before normalisation (``infer.foreground_crop``)."""
@@ -351,10 +379,6 @@ class Predictor:
                 "cuda": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
             },
         }
-
-
-def _memory_format(spatial_dims: int | None) -> torch.memory_format:
-    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
 def _first(output: Any) -> torch.Tensor:

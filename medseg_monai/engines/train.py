@@ -37,7 +37,7 @@ from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule
-from medseg_monai.engines.precision import AutocastNetwork, resolve_precision
+from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, build_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
@@ -221,6 +221,8 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         train_loader = DataLoader(train_ds, num_workers=data_cfg.num_workers, **loader_options)
 
     network = build_network(config).to(device)
+    memory_format = resolve_memory_format(train_cfg.memory_format, data_cfg.spatial_dims, config.model.name)
+    network = network.to(memory_format=memory_format)
     optimizer = _optimizer(config, network)
     by_time = train_cfg.schedule_by_time and train_cfg.time_budget_min is not None
     scheduler = None if by_time else _scheduler(config, optimizer)
@@ -235,8 +237,9 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     dtype = resolve_precision(train_cfg.precision, device)
     amp = dtype is not None and device.type == "cuda"  # MONAI's engines autocast (with a grad scaler) on CUDA only
     forward_net = network
-    if dtype is not None and not amp:
-        model, forward_net = AutocastNetwork(model, device, dtype), AutocastNetwork(network, device, dtype)
+    if (dtype is not None and not amp) or memory_format is not torch.contiguous_format:
+        model = FastForward(model, device, None if amp else dtype, memory_format)
+        forward_net = FastForward(network, device, None if amp else dtype, memory_format)
 
     state_objects = {"network": network, "optimizer": optimizer}
     if scheduler is not None:

@@ -14,6 +14,7 @@ MONAI and are NaN unless both prediction and truth hold the class.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -101,8 +102,10 @@ def surface_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float
     p = torch.from_numpy(np.ascontiguousarray(pred))[None, None]
     t = torch.from_numpy(np.ascontiguousarray(truth))[None, None]
     sp = list(spacing) if spacing is not None else None
-    hd95 = compute_hausdorff_distance(p, t, percentile=95, spacing=sp)
-    asd = compute_average_surface_distance(p, t, symmetric=True, spacing=sp)
+    with warnings.catch_warnings():  # MONAI 1.6 passes its own deprecated get_mask_edges argument internally
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+        hd95 = compute_hausdorff_distance(p, t, percentile=95, spacing=sp)
+        asd = compute_average_surface_distance(p, t, symmetric=True, spacing=sp)
     return {"hd95": float(hd95.item()), "asd": float(asd.item())}
 
 
