@@ -32,17 +32,26 @@ def _ct_phantom(shape=(80, 72, 40), seed=0) -> np.ndarray:
 # ---------------------------------------------------------------- where the body is
 def test_find_foreground_boxes_the_largest_component_with_its_margin():
     image = _ct_phantom()
-    image[0, 75:78, 2:5, :] = 300.0  # a speck far from the body (the table, a marker): not the largest component
+    image[0, 75:77, 2:4, :] = 300.0  # a marker far from the body, 0.4 % of its size: noise, not part of the box
     region = find_foreground(image, "ct", margin=(2, 2, 2), window=(16, 16, 8))
     assert region is not None and region.mode == "ct"
     (x0, x1), (y0, y1), (z0, z1) = [(s.start, s.stop) for s in region.slices]
     assert (x0, x1, y0, y1) == (8, 53, 22, 59)  # body x 10..50, y 24..56, plus 2
     assert (z0, z1) == (0, 40)
-    assert region.mask.shape == image.shape[1:] and not region.mask[75:78, 2:5].any()
+    assert region.mask.shape == image.shape[1:] and not region.mask[75:77, 2:4].any()
     assert region.mask[30, 40].all() and not region.mask[:8].any()
     assert find_foreground(image, "none", (2, 2, 2), (16, 16, 8)) is None
     assert find_foreground(np.full((1, 32, 32, 8), 50.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None  # all body
     assert find_foreground(np.full((1, 32, 32, 8), -1000.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None  # no body
+
+
+def test_find_foreground_keeps_every_sizeable_component():
+    image = np.full((1, 96, 64, 32), -1000.0, np.float32)
+    image[0, 10:40, 20:44] = 30.0  # one leg
+    image[0, 60:84, 24:40] = 30.0  # the other, about half its size: both must be segmented
+    region = find_foreground(image, "ct", margin=(0, 0, 0), window=(16, 16, 8))
+    assert (region.slices[0].start, region.slices[0].stop) == (10, 84)
+    assert region.mask[70, 30].all() and region.mask[20, 30].all()
 
 
 def test_find_foreground_box_is_at_least_one_window():

@@ -263,7 +263,7 @@ class InferConfig:
                      "on CPUs), `contiguous`, or `auto`: channels-last except for `unetpp`, which it slows down.")
     foreground_crop: ForegroundCrop = setting(
         "auto", help="Run windows only where the body is: of the image's own window grid, only the windows needed to cover the "
-                     "box of the foreground's largest component (plus `crop_margin_mm`) and holding foreground run; the rest "
+                     "box of the foreground's sizeable components (plus `crop_margin_mm`) and holding foreground run; the rest "
                      "is background. `ct`: above -500 HU; `nonzero`; `otsu`: above Otsu's threshold; `auto`: `ct` for "
                      "`data.intensity=ct`, `nonzero` when every border voxel is 0, else `none`; `none` runs every window.")
     crop_margin_mm: float = setting(

@@ -2,7 +2,7 @@
 
 A CT scan of 512 x 512 pixels is often half air; a skull-stripped MR is zero outside the brain.
 :func:`find_foreground` finds the voxels worth segmenting on the *unnormalised* image in the network
-grid: the box of its largest connected component, and the foreground inside it, both grown by a
+grid: the box of its sizeable connected components, and the foreground inside it, both grown by a
 margin. The predictor runs only the windows of the image's own window grid needed to cover the box
 (:func:`~medseg_monai.engines.stitching.covering_starts`) that hold foreground, and writes background
 outside the box and where only skipped windows lie. The windows that run stay where they would run
@@ -23,11 +23,12 @@ __all__ = ["CT_BODY_HU", "Foreground", "find_foreground", "foreground_mode"]
 CT_BODY_HU = -500.0
 _STRIDE_VOXELS = 1 << 21  # the component analysis runs on a strided copy of about this many voxels
 _MIN_GAIN = 0.9  # foreground over 90 % of the image: no window to skip
+_COMPONENT_SHARE = 0.01  # components of at least 1 % of the largest one's size are part of the box; smaller ones are noise
 
 
 @dataclasses.dataclass(frozen=True)
 class Foreground:
-    """The box of the largest foreground component (``slices`` into the spatial axes) and the voxels to segment.
+    """The box of the sizeable foreground components (``slices`` into the spatial axes) and the voxels to segment.
 
     ``mask`` is a boolean ``(*spatial)`` array of the whole image: the foreground grown by the margin,
     inside the box. Windows that hold none of its voxels are skipped.
@@ -76,7 +77,8 @@ def find_foreground(image: np.ndarray, mode: str, margin: Sequence[float], windo
     """The voxels of a ``(C, *spatial)`` image (raw intensities) worth segmenting.
 
     The foreground (``ct``: above :data:`CT_BODY_HU`; ``nonzero``; ``otsu``) is found on a strided copy
-    of about two million voxels; its largest connected component gives the box, which with the
+    of about two million voxels; its connected components of at least 1 % of the largest one's size
+    (the body, an arm beside it, both legs; not noise or small markers) give the box, which with the
     foreground itself is grown by ``margin`` voxels per spatial axis; the box is never smaller than
     ``window`` (the sliding window) where the image is not.
 
@@ -95,8 +97,11 @@ def find_foreground(image: np.ndarray, mode: str, margin: Sequence[float], windo
     components, count = ndimage.label(coarse)
     if count == 0:
         return None
-    largest = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
-    box = ndimage.find_objects(largest.astype(np.uint8))[0]
+    sizes = np.bincount(components.ravel())[1:]
+    # every sizeable component counts (an arm beside the body, the second leg), not only the largest:
+    # a box around the largest alone would write background over the others
+    kept = np.flatnonzero(sizes >= _COMPONENT_SHARE * sizes.max()) + 1
+    box = ndimage.find_objects(np.isin(components, kept).astype(np.uint8))[0]
     grow = [int(np.ceil(m)) for m in margin]
     slices = tuple(
         _at_least(max(0, int(part.start) * stride - g), min(size, int(part.stop) * stride + g), int(w), size)
