@@ -46,9 +46,11 @@ MEDSEG = {
 }
 #: the levers one at a time at the recipe's windows (full run)
 LEVERS = {
-    "matched_fp32_all_windows": {**MEDSEG["medseg_matched"], "precision": "fp32", "foreground_crop": "none"},
+    "matched_fp32_all_windows": {**MEDSEG["medseg_matched"], "precision": "fp32", "memory_format": "contiguous",
+                                 "foreground_crop": "none"},
     "matched_bf16_all_windows": {**MEDSEG["medseg_matched"], "precision": "bf16", "foreground_crop": "none"},
-    "matched_fp32_body_windows": {**MEDSEG["medseg_matched"], "precision": "fp32"},
+    "matched_fp32_body_windows": {**MEDSEG["medseg_matched"], "precision": "fp32", "memory_format": "contiguous"},
+    "matched_labels_inversion": {**MEDSEG["medseg_matched"], "inversion": "labels"},
 }
 QUICK_DEPTHS, FULL_DEPTHS = (150,), (150, 250, 400)
 
@@ -125,7 +127,7 @@ def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"medseg failed on {len(failed)} case(s): {failed[:3]}")
-    keys = ("roi_size", "overlap", "sw_batch_size", "blend_mode", "precision", "foreground_crop")
+    keys = ("roi_size", "overlap", "sw_batch_size", "blend_mode", "precision", "memory_format", "foreground_crop", "inversion")
     return {
         "batch_seconds": time.perf_counter() - start,
         "case_seconds": [r.seconds for r in results],

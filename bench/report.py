@@ -49,11 +49,16 @@ def table(summary: dict) -> str:
         if value is not None:
             lines.append(f"| `{key}` | {what} | {value} | {target} |")
     run, machine = summary.get("run", {}), summary.get("machine", {})
+    sections = run.get("sections", [])
+    invocation = "python bench/predict_vs_monai.py" + (" --quick" if run.get("quick") else "")
+    if sections and len(sections) < 6:
+        invocation += " --sections " + " ".join(sections)
     lines.append("")
-    lines.append(f"Measured with `python bench/predict_vs_monai.py{' --quick' if run.get('quick') else ''}` "
-                 f"({run.get('seconds', '?')} s) on {machine.get('cpu_count', '?')} CPU cores, torch {machine.get('torch', '?')}, "
-                 f"AVX512-BF16 {'yes' if machine.get('avx512_bf16') else 'no'}; every figure is a ratio of two runs "
-                 "in that one invocation, except the seconds.")
+    lines.append(f"Last measured with `{invocation}` ({run.get('seconds', '?')} s)"
+                 + ("; the other sections keep the figures of the invocation before it" if sections and len(sections) < 6 else "")
+                 + f". {machine.get('cpu_count', '?')} CPU cores, torch {machine.get('torch', '?')}, "
+                 f"AVX512-BF16 {'yes' if machine.get('avx512_bf16') else 'no'}. Every figure is a ratio of two runs "
+                 "in one invocation, except the seconds.")
     return "\n".join(lines)
 
 
@@ -64,6 +69,7 @@ PIPELINE_NOTES = {
     "matched_fp32_all_windows": "recipe's windows, fp32, contiguous, every window: the pipeline alone",
     "matched_bf16_all_windows": "... plus bf16 autocast and channels-last",
     "matched_fp32_body_windows": "... fp32 and contiguous, windows over the body only",
+    "matched_labels_inversion": "all levers, but labels mapped back nearest-neighbour (`--inversion labels`)",
 }
 
 

@@ -202,11 +202,13 @@ def test_anisotropic_resampling_slab_matches_monai_full(tmp_path):
     vol = blob_volume((30, 26, 10))
     source = tmp_path / "obl.nii.gz"
     nib.save(nib.Nifti1Image(vol, ras_affine(rotation(9.0) @ np.diag([-1.0, 1.0, 1.0]), (0.7, 0.8, 3.0))), str(source))
-    slab = threshold_predictor(3, target_spacing=(1.0, 1.0, 1.0))
-    full = slab.with_infer(stitching="full")
+    slab = threshold_predictor(3, target_spacing=(1.0, 1.0, 1.0)).with_infer(inversion="labels")
+    full = slab.with_infer(stitching="full")  # MONAI's Invertd with nearest_interp: the labels inversion
     a, b = slab.predict_image(source), full.predict_image(source)
     assert a.dtype == np.uint8 and a.shape == vol.shape
     assert (a == b).mean() > 0.995  # only exact rounding ties of the nearest-neighbour inverse may differ
+    linear = slab.with_infer(inversion="linear").predict_image(source)
+    assert linear.dtype == np.uint8 and linear.shape == vol.shape and (linear == a).mean() > 0.97
     truth = vol > 50
     dice = 2 * np.logical_and(a > 0, truth).sum() / ((a > 0).sum() + truth.sum())
     assert dice > 0.85

@@ -48,6 +48,7 @@ Stitching = Literal["slab", "full"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ForegroundCrop = Literal["auto", "ct", "nonzero", "otsu", "none"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+Inversion = Literal["labels", "linear"]
 OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif"]
 
 INTENSITY_MODES: tuple[str, ...] = get_args(Intensity)
@@ -255,6 +256,11 @@ class InferConfig:
         "slab", help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
                      "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "
                      "whole image with `Spacingd`/`Invertd` (a float `classes x image` buffer; for comparison).")
+    inversion: Inversion = setting(
+        "linear", help="How predictions return to the source grid: `linear` interpolates the class probabilities into the "
+                       "source grid slab by slab and takes the argmax there, as MONAI's `Invertd` recipes do (smoother where "
+                       "the source is finer; axis-aligned grids, else `labels`); `labels` takes the argmax in the network "
+                       "grid and maps the `uint8` labels back nearest-neighbour (a little faster).")
     precision: Precision = setting(
         "auto", help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native bfloat16 "
                      "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")

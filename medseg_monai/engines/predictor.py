@@ -37,6 +37,7 @@ from medseg_monai.data.foreground import Foreground, find_foreground, foreground
 from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.postprocessing import build_postprocessing
+from medseg_monai.engines.inversion import SlabScoreInverter
 from medseg_monai.engines.precision import autocast, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
@@ -287,9 +288,29 @@ class Predictor:
 
     def predict_prepared(self, prepared: PreparedImage) -> np.ndarray:
         """:meth:`predict_image` of an image from :meth:`prepare`."""
-        labels = self.predict_labels(prepared.image, prepared.region)[0].numpy()
-        classes = labels_to_source_grid(labels, prepared.grid_affine, prepared.source_affine, prepared.source_shape)
+        classes = self._linear_classes(prepared) if self.config.infer.inversion == "linear" else None
+        if classes is None:
+            labels = self.predict_labels(prepared.image, prepared.region)[0].numpy()
+            classes = labels_to_source_grid(labels, prepared.grid_affine, prepared.source_affine, prepared.source_shape)
         return self._value_table(prepared.source)[classes]
+
+    @torch.inference_mode()
+    def _linear_classes(self, prepared: PreparedImage) -> np.ndarray | None:
+        """Source-grid classes by linear interpolation of the probabilities; ``None`` for oblique grids."""
+        spatial = tuple(int(s) for s in prepared.image.shape[1:])
+        axis = self._slab_axis(spatial)
+        try:
+            inverter = SlabScoreInverter(prepared.grid_affine, prepared.source_affine, prepared.source_shape, spatial, axis,
+                                         probabilities=bool(self.config.infer.tta_flips),
+                                         box=None if prepared.region is None else prepared.region.slices)
+        except ValueError as err:
+            logger.info("%s: %s; labels are mapped back nearest-neighbour", prepared.source, err)
+            return None
+        self._stitch(prepared.image, inverter, prepared.region)
+        labels = torch.from_numpy(inverter.result())[None]
+        for step in self._postprocess:
+            labels = torch.as_tensor(step(labels)).to(labels.dtype)
+        return labels[0].numpy()
 
     def find_foreground(self, image: MetaTensor) -> Foreground | None:
         """Where to run windows in an image of the network grid before normalisation (``infer.foreground_crop``)."""

@@ -26,7 +26,7 @@ from monai.data import MetaTensor
 from monai.data.utils import compute_shape_offset, to_affine_nd, zoom_affine
 from monai.transforms import MapTransform, Spacingd
 
-__all__ = ["AxisAlignedSpacingd", "labels_to_source_grid", "lean_spacing", "source_index_map"]
+__all__ = ["AxisAlignedSpacingd", "axis_map", "labels_to_source_grid", "lean_spacing", "linear_along", "source_index_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _TOL = 1e-6  # relative tolerance for "zero" off-axis terms and identity checks
 _CHUNK_VOXELS = 1 << 22  # output voxels per chunk of a separable resampling pass
 
 
-def _axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:
+def axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:
     """For each output axis ``j`` of ``p = xform @ [i, 1]``: ``(input axis, scale, shift)``; ``None`` if not axis-aligned."""
     nd = xform.shape[0] - 1
     linear = xform[:nd, :nd]
@@ -51,7 +51,7 @@ def _axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:
     return result
 
 
-def _linear_along(x: np.ndarray, axis: int, size: int, scale: float, shift: float) -> np.ndarray:
+def linear_along(x: np.ndarray, axis: int, size: int, scale: float, shift: float) -> np.ndarray:
     """Sample ``x`` at ``scale * i + shift`` for ``i < size`` along ``axis``, linear with border clamping.
 
     Done in chunks along another axis so the temporaries stay small (``np.take`` gathers along the
@@ -110,7 +110,7 @@ def lean_spacing(img: MetaTensor, pixdim: Sequence[float]) -> MetaTensor:
     if shape == spatial and np.allclose(xform, np.eye(sr + 1), atol=1e-3):  # MONAI's "unchanged" test
         out = data
     else:
-        axes = _axis_map(xform)
+        axes = axis_map(xform)
         if axes is None or any(a != j for j, (a, _, _) in enumerate(axes)):
             logger.debug("spacing transform is not a per-axis scaling; using MONAI's Spacing")
             return Spacingd("x", pixdim=pixdim, mode="bilinear", dtype=np.float32)({"x": img})["x"]
@@ -119,7 +119,7 @@ def lean_spacing(img: MetaTensor, pixdim: Sequence[float]) -> MetaTensor:
         array = data.numpy()
         for j in order:
             _, scale, shift = axes[j]
-            array = _linear_along(array, j + 1, shape[j], scale, shift)
+            array = linear_along(array, j + 1, shape[j], scale, shift)
         out = torch.from_numpy(array)
     meta = dict(img.meta)
     affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64), dtype=torch.float64).clone()
@@ -192,7 +192,7 @@ def labels_to_source_grid(
     xform = source_index_map(to_affine_nd(nd, grid_affine), to_affine_nd(nd, source_affine))
     if labels.shape == source_shape and np.allclose(xform, np.eye(nd + 1), atol=1e-4):
         return np.ascontiguousarray(labels)
-    axes = _axis_map(xform)
+    axes = axis_map(xform)
     if axes is None:
         return _affine_nearest(labels, xform, source_shape)
     out = labels
