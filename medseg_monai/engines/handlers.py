@@ -18,13 +18,19 @@ from ignite.engine import Engine, Events
 from medseg_monai.engines.checkpoint import save_checkpoint
 from medseg_monai.utils import atomic_write_text
 
-__all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC"]
+__all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC", "training_loss"]
 
 logger = logging.getLogger(__name__)
 
 KEY_METRIC = "val_mean_dice"
 IOU_METRIC = "val_mean_iou"
 
+
+
+def training_loss(output: dict | list[dict]) -> float:
+    """The loss of one training step from a trainer's output, batched (a dict) or decollated (a list)."""
+    loss = output[0]["loss"] if isinstance(output, list) else output["loss"]
+    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 class RunLogger:
     """Per-epoch bookkeeping of a run folder.
@@ -89,9 +95,7 @@ class RunLogger:
         self._data_wait_s += time.perf_counter() - self._batch_start
 
     def _iteration_completed(self, engine: Engine) -> None:
-        output = engine.state.output
-        loss = output[0]["loss"] if isinstance(output, list) else output["loss"]
-        self._losses.append(float(loss))
+        self._losses.append(training_loss(engine.state.output))
 
     def _epoch_completed(self, engine: Engine) -> None:
         epoch = engine.state.epoch

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import RandomSampler, Sampler
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader, DistributedSampler, ThreadDataLoader, list_data_collate, partition_dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
@@ -31,12 +32,12 @@ from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.transforms import AsDiscreted, Compose
 
-from medseg_monai.config import RunConfig
+from medseg_monai.config import RunConfig, TrainConfig
 from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pairs
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
-from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule
+from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
 from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, build_network
@@ -213,7 +214,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     train_ds = CacheDataset(train_items, build_train_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
     # each process draws its own augmentations; the sampler's shuffling is shared (same seed)
     generator = torch.Generator().manual_seed(train_cfg.seed + context.rank)
-    sampler = DistributedSampler(train_ds, shuffle=True, even_divisible=True, num_replicas=context.world_size, rank=context.rank, seed=train_cfg.seed) if context.enabled else None
+    sampler = _train_sampler(train_ds, train_cfg, context, generator)
     loader_options = dict(batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=list_data_collate, generator=generator)
     if data_cfg.num_workers == 0:  # the next batch is prepared in a thread while the network trains on this one
         train_loader = ThreadDataLoader(train_ds, num_workers=0, buffer_size=1, **loader_options)
@@ -262,6 +263,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         train_handlers=handlers,
         amp=amp,
         amp_kwargs={"dtype": dtype} if amp else None,
+        decollate=False,  # nothing per item runs on the training output; splitting 4 x 96^3 batches cost ~7 % of a CPU step
     )
 
     history, best_metric, best_epoch = [], -1.0, 0
@@ -339,6 +341,20 @@ def _validation_share(val_items: Sequence[dict], context: DistributedContext) ->
     return partition_dataset(list(val_items), num_partitions=context.world_size, shuffle=False, even_divisible=False)[context.rank]
 
 
+def _train_sampler(dataset: CacheDataset, train_cfg: TrainConfig, context: DistributedContext, generator: torch.Generator) -> Sampler | None:
+    """The order of training cases: ``None`` shuffles one pass per epoch.
+
+    With ``iterations_per_epoch`` set, one sampler pass is one epoch (reshuffled every
+    ``len(dataset)`` draws), so the loader's background thread keeps the next batch ready across
+    passes; a loader that ended every few steps on a small training set restarted cold each time.
+    """
+    if context.enabled:
+        return DistributedSampler(dataset, shuffle=True, even_divisible=True, num_replicas=context.world_size, rank=context.rank, seed=train_cfg.seed)
+    if train_cfg.iterations_per_epoch is None:
+        return None
+    return RandomSampler(dataset, replacement=False, num_samples=train_cfg.iterations_per_epoch * train_cfg.batch_size, generator=generator)
+
+
 class _DistributedEpochEnd:
     """Keep the processes of a DDP run in step at each epoch end.
 
@@ -375,5 +391,5 @@ def _attach_progress_bar(trainer: SupervisedTrainer) -> None:
     ProgressBar(persist=False, desc="train").attach(trainer, output_transform=_loss_of)
 
 
-def _loss_of(output) -> dict[str, float]:
-    return {"loss": float(output[0]["loss"] if isinstance(output, list) else output["loss"])}
+def _loss_of(output: dict | list[dict]) -> dict[str, float]:
+    return {"loss": training_loss(output)}
