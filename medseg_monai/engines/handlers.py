@@ -26,11 +26,10 @@ KEY_METRIC = "val_mean_dice"
 IOU_METRIC = "val_mean_iou"
 
 
+def training_loss(output: dict) -> float:
+    """The loss of one training step from the trainer's (batched, not decollated) output."""
+    return float(output["loss"].detach())
 
-def training_loss(output: dict | list[dict]) -> float:
-    """The loss of one training step from a trainer's output, batched (a dict) or decollated (a list)."""
-    loss = output[0]["loss"] if isinstance(output, list) else output["loss"]
-    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 class RunLogger:
     """Per-epoch bookkeeping of a run folder.

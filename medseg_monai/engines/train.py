@@ -391,5 +391,5 @@ def _attach_progress_bar(trainer: SupervisedTrainer) -> None:
     ProgressBar(persist=False, desc="train").attach(trainer, output_transform=_loss_of)
 
 
-def _loss_of(output: dict | list[dict]) -> dict[str, float]:
+def _loss_of(output: dict) -> dict[str, float]:
     return {"loss": training_loss(output)}
