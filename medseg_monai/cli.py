@@ -2,7 +2,8 @@
 
 Heavy imports (torch, MONAI) happen inside the commands so ``medseg --help`` answers at once.
 Errors print one line naming the problem (file, value) and exit with status 2 (bad input) or 1
-(some cases of a batch failed).
+(some cases of a batch failed); any other exception is a bug, reported in one line as an internal
+error (status 3) with its traceback in ``medseg-errors.log`` of the output folder (``--debug`` prints it).
 """
 
 from __future__ import annotations
@@ -18,23 +19,44 @@ from typing import Any
 
 from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, TrainConfig
 from medseg_monai.config.flags import BARE_FLAG, add_override_flag, add_setting_flags, settings_from_args
+from medseg_monai.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_CASES,
+    EXIT_INTERNAL_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    error_message,
+    is_expected,
+    write_traceback,
+)
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger("medseg_monai")
 
-EXIT_OK, EXIT_FAILED_CASES, EXIT_BAD_INPUT = 0, 1, 2
+
+def _verbosity_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-v/--debug and -q, accepted before and after the command (``default=SUPPRESS`` below it keeps the top-level value)."""
+    parser.add_argument("-v", "--verbose", "--debug", dest="verbose", action="store_true", default=default,
+                        help="debug logging, and tracebacks of errors on the console")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only, no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medseg", description="Medical-image segmentation on MONAI: synth, train, predict, evaluate, "
                                                               "demo, run (real-data recipes), bundle (MONAI bundles).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    _verbosity_flags(parser, False)
+    common = argparse.ArgumentParser(add_help=False)
+    _verbosity_flags(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
     fmt = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("synth", help="write a synthetic dataset", formatter_class=fmt,
+    p = command("synth", help="write a synthetic dataset", formatter_class=fmt,
                        description="Write a synthetic organ + lesion dataset (labels 0/1/2).\n\nexample:\n  medseg synth --dims 3 --cases 20 --out data/synth3d")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--dims", type=int, choices=(2, 3), default=2, help="2: PNG slices (flat folder); 3: NIfTI volumes (imagesTr/labelsTr)")
@@ -43,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=("mr", "ct"), default="mr", help="3D intensities: MR-like floats or CT-like int16 HU")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("train", help="train a model into a run folder", formatter_class=fmt,
+    p = command("train", help="train a model into a run folder", formatter_class=fmt,
                        description="Train a segmentation network; the run folder gets config.json, checkpoints/{best,last}.pt,\n"
                                    "metrics.csv and curves.png.\n\nexample:\n  medseg train --data data/synth3d --network unet --out runs/synth3d --epochs 30")
     p.add_argument("--data", help="dataset root (flat, images/+masks/, imagesTr/+labelsTr/) or a datalist .json")
@@ -55,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p, ModelConfig, "model", title="network (model.*)")
     add_setting_flags(p, TrainConfig, "train", title="training (train.*; under torchrun, DistributedDataParallel)")
 
-    p = sub.add_parser("predict", help="write masks for images with a trained model", formatter_class=fmt,
+    p = command("predict", help="write masks for images with a trained model", formatter_class=fmt,
                        description="Write one mask per input, in the input's format and geometry, into --output.\n"
                                    "Inputs: a file, a folder, a DICOM series folder, a glob or a .csv/.txt list.\n"
                                    "Complete outputs are skipped unless --overwrite; failing cases are listed and the\n"
@@ -73,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p, InferConfig, "infer", title="inference (infer.*; each flag changes the run's own setting, which it keeps otherwise)",
                       show_defaults=False)
 
-    p = sub.add_parser("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
+    p = command("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
                        description="Per-case, per-class Dice, IoU, precision, recall (and HD95/ASD with --surface);\n"
                                    "writes metrics_per_case.csv and metrics_summary.json.\n\nexample:\n  medseg evaluate --pred masks/ --truth data/synth3d --out eval/")
     p.add_argument("--pred", required=True, type=Path, help="folder of predicted masks")
@@ -83,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surface", action="store_true", help="also HD95 and average surface distance")
     p.add_argument("--roi", type=Path, help="folder of region-of-interest masks (metrics inside them only)")
 
-    p = sub.add_parser("demo", help="synth -> train -> predict -> evaluate, 2D and 3D", formatter_class=fmt,
+    p = command("demo", help="synth -> train -> predict -> evaluate, 2D and 3D", formatter_class=fmt,
                        description="Run the whole pipeline on built-in synthetic data (PNG slices and NIfTI volumes)\n"
                                    "and print validation Dice per class.\n\nexample:\n  medseg demo --out runs/demo")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run (no accuracy target)")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("run", help="run a real-data recipe: train, predict, evaluate, report", formatter_class=fmt,
+    p = command("run", help="run a real-data recipe: train, predict, evaluate, report", formatter_class=fmt,
                        description="Run a recipe of pipelines/ on the real datasets (../shared/data or $MEDSEG_DATA_DIR);\n"
                                    "the options after the recipe are the recipe's own (medseg run NAME --help lists them).\n\n"
                                    "example:\n  medseg run pipelines/msd_hippocampus.py --time-budget-min 30 --out runs/msd_hippocampus\n"
@@ -98,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="pipelines/NAME.py or NAME (isbi2012_em, drive_retina, chaos_mr_liver2d, msd_hippocampus)")
     p.add_argument("recipe_args", nargs=argparse.REMAINDER, help="the recipe's options, e.g. --network unet --smoke")
 
-    p = sub.add_parser("bundle", help="list, run or verify the MONAI bundles under bundles/", formatter_class=fmt,
+    p = command("bundle", help="list, run or verify the MONAI bundles under bundles/", formatter_class=fmt,
                        description="The MONAI bundles (bundles/NAME/configs/*.json) without typing python -m monai.bundle.\n"
                                    "'run' takes the config names (merged in order) and then any config id as --ID VALUE\n"
                                    "(JSON or Python literal values); a broken config is reported as one line naming the key.\n\n"
@@ -185,6 +207,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"report: {options.report}")
     if counts["failed"] and shard.launcher == "torchrun" and options.manifest:
         wait_for_parts(args.output, shard)  # torchrun stops every worker once one exits non-zero
+    if any(r.internal for r in results):
+        return EXIT_INTERNAL_ERROR
     return EXIT_FAILED_CASES if counts["failed"] else EXIT_OK
 
 
@@ -230,11 +254,11 @@ def _parse_bundle_overrides(tokens: Sequence[str]) -> dict[str, Any]:
     while items:
         token = items.pop(0)
         if not token.startswith("--") or len(token) < 3:
-            raise ValueError(f"bundle overrides are --ID VALUE pairs; got {token!r}")
+            raise ConfigError(f"bundle overrides are --ID VALUE pairs; got {token!r}")
         key, sep, raw = token[2:].partition("=")
         if not sep:
             if not items:
-                raise ValueError(f"override --{key} needs a value")
+                raise ConfigError(f"override --{key} needs a value")
             raw = items.pop(0)
         for parse in (json.loads, ast.literal_eval):
             try:
@@ -271,7 +295,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             failed |= bool(problems)
         return EXIT_FAILED_CASES if failed else EXIT_OK
     if not args.bundle:
-        raise ValueError("bundle run needs a bundle name, e.g. medseg bundle run unet2d_png train --dataset_dir DIR")
+        raise ConfigError("bundle run needs a bundle name, e.g. medseg bundle run unet2d_png train --dataset_dir DIR")
     overrides = _parse_bundle_overrides(args.overrides)
     root = Path(overrides.pop("root")) if "root" in overrides and args.root is None else args.root  # --root after the configs
     path = mb.resolve_bundle(args.bundle, root)
@@ -293,18 +317,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("ignite").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        from medseg_monai.utils import error_message
-
-        if isinstance(err, RuntimeError) and err.__cause__ is None:
-            raise
-        print(f"medseg {args.command}: error: {error_message(err)}", file=sys.stderr)
-        logger.debug("traceback", exc_info=True)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"medseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if args.verbose:
+            logger.error("traceback", exc_info=True)
+        if is_expected(err):
+            print(f"medseg {args.command}: error: {error_message(err)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        where = _report_internal_error(err, args)
+        print(f"medseg {args.command}: internal error (a bug in medseg-monai, not a problem of the input): "
+              f"{type(err).__name__}: {error_message(err)}; traceback in {where}", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
+
+def _report_internal_error(err: BaseException, args: argparse.Namespace) -> str:
+    """Write the traceback into the command's output folder (else the temporary folder); where it went."""
+    import tempfile
+
+    context = f"medseg {' '.join(sys.argv[1:]) or args.command}"
+    for folder in (getattr(args, "output", None), getattr(args, "out", None), Path(tempfile.gettempdir())):
+        if folder is None:
+            continue
+        try:
+            return str(write_traceback(err, folder, context))
+        except OSError:
+            continue
+    return "(nowhere: no writable folder)"
 
 if __name__ == "__main__":
     sys.exit(main())

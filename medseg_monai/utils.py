@@ -9,7 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["REPORTED_PACKAGES", "atomic_path", "atomic_write_text", "error_message", "package_versions", "resolve_device", "set_seed"]
+from medseg_monai.errors import ConfigError
+
+__all__ = ["REPORTED_PACKAGES", "atomic_path", "atomic_write_text", "package_versions", "resolve_device", "set_seed"]
 
 
 @contextlib.contextmanager
@@ -67,18 +69,8 @@ def resolve_device(name: str | None) -> "torch.device":  # noqa: F821
         return torch.device("cuda", int(local_rank) % count) if several else torch.device("cuda")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return device
-
-
-def error_message(err: BaseException) -> str:
-    """One line describing ``err``, looking through MONAI's ``RuntimeError("applying transform ...")``
-    wrappers to the exception that says what is wrong with the input."""
-    root = err
-    while isinstance(root, RuntimeError) and root.__cause__ is not None:
-        root = root.__cause__
-    text = str(root).strip()
-    return text.splitlines()[0] if text else type(root).__name__
 
 
 #: packages whose versions go into run manifests and recipe summaries

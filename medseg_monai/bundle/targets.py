@@ -26,6 +26,7 @@ from typing import Any
 
 from medseg_monai.config import BatchOptions, DataConfig, ModelConfig, RunConfig, dataset_fields
 from medseg_monai.config.fields import from_mapping
+from medseg_monai.errors import ConfigError
 from medseg_monai.utils import atomic_path, atomic_write_text
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class BundleError(ValueError):
+class BundleError(ConfigError):
     """A bundle that cannot run as configured; the message names the file/key and the problem."""
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg_monai.bundle.targets import BundleError
-from medseg_monai.utils import error_message
+from medseg_monai.errors import error_message, is_expected
 
 __all__ = [
     "BASE_CONFIGS",
@@ -149,8 +149,33 @@ def run_bundle(bundle: str | Path, configs: Sequence[str] = ("train",), override
     except KeyboardInterrupt:
         raise
     except Exception as err:
+        if not _is_config_problem(err):
+            raise  # a bug below the bundle: reported as an internal error, not as a broken config
         key = failing_id(workflow.parser) if workflow is not None else None
         raise BundleError(describe_error(err, where, key)) from err
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or (err.__context__ if isinstance(err, RuntimeError) else None)
+
+
+def _is_config_problem(err: BaseException) -> bool:
+    """True when a bundle run failed on its config or input (an id that cannot be built, a bad ``$``
+    expression, a target called with wrong arguments, bad input named by our code), False for an
+    unexpected error raised inside this package's code, which is a bug."""
+    root = list(_chain(err))[-1]
+    if is_expected(root):
+        return True
+    package = Path(__file__).resolve().parents[1]
+    tb, frames = root.__traceback__, []
+    while tb is not None:
+        frames.append(Path(tb.tb_frame.f_code.co_filename).resolve())
+        tb = tb.tb_next
+    return not any(package in frame.parents for frame in frames)
 
 
 def _references(node: Any) -> Iterator[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.utils import error_message
+from medseg_monai.errors import error_message
 
 __all__ = ["BUNDLE_FILES", "METADATA_REQUIRED", "NETWORK_FIELDS", "TENSOR_REQUIRED", "verify_bundle"]
 

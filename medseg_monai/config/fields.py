@@ -22,6 +22,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
+from medseg_monai.errors import ConfigError
+
 __all__ = [
     "FieldSpec",
     "check_choices",
@@ -173,7 +175,7 @@ def check_choices(obj: Any) -> None:
             if item is None and spec.nullable:
                 continue
             if isinstance(item, bool) or item not in spec.choices:
-                raise ValueError(f"{spec.name} must be {_alternatives(spec.choices)}, got {item!r}")
+                raise ConfigError(f"{spec.name} must be {_alternatives(spec.choices)}, got {item!r}")
 
 
 def documented(cls: type[T]) -> type[T]:
@@ -202,7 +204,7 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown} in {where}; known: {sorted(names)}")
+        raise ConfigError(f"unknown field(s) {unknown} in {where}; known: {sorted(names)}")
     kwargs = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
     return cls(**kwargs)
 
@@ -240,7 +242,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     """
     key, sep, raw = text.partition("=")
     if not sep or "." not in key:
-        raise ValueError(f"expected section.field=value, got {text!r}")
+        raise ConfigError(f"expected section.field=value, got {text!r}")
     try:
         return key, json.loads(raw)
     except json.JSONDecodeError:
@@ -252,5 +254,5 @@ def replace_fields(obj: T, changes: Mapping[str, Any], where: str) -> T:
     raw = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
     unknown = sorted(set(changes) - set(raw))
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown} in {where}; known: {sorted(raw)}")
+        raise ConfigError(f"unknown field(s) {unknown} in {where}; known: {sorted(raw)}")
     return from_mapping(type(obj), to_jsonable({**raw, **changes}), where)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from medseg_monai.config.fields import check_choices, documented, from_mapping, replace_fields, setting, to_jsonable
+from medseg_monai.errors import ConfigError
 
 __all__ = [
     "CONFIG_VERSION",
@@ -113,25 +114,25 @@ class DataConfig:
         dims = self.spatial_dims
         if self.patch_size is not None and (len(self.patch_size) != (dims or len(self.patch_size)) or len(self.patch_size) not in (2, 3)
                                             or any(int(p) <= 0 for p in self.patch_size)):
-            raise ValueError(f"patch_size must hold {dims or '2 or 3'} positive sizes, got {self.patch_size}")
+            raise ConfigError(f"patch_size must hold {dims or '2 or 3'} positive sizes, got {self.patch_size}")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.samples_per_image < 1:
-            raise ValueError(f"samples_per_image must be >= 1, got {self.samples_per_image}")
+            raise ConfigError(f"samples_per_image must be >= 1, got {self.samples_per_image}")
         if not 0.0 <= self.foreground_ratio <= 1.0:
-            raise ValueError(f"foreground_ratio must be in [0, 1], got {self.foreground_ratio}")
+            raise ConfigError(f"foreground_ratio must be in [0, 1], got {self.foreground_ratio}")
         if not 0.0 <= self.cache_rate <= 1.0:
-            raise ValueError(f"cache_rate must be in [0, 1], got {self.cache_rate}")
+            raise ConfigError(f"cache_rate must be in [0, 1], got {self.cache_rate}")
         if self.label_values is not None and len(set(self.label_values)) != len(self.label_values):
-            raise ValueError(f"label_values must be distinct, got {self.label_values}")
+            raise ConfigError(f"label_values must be distinct, got {self.label_values}")
         if self.label_values is not None and len(self.label_values) < 2:
-            raise ValueError(f"label_values needs background and at least one class, got {self.label_values}")
+            raise ConfigError(f"label_values needs background and at least one class, got {self.label_values}")
         if (
             self.label_names is not None
             and self.label_values is not None
             and len(self.label_names) != len(self.label_values)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"label_names has {len(self.label_names)} entries but label_values has {len(self.label_values)}"
             )
         if dims is None:
@@ -140,20 +141,20 @@ class DataConfig:
             len(set(self.flip_axes)) != len(self.flip_axes)
             or any(not 0 <= int(a) < dims for a in self.flip_axes)
         ):
-            raise ValueError(f"flip_axes must hold distinct spatial axes in [0, {dims}), got {self.flip_axes}")
+            raise ConfigError(f"flip_axes must hold distinct spatial axes in [0, {dims}), got {self.flip_axes}")
         if self.target_spacing and len(self.target_spacing) != dims:
-            raise ValueError(f"target_spacing must hold {dims} values, got {self.target_spacing}")
+            raise ConfigError(f"target_spacing must hold {dims} values, got {self.target_spacing}")
 
     def _dims(self) -> int:
         if self.spatial_dims is None:
-            raise ValueError("data.spatial_dims is not resolved yet; train or set data.spatial_dims (or data.patch_size)")
+            raise ConfigError("data.spatial_dims is not resolved yet; train or set data.spatial_dims (or data.patch_size)")
         return self.spatial_dims
 
     @property
     def num_classes(self) -> int:
         """Number of classes including background (requires resolved ``label_values``)."""
         if self.label_values is None:
-            raise ValueError("label_values is not resolved yet; train or set data.label_values")
+            raise ConfigError("label_values is not resolved yet; train or set data.label_values")
         return len(self.label_values)
 
     @property
@@ -219,15 +220,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.val_interval < 1:
-            raise ValueError(f"val_interval must be >= 1, got {self.val_interval}")
+            raise ConfigError(f"val_interval must be >= 1, got {self.val_interval}")
         if self.iterations_per_epoch is not None and self.iterations_per_epoch < 1:
-            raise ValueError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
+            raise ConfigError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
 
 
 @documented
@@ -278,17 +279,17 @@ class InferConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         if self.crop_margin_mm < 0:
-            raise ValueError(f"crop_margin_mm must be >= 0, got {self.crop_margin_mm}")
+            raise ConfigError(f"crop_margin_mm must be >= 0, got {self.crop_margin_mm}")
         if self.roi_size is not None:
             object.__setattr__(self, "roi_size", tuple(self.roi_size))
         if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+            raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.sw_batch_size < 1:
-            raise ValueError(f"sw_batch_size must be >= 1, got {self.sw_batch_size}")
+            raise ConfigError(f"sw_batch_size must be >= 1, got {self.sw_batch_size}")
         if self.roi_size is not None and any(int(r) <= 0 for r in self.roi_size):
-            raise ValueError(f"roi_size must be positive, got {self.roi_size}")
+            raise ConfigError(f"roi_size must be positive, got {self.roi_size}")
         if self.min_component_size < 0:
-            raise ValueError(f"min_component_size must be >= 0, got {self.min_component_size}")
+            raise ConfigError(f"min_component_size must be >= 0, got {self.min_component_size}")
 
 
 @documented
@@ -312,10 +313,10 @@ class BatchOptions:
     def __post_init__(self) -> None:
         if self.report is not None:
             if isinstance(self.report, bool) or not isinstance(self.report, (str, os.PathLike)):
-                raise ValueError(f"report must be the path of the HTML page (or None), got {self.report!r}")
+                raise ConfigError(f"report must be the path of the HTML page (or None), got {self.report!r}")
             object.__setattr__(self, "report", os.fspath(self.report))
         if self.many_components < 0:
-            raise ValueError(f"many_components must be >= 0, got {self.many_components}")
+            raise ConfigError(f"many_components must be >= 0, got {self.many_components}")
 
 
 def _upgrade(raw: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -352,14 +353,14 @@ class RunConfig:
     def __post_init__(self) -> None:
         dims = self.data.spatial_dims
         if self.infer.roi_size is not None and dims is not None and len(self.infer.roi_size) != dims:
-            raise ValueError(f"infer.roi_size must hold {dims} sizes, got {self.infer.roi_size}")
+            raise ConfigError(f"infer.roi_size must hold {dims} sizes, got {self.infer.roi_size}")
 
     @property
     def roi_size(self) -> tuple[int, ...]:
         """Sliding-window size: ``infer.roi_size`` or the training patch size."""
         size = self.infer.roi_size or self.data.patch_size
         if size is None:
-            raise ValueError("data.patch_size is not resolved yet; train or set data.patch_size")
+            raise ConfigError("data.patch_size is not resolved yet; train or set data.patch_size")
         return tuple(size)
 
     def to_dict(self) -> dict[str, Any]:
@@ -370,7 +371,7 @@ class RunConfig:
         """Build from a (JSON) mapping; unknown keys raise ``ValueError`` naming them."""
         version = raw.get("version", CONFIG_VERSION)
         if version > CONFIG_VERSION:
-            raise ValueError(f"config version {version} is newer than this package supports ({CONFIG_VERSION})")
+            raise ConfigError(f"config version {version} is newer than this package supports ({CONFIG_VERSION})")
         return from_mapping(cls, _upgrade(raw), "config")
 
     def save(self, path: str | Path) -> Path:
@@ -387,11 +388,11 @@ class RunConfig:
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: config file not found") from None
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
         try:
             return cls.from_dict(raw)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise ConfigError(f"{path}: {err}") from None
 
     def override(self, overrides: Mapping[str, Any]) -> RunConfig:
         """Return a copy with dotted-key overrides applied, e.g. ``{"train.epochs": 3}``."""
@@ -399,16 +400,16 @@ class RunConfig:
         for dotted, value in overrides.items():
             section, _, field = dotted.partition(".")
             if not field or section not in SECTIONS:
-                raise ValueError(f"override key must look like 'section.field', got {dotted!r}")
+                raise ConfigError(f"override key must look like 'section.field', got {dotted!r}")
             known = [f.name for f in dataclasses.fields(SECTIONS[section])]
             if field not in known:
-                raise ValueError(f"unknown config field {dotted!r}; known: {sorted(known)}")
+                raise ConfigError(f"unknown config field {dotted!r}; known: {sorted(known)}")
             changes.setdefault(section, {})[field] = value
         try:
             sections = {name: replace_fields(getattr(self, name), fields, f"config.{name}") for name, fields in changes.items()}
             return dataclasses.replace(self, **sections)
         except TypeError as err:
-            raise ValueError(str(err)) from None
+            raise ConfigError(str(err)) from None
 
 
 def dataset_fields(path: str | Path) -> dict[str, str]:

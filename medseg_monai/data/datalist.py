@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io.formats import IMAGE_SUFFIXES, is_dicom_series_dir, split_suffix
 from medseg_monai.keys import IMAGE, LABEL, NAME
 
@@ -84,7 +85,7 @@ def _by_stem(
     if duplicates:
         detail = "; ".join(f"{k}: {', '.join(p.name for p in v)}" for k, v in sorted(duplicates.items())[:10])
         more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
-        raise ValueError(f"{root}: several {what} share a case name ({detail}{more})")
+        raise InputError(f"{root}: several {what} share a case name ({detail}{more})")
     return {k: v[0] for k, v in groups.items()}
 
 
@@ -104,7 +105,7 @@ def _match(
     for name, image in images.items():
         found = [c for c in candidates(name) if c in masks]
         if len(found) > 1:
-            raise ValueError(
+            raise InputError(
                 f"{root}: case {name} has several masks: {', '.join(masks[c].name for c in found)}"
             )
         if not found:
@@ -119,11 +120,11 @@ def _match(
     if orphans:
         problems.append(f"{len(orphans)} mask(s) without an image: {_names(orphans)}")
     if problems and not allow_unmatched:
-        raise ValueError(f"{root}: " + "; ".join(problems) + " (pass allow_unmatched=True to drop them)")
+        raise InputError(f"{root}: " + "; ".join(problems) + " (pass allow_unmatched=True to drop them)")
     if problems:
         logger.warning("%s: dropping %s", root, "; ".join(problems))
     if not items:
-        raise ValueError(_no_layout(root))
+        raise InputError(_no_layout(root))
     return sorted(items, key=lambda item: item[NAME])
 
 
@@ -146,25 +147,25 @@ def load_datalist(
     try:
         content = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(content, dict) or not isinstance(content.get(key), list):
         found = sorted(content) if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"{path}: no {key!r} list in the datalist (found: {found})")
+        raise InputError(f"{path}: no {key!r} list in the datalist (found: {found})")
     if not content[key]:
         return []
     try:
         raw = load_decathlon_datalist(path, data_list_key=key, base_dir=path.parent.absolute())
     except (TypeError, KeyError, IndexError) as err:
-        raise ValueError(f"{path}: malformed {key!r} list ({err})") from None
+        raise InputError(f"{path}: malformed {key!r} list ({err})") from None
     required = (IMAGE, LABEL) if require_label else (IMAGE,)
     items, missing = [], []
     for index, entry in enumerate(raw):
         lacking = [k for k in required if k not in entry]
         if lacking:
-            raise ValueError(f"{path}: {key}[{index}] has no {' or '.join(map(repr, lacking))}")
+            raise InputError(f"{path}: {key}[{index}] has no {' or '.join(map(repr, lacking))}")
         for k in required:
             if not isinstance(entry[k], str):
-                raise ValueError(
+                raise InputError(
                     f"{path}: {key}[{index}] {k!r} must be one path "
                     "(multi-channel items are not supported yet)"
                 )
@@ -177,20 +178,20 @@ def load_datalist(
         raise FileNotFoundError(f"{path}: {len(missing)} listed file(s) do not exist: {_names(missing)}")
     duplicates = [n for n, count in Counter(item[NAME] for item in items).items() if count > 1]
     if duplicates:
-        raise ValueError(f"{path}: several {key!r} items share a case name: {_names(duplicates)}")
+        raise InputError(f"{path}: several {key!r} items share a case name: {_names(duplicates)}")
     return sorted(items, key=lambda item: item[NAME])
 
 
 def _discover_msd(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     if not labels_dir.is_dir():
-        raise ValueError(f"{root}: imagesTr/ has no labelsTr/ beside it")
+        raise InputError(f"{root}: imagesTr/ has no labelsTr/ beside it")
     meta: dict[str, Any] = {}
     if (root / "dataset.json").is_file():
         try:
             meta = json.loads((root / "dataset.json").read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{root / 'dataset.json'}: not valid JSON ({err})") from None
+            raise InputError(f"{root / 'dataset.json'}: not valid JSON ({err})") from None
     if isinstance(meta.get("training"), list) and meta["training"]:
         return load_datalist(root / "dataset.json", "training")
 
@@ -216,7 +217,7 @@ def _discover_msd(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
             channels[case_of(stem)].add(stem)
     multi = [case for case, stems in channels.items() if len(stems) > 1]
     if multi:
-        raise ValueError(
+        raise InputError(
             f"{root}: multi-channel cases (NAME_0000, NAME_0001, ...) are not supported yet: {_names(multi)}"
         )
     images = _by_stem(image_files, root, "images", key=case_of)
@@ -226,9 +227,9 @@ def _discover_msd(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
 def _discover_images_masks(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
     mask_dirs = [root / d for d in ("masks", "labels") if (root / d).is_dir()]
     if not mask_dirs:
-        raise ValueError(f"{root}: images/ has no masks/ or labels/ beside it")
+        raise InputError(f"{root}: images/ has no masks/ or labels/ beside it")
     if len(mask_dirs) > 1:
-        raise ValueError(f"{root}: both masks/ and labels/ exist; keep one or pass a datalist .json")
+        raise InputError(f"{root}: both masks/ and labels/ exist; keep one or pass a datalist .json")
     images = _by_stem(_image_files(root / "images"), root, "images")
     masks = _by_stem(_image_files(mask_dirs[0]), root, "masks")
     return _match(root, images, masks, lambda n: [n] + [n + s for s in MASK_SUFFIXES], allow_unmatched)
@@ -245,7 +246,7 @@ def _discover_flat(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
     files = _image_files(root)
     mask_files = [p for p in files if _mask_base(split_suffix(p)[0]) is not None]
     if not mask_files:
-        raise ValueError(_no_layout(root))
+        raise InputError(_no_layout(root))
     images = _by_stem([p for p in files if p not in mask_files], root, "images")
     masks = _by_stem(mask_files, root, "masks")
     return _match(root, images, masks, lambda n: [n + s for s in MASK_SUFFIXES], allow_unmatched)
@@ -275,9 +276,9 @@ def discover_pairs(root: str | Path, *, allow_unmatched: bool = False) -> list[d
         if root.suffix.lower() == ".json":
             items = load_datalist(root, "training")
             if not items:
-                raise ValueError(f"{root}: the 'training' list is empty")
+                raise InputError(f"{root}: the 'training' list is empty")
             return items
-        raise ValueError(f"{root}: a file; expected a dataset folder or a datalist .json file")
+        raise InputError(f"{root}: a file; expected a dataset folder or a datalist .json file")
     if (root / "imagesTr").is_dir():
         items = _discover_msd(root, allow_unmatched)
     elif (root / "images").is_dir():
@@ -294,9 +295,9 @@ def _sort_key(item: Mapping[str, Any]) -> tuple[str, str]:
 
 def _check_split_args(pairs: Sequence[Any], val_fraction: float) -> None:
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not pairs:
-        raise ValueError("cannot split an empty list of pairs")
+        raise InputError("cannot split an empty list of pairs")
 
 
 def _n_val(n: int, val_fraction: float) -> int:
@@ -377,7 +378,7 @@ def _read_list_file(path: Path) -> list[str]:
             return [row[index].strip() for row in rows[1:] if len(row) > index and row[index].strip()]
     if all(len(row) == 1 for row in rows):
         return [row[0].strip() for row in rows]
-    raise ValueError(f"{path}: CSV needs a column named 'image' or 'path'; columns: {rows[0]}")
+    raise InputError(f"{path}: CSV needs a column named 'image' or 'path'; columns: {rows[0]}")
 
 
 def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: bool) -> list[Path]:
@@ -390,11 +391,11 @@ def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: b
     if path.is_file():
         if path.suffix.lower() in _LIST_SUFFIXES:
             if not top:
-                raise ValueError(f"{path}: list files cannot name other list files")
+                raise InputError(f"{path}: list files cannot name other list files")
             entries = _read_list_file(path)
             return [p for entry in entries for p in _collect_one(entry, path.parent, missing, False)]
         if split_suffix(path)[1].lower() not in IMAGE_SUFFIXES:
-            raise ValueError(
+            raise InputError(
                 f"{path}: unsupported input; expected an image ({', '.join(IMAGE_SUFFIXES)}), a DICOM "
                 "series folder, a folder, a glob pattern or a .csv/.txt list"
             )
@@ -420,7 +421,7 @@ def collect_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     """
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     if not specs:
-        raise ValueError("no inputs given")
+        raise InputError("no inputs given")
     missing: list[str] = []
     found = [p for s in specs for p in _collect_one(s, None, missing, True)]
     if missing:
@@ -433,5 +434,5 @@ def collect_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
             unique.append(path)
     if not unique:
         shown = spec if isinstance(spec, (str, os.PathLike)) else ", ".join(map(str, specs))
-        raise ValueError(f"{shown}: no images or DICOM series found")
+        raise InputError(f"{shown}: no images or DICOM series found")
     return unique

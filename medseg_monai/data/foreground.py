@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medseg_monai.errors import ConfigError
+
 __all__ = ["CT_BODY_HU", "Foreground", "find_foreground", "foreground_mode"]
 
 #: CT voxels above this many Hounsfield units are body (air is about -1000, lung -850 .. -500 sits inside the body)
@@ -70,7 +72,7 @@ def _threshold(image: np.ndarray, mode: str) -> np.ndarray:
         if finite.size == 0 or finite.min() == finite.max():
             return np.ones(reduced.shape, dtype=bool)
         return reduced > threshold_otsu(finite[:: max(1, finite.size // _STRIDE_VOXELS)])
-    raise ValueError(f"foreground_crop must be one of auto, ct, nonzero, otsu, none, got {mode!r}")
+    raise ConfigError(f"foreground_crop must be one of auto, ct, nonzero, otsu, none, got {mode!r}")
 
 
 def find_foreground(image: np.ndarray, mode: str, margin: Sequence[float], window: Sequence[int]) -> Foreground | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg_monai.config import DataConfig
+from medseg_monai.errors import InputError
 from medseg_monai.io import load_image, read_geometry, spatial_dims_of
 from medseg_monai.keys import IMAGE, LABEL
 
@@ -40,7 +41,7 @@ def collect_label_values(label_paths: Sequence[str], spatial_dims: int) -> tuple
             array = array[..., 0]
         unique = np.unique(array)
         if not np.all(np.equal(np.mod(unique, 1), 0)):
-            raise ValueError(f"{path}: mask has non-integer values, e.g. {unique[np.mod(unique, 1) != 0][:3].tolist()}")
+            raise InputError(f"{path}: mask has non-integer values, e.g. {unique[np.mod(unique, 1) != 0][:3].tolist()}")
         values.update(int(v) for v in unique)
     return tuple(sorted(values))
 
@@ -72,7 +73,7 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
     ``label_names``, and for volumes ``target_spacing`` as the median spacing of the training images.
     """
     if not train_pairs:
-        raise ValueError("no training cases to resolve the data configuration from")
+        raise InputError("no training cases to resolve the data configuration from")
     if cfg.spatial_dims is None:
         cfg = dataclasses.replace(cfg, spatial_dims=spatial_dims_of(train_pairs[0][IMAGE]))
         logger.info("%dD data (from the format of %s)", cfg.spatial_dims, Path(train_pairs[0][IMAGE]).name)
@@ -86,7 +87,7 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
     if label_values is None:
         label_values = collect_label_values([p[LABEL] for p in train_pairs], cfg.spatial_dims)
         if len(label_values) < 2:
-            raise ValueError(f"training masks of {cfg.data_dir or 'the datalist'} hold only background")
+            raise InputError(f"training masks of {cfg.data_dir or 'the datalist'} hold only background")
         changes["label_values"] = label_values
         logger.info("label values found in the training masks: %s", list(label_values))
     if cfg.label_names is None:
@@ -110,4 +111,4 @@ def check_pairs(pairs: Sequence[dict]) -> None:
             problems.append(f"{item[IMAGE]} is {image_shape} but its mask {item[LABEL]} is {label_shape}")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ValueError(f"image/mask size mismatch: {problems[0]}{more}")
+        raise InputError(f"image/mask size mismatch: {problems[0]}{more}")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, NAME
 from medseg_monai.utils import atomic_path
 
@@ -58,11 +59,11 @@ def _check_shape(shape: Sequence[int], ndim: int) -> tuple[int, ...]:
     try:
         out = tuple(int(s) for s in shape)
     except TypeError:
-        raise ValueError(f"shape must be a sequence of {ndim} sizes, got {shape!r}") from None
+        raise ConfigError(f"shape must be a sequence of {ndim} sizes, got {shape!r}") from None
     if len(out) != ndim:
-        raise ValueError(f"shape must hold {ndim} sizes, got {shape!r}")
+        raise ConfigError(f"shape must hold {ndim} sizes, got {shape!r}")
     if any(s < _MIN_SIZE for s in out):
-        raise ValueError(f"every size in shape must be >= {_MIN_SIZE}, got {shape!r}")
+        raise ConfigError(f"every size in shape must be >= {_MIN_SIZE}, got {shape!r}")
     return out
 
 
@@ -218,7 +219,7 @@ def synth_image_2d(
     """
     shape = _check_shape(shape, 2)
     if channels < 1:
-        raise ValueError(f"channels must be >= 1, got {channels}")
+        raise ConfigError(f"channels must be >= 1, got {channels}")
     rng = _rng(rng)
     label = _render_label(_sample_scene(shape, rng), shape)
     background = rng.uniform(0.08, 0.14)
@@ -251,9 +252,9 @@ def synth_volume_3d(
     """
     shape = _check_shape(shape, 3)
     if not 0.1 <= body_scale <= 1.0:
-        raise ValueError(f"body_scale must be in [0.1, 1], got {body_scale!r}")
+        raise ConfigError(f"body_scale must be in [0.1, 1], got {body_scale!r}")
     if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
     rng = _rng(rng)
     if modality == "mr":
         label = _render_label(_sample_scene(shape, rng), shape)
@@ -285,7 +286,7 @@ def _case_rngs(seed: int, n_cases: int) -> list[np.random.Generator]:
 
 def _check_n_cases(n_cases: int) -> int:
     if int(n_cases) != n_cases or n_cases < 1:
-        raise ValueError(f"n_cases must be a positive integer, got {n_cases!r}")
+        raise ConfigError(f"n_cases must be a positive integer, got {n_cases!r}")
     return int(n_cases)
 
 
@@ -375,9 +376,9 @@ def make_synthetic_3d(
     shape = _check_shape(shape, 3)
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or not all(s > 0 and math.isfinite(s) for s in spacing):
-        raise ValueError(f"spacing must hold 3 positive values, got {spacing!r}")
+        raise ConfigError(f"spacing must hold 3 positive values, got {spacing!r}")
     if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
     out_dir = Path(out_dir)
     items = []
     for i, rng in enumerate(_case_rngs(seed, n_cases)):
@@ -407,7 +408,7 @@ def generate_dataset(
     ``spacing``, ``modality``) are passed on. Returns ``out_dir``.
     """
     if dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        raise ConfigError(f"dims must be 2 or 3, got {dims!r}")
     if n_cases is not None:
         kw["n_cases"] = _check_n_cases(n_cases)
     if shape is not None:

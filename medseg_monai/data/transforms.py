@@ -41,6 +41,7 @@ from monai.transforms import (
 )
 
 from medseg_monai.config import DataConfig
+from medseg_monai.errors import InputError
 from medseg_monai.io import image_loader
 from medseg_monai.keys import IMAGE, LABEL
 
@@ -87,7 +88,7 @@ class MapLabelValuesd(MapTransform):
                 known |= values == value
             if not bool(known.all()):
                 unknown = sorted(set(values[~known].unique().to(torch.int64).tolist()))[:8]
-                raise ValueError(f"{_source_name(label)}: mask values {unknown} are not in label_values {list(self.label_values)}")
+                raise InputError(f"{_source_name(label)}: mask values {unknown} are not in label_values {list(self.label_values)}")
             index = self._map(values)
             if isinstance(label, MetaTensor):
                 index = MetaTensor(index, meta=label.meta, applied_operations=label.applied_operations)
@@ -101,7 +102,7 @@ class MatchChannelsd(MapTransform):
     def __init__(self, keys: KeysCollection, channels: int, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if channels < 1:
-            raise ValueError(f"channels must be >= 1, got {channels}")
+            raise InputError(f"channels must be >= 1, got {channels}")
         self.channels = channels
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -116,7 +117,7 @@ class MatchChannelsd(MapTransform):
             elif self.channels == 1:
                 d[key] = img.mean(dim=0, keepdim=True)
             else:
-                raise ValueError(
+                raise InputError(
                     f"{_source_name(img)}: image has {have} channels, the model expects {self.channels}"
                 )
         return d

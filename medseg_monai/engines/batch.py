@@ -42,8 +42,9 @@ from medseg_monai.engines.manifest import (
     read_manifest,
 )
 from medseg_monai.engines.predictor import PreparedImage, Predictor
+from medseg_monai.errors import ConfigError, InputError, error_message, is_expected, write_traceback
 from medseg_monai.io import file_sha256, is_complete, load_image, mask_filename, mask_statistics, read_geometry, remove_stale_temporaries
-from medseg_monai.utils import error_message, package_versions
+from medseg_monai.utils import package_versions
 
 __all__ = [
     "MANIFEST_NAME",
@@ -66,6 +67,7 @@ REPORT_NAME = "predict_report.html"
 class CaseResult:
     """Outcome of one input: ``status`` is ``written``, ``skipped`` (a complete output existed) or ``failed``.
 
+    ``internal`` marks a failure that is a bug in this package rather than a problem of the input.
     ``labels`` maps each foreground mask value (as a string) to ``{"name", "count", "components"}``
     plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
     """
@@ -79,6 +81,7 @@ class CaseResult:
     spacing: tuple[float, ...] | None = None
     labels: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     sha256: str | None = None
+    internal: bool = False
 
     @property
     def ok(self) -> bool:
@@ -101,7 +104,7 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ValueError(f"part id must be in [0, {self.count}), got part {self.index} of {self.count}")
+            raise ConfigError(f"part id must be in [0, {self.count}), got part {self.index} of {self.count}")
 
     @property
     def sharded(self) -> bool:
@@ -130,15 +133,15 @@ def resolve_shard(num_parts: int | None = None, part_id: int | None = None, envi
     env = os.environ if environ is None else environ
     world = int(env.get("WORLD_SIZE", "1") or 1)
     if (num_parts is None) != (part_id is None):
-        raise ValueError(f"--num-parts and --part-id go together, got num_parts={num_parts}, part_id={part_id}")
+        raise ConfigError(f"--num-parts and --part-id go together, got num_parts={num_parts}, part_id={part_id}")
     if num_parts is not None:
         if world > 1 and (num_parts, part_id) != (world, int(env.get("RANK", "0"))):
-            raise ValueError(
+            raise ConfigError(
                 f"num_parts={num_parts}, part_id={part_id} contradict the torchrun launch "
                 f"(WORLD_SIZE={world}, RANK={env.get('RANK')}); give one or the other"
             )
         if num_parts < 1:
-            raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+            raise ConfigError(f"num_parts must be >= 1, got {num_parts}")
         return Shard(int(part_id), int(num_parts), "explicit" if num_parts > 1 else "single")
     if world > 1:
         return Shard(int(env.get("RANK", "0")), world, "torchrun")
@@ -194,9 +197,20 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
         message = error_message(err)
         if str(source) not in message:
             message = f"{source}: {message}"
+        internal = not is_expected(err)
+        if internal:  # a bug, not bad input: say so, and keep the traceback
+            log = _traceback_log(err, output_dir, source)
+            message = f"{source}: internal error ({type(err).__name__}: {error_message(err)}); traceback in {log}"
         logger.error("failed: %s", message)
         logger.debug("traceback for %s", source, exc_info=True)
-        return CaseResult(source, output, "failed", error=message, seconds=time.perf_counter() - start)
+        return CaseResult(source, output, "failed", error=message, seconds=time.perf_counter() - start, internal=internal)
+
+
+def _traceback_log(err: BaseException, output_dir: str | Path, source: Path) -> str:
+    try:
+        return str(write_traceback(err, output_dir, f"medseg predict {source}"))
+    except OSError as log_err:  # the output folder itself is the problem
+        return f"(not written: {log_err})"
 
 
 def _record(index: int, result: CaseResult, many_components: int) -> dict[str, Any]:
@@ -212,7 +226,7 @@ def _record(index: int, result: CaseResult, many_components: int) -> dict[str, A
         "shape": list(result.shape) if result.shape else None,
         "spacing": [round(s, 6) for s in result.spacing] if result.spacing else None,
         "labels": result.labels,
-        "flags": case_flags(result.labels, many_components) if result.status != "failed" else ["failed"],
+        "flags": case_flags(result.labels, many_components) if result.status != "failed" else ["failed"] + ["internal_error"] * result.internal,
         "sha256": result.sha256,
         "size_bytes": stat.st_size if stat else None,
         "mtime_ns": stat.st_mtime_ns if stat else None,
@@ -241,13 +255,13 @@ def _check_outputs(sources: Sequence[Path], output_dir: Path, output_format: str
     resolved_out = output_dir.resolve()
     for source in sources:
         if resolved_out == source.parent.resolve() and not overwrite:
-            raise ValueError(f"{output_dir}: output folder is the input folder; choose another or pass overwrite")
+            raise InputError(f"{output_dir}: output folder is the input folder; choose another or pass overwrite")
         name = mask_filename(source, output_format)
         if name in seen:
             clashes.append(f"{seen[name]} and {source} -> {name}")
         seen.setdefault(name, source)
     if clashes:
-        raise ValueError(f"{len(clashes)} output name clash(es) in {output_dir}: " + "; ".join(clashes[:5]))
+        raise InputError(f"{len(clashes)} output name clash(es) in {output_dir}: " + "; ".join(clashes[:5]))
 
 
 def _inputs_sha256(sources: Sequence[Path]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from medseg_monai.errors import CheckpointError
 from medseg_monai.utils import atomic_path
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
@@ -47,14 +48,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(payload, dict):
-        raise ValueError(f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict")
+        raise CheckpointError(f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict")
     if "network" not in payload:
         if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
             return {"network": payload}
-        raise ValueError(f"{path}: checkpoint has no 'network' entry (keys: {sorted(payload)[:8]})")
+        raise CheckpointError(f"{path}: checkpoint has no 'network' entry (keys: {sorted(payload)[:8]})")
     version = payload.get("format_version", CHECKPOINT_FORMAT)
     if version > CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: checkpoint format {version} is newer than supported ({CHECKPOINT_FORMAT})")
+        raise CheckpointError(f"{path}: checkpoint format {version} is newer than supported ({CHECKPOINT_FORMAT})")
     return payload

@@ -16,6 +16,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from medseg_monai.engines.checkpoint import save_checkpoint
+from medseg_monai.errors import ConfigError
 from medseg_monai.utils import atomic_write_text
 
 __all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC", "training_loss"]
@@ -179,9 +180,9 @@ class TimeBudgetSchedule:
     def __init__(self, optimizer, kind: str, run_logger: RunLogger | None, budget_s: float, device: torch.device | None = None,
                  distributed: bool = False):
         if kind not in ("cosine", "poly", "none"):
-            raise ValueError(f"scheduler must be cosine, poly or none, got {kind!r}")
+            raise ConfigError(f"scheduler must be cosine, poly or none, got {kind!r}")
         if budget_s <= 0:
-            raise ValueError(f"time budget must be positive, got {budget_s} s")
+            raise ConfigError(f"time budget must be positive, got {budget_s} s")
         self.optimizer = optimizer
         self.kind = kind
         self.run_logger = run_logger

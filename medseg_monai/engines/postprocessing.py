@@ -10,6 +10,7 @@ from monai.transforms import FillHoles, KeepLargestConnectedComponent
 from skimage.morphology import remove_small_objects
 
 from medseg_monai.config import InferConfig
+from medseg_monai.errors import ConfigError
 
 __all__ = ["RemoveSmallComponents", "build_postprocessing"]
 
@@ -25,7 +26,7 @@ class RemoveSmallComponents:
 
     def __init__(self, labels: Sequence[int], min_size: int) -> None:
         if min_size < 1:
-            raise ValueError(f"min_size must be >= 1, got {min_size}")
+            raise ConfigError(f"min_size must be >= 1, got {min_size}")
         self.labels = tuple(int(v) for v in labels)
         self.min_size = int(min_size)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 
 from medseg_monai.compat import cpu_supports_bf16
+from medseg_monai.errors import ConfigError
 
 __all__ = ["FastForward", "autocast", "cpu_supports_bf16", "resolve_memory_format", "resolve_precision"]
 
@@ -41,9 +42,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "fp32":
         return None
     if precision not in _DTYPES:
-        raise ValueError(f"precision must be one of auto, fp32, bf16, fp16, got {precision!r}")
+        raise ConfigError(f"precision must be one of auto, fp32, bf16, fp16, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("precision 'fp16' is for CUDA; on the CPU use 'bf16' or 'fp32'")
+        raise ConfigError("precision 'fp16' is for CUDA; on the CPU use 'bf16' or 'fp32'")
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
         logger.warning("this CPU has no native bfloat16 (AVX512-BF16/AMX): precision 'bf16' runs emulated and slower than fp32")
     return _DTYPES[precision]
@@ -52,7 +53,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def resolve_memory_format(setting: str, spatial_dims: int | None, network: str) -> torch.memory_format:
     """The layout for ``setting`` (``auto``, ``channels_last``, ``contiguous``) of a ``spatial_dims`` network."""
     if setting not in ("auto", "channels_last", "contiguous"):
-        raise ValueError(f"memory_format must be one of auto, channels_last, contiguous, got {setting!r}")
+        raise ConfigError(f"memory_format must be one of auto, channels_last, contiguous, got {setting!r}")
     if setting == "contiguous" or (setting == "auto" and network in CONTIGUOUS_NETWORKS):
         return torch.contiguous_format
     return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last

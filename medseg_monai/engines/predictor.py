@@ -41,6 +41,7 @@ from medseg_monai.engines.inversion import SlabScoreInverter
 from medseg_monai.engines.precision import autocast, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
+from medseg_monai.errors import CheckpointError, ConfigError, InputError
 from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, write_mask
 from medseg_monai.keys import IMAGE, PRED
 from medseg_monai.networks import build_network
@@ -62,7 +63,7 @@ def _infer_for(config: RunConfig, infer: InferSettings) -> InferConfig:
     try:
         return replace_fields(config.infer, infer, "infer")
     except TypeError as err:  # a value of the wrong shape, e.g. a number where a list belongs
-        raise ValueError(str(err)) from None
+        raise ConfigError(str(err)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +124,14 @@ class Predictor:
         payload = load_checkpoint(checkpoint)
         if config is None:
             if "config" not in payload:
-                raise ValueError(f"{checkpoint}: checkpoint carries no config; pass the run's config.json")
+                raise CheckpointError(f"{checkpoint}: checkpoint carries no config; pass the run's config.json")
             config = RunConfig.from_dict(payload["config"])
         network = build_network(config, load_pretrained=False)
         try:
             network.load_state_dict(payload["network"])
         except RuntimeError as err:
             first_line = str(err).strip().splitlines()[0]
-            raise ValueError(f"{checkpoint}: weights do not fit network {config.model.name!r} ({first_line})") from None
+            raise CheckpointError(f"{checkpoint}: weights do not fit network {config.model.name!r} ({first_line})") from None
         predictor = cls(network, config, infer)
         predictor.source = Path(checkpoint)
         return predictor
@@ -368,7 +369,7 @@ class Predictor:
         ``output`` names the mask file (see :meth:`mask_path` for the usual name in a folder).
         """
         if Path(output).is_dir():
-            raise ValueError(f"{output}: a folder; predict_file writes one mask file (its name: predictor.mask_path(source, folder))")
+            raise InputError(f"{output}: a folder; predict_file writes one mask file (its name: predictor.mask_path(source, folder))")
         return self.save_mask(self.predict_image(source), source, output)
 
     # ------------------------------------------------------------------ provenance

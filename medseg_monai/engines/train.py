@@ -39,6 +39,7 @@ from medseg_monai.data.transforms import build_train_transforms, build_val_trans
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
 from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
+from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, build_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
@@ -101,7 +102,7 @@ def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.devi
     if not cfg.distributed and int(world_env or 1) <= 1 and not dist.is_initialized():
         return DistributedContext(), resolve_device(cfg.device)
     if world_env is None and not dist.is_initialized():
-        raise ValueError(
+        raise ConfigError(
             "train.distributed is set but WORLD_SIZE/RANK are not: launch with "
             "'torchrun --nproc_per_node N ...' or set train.distributed to false"
         )
@@ -112,7 +113,7 @@ def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.devi
         torch.cuda.set_device(device)
     backend = cfg.dist_backend if cfg.dist_backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
     if backend == "nccl" and device.type != "cuda":
-        raise ValueError(f"train.dist_backend 'nccl' needs CUDA but training runs on {device}; use 'gloo' or 'auto'")
+        raise ConfigError(f"train.dist_backend 'nccl' needs CUDA but training runs on {device}; use 'gloo' or 'auto'")
     owns_group = not dist.is_initialized()
     if owns_group:
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
@@ -134,7 +135,7 @@ def make_splits(config: RunConfig) -> tuple[list[dict], list[dict]]:
             return train_items, val_items
         return split_pairs(train_items, data_cfg.val_fraction, data_cfg.seed)
     if not data_cfg.data_dir:
-        raise ValueError("data.data_dir (or data.datalist) must name the training data")
+        raise ConfigError("data.data_dir (or data.datalist) must name the training data")
     pairs = discover_pairs(data_cfg.data_dir)
     if data_cfg.val_dir:
         return pairs, discover_pairs(data_cfg.val_dir)
@@ -202,7 +203,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
 
     train_items, val_items = make_splits(config)
     if not val_items:
-        raise ValueError("no validation cases: set data.val_fraction > 0 or data.val_dir")
+        raise ConfigError("no validation cases: set data.val_fraction > 0 or data.val_dir")
     check_pairs(list(train_items) + list(val_items))
     config = dataclasses.replace(config, data=resolve_data_config(config.data, train_items))
     if context.is_main:
@@ -294,7 +295,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     if train_cfg.freeze_backbone_epochs > 0:  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
         frozen = backbone_parameters(network)
         if not frozen:
-            raise ValueError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
+            raise ConfigError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
         BackboneUnfreezer(frozen, optimizer, time_schedule or scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
     if context.enabled:
         _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device).attach(trainer)

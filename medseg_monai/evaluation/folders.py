@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg_monai.errors import InputError
 from medseg_monai.evaluation.metrics import OVERLAP_METRICS, SURFACE_METRICS, case_counts, count_row, label_surface
 from medseg_monai.evaluation.pooling import label_statistics, mean_over_rows
 from medseg_monai.io import IMAGE_SUFFIXES, as_label_map, load_image, read_geometry, spatial_dims_of, split_suffix
@@ -60,7 +61,7 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     for path in files:
         key = _case_key(path)
         if key in index:
-            raise ValueError(f"{folder}: two files for case {key!r}: {index[key].name}, {path.name}")
+            raise InputError(f"{folder}: two files for case {key!r}: {index[key].name}, {path.name}")
         index[key] = path
     return index
 
@@ -89,7 +90,7 @@ def match_predictions(pred_dir: str | Path, truth: str | Path) -> tuple[list[tup
     truths = _truth_index(truth)
     matched = [(name, preds[name], truths[name]) for name in sorted(preds) if name in truths]
     if not matched:
-        raise ValueError(f"{pred_dir}: no prediction matches a mask in {truth} by case name")
+        raise InputError(f"{pred_dir}: no prediction matches a mask in {truth} by case name")
     extra = sorted(set(preds) - set(truths))
     if extra:
         logger.warning("%d predictions have no truth mask: %s", len(extra), ", ".join(extra[:10]))

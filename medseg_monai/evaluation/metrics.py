@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from medseg_monai.errors import InputError
+
 __all__ = [
     "COUNTS",
     "OVERLAP_METRICS",
@@ -63,10 +65,10 @@ def count_row(tp: int, fp: int, fn: int, tn: int, surface: Mapping[str, float] |
 def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi: np.ndarray | None = None) -> dict[int, tuple[int, int, int, int]]:
     """``(tp, fp, fn, tn)`` of each label value between two label maps of equal shape, inside ``roi`` when given."""
     if pred.shape != truth.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+        raise InputError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
     inside = None if roi is None else np.asarray(roi, dtype=bool)
     if inside is not None and inside.shape != truth.shape:
-        raise ValueError(f"roi shape {inside.shape} differs from truth shape {truth.shape}")
+        raise InputError(f"roi shape {inside.shape} differs from truth shape {truth.shape}")
     total = truth.size if inside is None else int(inside.sum())
     counts = {}
     for value in values:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medseg_monai.errors import InputError
+
 __all__ = [
     "FORMAT_SUFFIXES",
     "IMAGE_SUFFIXES",
@@ -95,12 +97,12 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         if is_dicom_series_dir(path):
             return "dicom"
-        raise ValueError(f"{path}: folder holds no DICOM files")
+        raise InputError(f"{path}: folder holds no DICOM files")
     lower = path.name.lower()
     for fmt, suffixes in FORMAT_SUFFIXES.items():
         if lower.endswith(suffixes):
             return fmt
-    raise ValueError(
+    raise InputError(
         f"{path}: unsupported image format {Path(lower).suffix or '(no suffix)'!r}; "
         f"supported: {', '.join(IMAGE_SUFFIXES)} or a DICOM series folder"
     )
@@ -122,6 +124,6 @@ def mask_filename(source: str | Path, output_format: str | None = None) -> str:
     source = Path(source)
     fmt = output_format or MASK_FORMAT_FOR[detect_format(source)]
     if fmt not in FORMAT_SUFFIXES:
-        raise ValueError(f"unknown output format {fmt!r}; known: {sorted(FORMAT_SUFFIXES)}")
+        raise InputError(f"unknown output format {fmt!r}; known: {sorted(FORMAT_SUFFIXES)}")
     stem = source.name if source.is_dir() else split_suffix(source)[0]
     return stem + FORMAT_SUFFIXES[fmt][0]

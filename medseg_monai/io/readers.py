@@ -25,6 +25,7 @@ from monai.transforms import LoadImage, LoadImaged
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from medseg_monai.compat import copy_compatible_dict, stack_images
+from medseg_monai.errors import InputError
 from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
 
 __all__ = [
@@ -107,7 +108,7 @@ class RasterReader(PILReader):
                 img = Image.open(name, **kwargs_)
                 img.load()
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-                raise ValueError(f"{name}: cannot read image ({err})") from err
+                raise InputError(f"{name}: cannot read image ({err})") from err
             if getattr(img, "n_frames", 1) > 1:
                 logger.warning("%s: %d frames, only the first is read", name, img.n_frames)
             images.append(img)
@@ -163,7 +164,7 @@ def dicom_series_files(folder: str | Path) -> list[str]:
     folder = str(folder)
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
     if not series:
-        raise ValueError(f"{folder}: no DICOM series found")
+        raise InputError(f"{folder}: no DICOM series found")
     files = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid) for uid in series}
     chosen = max(series, key=lambda uid: len(files[uid]))
     if len(series) > 1:
@@ -189,7 +190,7 @@ def _read_sitk(name: str, information_only: bool = False) -> Any:
         return reader.Execute()
     except RuntimeError as err:
         reason = str(err).strip().splitlines()
-        raise ValueError(f"{name}: cannot read image ({reason[-1] if reason else type(err).__name__})") from err
+        raise InputError(f"{name}: cannot read image ({reason[-1] if reason else type(err).__name__})") from err
 
 
 class SimpleITKReader(ImageReader):
@@ -252,7 +253,7 @@ def reader_for_format(fmt: str) -> type[ImageReader]:
         return SimpleITKReader
     if fmt == "nifti":
         return NibabelReader
-    raise ValueError(f"no reader for format {fmt!r}")
+    raise InputError(f"no reader for format {fmt!r}")
 
 
 class FormatDispatchReader(ImageReader):
@@ -276,7 +277,7 @@ class FormatDispatchReader(ImageReader):
             _require(name)
         formats = {detect_format(name) for name in names}
         if len(formats) != 1:
-            raise ValueError(f"{names[0]}: files stacked as channels must share one format, got {sorted(formats)}")
+            raise InputError(f"{names[0]}: files stacked as channels must share one format, got {sorted(formats)}")
         cls = reader_for_format(formats.pop())
         if cls not in self._readers:
             self._readers[cls] = cls()
@@ -301,9 +302,9 @@ def _named_errors(name: str) -> Iterator[None]:
     except (FileNotFoundError, ValueError) as err:
         if str(err).startswith(name):
             raise
-        raise ValueError(f"{name}: cannot read image ({err})") from err
+        raise InputError(f"{name}: cannot read image ({err})") from err
     except Exception as err:  # nibabel, gzip, zlib and SimpleITK raise their own types for corrupt files
-        raise ValueError(f"{name}: cannot read image ({err})") from err
+        raise InputError(f"{name}: cannot read image ({err})") from err
 
 
 def image_loader(keys: Sequence[str] | str = ("image", "label"), *, allow_missing_keys: bool = False) -> LoadImaged:
@@ -393,7 +394,7 @@ def _raster_geometry(path: str, fmt: str) -> Geometry:
         with Image.open(path) as img:
             width, height = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read image ({err})") from err
+        raise InputError(f"{path}: cannot read image ({err})") from err
     return Geometry((height, width), (1.0, 1.0), (0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), _nested(np.eye(4)), fmt)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg_monai.errors import InputError
 from medseg_monai.io.formats import FORMAT_SUFFIXES, MASK_FORMAT_FOR, detect_format, split_suffix
 from medseg_monai.io.readers import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
@@ -46,16 +47,16 @@ def mask_dtype(mask: np.ndarray, name: str | Path = "mask") -> np.dtype:
     if mask.dtype == bool:
         return np.dtype(np.uint8)
     if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
-        raise ValueError(f"{name}: mask dtype {mask.dtype} is not a label map")
+        raise InputError(f"{name}: mask dtype {mask.dtype} is not a label map")
     if mask.size == 0:
         return np.dtype(np.uint8)
     if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask) & (np.mod(mask, 1) == 0)):
-        raise ValueError(f"{name}: mask has non-integer values; pass class labels, not probabilities")
+        raise InputError(f"{name}: mask has non-integer values; pass class labels, not probabilities")
     low, high = mask.min(), mask.max()
     if low < 0:
-        raise ValueError(f"{name}: mask has negative labels (min {low})")
+        raise InputError(f"{name}: mask has negative labels (min {low})")
     if high > np.iinfo(np.uint16).max:
-        raise ValueError(f"{name}: label {high} does not fit in uint16")
+        raise InputError(f"{name}: label {high} does not fit in uint16")
     return np.dtype(np.uint8 if high <= np.iinfo(np.uint8).max else np.uint16)
 
 
@@ -69,7 +70,7 @@ def _output_path(output: Path, fmt: str) -> Path:
     suffixes = FORMAT_SUFFIXES.get(fmt, ())
     stem, suffix = split_suffix(output)
     if suffix.lower() not in suffixes:
-        raise ValueError(f"{output}: suffix {suffix or '(none)'!r} does not match output format {fmt!r} ({', '.join(suffixes)})")
+        raise InputError(f"{output}: suffix {suffix or '(none)'!r} does not match output format {fmt!r} ({', '.join(suffixes)})")
     single = _SINGLE_FILE_SUFFIX.get(suffix.lower())
     if single:
         logger.info("%s: writing %s instead, one file with its data", output, single)
@@ -107,14 +108,14 @@ def write_mask(
     fmt = output_format or MASK_FORMAT_FOR[detect_format(source)]
     writer = MASK_WRITERS.get(fmt)
     if writer is None:
-        raise ValueError(f"{output}: no mask writer for format {fmt!r}; available: {sorted(MASK_WRITERS)}")
+        raise InputError(f"{output}: no mask writer for format {fmt!r}; available: {sorted(MASK_WRITERS)}")
     output = _output_path(output, fmt)
     if output.resolve() == source.resolve():
-        raise ValueError(f"{output}: refusing to overwrite the source image with its mask")
+        raise InputError(f"{output}: refusing to overwrite the source image with its mask")
     mask = np.asarray(mask)
     geometry = read_geometry(source)
     if tuple(mask.shape) != tuple(geometry.shape):
-        raise ValueError(
+        raise InputError(
             f"{output}: mask shape {tuple(mask.shape)} does not match the spatial shape {tuple(geometry.shape)} of {source}"
         )
     mask = mask.astype(mask_dtype(mask, output), copy=False)
@@ -181,7 +182,7 @@ def _raster_image(mask: np.ndarray, source: Path):
     from PIL import Image
 
     if mask.ndim != 2:
-        raise ValueError(f"{source}: a {mask.ndim}D mask cannot be written as a raster image")
+        raise InputError(f"{source}: a {mask.ndim}D mask cannot be written as a raster image")
     return Image.fromarray(np.ascontiguousarray(mask))  # mode L for uint8, I;16 for uint16
 
 

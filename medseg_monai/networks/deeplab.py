@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, deeplabv3_resnet50, deeplabv3_resnet101
 
+from medseg_monai.errors import ConfigError
 from medseg_monai.networks.registry import register_network
 
 __all__ = ["DEEPLAB_BACKBONES", "DeepLabV3Wrapper", "build_deeplabv3"]
@@ -46,9 +47,9 @@ class DeepLabV3Wrapper(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int, backbone: str = "resnet50", bn_momentum: float = 0.1) -> None:
         super().__init__()
         if backbone not in DEEPLAB_BACKBONES:
-            raise ValueError(f"unknown deeplabv3 backbone {backbone!r}; choices: {', '.join(DEEPLAB_BACKBONES)}")
+            raise ConfigError(f"unknown deeplabv3 backbone {backbone!r}; choices: {', '.join(DEEPLAB_BACKBONES)}")
         if not 0.0 < bn_momentum <= 1.0:
-            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
+            raise ConfigError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.backbone_name = backbone
@@ -75,9 +76,9 @@ class DeepLabV3Wrapper(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` -> logits ``(B, out_channels, H, W)``."""
         if x.ndim != 4:
-            raise ValueError(f"deeplabv3 expects a (B, C, H, W) input; got shape {tuple(x.shape)}")
+            raise ConfigError(f"deeplabv3 expects a (B, C, H, W) input; got shape {tuple(x.shape)}")
         if self.training and x.shape[0] < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"deeplabv3 needs a batch of at least 2 in train() mode (ASPP pooling uses batch norm on a 1x1 map); "
                 f"got batch size {x.shape[0]}. Raise the batch size/samples per image or call eval()."
             )
@@ -103,7 +104,7 @@ class DeepLabV3Wrapper(torch.nn.Module):
         state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
         backbone_src, head_src = self._split(state)
         if not backbone_src:
-            raise ValueError(f"{path}: no tensors matched a {self.backbone_name} deeplabv3 backbone (keys like {list(state)[:3]})")
+            raise ConfigError(f"{path}: no tensors matched a {self.backbone_name} deeplabv3 backbone (keys like {list(state)[:3]})")
 
         target = self.backbone.state_dict()
         first = _FIRST_CONV[self.backbone_name] + ".weight"
@@ -116,7 +117,7 @@ class DeepLabV3Wrapper(torch.nn.Module):
         missing = sorted(k for k in set(target) - set(backbone_src) if not k.endswith("num_batches_tracked"))
         mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in backbone_src.items() if k in target and v.shape != target[k].shape]
         if unexpected or missing or mismatched:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: weights do not fit a {self.backbone_name} backbone; "
                 f"shape mismatches {mismatched[:3]}, unexpected {unexpected[:3]} ({len(unexpected)}), missing {missing[:3]} ({len(missing)})"
             )
@@ -167,10 +168,10 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
             if inner is not None:
                 obj = inner
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{path}: expected a state dict (or a dict with 'state_dict'/'model'/'network'); got {type(obj).__name__}")
+        raise ConfigError(f"{path}: expected a state dict (or a dict with 'state_dict'/'model'/'network'); got {type(obj).__name__}")
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ValueError(f"{path}: the state dict holds no tensors")
+        raise ConfigError(f"{path}: the state dict holds no tensors")
     return tensors
 
 
@@ -195,7 +196,7 @@ def build_deeplabv3(
         bn_momentum: momentum of every batch norm's running statistics (see :class:`DeepLabV3Wrapper`).
     """
     if spatial_dims != 2:
-        raise ValueError(f"deeplabv3 is 2D only; got spatial_dims={spatial_dims!r}. Use 'unet' or 'unetpp' for 3D images.")
+        raise ConfigError(f"deeplabv3 is 2D only; got spatial_dims={spatial_dims!r}. Use 'unet' or 'unetpp' for 3D images.")
     model = DeepLabV3Wrapper(in_channels, out_channels, backbone=backbone, bn_momentum=bn_momentum)
     if pretrained is not None:
         model.load_pretrained(pretrained)

@@ -9,6 +9,7 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from medseg_monai.config import RunConfig
+from medseg_monai.errors import ConfigError
 
 __all__ = ["available_networks", "backbone_parameters", "build_network", "create_network", "register_network"]
 
@@ -57,7 +58,7 @@ def _options(builder: NetworkBuilder) -> tuple[str, ...] | None:
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
 
 
 def create_network(name: str, spatial_dims: int, in_channels: int, out_channels: int, **kwargs: Any) -> torch.nn.Module:
@@ -82,9 +83,9 @@ def create_network(name: str, spatial_dims: int, in_channels: int, out_channels:
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in _REGISTRY:
-        raise ValueError(f"unknown network {name!r}; available networks: {', '.join(available_networks())}")
+        raise ConfigError(f"unknown network {name!r}; available networks: {', '.join(available_networks())}")
     if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3; got {spatial_dims!r}")
+        raise ConfigError(f"spatial_dims must be 2 or 3; got {spatial_dims!r}")
     _check_positive_int("in_channels", in_channels)
     _check_positive_int("out_channels", out_channels)
 
@@ -98,7 +99,7 @@ def create_network(name: str, spatial_dims: int, in_channels: int, out_channels:
         if unknown:
             supporting = [n for n in available_networks() if set(unknown) <= set(_options(_REGISTRY[n]) or unknown)]
             hint = f" (supported by: {', '.join(supporting)})" if supporting else ""
-            raise ValueError(
+            raise ConfigError(
                 f"network {key!r} does not take option(s) {unknown}{hint}; its options are: {', '.join(accepted) or 'none'}"
             )
     logger.debug("building %s (spatial_dims=%d, %d -> %d channels, options %s)", key, spatial_dims, in_channels, out_channels, kwargs)

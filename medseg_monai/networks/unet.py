@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from monai.networks.nets import UNet
 
+from medseg_monai.errors import ConfigError
 from medseg_monai.networks.registry import register_network
 
 __all__ = ["UNET_DEFAULTS", "build_unet"]
@@ -50,11 +51,11 @@ def build_unet(
     """
     channels, strides = tuple(channels), tuple(strides)
     if len(channels) < 2:
-        raise ValueError(f"channels needs at least 2 levels; got {channels!r}")
+        raise ConfigError(f"channels needs at least 2 levels; got {channels!r}")
     if len(strides) != len(channels) - 1:
-        raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} entries; got {strides!r}")
+        raise ConfigError(f"strides needs len(channels) - 1 = {len(channels) - 1} entries; got {strides!r}")
     if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        raise ConfigError(f"dropout must be in [0, 1); got {dropout!r}")
     return UNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,

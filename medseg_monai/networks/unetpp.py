@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import BasicUNetPlusPlus
 
+from medseg_monai.errors import ConfigError
 from medseg_monai.networks.registry import register_network
 
 __all__ = ["UNETPP_DEFAULTS", "UNetPlusPlus"]
@@ -56,11 +57,11 @@ class UNetPlusPlus(torch.nn.Module):
         super().__init__()
         features = tuple(features)
         if len(features) != 6 or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in features):
-            raise ValueError(f"features must be 6 positive integers; got {features!r}")
+            raise ConfigError(f"features must be 6 positive integers; got {features!r}")
         if upsample not in ("deconv", "pixelshuffle", "nontrainable"):
-            raise ValueError(f"upsample must be 'deconv', 'pixelshuffle' or 'nontrainable'; got {upsample!r}")
+            raise ConfigError(f"upsample must be 'deconv', 'pixelshuffle' or 'nontrainable'; got {upsample!r}")
         if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+            raise ConfigError(f"dropout must be in [0, 1); got {dropout!r}")
         self.net = BasicUNetPlusPlus(
             spatial_dims=spatial_dims,
             in_channels=in_channels,

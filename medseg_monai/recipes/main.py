@@ -9,21 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg_monai.config.flags import add_override_flag
+from medseg_monai.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from medseg_monai.recipes.catalog import RECIPES
 from medseg_monai.recipes.spec import DATA_DIR_ENV
 
 __all__ = ["build_recipe_parser", "recipe_main", "recipe_name"]
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
-
-
 def recipe_name(spec: str) -> str:
     """Recipe name of ``pipelines/<name>.py`` or ``<name>``; ``ValueError`` naming the known recipes."""
     name = Path(spec).stem if spec.endswith(".py") or "/" in spec or "\\" in spec else spec
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {spec!r}; known: {', '.join(sorted(RECIPES))}")
+        raise ConfigError(f"unknown recipe {spec!r}; known: {', '.join(sorted(RECIPES))}")
     return name
-
 
 def build_recipe_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
     recipe = RECIPES[name]
@@ -52,7 +49,6 @@ def build_recipe_parser(name: str, prog: str | None = None) -> argparse.Argument
     add_override_flag(parser, "--set train.learning_rate=0.001")
     return parser
 
-
 def _print_summary(summary: dict) -> None:
     headline = summary["headline"]
     target = ""
@@ -66,11 +62,10 @@ def _print_summary(summary: dict) -> None:
         print(f"  {label}: " + ", ".join(parts))
     print(f"  run folder: {summary['run_dir']}")
 
-
 def recipe_main(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the recipe, print a short report; exit status 0, or 2 for bad input."""
     from medseg_monai.recipes.runner import run_recipe
-    from medseg_monai.utils import error_message
+    from medseg_monai.errors import error_message, is_expected
 
     args = build_recipe_parser(name, prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -90,7 +85,9 @@ def recipe_main(name: str, argv: Sequence[str] | None = None, prog: str | None =
             overrides=dict(args.overrides),
             score_only=args.score_only,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except Exception as err:
+        if not is_expected(err):
+            raise  # a bug: ``medseg run`` reports it as an internal error
         print(f"{prog or 'medseg run ' + name}: error: {error_message(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for summary in result["runs"].values() if "runs" in result else [result]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg_monai.config import BatchOptions, InferConfig, RunConfig
+from medseg_monai.errors import ConfigError
 from medseg_monai.recipes.catalog import RECIPES
 from medseg_monai.recipes.spec import Recipe, resolve_data_root, split_cases
 from medseg_monai.utils import atomic_write_text, package_versions
@@ -46,7 +47,7 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
+        raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
     return RECIPES[recipe]
 
 
@@ -193,7 +194,7 @@ def _prepare_config(
 ) -> RunConfig:
     config = recipe.config(network, smoke=smoke)
     if pretrained and network != "deeplabv3":
-        raise ValueError(f"--pretrained loads DeepLabV3 backbone weights; network {network!r} takes none")
+        raise ConfigError(f"--pretrained loads DeepLabV3 backbone weights; network {network!r} takes none")
     data = dataclasses.replace(config.data, data_dir=str(dataset_dir), datalist=str(datalist), seed=seed)
     model = dataclasses.replace(config.model, pretrained=str(Path(pretrained).expanduser().resolve()) if pretrained else None)
     config = dataclasses.replace(config, data=data, model=model, train=dataclasses.replace(config.train, seed=seed))
@@ -243,9 +244,9 @@ def run_recipe(
     """
     recipe = get_recipe(name)
     if time_budget_min <= 0:
-        raise ValueError(f"time_budget_min must be positive, got {time_budget_min}")
+        raise ConfigError(f"time_budget_min must be positive, got {time_budget_min}")
     if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+        raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     if network != "all":
         recipe.config(network)  # unknown networks fail before any work
     root = resolve_data_root(data_root, recipe.dataset)
@@ -365,7 +366,7 @@ def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: 
     val_items = json.loads(datalist_path.read_text())["validation"]
     infer_overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("infer.")}
     if len(infer_overrides) != len(overrides or {}):
-        raise ValueError(f"--score-only takes infer.* overrides only, got {sorted(set(overrides or {}) - set(infer_overrides))}")
+        raise ConfigError(f"--score-only takes infer.* overrides only, got {sorted(set(overrides or {}) - set(infer_overrides))}")
     infer = recipe.config(network, smoke=smoke).override(infer_overrides).infer
     dataset_dir = root / recipe.dataset
     summary = _evaluate(recipe, network, run_dir, dataset_dir, val_items, checkpoint, infer=infer)

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from medseg_monai.config import RunConfig
+from medseg_monai.errors import ConfigError
 
 __all__ = ["DATA_DIR_ENV", "Recipe", "SplitSpec", "default_data_root", "resolve_data_root", "split_cases"]
 
@@ -44,13 +45,13 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in SPLIT_MODES:
-            raise ValueError(f"split mode must be one of {SPLIT_MODES}, got {self.mode!r}")
+            raise ConfigError(f"split mode must be one of {SPLIT_MODES}, got {self.mode!r}")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.mode == "prefix" and not (self.train_prefixes and self.val_prefixes):
-            raise ValueError("prefix split needs train_prefixes and val_prefixes")
+            raise ConfigError("prefix split needs train_prefixes and val_prefixes")
         if self.group_block is not None and self.group_block < 1:
-            raise ValueError(f"group_block must be >= 1, got {self.group_block}")
+            raise ConfigError(f"group_block must be >= 1, got {self.group_block}")
 
     def group_of(self, name: str) -> str:
         """The group a case name belongs to (the name itself without ``group_pattern``)."""
@@ -105,17 +106,17 @@ class Recipe:
         for field in ("configs", "smoke_configs", "eval_labels"):
             object.__setattr__(self, field, MappingProxyType(dict(getattr(self, field))))
         if not self.configs:
-            raise ValueError(f"recipe {self.name!r} has no network configs")
+            raise ConfigError(f"recipe {self.name!r} has no network configs")
         if set(self.smoke_configs) != set(self.configs):
-            raise ValueError(f"recipe {self.name!r}: smoke configs must cover the same networks as the configs")
+            raise ConfigError(f"recipe {self.name!r}: smoke configs must cover the same networks as the configs")
         for network, config in list(self.configs.items()) + list(self.smoke_configs.items()):
             if config.model.name != network:
-                raise ValueError(f"recipe {self.name!r}: config for {network!r} builds {config.model.name!r}")
+                raise ConfigError(f"recipe {self.name!r}: config for {network!r} builds {config.model.name!r}")
             if config.data.spatial_dims != self.spatial_dims:
-                raise ValueError(f"recipe {self.name!r}: {network} config is {config.data.spatial_dims}D, recipe is {self.spatial_dims}D")
+                raise ConfigError(f"recipe {self.name!r}: {network} config is {config.data.spatial_dims}D, recipe is {self.spatial_dims}D")
         unknown = set(self.primary_labels) - set(self.eval_labels)
         if not self.primary_labels or unknown:
-            raise ValueError(f"recipe {self.name!r}: primary labels {self.primary_labels} must be among {sorted(self.eval_labels)}")
+            raise ConfigError(f"recipe {self.name!r}: primary labels {self.primary_labels} must be among {sorted(self.eval_labels)}")
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -125,7 +126,7 @@ class Recipe:
         """The default config of ``network``; ``ValueError`` naming the allowed ones otherwise."""
         table = self.smoke_configs if smoke else self.configs
         if network not in table:
-            raise ValueError(f"recipe {self.name!r} runs networks {', '.join(self.networks)}; got {network!r}")
+            raise ConfigError(f"recipe {self.name!r} runs networks {', '.join(self.networks)}; got {network!r}")
         return table[network]
 
     def patient_of(self, name: str) -> str | None:
@@ -181,7 +182,7 @@ def split_cases(split: SplitSpec, pairs: Sequence[Mapping[str, Any]], seed: int 
             else:
                 unknown.append(name)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(unknown)} case(s) start with none of {split.train_prefixes + split.val_prefixes}: {', '.join(sorted(unknown)[:5])}"
             )
     elif split.group_pattern:
@@ -189,5 +190,5 @@ def split_cases(split: SplitSpec, pairs: Sequence[Mapping[str, Any]], seed: int 
     else:
         train, val = split_pairs(pairs, split.val_fraction, seed)
     if not train or not val:
-        raise ValueError(f"split gives {len(train)} training and {len(val)} validation cases; both must be non-empty")
+        raise ConfigError(f"split gives {len(train)} training and {len(val)} validation cases; both must be non-empty")
     return list(train), list(val)
