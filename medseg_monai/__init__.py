@@ -18,6 +18,11 @@ _EXPORTS = {
     "BatchOptions": "medseg_monai.config",
     "DataConfig": "medseg_monai.config",
     "InferConfig": "medseg_monai.config",
+    "InputChecks": "medseg_monai.config",
+    "InputError": "medseg_monai.errors",
+    "ConfigError": "medseg_monai.errors",
+    "CheckpointError": "medseg_monai.errors",
+    "MedsegError": "medseg_monai.errors",
     "ModelConfig": "medseg_monai.config",
     "RunConfig": "medseg_monai.config",
     "TrainConfig": "medseg_monai.config",
@@ -56,11 +61,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the real names
     from medseg_monai.api import evaluate, predict, train
-    from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+    from medseg_monai.config import BatchOptions, DataConfig, InferConfig, InputChecks, ModelConfig, RunConfig, TrainConfig
     from medseg_monai.data import resolve_data_config
     from medseg_monai.data.datalist import discover_pairs
     from medseg_monai.data.synthetic import generate_dataset
     from medseg_monai.engines import CaseResult, Predictor, TrainResult, run_batch
+    from medseg_monai.errors import CheckpointError, ConfigError, InputError, MedsegError
     from medseg_monai.evaluation import EvaluationResult
     from medseg_monai.io import write_mask
     from medseg_monai.networks import available_networks, build_network, create_network

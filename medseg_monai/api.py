@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from medseg_monai.config import BatchOptions
+from medseg_monai.config import BatchOptions, InputChecks
 from medseg_monai.engines import CaseResult, Predictor, TrainResult, run_batch, train
 from medseg_monai.engines.predictor import InferSettings
 from medseg_monai.evaluation import EvaluationResult, evaluate_folders
@@ -30,13 +30,15 @@ def predict(
     checkpoint: str = "best",
     infer: InferSettings = None,
     options: BatchOptions | None = None,
+    checks: InputChecks | None = None,
 ) -> list[CaseResult]:
     """Write a mask for every input into ``output_dir`` with the model in run folder (or checkpoint) ``model``.
 
     ``infer`` is an :class:`~medseg_monai.config.InferConfig` or a mapping of changes to the run's own
-    inference settings; ``options`` says how the batch runs (see :func:`~medseg_monai.engines.run_batch`).
+    inference settings; ``options`` says how the batch runs (see :func:`~medseg_monai.engines.run_batch`);
+    ``checks`` how odd images are handled (:class:`~medseg_monai.config.InputChecks`: NaN voxels, 4D volumes).
     """
-    predictor = Predictor.from_run(model, checkpoint=checkpoint, infer=infer)
+    predictor = Predictor.from_run(model, checkpoint=checkpoint, infer=infer, checks=checks)
     return run_batch(predictor, inputs, output_dir, options)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, TrainConfig
+from medseg_monai.config import BatchOptions, DataConfig, InferConfig, InputChecks, ModelConfig, TrainConfig
 from medseg_monai.config.flags import BARE_FLAG, add_override_flag, add_setting_flags, settings_from_args
 from medseg_monai.errors import (
     EXIT_BAD_INPUT,
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
     add_setting_flags(p, BatchOptions, "batch", title="batch")
+    add_setting_flags(p, InputChecks, "checks", title="input checks (odd images: NaN voxels, 4D volumes, huge headers)")
     add_setting_flags(p, InferConfig, "infer", title="inference (infer.*; each flag changes the run's own setting, which it keeps otherwise)",
                       show_defaults=False)
 
@@ -192,7 +193,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     options = _batch_options(args)
     shard = resolve_shard(options.num_parts, options.part_id)
-    predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint, infer=settings_from_args(args, "infer"))
+    predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint, infer=settings_from_args(args, "infer"),
+                                   checks=InputChecks(**settings_from_args(args, "checks")))
     inputs = args.input[0] if len(args.input) == 1 else args.input
     results = run_batch(predictor, inputs, args.output, options)
     counts = {status: sum(r.status == status for r in results) for status in ("written", "skipped", "failed")}

@@ -19,6 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, Orientationd, Spacingd
 from PIL import Image
 
+from medseg_monai.errors import InputError
 from medseg_monai.io import (
     MASK_WRITERS,
     detect_format,
@@ -305,17 +306,30 @@ def test_dicom_series_load_and_nifti_mask(tmp_path):
     assert_voxel_physical(out, sitk_ras_affine(reference))
 
 
-def test_dicom_folder_with_two_series_reads_the_larger(tmp_path, caplog):
+def test_dicom_folder_with_two_series_is_refused_naming_both(tmp_path):
     folder = tmp_path / "mixed"
     make_dicom_series(folder, uid="1.2.826.0.1.3680043.2.1125.7", slices=4)
     make_dicom_series(tmp_path / "tmp_small", uid="1.2.826.0.1.3680043.2.1125.8", slices=2)
     for f in (tmp_path / "tmp_small").iterdir():
         f.rename(folder / f"b_{f.name}")
-    with caplog.at_level(logging.WARNING):
-        assert tuple(load_image(folder).shape) == (16, 16, 4)
-    assert "2 DICOM series" in caplog.text
+    with pytest.raises(InputError, match=r"mixed: 2 DICOM series in one folder: .*4 files, UID 1.2.826.0.1.3680043.2.1125.7.*2 files"):
+        load_image(folder)
     with pytest.raises(ValueError, match="no DICOM"):
         load_image(tmp_path / "tmp_small")
+
+
+def test_dicom_series_with_a_missing_or_broken_slice_is_refused(tmp_path):
+    gap = tmp_path / "gap"
+    make_dicom_series(gap, slices=6)
+    (gap / "slice_003.dcm").unlink()
+    with pytest.raises(InputError, match=r"gap: missing slice\(s\): a gap of 5 mm .* 2.5 mm apart"):
+        load_image(gap)
+    broken = tmp_path / "broken"
+    make_dicom_series(broken, slices=5)
+    data = (broken / "slice_002.dcm").read_bytes()
+    (broken / "slice_002.dcm").write_bytes(data[:200])
+    with pytest.raises(InputError, match=r"slice_002.dcm: (unreadable DICOM slice|a DICOM file that is not a slice)"):
+        load_image(broken)
 
 
 # ---------------------------------------------------------------------------------------------- raster

@@ -1,11 +1,12 @@
 """Frozen configuration shared by the CLI, the Python API and the bundles.
 
 :mod:`~medseg_monai.config.sections` holds the settings dataclasses (:class:`RunConfig` with its
-``data``/``model``/``train``/``infer`` sections, and :class:`BatchOptions`);
+``data``/``model``/``train``/``infer`` sections, and :class:`BatchOptions`); :mod:`~medseg_monai.config.checks` the :class:`InputChecks` of images entering the package;
 :mod:`~medseg_monai.config.fields` the machinery that reads each field's declaration back (help text,
 choices, flags) for the CLI, the validation and the documentation.
 """
 
+from medseg_monai.config.checks import InputChecks
 from medseg_monai.config.fields import FieldSpec, field_specs, parse_override, replace_fields, to_jsonable
 from medseg_monai.config.sections import (
     CONFIG_VERSION,
@@ -31,6 +32,7 @@ __all__ = [
     "BatchOptions",
     "DataConfig",
     "FieldSpec",
+    "InputChecks",
     "InferConfig",
     "ModelConfig",
     "RunConfig",

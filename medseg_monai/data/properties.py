@@ -21,29 +21,75 @@ from medseg_monai.errors import InputError
 from medseg_monai.io import load_image, read_geometry, spatial_dims_of
 from medseg_monai.keys import IMAGE, LABEL
 
-__all__ = ["check_pairs", "collect_label_values", "median_spacing", "resolve_data_config"]
+__all__ = ["check_pairs", "collect_label_values", "mask_values", "median_spacing", "resolve_data_config"]
 
 logger = logging.getLogger(__name__)
 
+#: largest difference of an image's and its mask's voxel-to-world matrices, as a fraction of the smallest voxel size
+AFFINE_TOLERANCE = 0.01
 
-def collect_label_values(label_paths: Sequence[str], spatial_dims: int) -> tuple[int, ...]:
-    """Sorted union of the integer values found in the masks (background 0 always included).
 
-    Masks stored with channels (e.g. RGB PNG) are read from their first channel.
+def mask_values(path: str, spatial_dims: int) -> np.ndarray:
+    """The sorted distinct values of one training mask.
 
     Raises:
-        ValueError: a mask holds non-integer values, naming the file.
+        InputError: an RGB mask whose channels differ, or non-integer values, naming the file and the values.
+    """
+    array = np.asarray(load_image(path, role="mask"))
+    if array.ndim > spatial_dims:
+        if array.shape[-1] > 1 and not all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, array.shape[-1])):
+            raise InputError(f"{path}: a colour mask ({array.shape[-1]} channels that differ); save the labels as one "
+                             "gray channel of class values")
+        array = array[..., 0]
+    unique = np.unique(array)
+    fractional = unique[np.mod(unique, 1) != 0]
+    if fractional.size:
+        shown = ", ".join(f"{v:g}" for v in unique[:6]) + (", ..." if unique.size > 6 else "")
+        raise InputError(f"{path}: mask values {shown} are not integers ({fractional.size} fractional); data.label_values "
+                         "maps integer values only: save the masks as integer class values (no interpolation)")
+    return unique
+
+
+def _is_label_map(values: Sequence[int]) -> bool:
+    """Class values ``0, 1, ..., K``, or a binary mask of two values (``0/1``, ``0/255``)."""
+    values = sorted(values)
+    return len(values) <= 2 or values == list(range(len(values)))
+
+
+def collect_label_values(label_paths: Sequence[str], spatial_dims: int, expected: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Sorted union of the integer values found in the masks (background 0 always included), checked.
+
+    Without ``expected``, the values must look like a label map (``0..K``, or two values such as ``0/255``):
+    anything else (``0/128/255`` anti-aliased edges, 16-bit masks with sparse values) is refused with the
+    ``data.label_values`` setting that would accept them. With ``expected`` (the configured
+    ``data.label_values``), every mask value must be one of them.
+
+    Raises:
+        InputError: naming the mask file, the values found and the setting that would map them.
     """
     values: set[int] = {0}
+    widest: tuple[str, list[int]] | None = None
     for path in label_paths:
-        array = np.asarray(load_image(path))
-        if array.ndim > spatial_dims:
-            array = array[..., 0]
-        unique = np.unique(array)
-        if not np.all(np.equal(np.mod(unique, 1), 0)):
-            raise InputError(f"{path}: mask has non-integer values, e.g. {unique[np.mod(unique, 1) != 0][:3].tolist()}")
-        values.update(int(v) for v in unique)
-    return tuple(sorted(values))
+        found = [int(v) for v in mask_values(path, spatial_dims)]
+        if expected is not None and not set(found) <= set(expected):
+            unknown = sorted(set(found) - set(expected))
+            raise InputError(f"{path}: mask values {_shown(unknown)} are not in data.label_values {list(expected)} "
+                             f"(found {_shown(found)}; add them to data.label_values if they are classes)")
+        if widest is None or len(found) > len(widest[1]):
+            widest = (path, found)
+        values.update(found)
+    ordered = tuple(sorted(values))
+    if expected is None and widest is not None and not _is_label_map(ordered):
+        path, found = widest
+        raise InputError(f"{path}: mask values {_shown(found)} (all masks: {_shown(ordered)}) do not look like class labels "
+                         f"0, 1, 2, ... (anti-aliased edges or a resampled mask?); if they are the classes, set "
+                         f"data.label_values (--label-values {' '.join(map(str, ordered))})")
+    return ordered
+
+
+def _shown(values: Sequence[int], limit: int = 12) -> str:
+    values = list(values)
+    return "[" + ", ".join(map(str, values[:limit])) + (", ...]" if len(values) > limit else "]")
 
 
 def median_spacing(image_paths: Sequence[str], orientation: str | None = "RAS") -> tuple[float, ...]:
@@ -84,7 +130,9 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
         channels = first.shape[-1] if spatial > cfg.spatial_dims else 1
         changes["in_channels"] = int(channels)
     label_values = cfg.label_values
-    if label_values is None:
+    if label_values is not None:
+        collect_label_values([p[LABEL] for p in train_pairs], cfg.spatial_dims, expected=label_values)
+    else:
         label_values = collect_label_values([p[LABEL] for p in train_pairs], cfg.spatial_dims)
         if len(label_values) < 2:
             raise InputError(f"training masks of {cfg.data_dir or 'the datalist'} hold only background")
@@ -99,16 +147,27 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
 
 
 def check_pairs(pairs: Sequence[dict]) -> None:
-    """Fail early, naming the files, when an image and its mask differ in spatial shape.
+    """Fail early, naming the files, when an image and its mask differ in spatial shape or in their voxel-to-world
+    mapping (beyond :data:`AFFINE_TOLERANCE` of the smallest voxel size).
 
     Reads headers only (no pixel data), so it is cheap even for large volumes.
     """
     problems = []
     for item in pairs:
-        image_shape = tuple(read_geometry(item[IMAGE]).shape)
-        label_shape = tuple(read_geometry(item[LABEL]).shape)
-        if image_shape != label_shape:
-            problems.append(f"{item[IMAGE]} is {image_shape} but its mask {item[LABEL]} is {label_shape}")
+        image, label = read_geometry(item[IMAGE]), read_geometry(item[LABEL])
+        if tuple(image.shape) != tuple(label.shape):
+            problems.append(f"{item[IMAGE]} is {tuple(image.shape)} but its mask {item[LABEL]} is {tuple(label.shape)}")
+            continue
+        a, b = np.asarray(image.affine_ras, dtype=float), np.asarray(label.affine_ras, dtype=float)
+        tolerance = AFFINE_TOLERANCE * float(min(image.spacing))
+        if np.abs(a - b).max() > tolerance:
+            problems.append(f"{item[IMAGE]} and its mask {item[LABEL]} lie on different grids (voxel-to-world matrices "
+                            f"differ by up to {np.abs(a - b).max():.3g} mm; spacing {_rounded(image.spacing)} vs "
+                            f"{_rounded(label.spacing)}, origin {_rounded(image.origin)} vs {_rounded(label.origin)})")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise InputError(f"image/mask size mismatch: {problems[0]}{more}")
+        raise InputError(f"image/mask mismatch: {problems[0]}{more}")
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(float(v), 4) for v in values]

@@ -40,7 +40,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from medseg_monai.config import DataConfig
+from medseg_monai.config import DataConfig, InputChecks
 from medseg_monai.errors import InputError
 from medseg_monai.io import image_loader
 from medseg_monai.keys import IMAGE, LABEL
@@ -141,15 +141,20 @@ def _intensity(cfg: DataConfig) -> list:
     ]
 
 
-def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL)) -> list:
+def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL), checks: InputChecks | None = None) -> list:
     """Deterministic steps shared by training, validation and inference (all invertible in space)."""
-    return _geometry(cfg, tuple(keys)) + _normalisation(cfg, tuple(keys))
+    return _geometry(cfg, tuple(keys), checks) + _normalisation(cfg, tuple(keys))
 
 
-def _geometry(cfg: DataConfig, keys: tuple[str, ...]) -> list:
-    """Loading, channels first, label values, orientation and spacing: the image keeps its own intensities."""
+def _geometry(cfg: DataConfig, keys: tuple[str, ...], checks: InputChecks | None = None) -> list:
+    """Loading (checked: :mod:`medseg_monai.io.validation`), channels first, label values, orientation and
+    spacing: the image keeps its own intensities."""
     has_label = LABEL in keys
-    steps: list = [image_loader(keys), EnsureChannelFirstd(keys=keys)]
+    channels = cfg.in_channels if cfg.spatial_dims == 3 else None  # 2D: gray and RGB convert into each other
+    steps: list = [image_loader(IMAGE, checks=checks, channels=channels)]
+    if has_label:
+        steps.append(image_loader(LABEL, checks=checks, role="mask"))
+    steps.append(EnsureChannelFirstd(keys=keys))
     if has_label:
         if cfg.label_values is None:
             raise ValueError("data.label_values must be resolved before building transforms")
@@ -225,12 +230,12 @@ def build_val_transforms(cfg: DataConfig) -> Compose:
     return Compose(build_preprocessing(cfg, (IMAGE, LABEL)))
 
 
-def build_infer_transforms(cfg: DataConfig) -> Compose:
+def build_infer_transforms(cfg: DataConfig, checks: InputChecks | None = None) -> Compose:
     """Image only; invertible so predictions map back to the source grid with ``Invertd``."""
-    return Compose(build_preprocessing(cfg, (IMAGE,)))
+    return Compose(build_preprocessing(cfg, (IMAGE,), checks))
 
 
-def build_infer_stages(cfg: DataConfig) -> tuple[Compose, Compose]:
+def build_infer_stages(cfg: DataConfig, checks: InputChecks | None = None) -> tuple[Compose, Compose]:
     """:func:`build_infer_transforms` in two stages: geometry (the image in the network grid with its own
     intensities, e.g. Hounsfield units) and normalisation (channels and intensity)."""
-    return Compose(_geometry(cfg, (IMAGE,))), Compose(_normalisation(cfg, (IMAGE,)))
+    return Compose(_geometry(cfg, (IMAGE,), checks)), Compose(_normalisation(cfg, (IMAGE,)))

@@ -32,7 +32,7 @@ from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
 
-from medseg_monai.config import InferConfig, RunConfig, replace_fields
+from medseg_monai.config import InferConfig, InputChecks, RunConfig, replace_fields
 from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
 from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
@@ -90,10 +90,12 @@ class Predictor:
         config: the run configuration the network was trained with (resolved data fields).
         infer: inference settings: an :class:`InferConfig`, a mapping of changes to ``config.infer``
             (``{"overlap": 0.5}``), or ``None`` for ``config.infer``.
+        checks: how odd input images are handled (:class:`~medseg_monai.config.InputChecks`; ``None``: defaults).
     """
 
-    def __init__(self, network: torch.nn.Module, config: RunConfig, infer: InferSettings = None):
+    def __init__(self, network: torch.nn.Module, config: RunConfig, infer: InferSettings = None, checks: InputChecks | None = None):
         self.config = dataclasses.replace(config, infer=_infer_for(config, infer))
+        self.checks = checks or InputChecks()
         infer = self.config.infer
         self.device = resolve_device(infer.device)
         self.stitch_device = resolve_device(infer.sw_device) if infer.sw_device else self.device
@@ -101,8 +103,8 @@ class Predictor:
         self.memory_format = resolve_memory_format(infer.memory_format, self.config.data.spatial_dims, self.config.model.name)
         self.network = network.to(self.device, memory_format=self.memory_format).eval()
         self.source: Path | None = None  # checkpoint file, when loaded from one
-        self.transforms = build_infer_transforms(self.config.data)
-        geometry, normalisation = build_infer_stages(self.config.data)
+        self.transforms = build_infer_transforms(self.config.data, self.checks)
+        geometry, normalisation = build_infer_stages(self.config.data, self.checks)
         #: loading to the network grid (separable resampling) with the source's intensities, then normalisation
         self.geometry = Compose([AxisAlignedSpacingd.replaces(t) or t for t in geometry.transforms])
         self.normalisation = normalisation
@@ -119,7 +121,8 @@ class Predictor:
         self._postprocess = build_postprocessing(infer, self.config.data.num_classes)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, infer: InferSettings = None, config: RunConfig | None = None) -> Predictor:
+    def from_checkpoint(cls, checkpoint: str | Path, infer: InferSettings = None, config: RunConfig | None = None,
+                        checks: InputChecks | None = None) -> Predictor:
         """Build from one checkpoint file; its embedded config is used unless ``config`` is given."""
         payload = load_checkpoint(checkpoint)
         if config is None:
@@ -132,26 +135,27 @@ class Predictor:
         except RuntimeError as err:
             first_line = str(err).strip().splitlines()[0]
             raise CheckpointError(f"{checkpoint}: weights do not fit network {config.model.name!r} ({first_line})") from None
-        predictor = cls(network, config, infer)
+        predictor = cls(network, config, infer, checks)
         predictor.source = Path(checkpoint)
         return predictor
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferSettings = None) -> Predictor:
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferSettings = None,
+                 checks: InputChecks | None = None) -> Predictor:
         """Build from a run folder: ``checkpoint`` is ``best``, ``last`` or a file path."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             if run_dir.is_file():
-                return cls.from_checkpoint(run_dir, infer)
+                return cls.from_checkpoint(run_dir, infer, checks=checks)
             raise FileNotFoundError(f"{run_dir}: model folder not found")
         path = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / "checkpoints" / f"{checkpoint}.pt"
         config_path = run_dir / "config.json"
         config = RunConfig.load(config_path) if config_path.is_file() else None
-        return cls.from_checkpoint(path, infer, config)
+        return cls.from_checkpoint(path, infer, config, checks)
 
     def with_infer(self, **changes: Any) -> Predictor:
         """The same network and weights with some inference settings changed (nothing is reloaded)."""
-        predictor = Predictor(self.network, self.config, changes)
+        predictor = Predictor(self.network, self.config, changes, self.checks)
         predictor.source = self.source
         return predictor
 

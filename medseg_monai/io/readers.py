@@ -25,8 +25,11 @@ from monai.transforms import LoadImage, LoadImaged
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from medseg_monai.compat import copy_compatible_dict, stack_images
+from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
+from medseg_monai.io.dicom import dicom_series_files
 from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
+from medseg_monai.io.validation import check_header, check_image
 
 __all__ = [
     "FormatDispatchReader",
@@ -157,21 +160,6 @@ class RasterReader(PILReader):
 
 
 # ---------------------------------------------------------------------------------------------- SimpleITK
-def dicom_series_files(folder: str | Path) -> list[str]:
-    """File names of the DICOM series in ``folder`` (sorted by GDCM); the largest one if several."""
-    import SimpleITK as sitk
-
-    folder = str(folder)
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
-    if not series:
-        raise InputError(f"{folder}: no DICOM series found")
-    files = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid) for uid in series}
-    chosen = max(series, key=lambda uid: len(files[uid]))
-    if len(series) > 1:
-        logger.warning("%s: %d DICOM series, reading %s (%d files)", folder, len(series), chosen, len(files[chosen]))
-    return list(files[chosen])
-
-
 def _read_sitk(name: str, information_only: bool = False) -> Any:
     """A SimpleITK image (or a reader holding only the header) of a file or DICOM series folder."""
     import SimpleITK as sitk
@@ -257,46 +245,58 @@ def reader_for_format(fmt: str) -> type[ImageReader]:
 
 
 class FormatDispatchReader(ImageReader):
-    """Routes each path to its format's reader: ``RasterReader``, MONAI ``NibabelReader`` or ``SimpleITKReader``.
+    """Routes each path to its format's reader: ``RasterReader``, MONAI ``NibabelReader`` or ``SimpleITKReader``,
+    and checks what it reads (:mod:`medseg_monai.io.validation`).
 
     It accepts every path in ``verify_suffix``, so that a missing file or an unsupported suffix raises a
     clear error here instead of falling through to MONAI's default readers (which, for a PNG, would
-    transpose it). Read errors are re-raised as ``ValueError("<path>: cannot read image (...)")``.
+    transpose it). Read errors are re-raised as ``InputError("<path>: cannot read image (...)")``.
+
+    Args:
+        checks: how odd images are handled (``None``: :class:`~medseg_monai.config.InputChecks` defaults).
+        role: ``image`` or ``mask`` (a mask's non-finite voxels are an error, a constant mask is normal).
+        channels: the input channels a model expects, for refusing 4D volumes it cannot take.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, checks: InputChecks | None = None, role: str = "image", channels: int | None = None) -> None:
         super().__init__()
+        self.checks = checks or InputChecks()
+        self.role, self.channels = role, channels
         self._readers: dict[type, ImageReader] = {}
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         return True
 
-    def reader(self, filename: Sequence[PathLike] | PathLike) -> ImageReader:
+    def reader(self, filename: Sequence[PathLike] | PathLike) -> tuple[ImageReader, str]:
         names = _names(filename)
         for name in names:
             _require(name)
         formats = {detect_format(name) for name in names}
         if len(formats) != 1:
             raise InputError(f"{names[0]}: files stacked as channels must share one format, got {sorted(formats)}")
-        cls = reader_for_format(formats.pop())
+        fmt = formats.pop()
+        cls = reader_for_format(fmt)
         if cls not in self._readers:
             self._readers[cls] = cls()
-        return self._readers[cls]
+        return self._readers[cls], fmt
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
-        reader, name = self.reader(data), _names(data)[0]
-        with _named_errors(name):
-            return reader, reader.read(data, **kwargs), name
+        (reader, fmt), names = self.reader(data), _names(data)
+        with _named_errors(names[0]):
+            for name in names:
+                check_header(name, fmt, self.checks)
+            return reader, reader.read(data, **kwargs), names[0]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         reader, obj, name = img
         with _named_errors(name):  # nibabel reads the voxels lazily, here
-            return reader.get_data(obj)
+            array, meta = reader.get_data(obj)
+        return check_image(array, meta, name, self.checks, role=self.role, channels=self.channels), meta
 
 
 @contextlib.contextmanager
 def _named_errors(name: str) -> Iterator[None]:
-    """Re-raise a reader's error as ``ValueError("<name>: cannot read image (...)")`` unless it names the file."""
+    """Re-raise a reader's error as ``InputError("<name>: cannot read image (...)")`` unless it names the file."""
     try:
         yield
     except (FileNotFoundError, ValueError) as err:
@@ -307,17 +307,20 @@ def _named_errors(name: str) -> Iterator[None]:
         raise InputError(f"{name}: cannot read image ({err})") from err
 
 
-def image_loader(keys: Sequence[str] | str = ("image", "label"), *, allow_missing_keys: bool = False) -> LoadImaged:
-    """``LoadImaged`` reading every supported format in this package's array conventions (float32 arrays)."""
+def image_loader(keys: Sequence[str] | str = ("image", "label"), *, allow_missing_keys: bool = False,
+                 checks: InputChecks | None = None, role: str = "image", channels: int | None = None) -> LoadImaged:
+    """``LoadImaged`` reading every supported format in this package's array conventions (float32 arrays),
+    checked by :class:`FormatDispatchReader` (``checks``, ``role``, ``channels``)."""
     loader = LoadImaged(keys=keys, reader=None, dtype=np.float32, image_only=True, allow_missing_keys=allow_missing_keys)
-    loader.register(FormatDispatchReader())  # registered last: tried first, and it accepts every path
+    loader.register(FormatDispatchReader(checks, role, channels))  # registered last: tried first, and it accepts every path
     return loader
 
 
-def load_image(path: str | Path, dtype: DtypeLike | None = None) -> MetaTensor:
+def load_image(path: str | Path, dtype: DtypeLike | None = None, *, checks: InputChecks | None = None,
+               role: str = "image") -> MetaTensor:
     """One image as a ``MetaTensor`` (no channel dim added); ``dtype=None`` keeps the file's pixel type."""
     loader = LoadImage(reader=None, image_only=True, dtype=dtype)
-    loader.register(FormatDispatchReader())
+    loader.register(FormatDispatchReader(checks, role))
     return loader(str(path))
 
 

@@ -1,0 +1,100 @@
+"""DICOM series folders: the one series a folder holds, checked to be whole before it is read.
+
+A folder with several series, a slice that cannot be read, or slices that do not form one evenly spaced
+stack (a missing or duplicated slice) is refused with :class:`~medseg_monai.errors.InputError` naming the
+folder or file, instead of segmenting part of the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg_monai.errors import InputError
+
+__all__ = ["dicom_series_files"]
+
+
+def dicom_series_files(folder: str | Path) -> list[str]:
+    """File names of the one DICOM series in ``folder``, in slice order (GDCM's), after checking it is whole.
+
+    Raises:
+        InputError: no series, several series in the folder, an unreadable slice, or slices that do not
+            form one evenly spaced stack (a missing or a duplicated slice).
+    """
+    import SimpleITK as sitk
+
+    folder = str(folder)
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+    if not series:
+        raise InputError(f"{folder}: no DICOM series found")
+    files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in series}
+    if len(series) > 1:
+        listed = "; ".join(f"{_series_label(files[uid][0])} ({len(files[uid])} files, UID {uid})" for uid in series)
+        raise InputError(f"{folder}: {len(series)} DICOM series in one folder: {listed}; give the folder of one series")
+    names = files[series[0]]
+    _check_dicom_slices(folder, names)
+    return names
+
+
+def _dicom_header(name: str) -> Any:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise InputError(f"{name}: unreadable DICOM slice ({str(err).strip().splitlines()[-1] if str(err).strip() else err})") from err
+    return reader
+
+
+def _series_label(name: str) -> str:
+    reader = _dicom_header(name)
+    number = reader.GetMetaData("0020|0011").strip() if reader.HasMetaDataKey("0020|0011") else "?"
+    description = reader.GetMetaData("0008|103e").strip() if reader.HasMetaDataKey("0008|103e") else ""
+    return f"series {number}" + (f" '{description}'" if description else "")
+
+
+def _check_dicom_slices(folder: str, names: Sequence[str]) -> None:
+    """Every DICOM file of ``folder`` belongs to the series, and its slices are evenly spaced along their normal."""
+    listed = {Path(n).resolve() for n in names}
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.name.upper() != "DICOMDIR" and path.resolve() not in listed:
+            if path.suffix.lower() == ".dcm" or _has_dicom_magic(path):
+                _dicom_header(str(path))  # raises for a broken file
+                raise InputError(f"{path}: a DICOM file that is not a slice of the series in {folder}")
+    if len(names) < 3:
+        return
+    positions = []
+    for name in names:
+        reader = _dicom_header(name)
+        if not (reader.HasMetaDataKey("0020|0032") and reader.HasMetaDataKey("0020|0037")):
+            return  # no patient geometry (e.g. secondary capture): nothing to check against
+        try:
+            origin = np.array([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+            cosines = np.array([float(v) for v in reader.GetMetaData("0020|0037").split("\\")])
+        except ValueError:
+            return
+        positions.append(float(np.dot(np.cross(cosines[:3], cosines[3:6]), origin)))
+    ordered = np.sort(np.asarray(positions))
+    steps = np.diff(ordered)
+    spacing = float(np.median(steps))
+    if spacing <= 1e-6 or steps.min() < 0.5 * spacing:
+        raise InputError(f"{folder}: two slices share a position ({len(names)} files); the series holds a duplicate slice")
+    worst = int(np.argmax(steps))
+    if steps[worst] > 1.5 * spacing:
+        raise InputError(f"{folder}: missing slice(s): a gap of {steps[worst]:.3g} mm between slice positions "
+                         f"{ordered[worst]:.4g} and {ordered[worst + 1]:.4g} mm where the slices are {spacing:.3g} mm apart")
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False

@@ -1,0 +1,185 @@
+"""Checks of every image where it enters the package, in one place.
+
+:class:`~medseg_monai.io.readers.FormatDispatchReader` calls :func:`check_header` before the voxels are
+read (memory guard, a header that claims more data than the file holds) and :func:`check_image` on the
+array it read (complex or non-numeric voxels, non-finite voxels, 4D images, spacing and direction,
+constant images). Problems raise :class:`~medseg_monai.errors.InputError` naming the file; odd but usable
+images (NaN voxels, a constant image) are logged as warnings naming the file and what was done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from monai.utils import MetaKeys
+
+from medseg_monai.config import InputChecks
+from medseg_monai.errors import InputError
+
+__all__ = ["DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "replace_non_finite"]
+
+logger = logging.getLogger(__name__)
+
+#: largest deviation of a direction matrix from orthonormal (``|D^T D - I|``) that is accepted
+DIRECTION_TOLERANCE = 1e-3
+
+
+def check_header(name: str, fmt: str, checks: InputChecks) -> None:
+    """Refuse ``name`` before reading its voxels when its header claims more than ``checks.max_voxels`` voxels
+    or, for an uncompressed NIfTI file, more bytes than the file holds."""
+    if fmt == "nifti":
+        _check_nifti_pixdim(name)
+    shape, itemsize, offset = _header_facts(name, fmt)
+    if shape is None:
+        return
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > checks.max_voxels:
+        raise InputError(f"{name}: header claims {'x'.join(map(str, shape))} = {voxels:,} voxels, more than max_voxels "
+                         f"{checks.max_voxels:,} (raise --max-voxels if this is intended)")
+    if fmt == "nifti" and name.lower().endswith(".nii") and itemsize:
+        need, have = offset + voxels * itemsize, os.path.getsize(name)
+        if have < need:
+            raise InputError(f"{name}: truncated: the header claims {'x'.join(map(str, shape))} voxels "
+                             f"({need:,} bytes with the header) but the file holds {have:,} bytes")
+
+
+def _check_nifti_pixdim(name: str) -> None:
+    """A NIfTI-1 voxel size of zero or non-finite is refused (nibabel would quietly read it as 1 mm)."""
+    import nibabel as nib
+
+    with nib.openers.ImageOpener(name) as handle:
+        raw = handle.read(348)
+    if len(raw) < 348:
+        return  # too short for a header: the read reports it
+    for order in ("<", ">"):
+        if int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]) == 348:
+            dims = np.frombuffer(raw[40:56], dtype=f"{order}i2")
+            pixdim = np.frombuffer(raw[76:108], dtype=f"{order}f4")
+            spatial = pixdim[1 : 1 + int(np.clip(dims[0], 1, 3))]
+            if not np.all(np.isfinite(spatial)) or np.any(spatial == 0):
+                raise InputError(f"{name}: voxel spacing (pixdim) {spatial.tolist()} must be positive and finite")
+            return
+
+
+def _header_facts(name: str, fmt: str) -> tuple[tuple[int, ...] | None, int, int]:
+    """``(shape including channels, bytes per voxel, data offset)`` from the header alone; ``None`` where unknown."""
+    if fmt == "nifti":
+        import nibabel as nib
+
+        img = nib.load(name)
+        return tuple(int(s) for s in img.shape), int(img.get_data_dtype().itemsize), int(img.dataobj.offset)
+    if fmt in ("mha", "nrrd"):
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None, 0, 0  # the read that follows reports it
+        return (*reader.GetSize(), reader.GetNumberOfComponents()), 0, 0
+    if fmt in ("png", "tif", "jpg", "bmp"):
+        from PIL import Image
+
+        try:
+            with Image.open(name) as img:
+                return (img.height, img.width, len(img.getbands())), 0, 0
+        except Exception:  # PIL's own errors: the read that follows reports them
+            return None, 0, 0
+    return None, 0, 0  # DICOM series: checked slice by slice by the reader
+
+
+def check_image(array: np.ndarray, meta: dict[str, Any], name: str, checks: InputChecks, *, role: str = "image",
+                channels: int | None = None) -> np.ndarray:
+    """``array`` checked (and, for non-finite voxels or a chosen 4D volume, replaced) as read from ``name``.
+
+    Args:
+        array: the reader's array, ``(H, W[, C])`` or ``(X, Y, Z[, C])``.
+        meta: the reader's metadata (``affine``, ``spatial_shape``, ``spacing`` where the format has it);
+            updated when a 4D image's volume is chosen.
+        role: ``image`` or ``mask``; a mask's non-finite voxels are an error and a constant mask is normal.
+        channels: the input channels a model expects; a volume with another number of channels (a 4D image)
+            is refused unless ``checks.volume_index`` picks one.
+
+    Raises:
+        InputError: complex or non-numeric voxels, no finite voxel, non-finite voxels with ``checks.strict``
+            (or in a mask), a 4D image the model cannot take, bad spacing or direction.
+    """
+    if np.iscomplexobj(array):
+        raise InputError(f"{name}: complex-valued voxels ({array.dtype}); save the magnitude or the real part as a real image")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{name}: voxels of type {array.dtype} are not numbers")
+    spatial = len(np.asarray(meta.get(MetaKeys.SPATIAL_SHAPE, array.shape)).ravel())
+    check_geometry(meta, name, spatial)
+    if array.ndim > spatial and spatial == 3:
+        array = _select_volume(array, name, checks, channels)
+        if array.ndim == spatial:  # one volume chosen: no channel axis left
+            meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = float("nan")
+    if array.dtype.kind == "f":
+        array = replace_non_finite(array, name, checks, role)
+    if role == "image" and array.size and array.min() == array.max():
+        logger.warning("%s: the image is constant (every voxel %s); its mask will most likely be empty", name, array.flat[0])
+    return array
+
+
+def _select_volume(array: np.ndarray, name: str, checks: InputChecks, channels: int | None) -> np.ndarray:
+    count = int(array.shape[-1])
+    if checks.volume_index is not None:
+        if checks.volume_index >= count:
+            raise InputError(f"{name}: volume_index {checks.volume_index} is out of range for {count} volumes (0..{count - 1})")
+        logger.warning("%s: %d volumes, segmenting volume %d (volume_index)", name, count, checks.volume_index)
+        return np.ascontiguousarray(array[..., checks.volume_index])
+    if channels is not None and count != channels:
+        raise InputError(f"{name}: a 4D image of {count} volumes, but the model takes {channels} channel(s); "
+                         f"choose one with --volume-index (0..{count - 1})")
+    return array
+
+
+def replace_non_finite(array: np.ndarray, name: str, checks: InputChecks, role: str = "image") -> np.ndarray:
+    """``array`` with NaN as ``checks.nan_value`` (default its smallest finite value) and +/-inf as its largest /
+    smallest finite value, with a warning naming the file and the counts; refused under ``checks.strict``."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return array
+    is_nan = np.isnan(array)
+    nan = int(is_nan.sum())
+    inf = int((~finite).sum()) - nan
+    what = ", ".join(part for part in (f"{nan:,} NaN" if nan else "", f"{inf:,} infinite" if inf else "") if part)
+    if not finite.any():
+        raise InputError(f"{name}: no finite voxel ({what})")
+    if checks.strict or role == "mask":
+        hint = " (without --strict they would be replaced, with a warning)" if role == "image" else ""
+        raise InputError(f"{name}: {what} voxel(s){hint}")
+    low, high = float(array[finite].min()), float(array[finite].max())
+    fill = low if checks.nan_value is None else float(checks.nan_value)
+    out = np.where(is_nan, fill, array)
+    out = np.where(np.isposinf(out), high, np.where(np.isneginf(out), low, out)).astype(array.dtype, copy=False)
+    logger.warning("%s: %s voxel(s) of %s replaced (NaN by %g, inf by the finite range [%g, %g]); --strict refuses such images",
+                   name, what, f"{array.size:,}", fill, low, high)
+    return out
+
+
+def check_geometry(meta: Mapping[str, Any], name: str, spatial: int) -> None:
+    """Refuse zero, negative or non-finite spacing and singular or non-orthonormal directions."""
+    affine = meta.get(MetaKeys.AFFINE)
+    if affine is None:
+        return
+    linear = np.asarray(affine, dtype=float)[:spatial, :spatial]
+    spacing = np.linalg.norm(linear, axis=0)
+    declared = np.asarray(meta.get("spacing", spacing), dtype=float).ravel()[:spatial]
+    for values in (spacing, declared):
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise InputError(f"{name}: voxel spacing {np.round(declared, 6).tolist()} must be positive and finite")
+    if not np.all(np.isfinite(np.asarray(affine, dtype=float))):
+        raise InputError(f"{name}: the image's orientation/origin holds non-finite values")
+    direction = linear / spacing
+    if abs(np.linalg.det(direction)) < 1e-6:
+        raise InputError(f"{name}: the direction matrix is singular (axes {np.round(direction, 4).tolist()})")
+    deviation = float(np.abs(direction.T @ direction - np.eye(spatial)).max())
+    if deviation > DIRECTION_TOLERANCE:
+        raise InputError(f"{name}: the direction axes are not orthonormal (deviation {deviation:.3g}: a sheared grid), "
+                         "which the mask formats cannot store")
