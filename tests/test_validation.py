@@ -187,3 +187,23 @@ def test_image_and_mask_on_different_grids_are_refused(tmp_path):
     close = np.diag([1.5, 1.5, 3.0, 1.0])
     close[:3, 3] = (1e-4, 0.0, 0.0)
     check_pairs([{"image": image, "label": save_nifti(tmp_path / "ok.nii.gz", np.zeros((24, 20, 12), np.uint8), close)}])
+
+
+def test_images_smaller_than_the_window_are_padded_and_cropped_back(tmp_path):
+    (tmp_path / "in").mkdir()
+    small = np.zeros((10, 13), np.uint8)
+    small[2:6, 3:11] = 200
+    _png(tmp_path / "in" / "small.png", small)
+    volume = blob_volume((9, 7, 5))
+    volume[:] = 100.0
+    volume[2:5, 1:4, 1:3] = 400.0
+    (tmp_path / "vol").mkdir()
+    save_nifti(tmp_path / "vol" / "small.nii.gz", volume)
+    png = predict_batch(threshold_predictor(2), tmp_path / "in", tmp_path / "out2d")[0]
+    mask = np.asarray(Image.open(png.output))
+    assert mask.shape == (10, 13)
+    np.testing.assert_array_equal(mask > 0, small > 0)
+    nifti = predict_batch(threshold_predictor(3), tmp_path / "vol", tmp_path / "out3d")[0]
+    mask3 = np.asarray(nib.load(str(nifti.output)).dataobj)
+    assert mask3.shape == (9, 7, 5)
+    np.testing.assert_array_equal(mask3 > 0, volume > 250)
