@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 
 import nibabel as nib
@@ -107,6 +108,30 @@ def test_predict_png_writes_source_sized_label_maps(run_2d, synth_2d, tmp_path):
         assert set(np.unique(mask)) <= {0, 1, 2}
     again = predict_batch(predictor, sources, tmp_path)
     assert [r.status for r in again] == ["skipped"] * 3
+
+
+def test_predict_follows_no_path_named_in_the_run_config(run_2d, synth_2d, tmp_path, monkeypatch):
+    """A run folder's config.json may name data and weights elsewhere; predicting reads only the run folder and the inputs."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_2d.run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["data_dir"] = str(tmp_path / "elsewhere" / "data")
+    config["model"]["pretrained"] = str(tmp_path / "elsewhere" / "weights.pt")
+    (run / "config.json").write_text(json.dumps(config))
+    opened = []
+    real_open = open
+
+    def watching_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", watching_open)
+    source = next(p for p in sorted(synth_2d.glob("*.png")) if not p.stem.endswith("_mask"))
+    results = predict_batch(Predictor.from_run(run), [source], tmp_path / "out")
+    assert results[0].status == "written"
+    assert not [name for name in opened if "elsewhere" in name]
 
 
 def test_predict_nifti_keeps_affine_shape_and_integer_dtype(run_3d, synth_3d, tmp_path):

@@ -69,3 +69,21 @@ def test_case_figure_shows_what_the_qa_page_shows(tmp_path):
     colours = {tuple(c) for c in rgb.reshape(-1, 3)}
     blended_truth = ((1 - ALPHA) * 255 + ALPHA * np.asarray(PALETTE[0], np.float32)).astype(int)
     assert any(np.abs(np.asarray(c) - blended_truth).max() <= 2 for c in colours), "truth drawn in label 1's colour"
+
+
+def test_the_qa_page_follows_no_manifest_path_outside_its_output_folder(tmp_path, caplog):
+    from medseg_monai.reporting import render_report
+
+    image = np.zeros((12, 16), np.uint8)
+    image[3:8, 4:12] = 200
+    Image.fromarray(image).save(tmp_path / "secret.png")
+    out = tmp_path / "masks"
+    out.mkdir()
+    Image.fromarray((image > 0).astype(np.uint8)).save(out / "inside.png")
+    record = {"index": 0, "status": "written", "input": str(tmp_path / "secret.png"), "labels": {}, "flags": [], "shape": [12, 16],
+              "spacing": [1.0, 1.0], "seconds": 0.1}
+    manifest = {"output_dir": str(out), "model": {"label_values": [0, 1], "spatial_dims": 2},
+                "cases": [{**record, "output": str(tmp_path / "secret.png")}, {**record, "output": str(out / "inside.png")}]}
+    page = render_report(manifest)
+    assert page.count("data:image/png;base64,") == 1
+    assert "secret.png: no thumbnail (the mask is not inside the batch's output folder" in caplog.text

@@ -107,6 +107,11 @@ def _row(record: Mapping[str, Any], thumb: str, colours, three_d: bool) -> str:
     return f'<tr class="{css}">' + "".join(cells) + "</tr>"
 
 
+def _inside(path: str | Path, root: Path | None) -> bool:
+    """Whether ``path`` lies in ``root``: a manifest's paths are followed only inside the folder it describes."""
+    return root is not None and Path(path).resolve().is_relative_to(root)
+
+
 def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
     """The HTML page of a manifest (``predict_manifest.json`` contents)."""
     model = manifest.get("model", {})
@@ -117,10 +122,13 @@ def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
     cases = manifest.get("cases", [])
     present = sorted({int(v) for r in cases for v in (r.get("labels") or {})} - set(values))
     colours = colour_table([v for v in values if v != background], np.asarray(present, dtype=np.int64))
+    root = Path(manifest["output_dir"]).resolve() if manifest.get("output_dir") else None
     rows = []
     for record in cases:
         thumb = "-"
-        if thumbnails and record["status"] != "failed" and record.get("output"):
+        if thumbnails and record["status"] != "failed" and record.get("output") and not _inside(record["output"], root):
+            logger.warning("%s: no thumbnail (the mask is not inside the batch's output folder %s)", record["output"], root)
+        elif thumbnails and record["status"] != "failed" and record.get("output"):
             try:
                 png = case_thumbnail(record["input"], record["output"], values, background)
                 thumb = f'<img alt="overlay of {html.escape(Path(record["input"]).name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
