@@ -158,8 +158,8 @@ def replace_non_finite(array: np.ndarray, name: str, checks: InputChecks, role: 
     fill = low if checks.nan_value is None else float(checks.nan_value)
     out = np.where(is_nan, fill, array)
     out = np.where(np.isposinf(out), high, np.where(np.isneginf(out), low, out)).astype(array.dtype, copy=False)
-    logger.warning("%s: %s voxel(s) of %s replaced (NaN by %g, inf by the finite range [%g, %g]); --strict refuses such images",
-                   name, what, f"{array.size:,}", fill, low, high)
+    how = ", ".join(part for part in (f"NaN by {fill:g}" if nan else "", f"inf by the finite range [{low:g}, {high:g}]" if inf else "") if part)
+    logger.warning("%s: %s voxel(s) of %s replaced (%s); --strict refuses such images", name, what, f"{array.size:,}", how)
     return out
 
 
