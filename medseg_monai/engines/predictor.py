@@ -42,7 +42,7 @@ from medseg_monai.engines.precision import autocast, resolve_memory_format, reso
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
 from medseg_monai.errors import CheckpointError, ConfigError, InputError
-from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, write_mask
+from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, recorded_warnings, write_mask
 from medseg_monai.keys import IMAGE, PRED
 from medseg_monai.networks import build_network
 from medseg_monai.utils import resolve_device
@@ -71,7 +71,8 @@ class PreparedImage:
     """One image in the network grid, ready for the sliding window (:meth:`Predictor.prepare`).
 
     ``image`` is ``(C, *grid)`` normalised; the affines map voxel indices of the grid and of the
-    source to world coordinates; ``source_shape`` is the source's spatial shape.
+    source to world coordinates; ``source_shape`` is the source's spatial shape; ``warnings`` are what
+    the input checks said about the image (NaN voxels replaced, a constant image).
     """
 
     source: Path
@@ -80,6 +81,7 @@ class PreparedImage:
     grid_affine: np.ndarray
     source_affine: np.ndarray
     source_shape: tuple[int, ...]
+    warnings: tuple[str, ...] = ()
 
 
 class Predictor:
@@ -279,7 +281,8 @@ class Predictor:
         Thread-safe: :func:`~medseg_monai.engines.batch.run_batch` prepares the next case while the
         network runs on this one.
         """
-        data = self.geometry({IMAGE: str(path)})
+        with recorded_warnings() as warnings:
+            data = self.geometry({IMAGE: str(path)})
         region = self.find_foreground(data[IMAGE])
         image = self.normalisation(data).pop(IMAGE)
         return PreparedImage(
@@ -289,6 +292,7 @@ class Predictor:
             grid_affine=np.asarray(image.affine, dtype=np.float64),
             source_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             source_shape=tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel()),
+            warnings=tuple(warnings),
         )
 
     def predict_prepared(self, prepared: PreparedImage) -> np.ndarray:

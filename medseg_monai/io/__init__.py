@@ -24,6 +24,7 @@ from medseg_monai.io.readers import (
     reader_for_format,
 )
 from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype, register_writer, write_mask
+from medseg_monai.io.validation import recorded_warnings
 from medseg_monai.io.outputs import as_label_map, count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "mask_statistics",
     "read_geometry",
     "reader_for_format",
+    "recorded_warnings",
     "register_writer",
     "remove_stale_temporaries",
     "spatial_dims_of",

@@ -9,9 +9,11 @@ images (NaN voxels, a constant image) are logged as warnings naming the file and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,9 +22,29 @@ from monai.utils import MetaKeys
 from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
 
-__all__ = ["DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "replace_non_finite"]
+__all__ = ["DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "recorded_warnings", "replace_non_finite"]
 
 logger = logging.getLogger(__name__)
+_recorder = threading.local()
+
+
+@contextlib.contextmanager
+def recorded_warnings() -> Iterator[list[str]]:
+    """Collect the warnings the checks give in this thread (e.g. for one case's manifest record), as they are logged."""
+    previous = getattr(_recorder, "messages", None)
+    messages: list[str] = []
+    _recorder.messages = messages
+    try:
+        yield messages
+    finally:
+        _recorder.messages = previous
+
+
+def _warn(message: str) -> None:
+    logger.warning("%s", message)
+    messages = getattr(_recorder, "messages", None)
+    if messages is not None:
+        messages.append(message)
 
 #: largest deviation of a direction matrix from orthonormal (``|D^T D - I|``) that is accepted
 DIRECTION_TOLERANCE = 1e-3
@@ -122,7 +144,7 @@ def check_image(array: np.ndarray, meta: dict[str, Any], name: str, checks: Inpu
     if array.dtype.kind == "f":
         array = replace_non_finite(array, name, checks, role)
     if role == "image" and array.size and array.min() == array.max():
-        logger.warning("%s: the image is constant (every voxel %s); its mask will most likely be empty", name, array.flat[0])
+        _warn(f"{name}: the image is constant (every voxel {array.flat[0]}); its mask will most likely be empty")
     return array
 
 
@@ -131,7 +153,7 @@ def _select_volume(array: np.ndarray, name: str, checks: InputChecks, channels: 
     if checks.volume_index is not None:
         if checks.volume_index >= count:
             raise InputError(f"{name}: volume_index {checks.volume_index} is out of range for {count} volumes (0..{count - 1})")
-        logger.warning("%s: %d volumes, segmenting volume %d (volume_index)", name, count, checks.volume_index)
+        _warn(f"{name}: {count} volumes, segmenting volume {checks.volume_index} (volume_index)")
         return np.ascontiguousarray(array[..., checks.volume_index])
     if channels is not None and count != channels:
         raise InputError(f"{name}: a 4D image of {count} volumes, but the model takes {channels} channel(s); "
@@ -159,11 +181,11 @@ def replace_non_finite(array: np.ndarray, name: str, checks: InputChecks, role: 
     out = np.where(is_nan, fill, array)
     out = np.where(np.isposinf(out), high, np.where(np.isneginf(out), low, out)).astype(array.dtype, copy=False)
     how = ", ".join(part for part in (f"NaN by {fill:g}" if nan else "", f"inf by the finite range [{low:g}, {high:g}]" if inf else "") if part)
-    logger.warning("%s: %s voxel(s) of %s replaced (%s); --strict refuses such images", name, what, f"{array.size:,}", how)
+    _warn(f"{name}: {what} voxel(s) of {array.size:,} replaced ({how}); --strict refuses such images")
     return out
 
 
-def check_geometry(meta: Mapping[str, Any], name: str, spatial: int) -> None:
+def check_geometry(meta: dict[str, Any], name: str, spatial: int) -> None:
     """Refuse zero, negative or non-finite spacing and singular or non-orthonormal directions."""
     affine = meta.get(MetaKeys.AFFINE)
     if affine is None:
