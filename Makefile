@@ -38,6 +38,9 @@ bench-quick: $(STAMP)
 	$(VPY) bench/predict_vs_monai.py --quick
 	$(VPY) bench/report.py
 
+soak: $(STAMP)
+	$(VPY) bench/soak_2d.py
+
 # the HTML site in docs/_build/html (with the docs extras); warnings are errors
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html

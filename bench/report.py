@@ -114,8 +114,8 @@ def scale(summary: dict) -> str:
 
 
 def main() -> int:
-    summary = json.loads(common.SUMMARY.read_text())
-    text = DOC.read_text()
+    summary = json.loads(common.SUMMARY.read_text(encoding="utf-8"))
+    text = DOC.read_text(encoding="utf-8")
     makers = {"summary": table, "pipelines": pipelines, "train": training, "scale": scale}
     for block in BLOCKS:
         start, end = f"<!-- bench-{block}:start -->", f"<!-- bench-{block}:end -->"

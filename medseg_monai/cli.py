@@ -150,6 +150,9 @@ def _train_config(args: argparse.Namespace):
     for section in ("data", "model", "train"):
         changes.update({f"{section}.{key}": value for key, value in settings_from_args(args, section).items()})
     changes.update(dict(args.overrides))
+    saved = args.out / "config.json"
+    if args.resume and "train.epochs" not in changes and args.config is None and saved.is_file():
+        changes["train.epochs"] = RunConfig.load(saved).train.epochs  # resume to the run's own end unless --epochs says otherwise
     return config.override(changes)
 
 
@@ -226,6 +229,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if summary["missing_predictions"]:
         print(f"missing predictions: {', '.join(summary['missing_predictions'][:10])}")
     print(f"per-case metrics: {result.per_case_csv}")
+    for name, error in summary["errors"].items():
+        print(f"FAILED {error if name in error else f'{name}: {error}'}")
     return EXIT_FAILED_CASES if summary["errors"] else EXIT_OK
 
 
@@ -279,7 +284,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if args.action == "list":
         found = mb.find_bundles(args.root)
         for path in found:
-            meta = json.loads((path / "configs" / "metadata.json").read_text())
+            meta = json.loads((path / "configs" / "metadata.json").read_text(encoding="utf-8"))
             print(f"{path.name:16s} {meta.get('version', '?'):8s} {meta.get('task', '')}")
         if not found:
             print(f"no bundles under {args.root or mb.bundle_root_dir()}")
@@ -315,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("medseg_monai").setLevel(level)  # also where logging was configured before (a bundle's logging.conf)
     if not args.verbose:  # ignite's engines announce every epoch start/stop at INFO
         logging.getLogger("ignite").setLevel(logging.WARNING)
     try:

@@ -77,7 +77,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
         start = time.perf_counter()
         run_dir = out / name
         result = train(config, run_dir)
-        splits = json.loads((run_dir / "splits.json").read_text())
+        splits = json.loads((run_dir / "splits.json").read_text(encoding="utf-8"))
         val_images = [case["image"] for case in splits["validation"]]
         predictions = run_dir / "predictions"
         results = predict(run_dir, val_images, predictions, options=BatchOptions(overwrite=True, progress=False))
@@ -98,7 +98,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
             "lesion_target_met": lesion >= DEMO_TARGET_DICE,
             "seconds": round(time.perf_counter() - start, 1),
         }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from medseg_monai.errors import ConfigError
+from medseg_monai.errors import ConfigError, OutputError
 
 __all__ = ["REPORTED_PACKAGES", "atomic_path", "atomic_write_text", "package_versions", "resolve_device", "set_seed"]
 
@@ -20,24 +21,55 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
     The temporary name keeps ``final``'s full suffix (``.nii.gz``, ``.png``) so writers that pick a
     format from the suffix behave, and it starts with a dot so folder scans ignore it.
+
+    Raises:
+        OutputError: naming ``final``, when its folder cannot be written (read-only, a path through a
+            file), the rename fails (``final`` is a folder), or the block fails for a full disk or quota
+            or a read-only file system. The temporary is removed in every case.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final.suffixes) if final.suffixes else ""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    except OSError as err:  # a read-only folder, a parent that is a file
+        raise _unwritable(final, err) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.replace(tmp, final)
+        try:
+            yield tmp
+        except OSError as err:
+            if err.errno in _OUTPUT_ERRNOS and not isinstance(err, OutputError):
+                raise _unwritable(final, err) from err
+            raise
+        try:
+            os.replace(tmp, final)
+        except OSError as err:  # ``final`` is a folder, or the folder became read-only
+            raise _unwritable(final, err) from err
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+#: errors of a write that are the output's fault: a full disk or quota, a read-only file system, a file too large
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def _unwritable(final: Path, err: OSError) -> OutputError:
+    """``OutputError`` naming the file that could not be written and why (not the hidden temporary)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    blocking = next((p for p in final.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        reason = f"{blocking} is a file, not a folder"
+    unwritable = OutputError(f"{final}: cannot write ({reason})")
+    unwritable.errno = err.errno  # callers testing ``errno.ENOSPC`` keep working
+    return unwritable
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

@@ -139,3 +139,16 @@ def test_medseg_train_and_the_api_write_the_same_configuration_for_a_folder(synt
     data = cli["data"]
     assert data["spatial_dims"] == 3 and data["patch_size"] == [96, 96, 64] and data["in_channels"] == 1
     assert data["label_values"] == [0, 1, 2] and data["target_spacing"] == pytest.approx([1.2, 1.2, 2.5])
+
+
+def test_resume_keeps_the_runs_epochs_unless_epochs_is_given(tmp_path):
+    from medseg_monai.cli import _train_config, build_parser
+    from medseg_monai.config import RunConfig, TrainConfig
+
+    RunConfig(train=TrainConfig(epochs=3)).save(tmp_path / "config.json")
+    resumed = _train_config(build_parser().parse_args(["train", "--out", str(tmp_path), "--resume"]))
+    assert resumed.train.epochs == 3
+    extended = _train_config(build_parser().parse_args(["train", "--out", str(tmp_path), "--resume", "--epochs", "5"]))
+    assert extended.train.epochs == 5
+    fresh = _train_config(build_parser().parse_args(["train", "--out", str(tmp_path)]))
+    assert fresh.train.epochs == TrainConfig().epochs

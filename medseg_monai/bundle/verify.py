@@ -88,7 +88,7 @@ def _load_json(path: Path, problems: list[str]) -> Any:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         problems.append(f"{path}: not valid JSON ({err})")
         return None

@@ -145,7 +145,7 @@ def load_datalist(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: datalist file not found")
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(content, dict) or not isinstance(content.get(key), list):
@@ -189,7 +189,7 @@ def _discover_msd(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
     meta: dict[str, Any] = {}
     if (root / "dataset.json").is_file():
         try:
-            meta = json.loads((root / "dataset.json").read_text())
+            meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise InputError(f"{root / 'dataset.json'}: not valid JSON ({err})") from None
     if isinstance(meta.get("training"), list) and meta["training"]:
@@ -381,7 +381,8 @@ def _read_list_file(path: Path) -> list[str]:
     raise InputError(f"{path}: CSV needs a column named 'image' or 'path'; columns: {rows[0]}")
 
 
-def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: bool) -> list[Path]:
+def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: bool, listed_in: Path | None = None) -> list[Path]:
+    """The inputs ``spec`` stands for; a path that does not exist goes to ``missing`` (with the list naming it)."""
     text = str(spec)
     path = Path(text).expanduser()
     if base is not None and not path.is_absolute():
@@ -393,7 +394,7 @@ def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: b
             if not top:
                 raise InputError(f"{path}: list files cannot name other list files")
             entries = _read_list_file(path)
-            return [p for entry in entries for p in _collect_one(entry, path.parent, missing, False)]
+            return [p for entry in entries for p in _collect_one(entry, path.parent, missing, False, path)]
         if split_suffix(path)[1].lower() not in IMAGE_SUFFIXES:
             raise InputError(
                 f"{path}: unsupported input; expected an image ({', '.join(IMAGE_SUFFIXES)}), a DICOM "
@@ -402,7 +403,7 @@ def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: b
         return [path]
     if _GLOB_CHARS & set(str(path)):
         return [p for p in map(Path, sorted(glob.glob(str(path), recursive=True))) if _is_input(p)]
-    missing.append(str(path))
+    missing.append(f"{path} (listed in {listed_in})" if listed_in is not None else str(path))
     return []
 
 

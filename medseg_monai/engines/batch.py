@@ -10,6 +10,10 @@
 - **the manifest** (:mod:`~medseg_monai.engines.manifest`), rewritten after every case, so a batch
   killed at any point keeps the record of everything finished; a rerun skips those cases and carries
   their records over (or recomputes them from the mask when no record matches);
+- **several processes on one folder**: a case is worked on only under its claim
+  (:mod:`~medseg_monai.engines.claims`); a process skips cases another one holds, comes back to them at
+  the end (taking over the claim of a process that died), and merges the others' records into the
+  shared manifest under the folder lock, so every case is recorded once;
 - **sharding**: :class:`Shard` splits the sorted case list round-robin (``cases[part::parts]``): no
   overlap, no gap, and the same split in every process; whichever part finishes last merges the part
   manifests and writes the QA report (:mod:`medseg_monai.reporting.qa_page`).
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from medseg_monai.config import BatchOptions
+from medseg_monai.engines.claims import Claims
 from medseg_monai.engines.manifest import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
@@ -42,7 +47,7 @@ from medseg_monai.engines.manifest import (
     read_manifest,
 )
 from medseg_monai.engines.predictor import PreparedImage, Predictor
-from medseg_monai.errors import ConfigError, InputError, error_message, is_expected, write_traceback
+from medseg_monai.errors import ConfigError, InputError, OutputError, error_message, is_expected, write_traceback
 from medseg_monai.io import file_sha256, is_complete, load_image, mask_filename, mask_statistics, read_geometry, remove_stale_temporaries
 from medseg_monai.utils import package_versions
 
@@ -183,7 +188,7 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
     try:
         output = predictor.mask_path(source, output_dir)
         remove_stale_temporaries(output)
-        if not overwrite and is_complete(output, source):
+        if not overwrite and is_complete(output, source, sidecar=bool(predictor.label_names(source))):
             return CaseResult(source, output, "skipped")
         mask = predictor.predict_prepared(prepared()) if prepared is not None else predictor.predict_image(source)
         output = predictor.save_mask(mask, source, output)
@@ -249,6 +254,20 @@ def _complete_skipped(predictor: Predictor, result: CaseResult, previous: Mappin
     return dataclasses.replace(result, shape=tuple(geometry.shape), spacing=tuple(geometry.spacing), labels=labels, sha256=file_sha256(output))
 
 
+def _recorded_by_another(book: Manifest, claims: Claims, index: int, result: CaseResult, started_ns: int) -> bool:
+    """Whether another process of this batch wrote this skipped case's mask since ``started_ns`` and recorded it."""
+    if book.path is None or result.output is None:
+        return False
+    stat = Path(result.output).stat()
+    if stat.st_mtime_ns < started_ns:
+        return False
+    with claims.locked():
+        book.refresh()
+    record = book.records.get(index) if index not in book.mine else None
+    return bool(record) and record.get("status") in ("written", "skipped") and (
+        record.get("size_bytes"), record.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+
+
 def _check_outputs(sources: Sequence[Path], output_dir: Path, output_format: str | None, overwrite: bool) -> None:
     seen: dict[str, Path] = {}
     clashes = []
@@ -286,13 +305,14 @@ def _finish_case(predictor: Predictor, result: CaseResult, previous: Mapping[str
 class _ReadAhead:
     """Read and preprocess the next case in a background thread while the network runs on this one.
 
-    Cases whose complete mask will be kept are not read. Reading errors surface in the case itself.
+    Cases whose complete mask will be kept, or that ``taken`` says another process holds, are not read.
+    Reading errors surface in the case itself.
     """
 
     def __init__(self, predictor: Predictor, sources: Sequence[Path], indices: Sequence[int], output_dir: Path,
-                 overwrite: bool, enabled: bool):
+                 overwrite: bool, enabled: bool, taken: Callable[[Path], bool] = lambda output: False):
         self.predictor, self.sources, self.indices = predictor, sources, list(indices)
-        self.output_dir, self.overwrite = output_dir, overwrite
+        self.output_dir, self.overwrite, self.taken = output_dir, overwrite, taken
         enabled = enabled and predictor.config.infer.stitching == "slab" and len(self.indices) > 1
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-read") if enabled else None
         self.futures: dict[int, Future] = {}
@@ -302,7 +322,8 @@ class _ReadAhead:
             return
         source = self.sources[self.indices[position]]
         try:
-            if not self.overwrite and is_complete(self.predictor.mask_path(source, self.output_dir), source):
+            output = self.predictor.mask_path(source, self.output_dir)
+            if self.taken(output) or (not self.overwrite and is_complete(output, source, bool(self.predictor.label_names(source)))):
                 return
         except (OSError, ValueError):
             return  # the case reports it
@@ -315,9 +336,31 @@ class _ReadAhead:
         self._submit(position + 1)
         return future.result if future is not None else None
 
+    def discard(self, position: int) -> None:
+        """Forget case ``position`` (another process does it) and start reading the next one."""
+        future = self.futures.pop(position, None)
+        if future is not None:
+            future.cancel()
+        self._submit(position + 1)
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _finish_batch(book: Manifest, shard: Shard, output_dir: Path, inputs_sha: str, options: BatchOptions) -> None:
+    """Merge the part manifests (the last part to finish) and write the QA report; under the folder lock."""
+    final: dict[str, Any] | None = book.to_dict("finished")
+    if options.manifest and shard.sharded:
+        remove_stale_temporaries(output_dir / MANIFEST_NAME)
+        final = merge_parts(output_dir, shard.count, inputs_sha)
+    if options.report and final is not None:
+        from medseg_monai.reporting import write_report
+
+        remove_stale_temporaries(Path(options.report))
+        write_report(final, Path(options.report))
+    elif options.report and shard.sharded:
+        logger.info("%s done; the report is written by the last part to finish", shard.label)
 
 
 def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options: BatchOptions | None = None) -> list[CaseResult]:
@@ -348,6 +391,8 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
     _check_outputs(sources, output_dir, predictor.config.infer.output_format, options.overwrite)
     shard = resolve_shard(options.num_parts, options.part_id)
     indices = shard.select(range(len(sources)))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"{output_dir}: the output path is a file, not a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs_sha = _inputs_sha256(sources)
     previous = previous_records(output_dir) if options.manifest else {}
@@ -363,31 +408,53 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
         "inputs_sha256": inputs_sha,
         "part": {"index": shard.index, "count": shard.count, "launcher": shard.launcher, "indices": indices},
     }
-    book = Manifest(output_dir / shard.manifest_name if options.manifest else None, header)
+    claims = Claims(output_dir)
+    started_ns = time.time_ns()
+    book = Manifest(output_dir / shard.manifest_name if options.manifest else None, header, lock=claims.locked)
     book.save("running")
     if shard.sharded:
         logger.info("%s: %d of %d cases", shard.label, len(indices), len(sources))
-    results = []
+    results: list[CaseResult] = []
     position = shard.index if shard.launcher == "torchrun" else None
     bar = tqdm(indices, desc=f"predict {shard.label}".strip(), unit="case", disable=not options.progress, position=position)
     failed = 0
-    read_ahead = _ReadAhead(predictor, sources, indices, output_dir, options.overwrite, enabled=options.read_ahead)
+    read_ahead = _ReadAhead(predictor, sources, indices, output_dir, options.overwrite, enabled=options.read_ahead,
+                            taken=lambda output: claims.holder(output.name) is not None)
+    by_index: dict[int, CaseResult] = {}
+
+    def run_case(index: int, prepared: Callable[[], PreparedImage] | None) -> None:
+        nonlocal failed
+        result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite, prepared=prepared)
+        by_index[index] = result
+        if result.status == "skipped" and _recorded_by_another(book, claims, index, result, started_ns):
+            return
+        failed += _finish_case(predictor, result, previous, bar, failed, results, book, index, options)
+        by_index[index] = results[-1]
+
+    deferred = []
     try:
         for position, index in enumerate(bar):
-            result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite,
-                                  prepared=read_ahead.take(position))
-            failed += _finish_case(predictor, result, previous, bar, failed, results, book, index, options)
+            name = predictor.mask_path(sources[index], output_dir).name
+            if not claims.claim(name):  # another process is on it: come back at the end
+                read_ahead.discard(position)
+                deferred.append(index)
+                continue
+            try:
+                run_case(index, read_ahead.take(position))
+            finally:
+                claims.release(name)
+        for index in deferred:
+            name = predictor.mask_path(sources[index], output_dir).name
+            claims.wait(name)
+            try:
+                run_case(index, None)
+            finally:
+                claims.release(name)
+        results = [by_index[i] for i in indices]
+        book.save("finished" if set(book.records) >= set(indices) else "running")
+        with claims.locked():  # one process at a time merges and reports; a killed one's temporaries go
+            _finish_batch(book, shard, output_dir, inputs_sha, options)
     finally:
         read_ahead.close()
-    book.save("finished")
-
-    final = book.to_dict("finished")
-    if options.manifest and shard.sharded:
-        final = merge_parts(output_dir, shard.count, inputs_sha)
-    if options.report and final is not None:
-        from medseg_monai.reporting import write_report
-
-        write_report(final, Path(options.report))
-    elif options.report and shard.sharded:
-        logger.info("%s done; the report is written by the last part to finish", shard.label)
+        claims.close()
     return results

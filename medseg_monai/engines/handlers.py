@@ -35,10 +35,12 @@ def training_loss(output: dict) -> float:
 class RunLogger:
     """Per-epoch bookkeeping of a run folder.
 
-    After every epoch it appends a row to ``metrics.csv`` (loss, learning rate, time, the share of it
-    spent waiting for the next batch, validation mean Dice/IoU and Dice per class), redraws ``curves.png``, saves ``checkpoints/last.pt`` and, when the
-    validation Dice improves, ``checkpoints/best.pt``. It also stops training once the wall-clock
-    budget is spent, validating the final epoch if the schedule would have skipped it.
+    After every epoch it saves ``checkpoints/last.pt`` (keeping the one it replaces as ``last.prev.pt``)
+    and, when the validation Dice improves, the same payload as ``checkpoints/best.pt``, then rewrites
+    ``metrics.csv`` (loss, learning rate, time, the share of it spent waiting for the next batch,
+    validation mean Dice/IoU and Dice per class) and ``curves.png`` from the history. It also stops
+    training once the wall-clock budget is spent, validating the final epoch if the schedule would have
+    skipped it. ``elapsed_s`` is the budget already spent by the completed epochs of a resumed run.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class RunLogger:
         history: list[dict] | None = None,
         best_metric: float = -1.0,
         best_epoch: int = 0,
+        elapsed_s: float | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.evaluator = evaluator
@@ -68,7 +71,9 @@ class RunLogger:
         self._data_wait_s = 0.0
         self._lr = 0.0
         self._run_start = time.monotonic()
-        self._elapsed_before = float(self.history[-1]["elapsed_s"]) if self.history else 0.0
+        if elapsed_s is None:
+            elapsed_s = float(self.history[-1]["elapsed_s"]) if self.history else 0.0
+        self._elapsed_before = float(elapsed_s)
 
     def attach(self, trainer: Engine) -> None:
         trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
@@ -121,11 +126,9 @@ class RunLogger:
                 self.best_metric, self.best_epoch = row[KEY_METRIC], epoch
                 logger.info("epoch %d: new best %s %.4f", epoch, KEY_METRIC, self.best_metric)
         self.history.append(row)
-        if improved:
-            self._save("best.pt", engine)
-        self._save("last.pt", engine)
-        self._write_csv()
-        self._write_curves()
+        # last.pt first: a crash before best.pt is written is repaired on resume from last.pt (the same payload)
+        self._save(("last.pt", "best.pt") if improved else ("last.pt",), engine, row["elapsed_s"])
+        self.write_outputs()
         if budget_spent and epoch < engine.state.max_epochs:
             logger.info("time budget of %.1f min spent after epoch %d; stopping", self.time_budget_s / 60, epoch)
             engine.terminate()
@@ -140,16 +143,23 @@ class RunLogger:
                 row[f"val_dice_{name}"] = value
         return row
 
-    def _save(self, name: str, engine: Engine) -> None:
+    def _save(self, names: Sequence[str], engine: Engine, elapsed_s: float) -> None:
         payload = {key: obj.state_dict() for key, obj in self.state_objects.items()}
         payload.update(
-            trainer={"epoch": engine.state.epoch, "iteration": engine.state.iteration},
+            trainer={"epoch": engine.state.epoch, "iteration": engine.state.iteration, "elapsed_s": elapsed_s},
             config=self.config_dict,
             best_metric=self.best_metric,
             best_epoch=self.best_epoch,
             history=list(self.history),
         )
-        save_checkpoint(self.run_dir / "checkpoints" / name, payload)
+        for name in names:
+            save_checkpoint(self.run_dir / "checkpoints" / name, payload, keep_previous=name == "last.pt")
+
+    def write_outputs(self) -> None:
+        """Rewrite ``metrics.csv`` and ``curves.png`` from the history (a resumed run repairs them first)."""
+        if self.history:
+            self._write_csv()
+            self._write_curves()
 
     def _write_csv(self) -> None:
         columns: list[str] = []

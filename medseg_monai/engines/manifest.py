@@ -5,7 +5,7 @@ Schema ``medseg-predict-manifest/1``: ``versions``, ``device``, ``model`` (check
 (counts, failed inputs with reasons) and ``cases``: one record per input with ``index``, ``input``,
 ``output``, ``status``, ``error``, ``seconds``, ``shape``, ``spacing``, ``labels`` (per mask value:
 ``name``, ``count`` voxels/pixels, ``volume_ml`` for volumes, ``components``), ``flags``, ``sha256``,
-``size_bytes``, ``finished``.
+``size_bytes``, ``mtime_ns``, ``finished``.
 
 A batch split over processes keeps one manifest per part (``predict_manifest.part-K-of-N.json``); the
 last part to finish merges them (:func:`merge_parts`). No process group is needed.
@@ -13,14 +13,18 @@ last part to finish merges them (:func:`merge_parts`). No process group is neede
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from medseg_monai.config import BatchOptions
+from medseg_monai.io.outputs import remove_stale_temporaries
 from medseg_monai.utils import atomic_write_text
 
 __all__ = [
@@ -52,7 +56,7 @@ def now() -> str:
 def read_manifest(path: Path) -> dict[str, Any] | None:
     """A manifest's contents; ``None`` when missing, unreadable (logged) or of another schema."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
@@ -83,25 +87,94 @@ def _summary(records: Sequence[Mapping[str, Any]], total: int) -> dict[str, Any]
 
 
 class Manifest:
-    """The manifest of one part, rewritten atomically after every case (``path=None``: kept in memory)."""
+    """The manifest of one part, rewritten atomically after every case (``path=None``: kept in memory).
 
-    def __init__(self, path: Path | None, header: dict[str, Any]):
+    With ``lock`` (a context manager factory, e.g. :meth:`~medseg_monai.engines.claims.Claims.locked`)
+    every save happens under it and first takes in the records other processes of the same batch wrote
+    to the file meanwhile; this process's own records win, except that a ``written`` record of the same
+    file replaces an own ``skipped`` one. Cases are written one compact line each, so a save costs one
+    join of cached lines, not a fresh encoding of every record; and :meth:`add` saves only once as much
+    time as ``1 / max_share`` saves took has passed since the last save, so rewriting a long manifest
+    never costs more than that share of the batch (cases of a killed run whose records were not saved
+    yet get them recomputed from their masks by the rerun).
+    """
+
+    def __init__(self, path: Path | None, header: dict[str, Any],
+                 lock: Callable[[], AbstractContextManager[Any]] | None = None, max_share: float = 0.05):
         self.path = path
         self.header = header
+        self.lock = lock
+        self.max_share = max_share
+        self._head = json.dumps(header, indent=1)[:-2]
+        self._last_save = (0.0, 0.0)  # (monotonic time at the end of the last save, its seconds)
         self.records: dict[int, dict[str, Any]] = {}
+        self.mine: set[int] = set()
+        self._lines: dict[int, str] = {}
+        self._seen: tuple[int, int, int] | None = None
 
     def add(self, record: dict[str, Any]) -> None:
         self.records[record["index"]] = record
-        self.save("running")
+        self._lines[record["index"]] = json.dumps(record)
+        self.mine.add(record["index"])
+        end, cost = self._last_save
+        if time.monotonic() - end >= cost / self.max_share:
+            self.save("running")
 
     def to_dict(self, status: str) -> dict[str, Any]:
         records = [self.records[i] for i in sorted(self.records)]
         return {**self.header, "status": status, "updated": now(),
                 "summary": _summary(records, len(self.header["part"]["indices"])), "cases": records}
 
+    def to_text(self, status: str) -> str:
+        """The manifest as JSON text: the header indented, one line per case."""
+        order = sorted(self.records)
+        summary = _summary([self.records[i] for i in order], len(self.header["part"]["indices"]))
+        head = f'{self._head},\n "status": {json.dumps(status)},\n "updated": "{now()}",\n "summary": {json.dumps(summary)}'
+        cases = ",\n  ".join(self._lines[i] for i in order)
+        return head + (f',\n "cases": [\n  {cases}\n ]\n}}\n' if order else ',\n "cases": []\n}\n')
+
+    def refresh(self) -> None:
+        """Take in records that other processes wrote to the file since this one last read or wrote it."""
+        if self.path is None:
+            return
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return
+        seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if seen == self._seen:
+            return
+        data = read_manifest(self.path) or {}
+        same_batch = data.get("inputs_sha256") == self.header["inputs_sha256"] and (
+            (data.get("part") or {}).get("count") == self.header["part"]["count"])
+        indices = set(self.header["part"]["indices"])
+        for record in data.get("cases", []) if same_batch else []:
+            index = record.get("index")
+            own = self.records.get(index) if index in self.mine else None
+            if index in indices and (own is None or _same_file_written(record, own)):
+                self.records[index] = record
+                self._lines[index] = json.dumps(record)
+        self._seen = seen
+
     def save(self, status: str) -> None:
-        if self.path is not None:
-            atomic_write_text(self.path, json.dumps(self.to_dict(status), indent=1) + "\n")
+        if self.path is None:
+            return
+        start = time.monotonic()
+        with self.lock() if self.lock is not None else contextlib.nullcontext():
+            if self.lock is not None:
+                self.refresh()
+                remove_stale_temporaries(self.path)  # only a save killed mid-way leaves one: saves hold the lock
+            atomic_write_text(self.path, self.to_text(status))
+            stat = self.path.stat()
+            self._seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        end = time.monotonic()
+        self._last_save = (end, end - start)
+
+
+def _same_file_written(record: Mapping[str, Any], own: Mapping[str, Any]) -> bool:
+    """Whether ``record`` (another process's) is the ``written`` record of the file ``own`` skipped."""
+    return own.get("status") == "skipped" and record.get("status") == "written" and all(
+        record.get(k) == own.get(k) for k in ("output", "sha256", "size_bytes", "mtime_ns"))
 
 
 def previous_records(output_dir: Path) -> dict[str, dict[str, Any]]:

@@ -135,8 +135,10 @@ class Predictor:
         try:
             network.load_state_dict(payload["network"])
         except RuntimeError as err:
-            first_line = str(err).strip().splitlines()[0]
-            raise CheckpointError(f"{checkpoint}: weights do not fit network {config.model.name!r} ({first_line})") from None
+            details = [line.strip() for line in str(err).strip().splitlines()[1:] if line.strip()]
+            first = details[0] if details else str(err).strip().splitlines()[0]
+            raise CheckpointError(f"{checkpoint}: weights do not fit network {config.model.name!r} "
+                                  f"with options {dict(config.model.options)} ({first[:200]})") from None
         predictor = cls(network, config, infer, checks)
         predictor.source = Path(checkpoint)
         return predictor

@@ -69,7 +69,7 @@ def linear_along(x: np.ndarray, axis: int, size: int, scale: float, shift: float
     out_shape = list(x.shape)
     out_shape[axis] = size
     out = np.empty(out_shape, dtype=x.dtype)
-    chunk_axis = next(a for a in range(x.ndim) if a != axis and x.shape[a] > 1) if x.ndim > 1 else None
+    chunk_axis = next((a for a in range(x.ndim) if a != axis and x.shape[a] > 1), None)
     if chunk_axis is None:
         chunks = [(slice(None),) * x.ndim]
     else:

@@ -1,7 +1,9 @@
 """Training: MONAI ``SupervisedTrainer`` + ``SupervisedEvaluator`` built from one :class:`RunConfig`.
 
 A run folder receives ``config.json`` (the resolved config), ``splits.json``, ``metrics.csv``,
-``curves.png`` and ``checkpoints/{best,last}.pt``. ``resume=True`` continues from ``last.pt``.
+``curves.png`` and ``checkpoints/{best,last,last.prev}.pt``. ``resume=True`` continues from ``last.pt`` (or
+``last.prev.pt`` when ``last.pt`` is unusable) with every state an uninterrupted run would have had, random
+states included: see :mod:`medseg_monai.engines.resume`.
 
 Launched by ``torchrun`` with ``WORLD_SIZE > 1`` (or with ``train.distributed``), every process trains
 a ``DistributedDataParallel`` replica on its ``DistributedSampler`` share of the training cases
@@ -36,9 +38,9 @@ from medseg_monai.config import RunConfig, TrainConfig
 from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pairs
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
-from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
 from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
+from medseg_monai.engines.resume import RngState, ScalerState, open_for_resume, restore_states
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, build_network
@@ -173,7 +175,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
     Args:
         config: run configuration; ``None`` data fields are resolved from the training data.
         run_dir: output folder (created). With ``resume=True`` it must hold ``checkpoints/last.pt``.
-        resume: continue from the last saved epoch (network, optimiser, scheduler, history).
+        resume: continue from the last completed epoch (network, optimiser, scheduler, history, best metric,
+            time budget spent, random states); ``config.train.epochs`` may extend the run.
 
     Under ``torchrun`` (see the module docstring) every process calls this with the same arguments
     and gets the same result back.
@@ -196,7 +199,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = None
     if resume:
-        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        checkpoint = open_for_resume(run_dir, context.is_main)
         saved = RunConfig.from_dict(checkpoint["config"])
         config = dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=config.train.epochs))
     set_seed(config.train.seed)
@@ -243,15 +246,13 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         model = FastForward(model, device, None if amp else dtype, memory_format)
         forward_net = FastForward(network, device, None if amp else dtype, memory_format)
 
-    state_objects = {"network": network, "optimizer": optimizer}
-    if scheduler is not None:
-        state_objects["scheduler"] = scheduler
     handlers: list = []
     if scheduler is not None:
         handlers.append(LrScheduleHandler(lr_scheduler=scheduler, print_lr=False))
     evaluator = _build_evaluator(config, forward_net, _validation_share(val_items, context), device, amp, dtype)
     handlers.append(ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True))
-    handlers.append(StatsHandler(name=__name__, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False))
+    if logger.isEnabledFor(logging.INFO):  # `medseg -q`: no per-epoch lines
+        handlers.append(_epoch_stats())
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=train_cfg.epochs,
@@ -267,15 +268,19 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         decollate=False,  # nothing per item runs on the training output; splitting 4 x 96^3 batches cost ~7 % of a CPU step
     )
 
-    history, best_metric, best_epoch = [], -1.0, 0
+    rng = RngState([train_ds, evaluator.data_loader.dataset], generator, context.rank, context.world_size)
+    state_objects = {"network": network, "optimizer": optimizer, "scaler": ScalerState(trainer), "rng": rng}
+    if scheduler is not None:
+        state_objects["scheduler"] = scheduler
+    state_objects["scaler"].attach()
+
+    history, best_metric, best_epoch, elapsed_s = [], -1.0, 0, None
     if checkpoint is not None:
-        for key, obj in state_objects.items():
-            if key in checkpoint:
-                obj.load_state_dict(checkpoint[key])
         history = list(checkpoint.get("history", []))
         best_metric = float(checkpoint.get("best_metric", -1.0))
         best_epoch = int(checkpoint.get("best_epoch", 0))
         done = int(checkpoint["trainer"]["epoch"])
+        elapsed_s = checkpoint["trainer"].get("elapsed_s")
         trainer.state.epoch = done
         trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
         logger.info("resuming %s after epoch %d", run_dir, done)
@@ -284,12 +289,11 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     if context.is_main:
         # under DDP the time budget is decided by _DistributedEpochEnd so that all processes agree
         budget = None if context.enabled else train_cfg.time_budget_min
-        run_logger = RunLogger(run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), budget, history, best_metric, best_epoch)
+        run_logger = RunLogger(run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), budget, history, best_metric,
+                               best_epoch, elapsed_s)
     time_schedule = None
     if by_time:
         time_schedule = TimeBudgetSchedule(optimizer, train_cfg.scheduler, run_logger, 60.0 * train_cfg.time_budget_min, device, context.enabled)
-        if checkpoint is not None and "time_schedule" in checkpoint:
-            time_schedule.load_state_dict(checkpoint["time_schedule"])
         state_objects["time_schedule"] = time_schedule
         time_schedule.attach(trainer)
     if train_cfg.freeze_backbone_epochs > 0:  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
@@ -298,19 +302,35 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
             raise ConfigError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
         BackboneUnfreezer(frozen, optimizer, time_schedule or scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
     if context.enabled:
-        _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device).attach(trainer)
+        _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device, rng).attach(trainer)
     if run_logger is not None:
         run_logger.attach(trainer)
-    if context.is_main:
+    if context.is_main and logger.isEnabledFor(logging.INFO):  # `medseg -q`: warnings only, no bar
         _attach_progress_bar(trainer)
 
-    if trainer.state.epoch < train_cfg.epochs:
+    if checkpoint is not None:
+        restore_states(checkpoint, state_objects)  # last: building the loaders and the network drew random numbers
+        if run_logger is not None:
+            run_logger.write_outputs()  # a crash may have come between last.pt and metrics.csv
+    if trainer.state.epoch < train_cfg.epochs and not _budget_spent(checkpoint, train_cfg):
         trainer.run()
     outcome = [(run_logger.best_metric, run_logger.best_epoch, run_logger.history) if run_logger is not None else None]
     if context.enabled:
         dist.broadcast_object_list(outcome, src=0)
     best_metric, best_epoch, history = outcome[0]
     return TrainResult(run_dir=run_dir, config=config, best_metric=best_metric, best_epoch=best_epoch, epochs_run=len(history), history=history)
+
+
+def _budget_spent(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
+    """Whether the resumed run had already stopped on its time budget (no further epoch is due)."""
+    if checkpoint is None or train_cfg.time_budget_min is None:
+        return False
+    elapsed = checkpoint["trainer"].get("elapsed_s")
+    spent = elapsed is not None and float(elapsed) >= 60.0 * train_cfg.time_budget_min
+    if spent:
+        logger.info("time budget of %.1f min was spent by epoch %d; nothing left to train", train_cfg.time_budget_min,
+                    int(checkpoint["trainer"]["epoch"]))
+    return spent
 
 
 def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Sequence[dict], device: torch.device, amp: bool,
@@ -361,11 +381,13 @@ class _DistributedEpochEnd:
 
     Validation is collective (every process evaluates its shard and MONAI gathers the metrics), so the
     extra validation of the final epoch and the time-budget stop are decided once, on rank 0, and
-    broadcast, before rank 0's :class:`RunLogger` writes the epoch.
+    broadcast, before rank 0's :class:`RunLogger` writes the epoch with every process's random states.
     """
 
-    def __init__(self, evaluator: SupervisedEvaluator, run_logger: RunLogger | None, time_budget_min: float | None, device: torch.device):
+    def __init__(self, evaluator: SupervisedEvaluator, run_logger: RunLogger | None, time_budget_min: float | None, device: torch.device,
+                 rng: RngState):
         self.evaluator = evaluator
+        self.rng = rng
         self.run_logger = run_logger
         self.budget_s = None if time_budget_min is None else 60.0 * time_budget_min
         self.device = device
@@ -381,9 +403,22 @@ class _DistributedEpochEnd:
         epoch = engine.state.epoch
         if (spent or epoch >= engine.state.max_epochs) and self.evaluator.state.epoch != epoch:
             self.evaluator.run(epoch)
+        self.rng.gather()
         if spent and epoch < engine.state.max_epochs:
             logger.info("time budget of %.1f min spent after epoch %d; stopping", self.budget_s / 60, epoch)
             engine.terminate()
+
+
+def _epoch_stats() -> StatsHandler:
+    """MONAI's per-epoch loss line, logged through this package's logger (MONAI's ``get_logger`` gives the logger
+    its own stdout handler and level, which would print every line twice and ignore ``-q``)."""
+    name = f"{__name__}.stats"
+    stats = StatsHandler(name=name, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False)
+    stats_logger = logging.getLogger(name)
+    for handler in list(stats_logger.handlers):
+        stats_logger.removeHandler(handler)
+    stats_logger.setLevel(logging.NOTSET)
+    return stats
 
 
 def _attach_progress_bar(trainer: SupervisedTrainer) -> None:

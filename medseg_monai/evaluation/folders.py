@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg_monai.errors import InputError
+from medseg_monai.errors import InputError, error_message
 from medseg_monai.evaluation.metrics import OVERLAP_METRICS, SURFACE_METRICS, case_counts, count_row, label_surface
 from medseg_monai.evaluation.pooling import label_statistics, mean_over_rows
 from medseg_monai.io import IMAGE_SUFFIXES, as_label_map, load_image, read_geometry, spatial_dims_of, split_suffix
@@ -161,7 +161,7 @@ def evaluate_folders(
         try:
             case, truth_values = _score_case(name, pred_path, truth_path, rois.get(name), labels, surface)
         except (OSError, ValueError) as err:
-            errors[name] = str(err).splitlines()[0]
+            errors[name] = _case_error(err, pred_path, truth_path)
             logger.error("%s: %s", name, errors[name])
             continue
         scored.append(case)
@@ -184,6 +184,14 @@ def evaluate_folders(
         per_case_csv = atomic_write_text(output_dir / "metrics_per_case.csv", _rows_to_csv(rows))
         summary_json = atomic_write_text(output_dir / "metrics_summary.json", json.dumps(summary, indent=2) + "\n")
     return EvaluationResult(rows, summary, per_case_csv, summary_json)
+
+
+def _case_error(err: BaseException, pred_path: Path, truth_path: Path) -> str:
+    """One line for a case that could not be scored, naming the prediction (and its truth) unless it names a file."""
+    message = error_message(err)
+    if str(pred_path) in message or str(truth_path) in message:
+        return message
+    return f"{pred_path} (truth {truth_path}): {message}"
 
 
 def _rows_to_csv(rows: list[dict]) -> str:

@@ -7,7 +7,9 @@ folder or file, instead of segmenting part of the data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import locale
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,19 @@ import numpy as np
 
 from medseg_monai.errors import InputError
 
-__all__ = ["dicom_series_files"]
+__all__ = ["dicom_series_files", "preserved_locale"]
+
+
+@contextlib.contextmanager
+def preserved_locale() -> Iterator[None]:
+    """Restore the process locale after a SimpleITK call: GDCM switches it to ``C`` on some broken DICOM files, which
+    would turn Python's default text encoding into ASCII for the rest of the process (unicode paths in manifests)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
 
 
 def dicom_series_files(folder: str | Path) -> list[str]:
@@ -28,6 +42,11 @@ def dicom_series_files(folder: str | Path) -> list[str]:
     import SimpleITK as sitk
 
     folder = str(folder)
+    with preserved_locale():
+        return _series_files(sitk, folder)
+
+
+def _series_files(sitk: Any, folder: str) -> list[str]:
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
     if not series:
         raise InputError(f"{folder}: no DICOM series found")

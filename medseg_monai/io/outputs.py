@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,14 +24,22 @@ __all__ = ["as_label_map", "count_components", "file_sha256", "is_complete", "ma
 logger = logging.getLogger(__name__)
 
 
-def is_complete(output: str | Path, source: str | Path) -> bool:
-    """True when ``output`` exists, reads back, and has the spatial shape of ``source``."""
+def is_complete(output: str | Path, source: str | Path, sidecar: bool = False) -> bool:
+    """True when ``output`` exists, reads back, and has the spatial shape of ``source``.
+
+    With ``sidecar``, its label file (:func:`~medseg_monai.io.writers.label_sidecar_path`, written after
+    the mask) must exist and parse too, so a write stopped between the two is redone.
+    """
     output = Path(output)
     try:
         if not output.is_file() or output.stat().st_size == 0:
             return False
+        if sidecar:
+            labels = label_sidecar_path(output)
+            if not isinstance(json.loads(labels.read_text(encoding="utf-8")).get("labels"), dict):
+                raise ValueError(f"{labels}: no labels")
         return read_geometry(output).shape == read_geometry(source).shape
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, AttributeError) as err:
         logger.info("%s: existing output is not usable (%s); predicting again", output, err)
         return False
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from medseg_monai.compat import copy_compatible_dict, stack_images
 from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
-from medseg_monai.io.dicom import dicom_series_files
+from medseg_monai.io.dicom import dicom_series_files, preserved_locale
 from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
 from medseg_monai.io.validation import check_header, check_image
 
@@ -166,19 +167,42 @@ def _read_sitk(name: str, information_only: bool = False) -> Any:
 
     _require(name)
     try:
-        if Path(name).is_dir():
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(dicom_series_files(name))
-            return reader.Execute()
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(name)
-        if information_only:
-            reader.ReadImageInformation()
-            return reader
-        return reader.Execute()
+        with preserved_locale():
+            return _sitk_read(sitk, name, information_only)
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()
-        raise InputError(f"{name}: cannot read image ({reason[-1] if reason else type(err).__name__})") from err
+        raise InputError(f"{name}: cannot read image ({_itk_reason(err, name)})") from err
+
+
+#: SimpleITK's ImageIO per suffix: the file is read as its suffix says, not as whatever its bytes resemble
+_ITK_IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO"}
+
+
+def _sitk_read(sitk: Any, name: str, information_only: bool) -> Any:
+    if Path(name).is_dir():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(dicom_series_files(name))
+        return reader.Execute()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    image_io = _ITK_IMAGE_IO.get(Path(name).suffix.lower())
+    if image_io:
+        reader.SetImageIO(image_io)
+    if information_only:
+        reader.ReadImageInformation()
+        return reader
+    return reader.Execute()
+
+
+def _itk_reason(err: RuntimeError, name: str) -> str:
+    """The informative part of an ITK exception: its description lines, without the C++ location and the file's own name."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("sitk::ERROR", "/")) and ".cxx:" not in line and ".h:" not in line]
+    text = " ".join(useful or lines[-1:]) or type(err).__name__
+    text = re.sub(r"(ITK ERROR|itk::ERROR): \w+\(0x[0-9a-fA-F]+\): ", "", text)
+    text = re.sub(r"Exception thrown in SimpleITK \w+: \S+:\d+:\s*", "", text)
+    if "[nrrd]" in text:  # teem's chain of callers: the last two say what went wrong
+        text = " ".join(part.strip() for part in text.split("[nrrd]")[-2:])
+    return text.replace(f" {name} ", " ").replace(name, "the file")
 
 
 class SimpleITKReader(ImageReader):

@@ -53,8 +53,12 @@ DIRECTION_TOLERANCE = 1e-3
 def check_header(name: str, fmt: str, checks: InputChecks) -> None:
     """Refuse ``name`` before reading its voxels when its header claims more than ``checks.max_voxels`` voxels
     or, for an uncompressed NIfTI file, more bytes than the file holds."""
+    if os.path.isfile(name) and os.path.getsize(name) == 0:
+        raise InputError(f"{name}: empty file (0 bytes)")
     if fmt == "nifti":
         _check_nifti_pixdim(name)
+    if fmt == "mha" and os.path.isfile(name):
+        _check_metaimage(name)
     shape, itemsize, offset = _header_facts(name, fmt)
     if shape is None:
         return
@@ -85,6 +89,52 @@ def _check_nifti_pixdim(name: str) -> None:
             if not np.all(np.isfinite(spatial)) or np.any(spatial == 0):
                 raise InputError(f"{name}: voxel spacing (pixdim) {spatial.tolist()} must be positive and finite")
             return
+
+
+_MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4, "MET_FLOAT": 4,
+              "MET_ULONG_LONG": 8, "MET_LONG_LONG": 8, "MET_DOUBLE": 8, "MET_ULONG": 8, "MET_LONG": 8}
+
+
+def _check_metaimage(name: str) -> None:
+    """A MetaImage (``.mha``/``.mhd``) header that is not one, names a data file that is missing, or claims more voxel
+    bytes than its data holds is refused here, with the reason (ITK's own message says "No such file or directory")."""
+    with open(name, "rb") as handle:
+        head = handle.read(8192)
+    fields: dict[str, str] = {}
+    consumed = 0
+    for raw in head.split(b"\n"):
+        consumed += len(raw) + 1
+        key, sep, value = raw.decode("latin-1").partition("=")
+        if not sep or not key.strip().replace("_", "").isalnum():
+            raise InputError(f"{name}: not a MetaImage header (line {len(fields) + 1} is not 'Key = Value')")
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    else:
+        raise InputError(f"{name}: not a MetaImage header (no ElementDataFile line)")
+    if "DimSize" not in fields or "ElementType" not in fields:
+        raise InputError(f"{name}: MetaImage header without DimSize or ElementType")
+    data_file = fields["ElementDataFile"]
+    if data_file.upper() == "LOCAL":
+        target, available = name, os.path.getsize(name) - consumed
+    elif data_file.upper().startswith("LIST") or "%" in data_file:
+        return  # several data files: ITK reports what is missing
+    else:
+        target = os.path.join(os.path.dirname(name), data_file)
+        if not os.path.isfile(target):
+            raise InputError(f"{name}: the data file {data_file!r} that the header names is missing (expected {target})")
+        available = os.path.getsize(target) - int(fields.get("HeaderSize", "0") or 0)
+    if fields.get("CompressedData", "False").lower() == "true" or fields["ElementType"] not in _MET_BYTES:
+        return
+    try:
+        voxels = int(np.prod([int(v) for v in fields["DimSize"].split()], dtype=np.int64))
+        components = int(fields.get("ElementNumberOfChannels", "1"))
+    except ValueError:
+        raise InputError(f"{name}: MetaImage DimSize {fields['DimSize']!r} is not a list of integers") from None
+    need = voxels * components * _MET_BYTES[fields["ElementType"]]
+    if available < need:
+        raise InputError(f"{name}: truncated: the header claims {fields['DimSize'].replace(' ', 'x')} voxels ({need:,} bytes) "
+                         f"but {os.path.basename(target)} holds {max(available, 0):,} bytes of voxel data")
 
 
 def _header_facts(name: str, fmt: str) -> tuple[tuple[int, ...] | None, int, int]:

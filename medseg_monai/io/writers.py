@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg_monai.errors import InputError
+from medseg_monai.errors import InputError, OutputError
 from medseg_monai.io.formats import FORMAT_SUFFIXES, MASK_FORMAT_FOR, detect_format, split_suffix
 from medseg_monai.io.readers import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 MaskWriter = Callable[[np.ndarray, Path, Geometry, Path], None]
 
 MASK_WRITERS: dict[str, MaskWriter] = {}
+
+
+class _WriteFailed(Exception):
+    """A writer library's failure to write the temporary file; :func:`write_mask` names the output."""
+
 
 #: suffix written for a format when the requested one would create a second data file
 _SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
@@ -103,6 +108,8 @@ def write_mask(
     Raises:
         ValueError: wrong shape, non-integer/negative/too large labels, no writer for the format,
             a suffix not matching the format, or ``output`` being the source itself.
+        OutputError: the mask cannot be written (a read-only folder, a full disk), naming ``output``;
+            no temporary file is left.
     """
     source, output = Path(source), Path(output)
     fmt = output_format or MASK_FORMAT_FOR[detect_format(source)]
@@ -120,12 +127,15 @@ def write_mask(
         )
     mask = mask.astype(mask_dtype(mask, output), copy=False)
     with atomic_path(output) as tmp:
-        writer(mask, source, geometry, tmp)
+        try:
+            writer(mask, source, geometry, tmp)
+        except _WriteFailed as err:
+            raise OutputError(f"{output}: cannot write the mask ({err})") from err
     if label_names is not None:
         names = label_names.items() if isinstance(label_names, Mapping) else enumerate(label_names)
         sidecar = {"labels": {str(int(value)): str(name) for value, name in names}}
         with atomic_path(label_sidecar_path(output)) as tmp:
-            tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+            tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     logger.debug("wrote %s (%s, %s, labels up to %d)", output, fmt, mask.dtype, int(mask.max()) if mask.size else 0)
     return output
 
@@ -175,7 +185,16 @@ def _write_itk(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) ->
     """MHA or NRRD mask (one compressed file) with the source's origin, spacing and direction."""
     import SimpleITK as sitk
 
-    sitk.WriteImage(_sitk_image(mask, geometry), str(tmp), useCompression=True)
+    image = _sitk_image(mask, geometry)
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+    except RuntimeError as err:  # SimpleITK reports a failed write (a full disk, an I/O error) as RuntimeError
+        raise _WriteFailed(_last_line(err)) from err
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def _raster_image(mask: np.ndarray, source: Path):

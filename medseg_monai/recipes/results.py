@@ -38,7 +38,7 @@ def collect_summaries(roots: Iterable[str | Path]) -> list[dict]:
         paths = [root] if root.is_file() else sorted({*root.rglob("summary.json"), *root.glob("*.json")})
         for path in paths:
             try:
-                summary = json.loads(path.read_text())
+                summary = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as err:
                 logger.warning("%s: unreadable summary skipped (%s)", path, err)
                 continue

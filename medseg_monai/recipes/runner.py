@@ -362,8 +362,8 @@ def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: 
     for path in (summary_path, datalist_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no finished run to score; train it first (without --score-only)")
-    previous = json.loads(summary_path.read_text())
-    val_items = json.loads(datalist_path.read_text())["validation"]
+    previous = json.loads(summary_path.read_text(encoding="utf-8"))
+    val_items = json.loads(datalist_path.read_text(encoding="utf-8"))["validation"]
     infer_overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("infer.")}
     if len(infer_overrides) != len(overrides or {}):
         raise ConfigError(f"--score-only takes infer.* overrides only, got {sorted(set(overrides or {}) - set(infer_overrides))}")

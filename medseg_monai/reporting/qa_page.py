@@ -31,7 +31,7 @@ __all__ = ["case_thumbnail", "render_report", "write_report"]
 logger = logging.getLogger(__name__)
 
 _PANEL_PX = 180
-_TEMPLATE = Template(resources.files("medseg_monai.reporting").joinpath("templates/qa_report.html").read_text())
+_TEMPLATE = Template(resources.files("medseg_monai.reporting").joinpath("templates/qa_report.html").read_text(encoding="utf-8"))
 
 
 def _resize(panel: np.ndarray, row_mm: float, col_mm: float, height: int = _PANEL_PX):
@@ -167,7 +167,7 @@ def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
 def write_report(manifest: Mapping[str, Any] | str | Path, path: str | Path, thumbnails: bool = True) -> Path:
     """Write the QA page of ``manifest`` (a dict or a ``predict_manifest.json`` path) to ``path`` atomically."""
     if not isinstance(manifest, Mapping):
-        manifest = json.loads(Path(manifest).read_text())
+        manifest = json.loads(Path(manifest).read_text(encoding="utf-8"))
     path = Path(path)
     atomic_write_text(path, render_report(manifest, thumbnails))
     logger.info("wrote QA report %s", path)
