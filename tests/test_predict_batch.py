@@ -368,7 +368,8 @@ def test_manifest_fields_statistics_and_report(tmp_path):
     assert two_rec["labels"]["300"] == {"name": "class_300", "count": 352, "volume_ml": pytest.approx(352 * voxel_ml), "components": 2}
     assert two_rec["sha256"] == file_sha256(two_rec["output"]) and two_rec["flags"] == []
     assert by_name["many.nii.gz"]["labels"]["300"]["components"] == 126 and by_name["many.nii.gz"]["flags"] == ["many_components"]
-    assert by_name["empty.nii.gz"]["flags"] == ["empty"]
+    assert by_name["empty.nii.gz"]["flags"] == ["empty", "input_warning"]  # an all-zero image: constant
+    assert "the image is constant" in by_name["empty.nii.gz"]["warnings"][0]
     assert nib.load(two_rec["output"]).get_data_dtype() == np.uint16  # label value 300 does not fit uint8
     assert set(np.unique(np.asarray(nib.load(two_rec["output"]).dataobj))) == {0, 300}
 

@@ -3,7 +3,9 @@ warning, never turned silently into a wrong mask (medseg_monai.io.validation, da
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -44,6 +46,11 @@ def test_one_nan_voxel_is_replaced_with_a_warning_and_the_mask_is_unchanged(tmp_
         results = predict_batch(predictor, tmp_path / "in", tmp_path / "out")
     assert [r.status for r in results] == ["written", "written"]
     assert "spoiled.nii.gz: 1 NaN, 1 infinite voxel(s) of 5,760 replaced" in caplog.text
+    warned = {r.input.name: r.warnings for r in results}
+    assert warned["clean.nii.gz"] == () and "1 NaN, 1 infinite voxel(s)" in warned["spoiled.nii.gz"][0]
+    records = {Path(r["input"]).name: r for r in json.loads((tmp_path / "out" / "predict_manifest.json").read_text())["cases"]}
+    assert "input_warning" in records["spoiled.nii.gz"]["flags"] and records["spoiled.nii.gz"]["warnings"] == list(warned["spoiled.nii.gz"])
+    assert "input_warning" not in records["clean.nii.gz"]["flags"]
     masks = {r.input.name: np.asarray(nib.load(str(r.output)).dataobj) for r in results}
     assert masks["clean.nii.gz"].sum() == 10 * 9 * 6
     np.testing.assert_array_equal(masks["spoiled.nii.gz"], masks["clean.nii.gz"])

@@ -72,6 +72,7 @@ REPORT_NAME = "predict_report.html"
 class CaseResult:
     """Outcome of one input: ``status`` is ``written``, ``skipped`` (a complete output existed) or ``failed``.
 
+    ``warnings`` are what the input checks said about the image (NaN voxels replaced, a constant image).
     ``internal`` marks a failure that is a bug in this package rather than a problem of the input.
     ``labels`` maps each foreground mask value (as a string) to ``{"name", "count", "components"}``
     plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
@@ -87,6 +88,7 @@ class CaseResult:
     labels: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     sha256: str | None = None
     internal: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -190,13 +192,18 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
         remove_stale_temporaries(output)
         if not overwrite and is_complete(output, source, sidecar=bool(predictor.label_names(source))):
             return CaseResult(source, output, "skipped")
-        mask = predictor.predict_prepared(prepared()) if prepared is not None else predictor.predict_image(source)
+        warnings: tuple[str, ...] = ()
+        if predictor.config.infer.stitching == "slab":
+            image = prepared() if prepared is not None else predictor.prepare(source)
+            warnings, mask = image.warnings, predictor.predict_prepared(image)
+        else:
+            mask = predictor.predict_image(source)
         output = predictor.save_mask(mask, source, output)
         spacing = read_geometry(output).spacing
         stats = mask_statistics(mask, spacing, predictor.label_names(source), predictor.output_values(source)[0])
         return CaseResult(
             source, output, "written", seconds=time.perf_counter() - start, shape=tuple(int(s) for s in mask.shape),
-            spacing=tuple(float(s) for s in spacing), labels=stats, sha256=file_sha256(output),
+            spacing=tuple(float(s) for s in spacing), labels=stats, sha256=file_sha256(output), warnings=warnings,
         )
     except Exception as err:  # one bad case must not stop a batch; the reason is reported
         message = error_message(err)
@@ -231,7 +238,9 @@ def _record(index: int, result: CaseResult, many_components: int) -> dict[str, A
         "shape": list(result.shape) if result.shape else None,
         "spacing": [round(s, 6) for s in result.spacing] if result.spacing else None,
         "labels": result.labels,
-        "flags": case_flags(result.labels, many_components) if result.status != "failed" else ["failed"] + ["internal_error"] * result.internal,
+        "flags": (case_flags(result.labels, many_components) + ["input_warning"] * bool(result.warnings)
+                  if result.status != "failed" else ["failed"] + ["internal_error"] * result.internal),
+        "warnings": list(result.warnings),
         "sha256": result.sha256,
         "size_bytes": stat.st_size if stat else None,
         "mtime_ns": stat.st_mtime_ns if stat else None,
@@ -247,6 +256,7 @@ def _complete_skipped(predictor: Predictor, result: CaseResult, previous: Mappin
         return dataclasses.replace(
             result, shape=tuple(previous.get("shape") or ()), spacing=tuple(previous.get("spacing") or ()),
             labels=previous.get("labels") or {}, sha256=previous["sha256"], seconds=previous.get("seconds") or 0.0,
+            warnings=tuple(previous.get("warnings") or ()),
         )
     mask = np.asarray(load_image(output))
     geometry = read_geometry(output)

@@ -103,7 +103,9 @@ def _row(record: Mapping[str, Any], thumb: str, colours, three_d: bool) -> str:
             f"<td>{_label_cell(labels, 'components', colours)}</td>",
             f'<td class="num">{record.get("seconds") or 0:.1f}</td>',
         ]
-    cells.append("<td>" + "".join(f'<span class="flag {html.escape(f)}">{html.escape(f.replace("_", " "))}</span>' for f in flags) + "</td>")
+    notes = html.escape("; ".join(record.get("warnings") or []), quote=True)
+    cells.append("<td>" + "".join(f'<span class="flag {html.escape(f)}"{f" title={chr(34)}{notes}{chr(34)}" if f == "input_warning" else ""}>'
+                                  f'{html.escape(f.replace("_", " "))}</span>' for f in flags) + "</td>")
     return f'<tr class="{css}">' + "".join(cells) + "</tr>"
 
 
