@@ -67,9 +67,11 @@ def root_cause(err: BaseException) -> BaseException:
 
 
 def is_expected(err: BaseException) -> bool:
-    """True for problems of the input or the environment (ours, or ``OSError`` such as a missing file or a
-    full disk); False for everything else, which is a bug in this package or a library it calls."""
-    return isinstance(root_cause(err), (MedsegError, OSError))
+    """True for problems of the input or the environment (ours, ``OSError`` such as a missing file or a full disk,
+    running out of memory); False for everything else, which is a bug in this package or a library it calls."""
+    root = root_cause(err)
+    # running out of memory is the machine's limit, not a bug (torch.cuda.OutOfMemoryError is a RuntimeError)
+    return isinstance(root, (MedsegError, OSError, MemoryError)) or type(root).__name__ == "OutOfMemoryError"
 
 
 def error_message(err: BaseException) -> str:

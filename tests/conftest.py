@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO, TINY_NETWORKS, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _process_locale():
+    """Tests that write DICOM with SimpleITK switch the process locale to C (GDCM); the next test gets it back."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 @pytest.fixture(scope="session")

@@ -324,6 +324,19 @@ def test_dicom_folder_with_two_series_is_refused_naming_both(tmp_path):
         load_image(tmp_path / "tmp_small")
 
 
+def test_a_localizer_series_beside_the_scan_is_left_out_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "study"
+    make_dicom_series(folder, uid="1.2.826.0.1.3680043.2.1125.7", slices=4)
+    make_dicom_series(tmp_path / "scout", uid="1.2.826.0.1.3680043.2.1125.8", slices=2)
+    for f in (tmp_path / "scout").iterdir():
+        data = f.read_bytes()
+        assert b"DERIVED\\SECONDARY " in data
+        (folder / f"scout_{f.name}").write_bytes(data.replace(b"DERIVED\\SECONDARY ", b"ORIGINAL\\LOCALIZER"))
+    with caplog.at_level(logging.WARNING):
+        assert tuple(load_image(folder).shape) == (16, 16, 4)
+    assert "left out series 1.2.826.0.1.3680043.2.1125.8 (a localizer, 2 files)" in caplog.text
+
+
 def test_dicom_series_with_a_missing_or_broken_slice_is_refused(tmp_path):
     gap = tmp_path / "gap"
     make_dicom_series(gap, slices=6)

@@ -287,7 +287,7 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert not (run / "schedule_probe").exists()
     assert summary["kind"] == "trial" and summary["cases"] == {"training": 6, "validation": 2}
     schedule = summary["schedule"]
-    assert 2 <= schedule["epochs"] <= 50 and summary["epochs_planned"] == schedule["epochs"]
+    assert 2 <= schedule["epochs"] <= summary["epochs_planned"] <= 50  # the plan; by time, train.epochs stays the upper bound
     # the budget re-fit may stretch or shorten the probe's plan once the run has timed its own epochs; it is never overrun
     fitted = load_checkpoint(run / "checkpoints" / "last.pt")["config"]["train"]["epochs"]
     assert 2 <= summary["epochs_run"] <= fitted

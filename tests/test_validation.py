@@ -214,3 +214,25 @@ def test_images_smaller_than_the_window_are_padded_and_cropped_back(tmp_path):
     mask3 = np.asarray(nib.load(str(nifti.output)).dataobj)
     assert mask3.shape == (9, 7, 5)
     np.testing.assert_array_equal(mask3 > 0, volume > 250)
+
+
+def test_valid_but_unusual_files_are_not_refused(tmp_path):
+    """MetaImage headers with DICOM-tag keys (as SimpleITK writes them), 4-byte MET_INT voxels, BraTS-style labels 0/1/2/4."""
+    image = sitk.GetImageFromArray(np.arange(60, dtype=np.int32).reshape(3, 4, 5))
+    image.SetMetaData("0008|0060", "CT")
+    path = str(tmp_path / "tags.mha")
+    sitk.WriteImage(image, path)
+    np.testing.assert_array_equal(np.asarray(load_image(path)).T, sitk.GetArrayFromImage(image))
+    brats = np.zeros((8, 8, 4), np.uint8)
+    brats[1:3, 1:3, 1], brats[3:5, 3:5, 1], brats[5:7, 5:7, 1] = 1, 2, 4
+    assert collect_label_values([save_nifti(tmp_path / "brats.nii.gz", brats)], 3) == (0, 1, 2, 4)
+
+
+def test_running_out_of_memory_is_not_reported_as_a_bug():
+    from medseg_monai.errors import is_expected
+
+    assert is_expected(MemoryError())
+    wrapped = RuntimeError("applying transform")
+    wrapped.__cause__ = MemoryError("cannot allocate 8 GiB")
+    assert is_expected(wrapped)
+    assert not is_expected(TypeError("a bug"))

@@ -50,16 +50,21 @@ def mask_values(path: str, spatial_dims: int) -> np.ndarray:
     return unique
 
 
+#: class values up to this are taken as labels even with gaps (BraTS' 0/1/2/4); above it, only 0..K or two values
+SMALL_LABEL_VALUE = 63
+
+
 def _is_label_map(values: Sequence[int]) -> bool:
-    """Class values ``0, 1, ..., K``, or a binary mask of two values (``0/1``, ``0/255``)."""
+    """Class values ``0, 1, ..., K``, small values with gaps (``0/1/2/4``), or a binary mask of two values (``0/255``)."""
     values = sorted(values)
-    return len(values) <= 2 or values == list(range(len(values)))
+    return len(values) <= 2 or values == list(range(len(values))) or max(values) <= SMALL_LABEL_VALUE
 
 
 def collect_label_values(label_paths: Sequence[str], spatial_dims: int, expected: Sequence[int] | None = None) -> tuple[int, ...]:
     """Sorted union of the integer values found in the masks (background 0 always included), checked.
 
-    Without ``expected``, the values must look like a label map (``0..K``, or two values such as ``0/255``):
+    Without ``expected``, the values must look like a label map (``0..K``, small values up to
+    :data:`SMALL_LABEL_VALUE` with gaps, or two values such as ``0/255``):
     anything else (``0/128/255`` anti-aliased edges, 16-bit masks with sparse values) is refused with the
     ``data.label_values`` setting that would accept them. With ``expected`` (the configured
     ``data.label_values``), every mask value must be one of them.

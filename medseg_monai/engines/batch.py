@@ -258,7 +258,7 @@ def _complete_skipped(predictor: Predictor, result: CaseResult, previous: Mappin
             labels=previous.get("labels") or {}, sha256=previous["sha256"], seconds=previous.get("seconds") or 0.0,
             warnings=tuple(previous.get("warnings") or ()),
         )
-    mask = np.asarray(load_image(output))
+    mask = np.asarray(load_image(output, role="mask"))
     geometry = read_geometry(output)
     labels = mask_statistics(mask, geometry.spacing, predictor.label_names(result.input), predictor.output_values(result.input)[0])
     return dataclasses.replace(result, shape=tuple(geometry.shape), spacing=tuple(geometry.spacing), labels=labels, sha256=file_sha256(output))

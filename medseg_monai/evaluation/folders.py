@@ -116,9 +116,9 @@ def _score_case(name: str, pred_path: Path, truth_path: Path, roi_path: Path | N
                 surface: bool) -> tuple[_Scored, set[int]]:
     """Read one case, count every label value in it, and return the counts with the truth's label values."""
     spatial_dims = spatial_dims_of(truth_path)
-    truth = as_label_map(load_image(truth_path), spatial_dims)
-    pred = as_label_map(load_image(pred_path), spatial_dims)
-    roi = as_label_map(load_image(roi_path), spatial_dims) > 0 if roi_path is not None else None
+    truth = as_label_map(load_image(truth_path, role="mask"), spatial_dims)
+    pred = as_label_map(load_image(pred_path, role="mask"), spatial_dims)
+    roi = as_label_map(load_image(roi_path, role="mask"), spatial_dims) > 0 if roi_path is not None else None
     spacing = read_geometry(truth_path).spacing if spatial_dims == 3 else None
     truth_values = {int(v) for v in np.unique(truth)} - {0}
     scope = set(labels) if labels is not None else truth_values | ({int(v) for v in np.unique(pred)} - {0})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import locale
+import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,19 +19,23 @@ import numpy as np
 
 from medseg_monai.errors import InputError
 
-__all__ = ["dicom_series_files", "preserved_locale"]
+__all__ = ["NON_IMAGE_MODALITIES", "dicom_series_files", "preserved_locale"]
+
+logger = logging.getLogger(__name__)
+_LOCALE_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def preserved_locale() -> Iterator[None]:
     """Restore the process locale after a SimpleITK call: GDCM switches it to ``C`` on some broken DICOM files, which
     would turn Python's default text encoding into ASCII for the rest of the process (unicode paths in manifests)."""
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        yield
-    finally:
-        if locale.setlocale(locale.LC_ALL) != saved:
-            locale.setlocale(locale.LC_ALL, saved)
+    with _LOCALE_LOCK:  # the read-ahead thread reads too: one SimpleITK call at a time sees and restores the locale
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            yield
+        finally:
+            if locale.setlocale(locale.LC_ALL) != saved:
+                locale.setlocale(locale.LC_ALL, saved)
 
 
 def dicom_series_files(folder: str | Path) -> list[str]:
@@ -46,16 +52,43 @@ def dicom_series_files(folder: str | Path) -> list[str]:
         return _series_files(sitk, folder)
 
 
+#: modalities of DICOM objects that are not images to segment (structure sets, reports, segmentations, states)
+NON_IMAGE_MODALITIES = frozenset({"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "SEG", "PR", "KO", "REG", "DOC", "PLAN"})
+
+
+def _tag(reader: Any, key: str) -> str:
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+
+def _set_aside(reader: Any) -> str | None:
+    """Why a series (by its first file) is not the image to segment: a non-image object or a localizer; else None."""
+    modality = _tag(reader, "0008|0060").upper()
+    if modality in NON_IMAGE_MODALITIES:
+        return f"a {modality} object"
+    if "LOCALIZER" in _tag(reader, "0008|0008").upper():
+        return "a localizer"
+    return None
+
+
 def _series_files(sitk: Any, folder: str) -> list[str]:
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
     if not series:
         raise InputError(f"{folder}: no DICOM series found")
     files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in series}
     if len(series) > 1:
-        listed = "; ".join(f"{_series_label(files[uid][0])} ({len(files[uid])} files, UID {uid})" for uid in series)
-        raise InputError(f"{folder}: {len(series)} DICOM series in one folder: {listed}; give the folder of one series")
+        kept = []
+        for uid in series:
+            reason = _set_aside(_dicom_header(files[uid][0]))
+            if reason is None:
+                kept.append(uid)
+            else:
+                logger.warning("%s: left out series %s (%s, %d files)", folder, uid, reason, len(files[uid]))
+        if len(kept) != 1:
+            listed = "; ".join(f"{_series_label(files[uid][0])} ({len(files[uid])} files, UID {uid})" for uid in kept or series)
+            raise InputError(f"{folder}: {len(kept or series)} DICOM series in one folder: {listed}; give the folder of one series")
+        series = kept
     names = files[series[0]]
-    _check_dicom_slices(folder, names)
+    _check_dicom_slices(folder, names, {Path(n).resolve() for uid in files for n in files[uid]})
     return names
 
 
@@ -78,13 +111,14 @@ def _series_label(name: str) -> str:
     return f"series {number}" + (f" '{description}'" if description else "")
 
 
-def _check_dicom_slices(folder: str, names: Sequence[str]) -> None:
-    """Every DICOM file of ``folder`` belongs to the series, and its slices are evenly spaced along their normal."""
-    listed = {Path(n).resolve() for n in names}
+def _check_dicom_slices(folder: str, names: Sequence[str], listed: set[Path]) -> None:
+    """Every DICOM file of ``folder`` belongs to a series GDCM found, and the chosen series' slices are evenly
+    spaced along their normal."""
     for path in sorted(Path(folder).iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.name.upper() != "DICOMDIR" and path.resolve() not in listed:
             if path.suffix.lower() == ".dcm" or _has_dicom_magic(path):
-                _dicom_header(str(path))  # raises for a broken file
+                if _set_aside(_dicom_header(str(path))) is not None:  # raises for a broken file
+                    continue
                 raise InputError(f"{path}: a DICOM file that is not a slice of the series in {folder}")
     if len(names) < 3:
         return

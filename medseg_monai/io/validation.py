@@ -85,32 +85,34 @@ def _check_nifti_pixdim(name: str) -> None:
         if int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]) == 348:
             dims = np.frombuffer(raw[40:56], dtype=f"{order}i2")
             pixdim = np.frombuffer(raw[76:108], dtype=f"{order}f4")
-            spatial = pixdim[1 : 1 + int(np.clip(dims[0], 1, 3))]
+            count = int(np.clip(dims[0], 1, 3))
+            spatial = pixdim[1 : 1 + count][dims[1 : 1 + count] > 1]  # a singleton axis may carry no size
             if not np.all(np.isfinite(spatial)) or np.any(spatial == 0):
                 raise InputError(f"{name}: voxel spacing (pixdim) {spatial.tolist()} must be positive and finite")
             return
 
 
 _MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4, "MET_FLOAT": 4,
-              "MET_ULONG_LONG": 8, "MET_LONG_LONG": 8, "MET_DOUBLE": 8, "MET_ULONG": 8, "MET_LONG": 8}
+              "MET_ULONG_LONG": 8, "MET_LONG_LONG": 8, "MET_DOUBLE": 8, "MET_ULONG": 4, "MET_LONG": 4}
 
 
 def _check_metaimage(name: str) -> None:
     """A MetaImage (``.mha``/``.mhd``) header that is not one, names a data file that is missing, or claims more voxel
     bytes than its data holds is refused here, with the reason (ITK's own message says "No such file or directory")."""
-    with open(name, "rb") as handle:
-        head = handle.read(8192)
     fields: dict[str, str] = {}
     consumed = 0
-    for raw in head.split(b"\n"):
-        consumed += len(raw) + 1
-        key, sep, value = raw.decode("latin-1").partition("=")
-        if not sep or not key.strip().replace("_", "").isalnum():
-            raise InputError(f"{name}: not a MetaImage header (line {len(fields) + 1} is not 'Key = Value')")
-        fields[key.strip()] = value.strip()
-        if key.strip() == "ElementDataFile":
-            break
-    else:
+    with open(name, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            consumed += len(raw)
+            key, sep, value = raw.decode("latin-1").partition("=")
+            if not sep:
+                if number == 1:
+                    raise InputError(f"{name}: not a MetaImage header (its first line is not 'Key = Value')")
+                continue  # a blank or free-text line
+            fields[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile" or consumed > (1 << 20):
+                break
+    if "ElementDataFile" not in fields:
         raise InputError(f"{name}: not a MetaImage header (no ElementDataFile line)")
     if "DimSize" not in fields or "ElementType" not in fields:
         raise InputError(f"{name}: MetaImage header without DimSize or ElementType")
@@ -191,10 +193,14 @@ def check_image(array: np.ndarray, meta: dict[str, Any], name: str, checks: Inpu
         array = _select_volume(array, name, checks, channels)
         if array.ndim == spatial:  # one volume chosen: no channel axis left
             meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = float("nan")
-    if array.dtype.kind == "f":
+    if not array.size:
+        return array
+    low, high = array.min(), array.max()  # NaN or inf anywhere shows in these: one pass each for the common case
+    if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         array = replace_non_finite(array, name, checks, role)
-    if role == "image" and array.size and array.min() == array.max():
-        _warn(f"{name}: the image is constant (every voxel {array.flat[0]}); its mask will most likely be empty")
+        low, high = array.min(), array.max()
+    if role == "image" and low == high:
+        _warn(f"{name}: the image is constant (every voxel {low}); its mask will most likely be empty")
     return array
 
 
@@ -226,10 +232,10 @@ def replace_non_finite(array: np.ndarray, name: str, checks: InputChecks, role: 
     if checks.strict or role == "mask":
         hint = " (without --strict they would be replaced, with a warning)" if role == "image" else ""
         raise InputError(f"{name}: {what} voxel(s){hint}")
-    low, high = float(array[finite].min()), float(array[finite].max())
+    low = float(array.min(where=finite, initial=np.inf))
+    high = float(array.max(where=finite, initial=-np.inf))
     fill = low if checks.nan_value is None else float(checks.nan_value)
-    out = np.where(is_nan, fill, array)
-    out = np.where(np.isposinf(out), high, np.where(np.isneginf(out), low, out)).astype(array.dtype, copy=False)
+    out = np.nan_to_num(array, copy=True, nan=fill, posinf=high, neginf=low)
     how = ", ".join(part for part in (f"NaN by {fill:g}" if nan else "", f"inf by the finite range [{low:g}, {high:g}]" if inf else "") if part)
     _warn(f"{name}: {what} voxel(s) of {array.size:,} replaced ({how}); --strict refuses such images")
     return out

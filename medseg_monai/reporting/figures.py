@@ -83,8 +83,8 @@ def save_case_figure(rows: Sequence[CaseRow], path: str | Path, label_values: Se
         ax.axis("off")
     for r, row in enumerate(rows):
         dims = spatial_dims_of(row.image)
-        pred = as_label_map(load_image(row.prediction), dims)
-        masks = [pred] if row.truth is None else [as_label_map(load_image(row.truth), dims), pred]
+        pred = as_label_map(load_image(row.prediction, role="mask"), dims)
+        masks = [pred] if row.truth is None else [as_label_map(load_image(row.truth, role="mask"), dims), pred]
         colours = colour_table(label_values, np.unique(np.concatenate([np.unique(m) for m in masks])))
         view = loaded_views(load_image(row.image), masks)[0]
         truth_view = None if row.truth is None else view.masks[0]

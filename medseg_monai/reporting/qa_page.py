@@ -51,7 +51,7 @@ def case_thumbnail(source: str | Path, mask_path: str | Path, label_values: Sequ
 
     from medseg_monai.io import load_image
 
-    image_t, mask_t = load_image(source), load_image(mask_path)
+    image_t, mask_t = load_image(source), load_image(mask_path, role="mask")
     mask = np.asarray(mask_t)
     colours = colour_table([v for v in label_values if v != background], np.unique(mask))
     views = loaded_views(image_t, [mask], background)
