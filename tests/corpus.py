@@ -405,6 +405,16 @@ def _output_is_file(ws: Workspace) -> list[str]:
     return ws.predict(3)
 
 
+def _bad_beside_good(suffix: str) -> Builder:
+    """Two valid volumes, ``bad`` and ``good``; the case's patch makes ``bad`` fail."""
+    def build(ws: Workspace) -> list[str]:
+        ws.volume(f"bad{suffix}")
+        ws.volume(f"good{suffix}", seed=1)
+        return ws.predict(3)
+
+    return build
+
+
 def _disk_fills(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     """The mask writer of ``bad.nii.gz`` writes part of its temporary file, then the disk is full."""
     from medseg_monai.io import writers
@@ -420,13 +430,9 @@ def _disk_fills(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     monkeypatch.setitem(writers.MASK_WRITERS, "nifti", writer)
 
 
-@case("predict-disk-full-mid-write", "predict", EXIT_FAILED,
-      allof(r"^FAILED .*in/bad\.nii\.gz", r"out/bad\.nii\.gz: cannot write \(No space left on device\)"),
-      written=("out/good.nii.gz",), patch=_disk_fills)
-def _disk_full(ws: Workspace) -> list[str]:
-    ws.volume("bad.nii.gz")
-    ws.volume("good.nii.gz", seed=1)
-    return ws.predict(3)
+register(Case("predict-disk-full-mid-write", "predict", _bad_beside_good(".nii.gz"), EXIT_FAILED,
+              allof(r"^FAILED .*in/bad\.nii\.gz", r"out/bad\.nii\.gz: cannot write \(No space left on device\)"),
+              written=("out/good.nii.gz",), patch=_disk_fills))
 
 
 def _disk_fills_itk(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
@@ -445,13 +451,9 @@ def _disk_fills_itk(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     monkeypatch.setattr(sitk, "WriteImage", write)
 
 
-@case("predict-disk-full-mid-write-simpleitk", "predict", EXIT_FAILED,
-      allof(r"^FAILED .*in/bad\.mha", r"out/bad\.mha: cannot write the mask \(.*No space left on device\)"),
-      written=("out/good.mha",), patch=_disk_fills_itk)
-def _disk_full_itk(ws: Workspace) -> list[str]:
-    ws.volume("bad.mha")
-    ws.volume("good.mha", seed=1)
-    return ws.predict(3)
+register(Case("predict-disk-full-mid-write-simpleitk", "predict", _bad_beside_good(".mha"), EXIT_FAILED,
+              allof(r"^FAILED .*in/bad\.mha", r"out/bad\.mha: cannot write the mask \(.*No space left on device\)"),
+              written=("out/good.mha",), patch=_disk_fills_itk))
 
 
 def _manifest_disk_full(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
