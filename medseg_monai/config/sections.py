@@ -42,7 +42,7 @@ CONFIG_VERSION = 1
 
 Intensity = Literal["auto", "minmax", "ct", "zscore", "percentile"]
 Optimizer = Literal["adamw", "adam", "sgd"]
-Scheduler = Literal["cosine", "poly", "none"]
+Scheduler = Literal["cosine", "poly", "step", "plateau", "none"]
 DistBackend = Literal["auto", "nccl", "gloo"]
 BlendMode = Literal["gaussian", "constant"]
 Stitching = Literal["slab", "full"]
@@ -193,7 +193,31 @@ class TrainConfig:
     optimizer: Optimizer = setting("adamw", help="Optimiser.")
     learning_rate: float = setting(1e-3, help="Initial learning rate.", aliases=("--lr",))
     weight_decay: float = setting(1e-5, help="Weight decay of the optimiser.")
-    scheduler: Scheduler = setting("cosine", help="Learning-rate schedule over `epochs`.")
+    scheduler: Scheduler = setting(
+        "cosine", help="Learning-rate schedule: `cosine` (down to 1 % over `epochs`), `poly` (power 0.9), `step` (times `lr_gamma` "
+                       "every `step_size` epochs), `plateau` (times `lr_gamma` when the validation mean Dice has not improved for "
+                       "`plateau_patience` validations; `ReduceLROnPlateau`) or `none`.")
+    step_size: int = setting(30, help="Epochs between the drops of `scheduler=step`.")
+    lr_gamma: float = setting(0.1, help="Factor of each learning-rate drop of `step` and `plateau`.")
+    plateau_patience: int = setting(5, help="Validations without improvement before `plateau` drops the learning rate.")
+    warmup_epochs: float = setting(
+        0.0, help="Linear warm-up: the learning rate rises from 0 to the schedule's over this many epochs (per step; fractions "
+                  "allowed), then the schedule goes on as if there had been none.")
+    early_stop_patience: int | None = setting(
+        None, help="Stop when the validation mean Dice has not improved by more than `early_stop_min_delta` for this many "
+                   "validations (ignite `EarlyStopping`); `null` never stops early.", metavar="N")
+    early_stop_min_delta: float = setting(0.0, help="Improvement of the validation mean Dice that resets `early_stop_patience`.")
+    accumulate_steps: int = setting(
+        1, help="Gradient accumulation: the optimiser steps once every N batches, so the effective batch is N x `batch_size` "
+                "(logged at the start).", metavar="N")
+    grad_clip: float | None = setting(None, help="Clip the gradients' global L2 norm to this before every optimiser step; `null`: "
+                                                 "no clipping.", metavar="NORM")
+    tensorboard: bool = setting(
+        True, help="Write TensorBoard events into `RUN/tensorboard/`: training loss and learning rate per step, validation "
+                   "metrics per epoch, image | truth | prediction of a fixed validation case every `tensorboard_images_every` "
+                   "validations.")
+    tensorboard_images_every: int = setting(5, help="Validations between the image grids written to TensorBoard (0: none).",
+                                            metavar="N")
     val_interval: int = setting(1, help="Validate every N epochs (and always after the last).")
     device: str = setting("auto", help="`auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`.")
     precision: Precision = setting(
@@ -229,6 +253,26 @@ class TrainConfig:
             raise ConfigError(f"val_interval must be >= 1, got {self.val_interval}")
         if self.iterations_per_epoch is not None and self.iterations_per_epoch < 1:
             raise ConfigError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
+        if self.step_size < 1:
+            raise ConfigError(f"step_size must be >= 1, got {self.step_size}")
+        if not 0.0 < self.lr_gamma < 1.0:
+            raise ConfigError(f"lr_gamma must be in (0, 1), got {self.lr_gamma}")
+        if self.plateau_patience < 0:
+            raise ConfigError(f"plateau_patience must be >= 0, got {self.plateau_patience}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.early_stop_patience is not None and self.early_stop_patience < 1:
+            raise ConfigError(f"early_stop_patience must be >= 1 (or null), got {self.early_stop_patience}")
+        if self.early_stop_min_delta < 0:
+            raise ConfigError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}")
+        if self.accumulate_steps < 1:
+            raise ConfigError(f"accumulate_steps must be >= 1, got {self.accumulate_steps}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be positive (or null), got {self.grad_clip}")
+        if self.tensorboard_images_every < 0:
+            raise ConfigError(f"tensorboard_images_every must be >= 0, got {self.tensorboard_images_every}")
+        if self.schedule_by_time and self.scheduler in ("step", "plateau"):
+            raise ConfigError(f"schedule_by_time follows the budget with cosine, poly or none, not scheduler={self.scheduler!r}")
 
 
 @documented

@@ -226,6 +226,11 @@ def restore_states(checkpoint: dict[str, Any], state_objects: dict[str, Any]) ->
     """Load every entry of ``state_objects`` that the checkpoint holds (``rng`` last, after all else is built)."""
     for key in sorted(state_objects, key=lambda k: k == "rng"):
         if key in checkpoint:
-            state_objects[key].load_state_dict(checkpoint[key])
+            state = checkpoint[key]
+            if isinstance(state_objects[key], torch.optim.lr_scheduler.LambdaLR) and "lr_lambdas" not in state:
+                # saved by CosineAnnealingLR/PolynomialLR (older versions): the same closed-form rates, keep the epoch count
+                state = {"base_lrs": state["base_lrs"], "last_epoch": state["last_epoch"], "_last_lr": state.get("_last_lr"),
+                         "lr_lambdas": [None] * len(state["base_lrs"])}
+            state_objects[key].load_state_dict(state)
         elif key == "rng":
             logger.warning("checkpoint has no random states (saved by an older version): the resumed run draws fresh ones")

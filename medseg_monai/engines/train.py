@@ -29,7 +29,7 @@ from torch.utils.data import RandomSampler, Sampler
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader, DistributedSampler, ThreadDataLoader, list_data_collate, partition_dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import LrScheduleHandler, MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
+from monai.handlers import MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.transforms import AsDiscreted, Compose
@@ -41,6 +41,8 @@ from medseg_monai.data.transforms import build_train_transforms, build_val_trans
 from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
 from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resume import RngState, ScalerState, open_for_resume, restore_states
+from medseg_monai.engines.schedules import GradientClipper, LinearWarmup, build_scheduler, early_stopping, schedule_handlers, stopped_early
+from medseg_monai.engines.tensorboard import TensorBoardLogger
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import backbone_parameters, build_network
@@ -153,15 +155,6 @@ def _optimizer(config: RunConfig, network: torch.nn.Module) -> torch.optim.Optim
     return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
-def _scheduler(config: RunConfig, optimizer: torch.optim.Optimizer):
-    epochs = config.train.epochs
-    if config.train.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=config.train.learning_rate * 0.01)
-    if config.train.scheduler == "poly":
-        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=epochs, power=0.9)
-    return None
-
-
 def _save_splits(run_dir: Path, train_items: Sequence[dict], val_items: Sequence[dict]) -> None:
     def names(items: Sequence[dict]) -> list[dict]:
         return [{"name": item.get("name", Path(str(item[IMAGE])).name), IMAGE: str(item[IMAGE]), LABEL: str(item[LABEL])} for item in items]
@@ -230,7 +223,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     network = network.to(memory_format=memory_format)
     optimizer = _optimizer(config, network)
     by_time = train_cfg.schedule_by_time and train_cfg.time_budget_min is not None
-    scheduler = None if by_time else _scheduler(config, optimizer)
+    scheduler = None if by_time else build_scheduler(train_cfg, optimizer)
     model: torch.nn.Module = network
     if context.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -246,9 +239,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         model = FastForward(model, device, None if amp else dtype, memory_format)
         forward_net = FastForward(network, device, None if amp else dtype, memory_format)
 
-    handlers: list = []
-    if scheduler is not None:
-        handlers.append(LrScheduleHandler(lr_scheduler=scheduler, print_lr=False))
+    handlers, evaluator_handlers = schedule_handlers(scheduler, KEY_METRIC)
     evaluator = _build_evaluator(config, forward_net, _validation_share(val_items, context), device, amp, dtype)
     handlers.append(ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True))
     if logger.isEnabledFor(logging.INFO):  # `medseg -q`: no per-epoch lines
@@ -265,6 +256,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         train_handlers=handlers,
         amp=amp,
         amp_kwargs={"dtype": dtype} if amp else None,
+        accumulation_steps=train_cfg.accumulate_steps,
         decollate=False,  # nothing per item runs on the training output; splitting 4 x 96^3 batches cost ~7 % of a CPU step
     )
 
@@ -273,6 +265,20 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     if scheduler is not None:
         state_objects["scheduler"] = scheduler
     state_objects["scaler"].attach()
+    for handler in evaluator_handlers:
+        handler.attach(evaluator)
+    stopper = early_stopping(train_cfg, trainer, KEY_METRIC)
+    if stopper is not None:
+        evaluator.add_event_handler(Events.COMPLETED, stopper)
+        state_objects["early_stopping"] = stopper
+    if train_cfg.grad_clip is not None:
+        GradientClipper(network.parameters(), train_cfg.grad_clip).attach(trainer)
+    steps_per_epoch = train_cfg.iterations_per_epoch or len(train_loader)
+    if context.is_main:
+        patches = train_cfg.batch_size * data_cfg.samples_per_image
+        logger.info("effective batch: %d patches per optimiser step (batch %d x %d patches x %d accumulated x %d processes); "
+                    "%d steps per epoch", patches * train_cfg.accumulate_steps * context.world_size, train_cfg.batch_size,
+                    data_cfg.samples_per_image, train_cfg.accumulate_steps, context.world_size, steps_per_epoch)
 
     history, best_metric, best_epoch, elapsed_s = [], -1.0, 0, None
     if checkpoint is not None:
@@ -305,6 +311,12 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device, rng).attach(trainer)
     if run_logger is not None:
         run_logger.attach(trainer)
+    if train_cfg.warmup_epochs > 0:
+        LinearWarmup(optimizer, train_cfg.warmup_epochs, steps_per_epoch, train_cfg.accumulate_steps).attach(trainer)
+    tensorboard = None
+    if context.is_main and train_cfg.tensorboard:  # after the warm-up: it logs the rate each step uses
+        tensorboard = TensorBoardLogger(run_dir, config.data.label_names, train_cfg.tensorboard_images_every)
+        tensorboard.attach(trainer, evaluator, optimizer)
     if context.is_main and logger.isEnabledFor(logging.INFO):  # `medseg -q`: warnings only, no bar
         _attach_progress_bar(trainer)
 
@@ -312,8 +324,12 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         restore_states(checkpoint, state_objects)  # last: building the loaders and the network drew random numbers
         if run_logger is not None:
             run_logger.write_outputs()  # a crash may have come between last.pt and metrics.csv
-    if trainer.state.epoch < train_cfg.epochs and not _budget_spent(checkpoint, train_cfg):
-        trainer.run()
+    try:
+        if trainer.state.epoch < train_cfg.epochs and not _budget_spent(checkpoint, train_cfg) and not _stopped_early(checkpoint, train_cfg):
+            trainer.run()
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
     outcome = [(run_logger.best_metric, run_logger.best_epoch, run_logger.history) if run_logger is not None else None]
     if context.enabled:
         dist.broadcast_object_list(outcome, src=0)
@@ -331,6 +347,14 @@ def _budget_spent(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
         logger.info("time budget of %.1f min was spent by epoch %d; nothing left to train", train_cfg.time_budget_min,
                     int(checkpoint["trainer"]["epoch"]))
     return spent
+
+
+def _stopped_early(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
+    """Whether the resumed run had already stopped early (no further epoch is due)."""
+    stopped = checkpoint is not None and stopped_early(checkpoint.get("early_stopping"), train_cfg.early_stop_patience)
+    if stopped:
+        logger.info("the run stopped early after epoch %d; nothing left to train", int(checkpoint["trainer"]["epoch"]))
+    return stopped
 
 
 def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Sequence[dict], device: torch.device, amp: bool,
