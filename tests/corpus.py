@@ -952,3 +952,23 @@ def _train_float_labels(ws: Workspace) -> list[str]:
         labels[4:10, 4:10, 2:6], labels[12:16, 12:16, 2:6] = 0.37, 0.74
         _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
     return ["-q", "train", "--data", str(data), "--out", str(ws.output), "--epochs", "1", "--patch-size", "16", "16", "8"]
+
+
+@case("train-plateau-with-time-schedule", "train", EXIT_BAD,
+      r"^medseg train: error: .*schedule_by_time follows the budget with cosine, poly or none, not scheduler='plateau'")
+def _train_plateau_by_time(ws: Workspace) -> list[str]:
+    _pairs(ws, ws.root / "data")
+    return ws.train(ws.root / "data", "--set", "train.scheduler=plateau", "--set", "train.schedule_by_time=true",
+                    "--set", "train.time_budget_min=1")
+
+
+@case("train-no-accumulation-steps", "train", EXIT_BAD, r"^medseg train: error: .*accumulate_steps must be >= 1, got 0")
+def _train_no_accumulation(ws: Workspace) -> list[str]:
+    _pairs(ws, ws.root / "data")
+    return ws.train(ws.root / "data", "--set", "train.accumulate_steps=0")
+
+
+@case("train-warmup-longer-than-the-run", "train", EXIT_BAD, r"^medseg train: error: .*warmup_epochs must be in \[0, epochs=1\), got 3")
+def _train_long_warmup(ws: Workspace) -> list[str]:
+    _pairs(ws, ws.root / "data")
+    return ws.train(ws.root / "data", "--set", "train.warmup_epochs=3")
