@@ -27,6 +27,7 @@ __all__ = ["TENSORBOARD_DIR", "TensorBoardLogger", "validation_picture"]
 logger = logging.getLogger(__name__)
 
 TENSORBOARD_DIR = "tensorboard"
+MIN_PICTURE_HEIGHT = 192  # pixels
 
 
 def _classes(tensor: torch.Tensor) -> np.ndarray:
@@ -39,7 +40,7 @@ def _classes(tensor: torch.Tensor) -> np.ndarray:
 
 def validation_picture(image: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor, num_classes: int,
                        depth_index: int | None = None) -> tuple[np.ndarray, int | None]:
-    """``uint8`` RGB ``(H, 3 * W, 3)`` picture: the image's first channel | with the truth | with the prediction.
+    """``uint8`` RGB ``(H, 3 * W, 3)`` picture (enlarged by a whole factor to at least 192 pixels high): the image's first channel | with the truth | with the prediction.
 
     ``image`` is ``(C, *spatial)``, ``truth``/``pred`` one-hot ``(K, *spatial)`` or indices ``(1, *spatial)``.
     Volumes are cut across their last axis at ``depth_index`` (``None``: the middle of the truth's
@@ -58,7 +59,9 @@ def validation_picture(image: torch.Tensor, truth: torch.Tensor, pred: torch.Ten
     shown = window(np.ascontiguousarray(gray))
     colours = colour_table(list(range(num_classes)))
     panels = [np.repeat(shown[..., None], 3, axis=-1), overlay(shown, labels, colours), overlay(shown, preds, colours)]
-    return np.concatenate(panels, axis=1), depth_index
+    picture = np.concatenate(panels, axis=1)
+    zoom = max(1, -(-MIN_PICTURE_HEIGHT // picture.shape[0]))  # small images (hippocampus crops) enlarged, pixels kept sharp
+    return picture.repeat(zoom, axis=0).repeat(zoom, axis=1), depth_index
 
 
 class TensorBoardLogger:
