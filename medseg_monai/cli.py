@@ -44,7 +44,7 @@ def _verbosity_flags(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medseg", description="Medical-image segmentation on MONAI: synth, train, predict, evaluate, "
+    parser = argparse.ArgumentParser(prog="medseg", description="Medical-image segmentation on MONAI: synth, train, predict, export, evaluate, "
                                                               "demo, run (real-data recipes), bundle (MONAI bundles).")
     _verbosity_flags(parser, False)
     common = argparse.ArgumentParser(add_help=False)
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "example:\n  medseg predict --model runs/synth3d --input scans/ --output masks/ --report\n"
                                    "  medseg predict --model runs/synth3d --input 'scans/*.nrrd' --output masks/ --num-parts 4 --part-id 0\n"
                                    "  torchrun --nproc_per_node 2 -m medseg_monai.cli predict --model runs/synth3d --input scans.csv --output masks/")
-    p.add_argument("--model", required=True, help="run folder (config.json + checkpoints/) or a checkpoint file")
+    p.add_argument("--model", required=True, help="run folder (config.json + checkpoints/), a checkpoint file, or an exported model (.onnx, .ts)")
     p.add_argument("--input", required=True, nargs="+", help="image file(s), folder, glob or list file")
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p, InputChecks, "checks", title="input checks (odd images: NaN voxels, 4D volumes, huge headers)")
     add_setting_flags(p, InferConfig, "infer", title="inference (infer.*; each flag changes the run's own setting, which it keeps otherwise)",
                       show_defaults=False)
+
+    p = command("export", help="write a trained model as one ONNX or TorchScript file", formatter_class=fmt,
+                       description="Write the network (float32, any batch of roi-sized windows) and the run's whole config\n"
+                                   "(labels, geometry, normalisation, sliding window, TTA) into one file that\n"
+                                   "'medseg predict --model FILE' and Predictor.from_artefact run end to end.\n"
+                                   "ONNX needs: pip install \"medseg-monai[export]\".\n\n"
+                                   "example:\n  medseg export --model runs/synth3d --out synth3d.onnx\n"
+                                   "  medseg export --model runs/synth3d --checkpoint last --format torchscript --out synth3d.ts")
+    p.add_argument("--model", required=True, help="run folder (config.json + checkpoints/) or a checkpoint file")
+    p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint path")
+    p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the suffix of --out (.onnx, .ts)")
+    # dest is not "out": an internal error's log goes into args.out as a folder
+    p.add_argument("--out", dest="artefact", metavar="FILE", required=True, type=Path, help="the file to write: NAME.onnx or NAME.ts")
 
     p = command("evaluate", help="score predicted masks against truth masks", formatter_class=fmt,
                        description="Per-case, per-class Dice, IoU, precision, recall (and HD95/ASD with --surface);\n"
@@ -217,6 +230,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED_CASES if counts["failed"] else EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from medseg_monai.engines import Predictor
+    from medseg_monai.engines.artefact import ARTEFACT_SUFFIXES, artefact_format, export_artefact
+
+    fmt = artefact_format(args.artefact, args.format)
+    if str(args.model).lower().endswith(ARTEFACT_SUFFIXES):
+        raise ConfigError(f"--model {args.model}: already an exported model; export takes a run folder or checkpoint")
+    predictor = Predictor.from_run(args.model, checkpoint=args.checkpoint)
+    result = export_artefact(predictor.network, predictor.config, args.artefact, fmt)
+    print(f"wrote {result.path} ({result.format}, {result.bytes / 1e6:.1f} MB; logits within {result.max_abs_diff:.1e} "
+          f"of the checkpoint's on a test window)")
+    return EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medseg_monai.evaluation import evaluate_folders
 
@@ -312,7 +339,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "demo": cmd_demo, "run": cmd_run, "bundle": cmd_bundle}
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "predict": cmd_predict, "export": cmd_export, "evaluate": cmd_evaluate, "demo": cmd_demo, "run": cmd_run, "bundle": cmd_bundle}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -972,3 +972,51 @@ def _train_no_accumulation(ws: Workspace) -> list[str]:
 def _train_long_warmup(ws: Workspace) -> list[str]:
     _pairs(ws, ws.root / "data")
     return ws.train(ws.root / "data", "--set", "train.warmup_epochs=3")
+
+
+# ---------------------------------------------------------------------------------------------- exported models
+def _artefact(ws: Workspace, suffix: str, dims: int = 2) -> Path:
+    """The trained run of ``dims`` exported (``medseg export``) to ``ws.root/model{suffix}``."""
+    from medseg_monai.engines import Predictor
+    from medseg_monai.engines.artefact import export_artefact
+
+    predictor = Predictor.from_run(ws.runs[dims])
+    return export_artefact(predictor.network, predictor.config, ws.root / f"model{suffix}").path
+
+
+@case("predict-artefact-onnx-truncated", "predict", EXIT_BAD,
+      r"^medseg predict: error: .*model\.onnx: not a readable ONNX model \(truncated, or another kind of file")
+def _truncated_onnx(ws: Workspace) -> list[str]:
+    ws.raster("scan.png")
+    model = _artefact(ws, ".onnx")
+    truncate(model)
+    return ws.predict(2, model=model)
+
+
+@case("predict-artefact-foreign-file-as-ts", "predict", EXIT_BAD,
+      r"^medseg predict: error: .*model\.ts: not a readable TorchScript archive \(truncated, or another kind of file")
+def _foreign_ts(ws: Workspace) -> list[str]:
+    ws.raster("scan.png")
+    model = ws.root / "model.ts"
+    model.write_bytes(PNG_BYTES)
+    return ws.predict(2, model=model)
+
+
+@case("predict-artefact-newer-format", "predict", EXIT_BAD,
+      r"^medseg predict: error: .*model\.onnx: written by a newer medseg-monai( \S+)? \(format version 2; this one reads 1\)")
+def _newer_artefact(ws: Workspace) -> list[str]:
+    import onnx
+
+    ws.raster("scan.png")
+    path = _artefact(ws, ".onnx")
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "medseg.format_version":
+            prop.value = "2"
+    onnx.save(model, str(path))
+    return ws.predict(2, model=path)
+
+
+@case("export-format-contradicts-suffix", "export", EXIT_BAD, r"^medseg export: error: .*model\.ts: onnx models are named \*\.onnx")
+def _export_contradiction(ws: Workspace) -> list[str]:
+    return ["-q", "export", "--model", str(ws.runs[2]), "--format", "onnx", "--out", str(ws.root / "model.ts")]

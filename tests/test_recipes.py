@@ -49,7 +49,8 @@ def test_registry_holds_the_four_datasets_with_their_networks():
         assert (REPO / "pipelines" / f"{name}.py").read_text().count(f'recipe_main("{name}"') == 1
     for name in ("isbi2012_em", "drive_retina", "chaos_mr_liver2d"):
         assert RECIPES[name].networks == ("unet", "unetpp", "deeplabv3")
-    assert RECIPES["msd_hippocampus"].networks == ("unet",)
+    assert RECIPES["msd_hippocampus"].networks == ("unet", "unet-2.5d", "deeplabv3-2.5d")
+    assert RECIPES["msd_hippocampus"].config("unet-2.5d").data.image_dims == 3
     assert RECIPES["drive_retina"].roi_dir == "fov"
     assert RECIPES["msd_hippocampus"].config("unet").data.intensity == "percentile"
     assert {r.target for r in RECIPES.values()} == {None, 0.80, 0.92, 0.87}
@@ -78,7 +79,7 @@ def test_default_configs_are_consistent(name):
         net = build_network(dataclasses.replace(config, model=dataclasses.replace(config.model, deep_supervision=False))).eval()
         shape = (2 * steps,) * data.spatial_dims
         with torch.no_grad():
-            out = net(torch.zeros(1, data.in_channels, *shape))
+            out = net(torch.zeros(1, data.network_in_channels, *shape))
         assert tuple(out.shape) == (1, len(data.label_values), *shape)
 
 

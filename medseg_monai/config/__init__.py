@@ -1,20 +1,21 @@
 """Frozen configuration shared by the CLI, the Python API and the bundles.
 
 :mod:`~medseg_monai.config.sections` holds the settings dataclasses (:class:`RunConfig` with its
-``data``/``model``/``train``/``infer`` sections, and :class:`BatchOptions`); :mod:`~medseg_monai.config.checks` the :class:`InputChecks` of images entering the package;
+``data``/``model``/``train``/``infer`` sections), :mod:`~medseg_monai.config.batch` the :class:`BatchOptions` of a batch of predictions; :mod:`~medseg_monai.config.checks` the :class:`InputChecks` of images entering the package;
 :mod:`~medseg_monai.config.fields` the machinery that reads each field's declaration back (help text,
 choices, flags) for the CLI, the validation and the documentation.
 """
 
+from medseg_monai.config.batch import BatchOptions
 from medseg_monai.config.checks import InputChecks
 from medseg_monai.config.fields import FieldSpec, field_specs, parse_override, replace_fields, to_jsonable
 from medseg_monai.config.sections import (
     CONFIG_VERSION,
     DEFAULT_PATCH_SIZE,
+    SLICES_PER_WINDOW,
     INTENSITY_MODES,
     OUTPUT_FORMATS,
     SECTIONS,
-    BatchOptions,
     DataConfig,
     InferConfig,
     ModelConfig,
@@ -26,6 +27,7 @@ from medseg_monai.config.sections import (
 __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_PATCH_SIZE",
+    "SLICES_PER_WINDOW",
     "INTENSITY_MODES",
     "OUTPUT_FORMATS",
     "SECTIONS",

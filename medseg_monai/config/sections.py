@@ -3,7 +3,7 @@
 One :class:`RunConfig` describes a whole run (data, network, training, inference). It is saved as
 ``config.json`` in every run folder and read back by :class:`~medseg_monai.engines.Predictor`, so a
 model folder always carries what is needed to preprocess new images exactly as in training.
-:class:`BatchOptions` says how a batch of predictions is run; it is not part of a run.
+:class:`~medseg_monai.config.BatchOptions` (its own module) says how a batch of predictions is run; it is not part of a run.
 
 Fields left as ``None`` that depend on the data (2D or 3D, patch size, input channels, label values,
 target spacing) are resolved by :func:`medseg_monai.data.resolve_data_config` when training starts;
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -25,10 +24,10 @@ from medseg_monai.errors import ConfigError
 __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_PATCH_SIZE",
+    "SLICES_PER_WINDOW",
     "INTENSITY_MODES",
     "OUTPUT_FORMATS",
     "PRECISIONS",
-    "BatchOptions",
     "DataConfig",
     "InferConfig",
     "ModelConfig",
@@ -55,6 +54,8 @@ OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif"]
 INTENSITY_MODES: tuple[str, ...] = get_args(Intensity)
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+#: slices in each window of a 2D network on volumes (one forward pass holds ``sw_batch_size`` windows of them)
+SLICES_PER_WINDOW = 8
 #: training patch (and sliding window) used when ``data.patch_size`` is not given
 DEFAULT_PATCH_SIZE: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (96, 96, 64)}
 
@@ -73,8 +74,14 @@ class DataConfig:
     val_fraction: float = setting(0.2, help="Share of cases held out for validation when no validation set is given.")
     seed: int = setting(0, help="Seed of the train/validation split.", flag="--split-seed")
     spatial_dims: Literal[2, 3] | None = setting(
-        None, help="2 for slices (PNG/TIF/JPG), 3 for volumes; `null`: the length of `patch_size` when it is given, "
+        None, help="Network dims: 2 for slices (PNG/TIF/JPG) and for a 2D network on volumes (see `slice_axis`), 3 for volumes; `null`: the length of `patch_size` when it is given, "
                    "else the format of the training images.", flag="--dims", aliases=("--spatial-dims",))
+    slice_axis: int | None = setting(
+        None, help="A 2D network on volumes (`spatial_dims=2` with NIfTI/MHA/NRRD/DICOM images) trains on and predicts slices "
+                   "across this axis of the reoriented volume (2: axial in RAS); `null`: 2 for volumes, unused for 2D images.")
+    context_slices: int = setting(
+        0, help="2.5D: neighbouring slices on each side fed to a 2D network on volumes as extra input channels (edges repeat "
+                "the outermost slice).")
     in_channels: int | None = setting(None, help="Image channels (1 gray, 3 RGB); `null` reads them from the first training image.")
     label_values: tuple[int, ...] | None = setting(
         None, help="Raw mask value of each class index, e.g. `[0, 255]` for binary PNG masks; `null` collects the values "
@@ -86,9 +93,9 @@ class DataConfig:
                      "voxels; `percentile` clips to the image's 0.5/99.5 percentiles, then z-scores; `auto` is `minmax` in 2D "
                      "and `zscore` in 3D.")
     ct_window: tuple[float, float] = setting((-175.0, 250.0), help="Hounsfield window of `intensity=\"ct\"`.", metavar="HU")
-    orientation: str | None = setting("RAS", help="Axis codes volumes are reoriented to (3D only); `null` keeps the stored order.")
+    orientation: str | None = setting("RAS", help="Axis codes volumes are reoriented to (volumes only, also under a 2D network); `null` keeps the stored order.")
     target_spacing: tuple[float, ...] | None = setting(
-        None, help="Voxel spacing in mm volumes are resampled to (3D only); `null` takes the median spacing of the training set; "
+        None, help="Voxel spacing in mm volumes are resampled to (volumes only, three values also under a 2D network); `null` takes the median spacing of the training set; "
                    "an empty list disables resampling.", flag="--spacing", aliases=("--target-spacing",), nargs="*", metavar="MM")
     patch_size: tuple[int, ...] | None = setting(
         None, help="Training patch and default sliding window, `[H, W]` or `[H, W, D]`; `null` is 128x128 in 2D and 96x96x64 in 3D.")
@@ -135,6 +142,12 @@ class DataConfig:
             raise ConfigError(
                 f"label_names has {len(self.label_names)} entries but label_values has {len(self.label_values)}"
             )
+        if self.context_slices < 0:
+            raise ConfigError(f"context_slices must be >= 0, got {self.context_slices}")
+        if self.slice_axis is not None and (isinstance(self.slice_axis, bool) or self.slice_axis not in (0, 1, 2)):
+            raise ConfigError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis!r}")
+        if dims == 3 and (self.slice_axis is not None or self.context_slices):
+            raise ConfigError("slice_axis and context_slices are for 2D networks on volumes; set data.spatial_dims=2")
         if dims is None:
             return
         if self.flip_axes is not None and (
@@ -142,13 +155,30 @@ class DataConfig:
             or any(not 0 <= int(a) < dims for a in self.flip_axes)
         ):
             raise ConfigError(f"flip_axes must hold distinct spatial axes in [0, {dims}), got {self.flip_axes}")
-        if self.target_spacing and len(self.target_spacing) != dims:
-            raise ConfigError(f"target_spacing must hold {dims} values, got {self.target_spacing}")
+        if self.target_spacing and len(self.target_spacing) != self.image_dims:
+            raise ConfigError(f"target_spacing must hold {self.image_dims} values, got {self.target_spacing}")
 
     def _dims(self) -> int:
         if self.spatial_dims is None:
             raise ConfigError("data.spatial_dims is not resolved yet; train or set data.spatial_dims (or data.patch_size)")
         return self.spatial_dims
+
+    @property
+    def image_dims(self) -> int:
+        """Spatial dims of the images: 3 for volumes (also under a 2D network slicing them), else ``spatial_dims``."""
+        return 3 if self.slice_axis is not None else self._dims()
+
+    @property
+    def slices_per_input(self) -> int:
+        """Slices a 2D network on volumes sees per prediction: the slice itself and its context on each side."""
+        return 2 * self.context_slices + 1
+
+    @property
+    def network_in_channels(self) -> int:
+        """Input channels of the network: image channels times :attr:`slices_per_input`."""
+        if self.in_channels is None:
+            raise ConfigError("in_channels is not resolved yet; train or set data.in_channels")
+        return self.in_channels * self.slices_per_input
 
     @property
     def num_classes(self) -> int:
@@ -166,7 +196,7 @@ class DataConfig:
     def resolved_intensity(self) -> str:
         if self.intensity != "auto":
             return self.intensity
-        return "minmax" if self._dims() == 2 else "zscore"
+        return "minmax" if self.image_dims == 2 else "zscore"
 
 
 @documented
@@ -336,33 +366,6 @@ class InferConfig:
             raise ConfigError(f"min_component_size must be >= 0, got {self.min_component_size}")
 
 
-@documented
-@dataclasses.dataclass(frozen=True)
-class BatchOptions:
-    """How a batch of predictions runs (:func:`medseg_monai.engines.run_batch`); not saved with a run."""
-
-    overwrite: bool = setting(False, help="Predict cases again whose complete mask already exists (else they are skipped).")
-    progress: bool = setting(True, help="Show a progress bar (`medseg predict`: unless `-q`).", cli=False)
-    num_parts: int | None = setting(None, help="Split the sorted cases into this many parts (with `part_id`); `null`: "
-                                               "torchrun's `WORLD_SIZE`, else one part.")
-    part_id: int | None = setting(None, help="Which part this process runs, `0 .. num_parts - 1`; `null`: torchrun's `RANK`.")
-    manifest: bool = setting(True, help="Keep `predict_manifest.json` in the output folder up to date after every case.")
-    report: str | None = setting(None, help="Where to write the HTML QA page once all parts are done (`--report` alone: "
-                                            "predict_report.html in the output folder); `null` writes none.", nargs="?",
-                                 metavar="HTML")
-    many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
-    read_ahead: bool = setting(True, help="Read and preprocess the next case in a background thread while the network runs on "
-                                          "this one (one more image in memory).")
-
-    def __post_init__(self) -> None:
-        if self.report is not None:
-            if isinstance(self.report, bool) or not isinstance(self.report, (str, os.PathLike)):
-                raise ConfigError(f"report must be the path of the HTML page (or None), got {self.report!r}")
-            object.__setattr__(self, "report", os.fspath(self.report))
-        if self.many_components < 0:
-            raise ConfigError(f"many_components must be >= 0, got {self.many_components}")
-
-
 def _upgrade(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     """Read configs written before ``precision`` replaced ``amp`` (``amp: false`` is ``fp32``) and
     ``train.schedule_by_time`` replaced ``train.fit_epochs_to_budget``."""
@@ -406,6 +409,23 @@ class RunConfig:
         if size is None:
             raise ConfigError("data.patch_size is not resolved yet; train or set data.patch_size")
         return tuple(size)
+
+    def window_size(self, slices: int = SLICES_PER_WINDOW) -> tuple[int, ...]:
+        """Sliding-window size in the image grid: :attr:`roi_size`, with ``slices`` across the slice axis
+        for a 2D network on volumes."""
+        roi = list(self.roi_size)
+        if self.data.slice_axis is not None:
+            roi.insert(self.data.slice_axis, max(1, slices))
+        return tuple(roi)
+
+    @property
+    def window_overlap(self) -> float | tuple[float, ...]:
+        """``infer.overlap``, per axis for a 2D network on volumes: none across slices (each is predicted once)."""
+        if self.data.slice_axis is None:
+            return self.infer.overlap
+        overlap = [self.infer.overlap] * 3
+        overlap[self.data.slice_axis] = 0.0
+        return tuple(overlap)
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(dataclasses.asdict(self))

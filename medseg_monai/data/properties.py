@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg_monai.config import DataConfig
-from medseg_monai.errors import InputError
+from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io import load_image, read_geometry, spatial_dims_of
 from medseg_monai.keys import IMAGE, LABEL
 
@@ -128,27 +128,41 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
     if cfg.spatial_dims is None:
         cfg = dataclasses.replace(cfg, spatial_dims=spatial_dims_of(train_pairs[0][IMAGE]))
         logger.info("%dD data (from the format of %s)", cfg.spatial_dims, Path(train_pairs[0][IMAGE]).name)
+    cfg = _resolve_slicing(cfg, train_pairs[0][IMAGE])
+    image_dims = cfg.image_dims
     changes: dict = {}
     if cfg.in_channels is None:
         first = load_image(train_pairs[0][IMAGE])
         spatial = np.asarray(first).ndim
-        channels = first.shape[-1] if spatial > cfg.spatial_dims else 1
+        channels = first.shape[-1] if spatial > image_dims else 1
         changes["in_channels"] = int(channels)
     label_values = cfg.label_values
     if label_values is not None:
-        collect_label_values([p[LABEL] for p in train_pairs], cfg.spatial_dims, expected=label_values)
+        collect_label_values([p[LABEL] for p in train_pairs], image_dims, expected=label_values)
     else:
-        label_values = collect_label_values([p[LABEL] for p in train_pairs], cfg.spatial_dims)
+        label_values = collect_label_values([p[LABEL] for p in train_pairs], image_dims)
         if len(label_values) < 2:
             raise InputError(f"training masks of {cfg.data_dir or 'the datalist'} hold only background")
         changes["label_values"] = label_values
         logger.info("label values found in the training masks: %s", list(label_values))
     if cfg.label_names is None:
         changes["label_names"] = ("background",) + tuple(f"class_{i}" for i in range(1, len(label_values)))
-    if cfg.spatial_dims == 3 and cfg.target_spacing is None:
+    if image_dims == 3 and cfg.target_spacing is None:
         changes["target_spacing"] = median_spacing([p[IMAGE] for p in train_pairs], cfg.orientation)
         logger.info("target spacing (median of the training set): %s", changes["target_spacing"])
     return dataclasses.replace(cfg, **changes)
+
+
+def _resolve_slicing(cfg: DataConfig, first_image: str) -> DataConfig:
+    """A 2D network on volumes slices them across ``slice_axis`` (axial, 2, unless set); 2D images take no slicing."""
+    volumes = spatial_dims_of(first_image) == 3
+    if cfg.spatial_dims == 2 and volumes and cfg.slice_axis is None:
+        logger.info("2D network on volumes: slices across axis 2 (%s), %d context slice(s) on each side",
+                    cfg.orientation or "as stored", cfg.context_slices)
+        return dataclasses.replace(cfg, slice_axis=2)
+    if not volumes and (cfg.slice_axis is not None or cfg.context_slices):
+        raise ConfigError(f"{first_image}: slice_axis and context_slices need volumes; the training images are 2D")
+    return cfg
 
 
 def check_pairs(pairs: Sequence[dict]) -> None:

@@ -41,6 +41,7 @@ from monai.transforms import (
 )
 
 from medseg_monai.config import DataConfig, InputChecks
+from medseg_monai.data.slicing import ContextChannelsd, slice_patch_steps
 from medseg_monai.errors import InputError
 from medseg_monai.io import image_loader
 from medseg_monai.keys import IMAGE, LABEL
@@ -150,7 +151,7 @@ def _geometry(cfg: DataConfig, keys: tuple[str, ...], checks: InputChecks | None
     """Loading (checked: :mod:`medseg_monai.io.validation`), channels first, label values, orientation and
     spacing: the image keeps its own intensities."""
     has_label = LABEL in keys
-    channels = cfg.in_channels if cfg.spatial_dims == 3 else None  # 2D: gray and RGB convert into each other
+    channels = cfg.in_channels if cfg.image_dims == 3 else None  # 2D: gray and RGB convert into each other
     steps: list = [image_loader(IMAGE, checks=checks, channels=channels)]
     if has_label:
         steps.append(image_loader(LABEL, checks=checks, role="mask"))
@@ -159,7 +160,7 @@ def _geometry(cfg: DataConfig, keys: tuple[str, ...], checks: InputChecks | None
         if cfg.label_values is None:
             raise ValueError("data.label_values must be resolved before building transforms")
         steps.append(MapLabelValuesd(keys=LABEL, label_values=cfg.label_values))
-    if cfg.spatial_dims == 3:
+    if cfg.image_dims == 3:
         if cfg.orientation:
             # labels given explicitly: the RAS axis labels MONAI has always used (leaving them out draws a FutureWarning)
             steps.append(Orientationd(keys=keys, axcodes=cfg.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
@@ -204,10 +205,13 @@ def _augmentation(cfg: DataConfig) -> list:
 
 
 def build_train_transforms(cfg: DataConfig) -> Compose:
-    """Preprocessing + pad to patch + pos/neg patch sampling + augmentation. Output image ``(C, *patch)``."""
+    """Preprocessing + pad to patch + pos/neg patch sampling + augmentation. Output image ``(C, *patch)``
+    (``(C * (2k + 1), *patch)`` for a 2D network on volumes, :mod:`~medseg_monai.data.slicing`)."""
     keys = (IMAGE, LABEL)
     pos = cfg.foreground_ratio
     steps = build_preprocessing(cfg, keys)
+    if cfg.slice_axis is not None:
+        return Compose(steps + slice_patch_steps(cfg) + (_augmentation(cfg) if cfg.augment else []))
     steps += [
         SpatialPadd(keys=keys, spatial_size=cfg.patch_size),
         RandCropByPosNegLabeld(
@@ -226,8 +230,12 @@ def build_train_transforms(cfg: DataConfig) -> Compose:
 
 
 def build_val_transforms(cfg: DataConfig) -> Compose:
-    """Whole images and labels, preprocessed for sliding-window validation."""
-    return Compose(build_preprocessing(cfg, (IMAGE, LABEL)))
+    """Whole images and labels, preprocessed for sliding-window validation (a 2.5D network's volumes with their
+    context slices stacked as channels)."""
+    steps = build_preprocessing(cfg, (IMAGE, LABEL))
+    if cfg.slice_axis is not None and cfg.context_slices:
+        steps.append(ContextChannelsd(IMAGE, cfg.slice_axis, cfg.context_slices))
+    return Compose(steps)
 
 
 def build_infer_transforms(cfg: DataConfig, checks: InputChecks | None = None) -> Compose:

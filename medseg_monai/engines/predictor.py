@@ -32,8 +32,9 @@ from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
 
-from medseg_monai.config import InferConfig, InputChecks, RunConfig, replace_fields
+from medseg_monai.config import SLICES_PER_WINDOW, InferConfig, InputChecks, RunConfig, replace_fields
 from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
+from medseg_monai.data.slicing import in_plane_axes, stack_context
 from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.postprocessing import build_postprocessing
@@ -44,7 +45,7 @@ from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_wi
 from medseg_monai.errors import CheckpointError, ConfigError, InputError
 from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, recorded_warnings, write_mask
 from medseg_monai.keys import IMAGE, PRED
-from medseg_monai.networks import build_network
+from medseg_monai.networks import SliceWindowNetwork, build_network
 from medseg_monai.utils import resolve_device
 
 __all__ = ["InferSettings", "PreparedImage", "Predictor"]
@@ -104,6 +105,8 @@ class Predictor:
         self.dtype = resolve_precision(infer.precision, self.device)
         self.memory_format = resolve_memory_format(infer.memory_format, self.config.data.spatial_dims, self.config.model.name)
         self.network = network.to(self.device, memory_format=self.memory_format).eval()
+        self._window_format = self.memory_format if self.config.data.slice_axis is None else torch.contiguous_format
+        self._slice_network: SliceWindowNetwork | None = None
         self.source: Path | None = None  # checkpoint file, when loaded from one
         self.transforms = build_infer_transforms(self.config.data, self.checks)
         geometry, normalisation = build_infer_stages(self.config.data, self.checks)
@@ -112,9 +115,9 @@ class Predictor:
         self.normalisation = normalisation
         self.lean_transforms = Compose([*self.geometry.transforms, *normalisation.transforms])
         self.inferer = SlidingWindowInferer(
-            roi_size=self.config.roi_size,
+            roi_size=self.config.window_size(),
             sw_batch_size=infer.sw_batch_size,
-            overlap=infer.overlap,
+            overlap=self.config.window_overlap,
             mode=infer.blend_mode,
             sw_device=self.device,
             device=self.stitch_device,
@@ -146,7 +149,9 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferSettings = None,
                  checks: InputChecks | None = None) -> Predictor:
-        """Build from a run folder: ``checkpoint`` is ``best``, ``last`` or a file path."""
+        """Build from a run folder: ``checkpoint`` is ``best``, ``last`` or a file path; or from an exported model."""
+        if str(run_dir).lower().endswith((".onnx", ".ts")) and not Path(run_dir).is_dir():  # medseg export's file
+            return cls.from_artefact(run_dir, infer, checks)
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             if run_dir.is_file():
@@ -157,44 +162,83 @@ class Predictor:
         config = RunConfig.load(config_path) if config_path.is_file() else None
         return cls.from_checkpoint(path, infer, config, checks)
 
+    @classmethod
+    def from_artefact(cls, path: str | Path, infer: InferSettings = None, checks: InputChecks | None = None) -> Predictor:
+        """Build from an exported model (``medseg export``: ``.onnx``, ``.ts``); it runs in float32, contiguous."""
+        from medseg_monai.engines.artefact import load_artefact
+
+        network, config = load_artefact(path)
+        fixed = {"precision": "fp32", "memory_format": "contiguous"}  # as exported
+        infer = dataclasses.replace(infer, **fixed) if isinstance(infer, InferConfig) else {**(infer or {}), **fixed}
+        predictor = cls(network, config, infer, checks)
+        predictor.source = Path(path)
+        return predictor
+
     def with_infer(self, **changes: Any) -> Predictor:
         """The same network and weights with some inference settings changed (nothing is reloaded)."""
         predictor = Predictor(self.network, self.config, changes, self.checks)
         predictor.source = self.source
         return predictor
 
+    @property
+    def window_network(self) -> torch.nn.Module:
+        """What runs on each window: :attr:`network`, or for a 2D network on volumes that network over the
+        slices of 3D windows (:class:`~medseg_monai.networks.SliceWindowNetwork`)."""
+        axis = self.config.data.slice_axis
+        if axis is None:
+            return self.network
+        if self._slice_network is None or self._slice_network.network is not self.network:
+            self._slice_network = SliceWindowNetwork(self.network, axis, self.memory_format)
+        return self._slice_network
+
     # ------------------------------------------------------------------ tensors
     def _flips(self) -> list[tuple[int, ...]]:
         """Tensor dims to flip for each test-time pass: every subset of the axes training mirrored."""
         if not self.config.infer.tta_flips:
             return [()]
-        axes = self.config.data.mirror_axes
+        data = self.config.data
+        axes = data.mirror_axes
+        if data.slice_axis is not None:  # the 2D network's axes are the in-plane axes of the volume's windows
+            axes = tuple(in_plane_axes(data.slice_axis)[a] for a in axes)
         return [tuple(a + 2 for i, a in enumerate(axes) if mask >> i & 1) for mask in range(2 ** len(axes))]
 
     def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips."""
-        x = x.contiguous(memory_format=self.memory_format)
+        x = x.contiguous(memory_format=self._window_format)
         with autocast(self.device, self.dtype):
             flips = self._flips()
             if flips == [()]:
-                return _first(self.network(x)).float()
+                return _first(self.window_network(x)).float()
             total = None
             for axes in flips:
-                probs = torch.softmax(_first(self.network(torch.flip(x, axes) if axes else x)).float(), dim=1)
+                probs = torch.softmax(_first(self.window_network(torch.flip(x, axes) if axes else x)).float(), dim=1)
                 probs = torch.flip(probs, axes) if axes else probs
                 total = probs if total is None else total.add_(probs)
             return total / len(flips)
 
+    def _window_roi(self, spatial: Sequence[int]) -> tuple[int, ...]:
+        """Window size for an image of ``spatial`` shape (network grid); a 2D network's windows are at most as deep as the volume."""
+        axis = self.config.data.slice_axis
+        return self.config.window_size(SLICES_PER_WINDOW if axis is None else min(SLICES_PER_WINDOW, int(spatial[axis])))
+
     def _slab_axis(self, spatial: Sequence[int]) -> int:
-        roi = self.config.roi_size
+        roi = self._window_roi(spatial)
         return slab_axis([max(int(s), r) for s, r in zip(spatial, roi)], roi)
+
+    def _network_input(self, image: torch.Tensor) -> torch.Tensor:
+        """``(C, *spatial)`` as the windows see it: a 2.5D network's context slices stacked as channels."""
+        data = self.config.data
+        if data.slice_axis is None or not data.context_slices:
+            return image
+        return stack_context(image, data.slice_axis, data.context_slices)
 
     def _stitch(self, image: torch.Tensor, sink: Any, foreground: Foreground | None = None) -> None:
         infer = self.config.infer
+        spatial = image.shape[1:]
         sliding_window_stitch(
-            image, self._window_forward, sink, self.config.roi_size, overlap=infer.overlap,
+            self._network_input(image), self._window_forward, sink, self._window_roi(spatial), overlap=self.config.window_overlap,
             sw_batch_size=infer.sw_batch_size, mode=infer.blend_mode, device=self.device,
-            stitch_device=self.stitch_device, axis=self._slab_axis(image.shape[1:]),
+            stitch_device=self.stitch_device, axis=self._slab_axis(spatial),
             region=None if foreground is None else foreground.slices,
             foreground=None if foreground is None else torch.from_numpy(foreground.mask),
         )
@@ -225,13 +269,13 @@ class Predictor:
         return torch.stack(outputs)
 
     def _predict_logits_full(self, image: torch.Tensor) -> torch.Tensor:
-        image = image.to(self.device)
+        image = torch.stack([self._network_input(item) for item in image.to(self.device)])
         total = None
         flips = self._flips()
         for axes in flips:
             x = torch.flip(image, axes) if axes else image
             with autocast(self.device, self.dtype):
-                probs = torch.softmax(self.inferer(x, self.network).float(), dim=1)
+                probs = torch.softmax(self.inferer(x, self.window_network).float(), dim=1)
             probs = torch.flip(probs, axes) if axes else probs
             total = probs if total is None else total + probs
         return total / len(flips)
@@ -329,8 +373,8 @@ class Predictor:
         raw = image.as_tensor().detach().cpu().numpy() if isinstance(image, MetaTensor) else np.asarray(image)
         mode = foreground_mode(infer.foreground_crop, data.resolved_intensity, raw)
         spacing = np.sqrt((np.asarray(image.affine, dtype=np.float64)[: raw.ndim - 1, : raw.ndim - 1] ** 2).sum(axis=0))
-        margin = infer.crop_margin_mm / spacing if data.spatial_dims == 3 else np.full(raw.ndim - 1, infer.crop_margin_mm)
-        region = find_foreground(raw, mode, margin, self.config.roi_size)
+        margin = infer.crop_margin_mm / spacing if data.image_dims == 3 else np.full(raw.ndim - 1, infer.crop_margin_mm)
+        region = find_foreground(raw, mode, margin, self._window_roi(raw.shape[1:]))
         if region is not None:
             logger.debug("foreground (%s): box %s, %.0f%% of the image to segment", mode, region.slices, 100 * region.fraction)
         return region
@@ -398,6 +442,9 @@ class Predictor:
                 "weights_sha256": weights.hexdigest(),
                 "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
                 "spatial_dims": data.spatial_dims,
+                "image_dims": data.image_dims,
+                "slice_axis": data.slice_axis,
+                "context_slices": data.context_slices,
                 "label_values": list(data.label_values or ()),
                 "label_names": list(data.label_names or ()),
                 "roi_size": list(self.config.roi_size),

@@ -86,7 +86,7 @@ def sliding_window_stitch(
     sink: Sink,
     roi_size: Sequence[int],
     *,
-    overlap: float = 0.25,
+    overlap: float | Sequence[float] = 0.25,
     sw_batch_size: int = 1,
     mode: str = "gaussian",
     device: torch.device | str = "cpu",
@@ -104,7 +104,7 @@ def sliding_window_stitch(
             axis covering the whole image, with ``blended`` of shape ``(K, stop - start, *other_spatial)``
             (the slab axis moved to dim 1, other spatial axes in their order) on ``stitch_device``.
         roi_size: window size per spatial axis; images smaller than it are zero-padded as in MONAI.
-        overlap, sw_batch_size, mode: as ``monai.inferers.SlidingWindowInferer``.
+        overlap, sw_batch_size, mode: as ``monai.inferers.SlidingWindowInferer`` (``overlap`` one value or one per axis).
         device: where ``forward`` runs; ``stitch_device``: where windows are blended.
         axis: slab axis (spatial index); ``None`` picks :func:`slab_axis`.
         region: optional box (one ``slice`` per spatial axis): only the windows needed to cover it run.
@@ -132,7 +132,10 @@ def sliding_window_stitch(
     padded = tuple(int(s) for s in image.shape[1:])
     axis = slab_axis(padded, roi) if axis is None else axis
     others = [d for d in range(nd) if d != axis]
-    starts = [scan_starts(padded[d], roi[d], overlap) for d in range(nd)]
+    overlaps = [float(o) for o in overlap] if isinstance(overlap, Sequence) else [float(overlap)] * nd
+    if len(overlaps) != nd:
+        raise ValueError(f"overlap {tuple(overlaps)} does not match the image's {nd} spatial dims")
+    starts = [scan_starts(padded[d], roi[d], overlaps[d]) for d in range(nd)]
     crop_lo = [p // 2 for p in pads]
     if region is not None:
         bounds = [part.indices(size)[:2] for part, size in zip(region, spatial)]

@@ -45,7 +45,7 @@ from medseg_monai.engines.schedules import GradientClipper, LinearWarmup, build_
 from medseg_monai.engines.tensorboard import TensorBoardLogger
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, PRED
-from medseg_monai.networks import backbone_parameters, build_network
+from medseg_monai.networks import SliceWindowNetwork, backbone_parameters, build_network
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
 
 __all__ = ["DistributedContext", "TrainResult", "make_splits", "setup_distributed", "train"]
@@ -364,7 +364,10 @@ def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Seq
     val_ds = CacheDataset(val_items, build_val_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
     val_loader = DataLoader(val_ds, batch_size=1, num_workers=data_cfg.num_workers)
     num_classes = data_cfg.num_classes
-    inferer = SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.infer.sw_batch_size, overlap=config.infer.overlap, mode=config.infer.blend_mode)
+    inferer = SlidingWindowInferer(roi_size=config.window_size(), sw_batch_size=config.infer.sw_batch_size, overlap=config.window_overlap,
+                                   mode=config.infer.blend_mode)
+    if data_cfg.slice_axis is not None:  # a 2D network validated on whole volumes, slice by slice
+        network = SliceWindowNetwork(network, data_cfg.slice_axis)
     return SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,

@@ -12,10 +12,12 @@ from medseg_monai.networks.registry import available_networks, backbone_paramete
 from medseg_monai.networks.unet import UNET_DEFAULTS, build_unet
 from medseg_monai.networks.unetpp import UNETPP_DEFAULTS, UNetPlusPlus
 from medseg_monai.networks.deeplab import DEEPLAB_BACKBONES, DeepLabV3Wrapper, build_deeplabv3
+from medseg_monai.networks.slicewise import SliceWindowNetwork
 
 __all__ = [
     "DEEPLAB_BACKBONES",
     "DeepLabV3Wrapper",
+    "SliceWindowNetwork",
     "UNETPP_DEFAULTS",
     "UNET_DEFAULTS",
     "UNetPlusPlus",

@@ -107,7 +107,7 @@ def create_network(name: str, spatial_dims: int, in_channels: int, out_channels:
 
 
 def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
-    """The network of a resolved config: ``(B, in_channels, *spatial) -> (B, num_classes, *spatial)``.
+    """The network of a resolved config: ``(B, network_in_channels, *spatial) -> (B, num_classes, *spatial)``.
 
     Training and inference both build their network here. ``load_pretrained=False`` skips
     ``model.pretrained`` (a checkpoint's weights replace it anyway).
@@ -120,7 +120,7 @@ def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.n
         options["pretrained"] = model_cfg.pretrained
     if data_cfg.in_channels is None or data_cfg.spatial_dims is None:
         raise ValueError("data.in_channels and data.spatial_dims must be resolved before building the network")
-    return create_network(model_cfg.name, data_cfg.spatial_dims, data_cfg.in_channels, data_cfg.num_classes, **options)
+    return create_network(model_cfg.name, data_cfg.spatial_dims, data_cfg.network_in_channels, data_cfg.num_classes, **options)
 
 
 def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -193,7 +193,7 @@ def _prepare_config(
     overrides: Mapping[str, Any] | None,
 ) -> RunConfig:
     config = recipe.config(network, smoke=smoke)
-    if pretrained and network != "deeplabv3":
+    if pretrained and config.model.name != "deeplabv3":
         raise ConfigError(f"--pretrained loads DeepLabV3 backbone weights; network {network!r} takes none")
     data = dataclasses.replace(config.data, data_dir=str(dataset_dir), datalist=str(datalist), seed=seed)
     model = dataclasses.replace(config.model, pretrained=str(Path(pretrained).expanduser().resolve()) if pretrained else None)
@@ -254,11 +254,12 @@ def run_recipe(
     kwargs = dict(time_budget_min=time_budget_min, smoke=smoke, data_root=data_root, seed=seed, pretrained=pretrained,
                   epochs=epochs, checkpoint=checkpoint, overrides=overrides, score_only=score_only)
     if network == "all":
-        if pretrained and "deeplabv3" in recipe.networks:
+        takes_weights = {each for each in recipe.networks if recipe.config(each).model.name == "deeplabv3"}
+        if pretrained and takes_weights:
             logger.info("--pretrained applies to deeplabv3 only")
         runs = {}
         for each in recipe.networks:
-            each_kwargs = dict(kwargs, pretrained=pretrained if each == "deeplabv3" else None)
+            each_kwargs = dict(kwargs, pretrained=pretrained if each in takes_weights else None)
             runs[each] = _run_one(recipe, each, out, root, **each_kwargs)
         return {"recipe": recipe.name, "runs": runs}
     return _run_one(recipe, network, out, root, **kwargs)

@@ -17,6 +17,8 @@ __all__ = ["DATA_DIR_ENV", "Recipe", "SplitSpec", "default_data_root", "resolve_
 
 DATA_DIR_ENV = "MEDSEG_DATA_DIR"
 SPLIT_MODES = ("ratio", "prefix")
+#: a network key of a recipe may name a variant of a network: `unet-2.5d` is a `unet` config
+VARIANT_SEPARATOR = "-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,10 +112,10 @@ class Recipe:
         if set(self.smoke_configs) != set(self.configs):
             raise ConfigError(f"recipe {self.name!r}: smoke configs must cover the same networks as the configs")
         for network, config in list(self.configs.items()) + list(self.smoke_configs.items()):
-            if config.model.name != network:
+            if network.split(VARIANT_SEPARATOR)[0] != config.model.name:
                 raise ConfigError(f"recipe {self.name!r}: config for {network!r} builds {config.model.name!r}")
-            if config.data.spatial_dims != self.spatial_dims:
-                raise ConfigError(f"recipe {self.name!r}: {network} config is {config.data.spatial_dims}D, recipe is {self.spatial_dims}D")
+            if config.data.image_dims != self.spatial_dims:
+                raise ConfigError(f"recipe {self.name!r}: {network} config is for {config.data.image_dims}D images, recipe is {self.spatial_dims}D")
         unknown = set(self.primary_labels) - set(self.eval_labels)
         if not self.primary_labels or unknown:
             raise ConfigError(f"recipe {self.name!r}: primary labels {self.primary_labels} must be among {sorted(self.eval_labels)}")

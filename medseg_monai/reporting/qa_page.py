@@ -120,7 +120,7 @@ def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
     values = [int(v) for v in model.get("label_values", [])]
     names = list(model.get("label_names", []))
     background = values[0] if values else 0
-    three_d = model.get("spatial_dims", 3) == 3
+    three_d = model.get("image_dims", model.get("spatial_dims", 3)) == 3
     cases = manifest.get("cases", [])
     present = sorted({int(v) for r in cases for v in (r.get("labels") or {})} - set(values))
     colours = colour_table([v for v in values if v != background], np.asarray(present, dtype=np.int64))

@@ -1,0 +1,38 @@
+"""How a batch of predictions runs: settings of ``medseg predict`` that are not saved with a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from medseg_monai.config.fields import documented, setting
+from medseg_monai.errors import ConfigError
+
+__all__ = ["BatchOptions"]
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class BatchOptions:
+    """How a batch of predictions runs (:func:`medseg_monai.engines.run_batch`); not saved with a run."""
+
+    overwrite: bool = setting(False, help="Predict cases again whose complete mask already exists (else they are skipped).")
+    progress: bool = setting(True, help="Show a progress bar (`medseg predict`: unless `-q`).", cli=False)
+    num_parts: int | None = setting(None, help="Split the sorted cases into this many parts (with `part_id`); `null`: "
+                                               "torchrun's `WORLD_SIZE`, else one part.")
+    part_id: int | None = setting(None, help="Which part this process runs, `0 .. num_parts - 1`; `null`: torchrun's `RANK`.")
+    manifest: bool = setting(True, help="Keep `predict_manifest.json` in the output folder up to date after every case.")
+    report: str | None = setting(None, help="Where to write the HTML QA page once all parts are done (`--report` alone: "
+                                            "predict_report.html in the output folder); `null` writes none.", nargs="?",
+                                 metavar="HTML")
+    many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
+    read_ahead: bool = setting(True, help="Read and preprocess the next case in a background thread while the network runs on "
+                                          "this one (one more image in memory).")
+
+    def __post_init__(self) -> None:
+        if self.report is not None:
+            if isinstance(self.report, bool) or not isinstance(self.report, (str, os.PathLike)):
+                raise ConfigError(f"report must be the path of the HTML page (or None), got {self.report!r}")
+            object.__setattr__(self, "report", os.fspath(self.report))
+        if self.many_components < 0:
+            raise ConfigError(f"many_components must be >= 0, got {self.many_components}")
