@@ -206,6 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from medseg_monai.engines import MANIFEST_NAME, Predictor, failures, resolve_shard, run_batch
     from medseg_monai.engines.batch import wait_for_parts
+    from medseg_monai.engines.case_outputs import STATISTICS_NAME
 
     options = _batch_options(args)
     shard = resolve_shard(options.num_parts, options.part_id)
@@ -223,6 +224,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"manifest: {args.output / shard.manifest_name}" + (f" (merged into {merged.name} when all parts are done)" if shard.sharded else ""))
     if options.report and Path(options.report).exists():
         print(f"report: {options.report}")
+    if options.statistics and (args.output / STATISTICS_NAME).exists():
+        print(f"statistics: {args.output / STATISTICS_NAME}")
     if counts["failed"] and shard.launcher == "torchrun" and options.manifest:
         wait_for_parts(args.output, shard)  # torchrun stops every worker once one exits non-zero
     if any(r.internal for r in results):

@@ -1020,3 +1020,116 @@ def _newer_artefact(ws: Workspace) -> list[str]:
 @case("export-format-contradicts-suffix", "export", EXIT_BAD, r"^medseg export: error: .*model\.ts: onnx models are named \*\.onnx")
 def _export_contradiction(ws: Workspace) -> list[str]:
     return ["-q", "export", "--model", str(ws.runs[2]), "--format", "onnx", "--out", str(ws.root / "model.ts")]
+
+
+# ---------------------------------------------------------------------------------------------- several channels per case
+#: channel names of the two-channel model below
+CHANNELS = ("T2", "ADC")
+
+
+def _two_channel_model(ws: Workspace) -> Path:
+    """An untrained tiny 3D network taking two named channels (T2, ADC), saved as a run folder."""
+    import torch
+
+    from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
+    from medseg_monai.engines.checkpoint import save_checkpoint
+    from medseg_monai.networks import build_network
+
+    config = RunConfig(
+        data=DataConfig(spatial_dims=3, patch_size=(16, 16, 8), in_channels=2, channel_names=CHANNELS, label_values=(0, 1),
+                        label_names=("background", "lesion"), target_spacing=SPACING),
+        model=ModelConfig(name="unet", options={"channels": [4, 8], "strides": [2], "num_res_units": 0}),
+        infer=InferConfig(device="cpu", sw_batch_size=2),
+    )
+    torch.manual_seed(0)
+    run = ws.root / "model_2ch"
+    run.mkdir()
+    config.save(run / "config.json")
+    save_checkpoint(run / "checkpoints" / "best.pt", {"network": build_network(config, load_pretrained=False).state_dict(),
+                                                     "config": config.to_dict()})
+    return run
+
+
+def _channel_case(ws: Workspace, name: str, channels: Sequence[int] = (0, 1), folder: Path | None = None) -> None:
+    for k in channels:
+        ws.volume(f"{name}_{k:04d}.nii.gz", folder, seed=k)
+
+
+@case("predict-case-missing-a-channel", "predict", EXIT_FAILED,
+      r"^FAILED .*in/bad: channel 1 \(ADC\) missing: bad_0001\.nii\.gz not found", written=("out/good.nii.gz",))
+def _missing_channel(ws: Workspace) -> list[str]:
+    _channel_case(ws, "good")
+    _channel_case(ws, "bad", channels=(0,))
+    return ws.predict(3, model=_two_channel_model(ws))
+
+
+@case("predict-channels-on-different-grids", "predict", EXIT_FAILED,
+      r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 lies on another voxel grid than channel 0 \(bad_0000\.nii\.gz\)",
+      written=("out/good.nii.gz",))
+def _channels_moved(ws: Workspace) -> list[str]:
+    import nibabel as nib
+
+    _channel_case(ws, "good")
+    _channel_case(ws, "bad", channels=(0,))
+    affine = np.diag([*SPACING, 1.0])
+    affine[:3, 3] = (4.0, 0.0, 0.0)  # channel 1 lies 4 mm to the side of channel 0
+    nib.Nifti1Image(_blob(VOLUME_SHAPE, 1), affine).to_filename(str(ws.inputs / "bad_0001.nii.gz"))
+    return ws.predict(3, model=_two_channel_model(ws))
+
+
+@case("predict-channels-of-different-shapes", "predict", EXIT_FAILED,
+      r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 is \(16, 20, 12\) but channel 0 \(bad_0000\.nii\.gz\) is \(20, 20, 12\)",
+      written=("out/good.nii.gz",))
+def _channels_resized(ws: Workspace) -> list[str]:
+    _channel_case(ws, "good")
+    _channel_case(ws, "bad", channels=(0,))
+    ws.volume("bad_0001.nii.gz", shape=(16, 20, 12))
+    return ws.predict(3, model=_two_channel_model(ws))
+
+
+@case("predict-single-file-to-a-two-channel-model", "predict", EXIT_FAILED,
+      allof(r"^FAILED .*in/scan\.nii\.gz: channel 1 \(ADC\) missing: ", r"the model takes 2 channel\(s\): 0 \(T2\), 1 \(ADC\)"))
+def _single_file_two_channels(ws: Workspace) -> list[str]:
+    ws.volume("scan.nii.gz")
+    return ws.predict(3, model=_two_channel_model(ws))
+
+
+@case("train-case-missing-a-channel", "train", EXIT_BAD,
+      r"^medseg train: error: .*data/imagesTr/c1: channel 1 \(ADC\) missing: c1_0001\.nii\.gz not found")
+def _train_missing_channel(ws: Workspace) -> list[str]:
+    data = ws.root / "data"
+    for k in range(3):
+        _channel_case(ws, f"c{k}", channels=(0,) if k == 1 else (0, 1), folder=data / "imagesTr")
+        _nifti(data / "labelsTr" / f"c{k}.nii.gz", (_blob(VOLUME_SHAPE, k) > 0.5).astype(np.uint8))
+    (data / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T2", "1": "ADC"}, "file_ending": ".nii.gz",
+                                                   "labels": {"background": 0, "lesion": 1}}))
+    return ws.train(data)
+
+
+# ---------------------------------------------------------------------------------------------- maps and statistics
+@case("predict-uncertainty-without-flips", "predict", EXIT_BAD,
+      r"^medseg predict: error: save_uncertainty is the entropy over test-time flips; add --tta-flips")
+def _uncertainty_without_flips(ws: Workspace) -> list[str]:
+    ws.raster("scan.png")
+    return ws.predict(2, "--save-uncertainty")
+
+
+@case("predict-probabilities-with-full-stitching", "predict", EXIT_BAD,
+      r"^medseg predict: error: probability and entropy maps need infer.stitching='slab', got 'full'")
+def _probabilities_full_stitching(ws: Workspace) -> list[str]:
+    ws.raster("scan.png")
+    return ws.predict(2, "--save-probabilities", "--stitching", "full")
+
+
+@case("predict-negative-entropy-threshold", "predict", EXIT_BAD, r"^medseg predict: error: high_entropy must be >= 0, got -0.1")
+def _negative_entropy_threshold(ws: Workspace) -> list[str]:
+    ws.raster("scan.png")
+    return ws.predict(2, "--save-uncertainty", "--tta-flips", "--high-entropy", "-0.1")
+
+
+@case("predict-statistics-beside-a-bad-case", "predict", EXIT_FAILED, r"^FAILED .*broken\.png: ",
+      written=("out/good.png", "out/good_probabilities.tif", "out/predict_statistics.csv"))
+def _statistics_beside_bad(ws: Workspace) -> list[str]:
+    ws.raster("good.png")
+    (ws.inputs / "broken.png").write_bytes(PNG_BYTES[:30])
+    return ws.predict(2, "--statistics", "--save-probabilities")

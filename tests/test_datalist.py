@@ -99,12 +99,13 @@ def test_msd_name_ending_in_four_digits_kept_when_label_has_it(tmp_path: Path) -
     assert _names(discover_pairs(tmp_path)) == ["patient_0001"]
 
 
-def test_msd_multichannel_is_an_error(tmp_path: Path) -> None:
+def test_msd_multichannel_case_lists_its_channels(tmp_path: Path) -> None:
     for channel in ("0000", "0001"):
         _nii(tmp_path / "imagesTr" / f"brats_7_{channel}.nii.gz")
     _nii(tmp_path / "labelsTr" / "brats_7.nii.gz")
-    with pytest.raises(ValueError, match="multi-channel.*brats_7"):
-        discover_pairs(tmp_path)
+    (item,) = discover_pairs(tmp_path)  # more in tests/test_multichannel.py
+    assert item["name"] == "brats_7"
+    assert [Path(p).name for p in item["image"]] == ["brats_7_0000.nii.gz", "brats_7_0001.nii.gz"]
 
 
 def test_msd_dataset_json_training_list(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@
 choices, flags) for the CLI, the validation and the documentation.
 """
 
-from medseg_monai.config.batch import BatchOptions
+from medseg_monai.config.batch import BatchOptions, ProbabilityDtype
 from medseg_monai.config.checks import InputChecks
 from medseg_monai.config.fields import FieldSpec, field_specs, parse_override, replace_fields, to_jsonable
 from medseg_monai.config.sections import (
@@ -32,6 +32,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "SECTIONS",
     "BatchOptions",
+    "ProbabilityDtype",
     "DataConfig",
     "FieldSpec",
     "InputChecks",

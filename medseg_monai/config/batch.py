@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Literal
 
 from medseg_monai.config.fields import documented, setting
 from medseg_monai.errors import ConfigError
 
-__all__ = ["BatchOptions"]
+__all__ = ["BatchOptions", "ProbabilityDtype"]
+
+ProbabilityDtype = Literal["uint8", "float32"]
 
 
 @documented
@@ -28,11 +31,27 @@ class BatchOptions:
     many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
     read_ahead: bool = setting(True, help="Read and preprocess the next case in a background thread while the network runs on "
                                           "this one (one more image in memory).")
+    series: str | None = setting(None, help="Of DICOM folders holding several series, segment only the series with this "
+                                            "SeriesInstanceUID (`null`: every series, one output each).", metavar="UID")
+    statistics: bool = setting(False, help="Per case and label: voxels, volume, image intensity inside the mask, bounding box, "
+                                           "centroid, components and a border flag, in `predict_statistics.csv` and the manifest.")
+    save_probabilities: bool = setting(False, help="Write each class's softmax beside the mask, in the source's grid and "
+                                                   "geometry (`<name>_probabilities.<suffix>`; 2D sources: a multi-page TIF).")
+    probabilities_dtype: ProbabilityDtype = setting("uint8", help="Stored probability type: `uint8` (softmax x 255, rounded) "
+                                                                   "or `float32`.")
+    save_uncertainty: bool = setting(False, help="Write the per-voxel predictive entropy (nats) of the flip-averaged softmax "
+                                                 "(`<name>_entropy.<suffix>`); needs `--tta-flips`.")
+    high_entropy: float = setting(0.25, help="Flag a case in the report when the mean entropy over its foreground voxels "
+                                             "exceeds this (nats; `save_uncertainty` only).", metavar="NATS")
 
     def __post_init__(self) -> None:
         if self.report is not None:
             if isinstance(self.report, bool) or not isinstance(self.report, (str, os.PathLike)):
                 raise ConfigError(f"report must be the path of the HTML page (or None), got {self.report!r}")
             object.__setattr__(self, "report", os.fspath(self.report))
+        if self.probabilities_dtype not in ("uint8", "float32"):
+            raise ConfigError(f"probabilities_dtype must be 'uint8' or 'float32', got {self.probabilities_dtype!r}")
+        if not self.high_entropy >= 0:
+            raise ConfigError(f"high_entropy must be >= 0, got {self.high_entropy}")
         if self.many_components < 0:
             raise ConfigError(f"many_components must be >= 0, got {self.many_components}")

@@ -82,7 +82,13 @@ class DataConfig:
     context_slices: int = setting(
         0, help="2.5D: neighbouring slices on each side fed to a 2D network on volumes as extra input channels (edges repeat "
                 "the outermost slice).")
-    in_channels: int | None = setting(None, help="Image channels (1 gray, 3 RGB); `null` reads them from the first training image.")
+    in_channels: int | None = setting(None, help="Image channels (1 gray, 3 RGB, or one per channel file of a case); `null` reads them "
+                                                 "from the training data.")
+    channel_names: tuple[str, ...] | None = setting(
+        None, help="Name of each input channel when a case has several images (`NAME_0000`, `NAME_0001`, ... files, a datalist "
+                   "`image` list, or a 4D MSD volume), e.g. `[\"T2\", \"ADC\"]`; `null` takes `channel_names`/`modality` of "
+                   "`dataset.json`, else `channel_0, channel_1, ...` for separate files. When set, every case must give exactly "
+                   "these channels and `minmax` scales each channel on its own.", metavar="NAME")
     label_values: tuple[int, ...] | None = setting(
         None, help="Raw mask value of each class index, e.g. `[0, 255]` for binary PNG masks; `null` collects the values "
                    "present in the training masks.")
@@ -142,6 +148,10 @@ class DataConfig:
             raise ConfigError(
                 f"label_names has {len(self.label_names)} entries but label_values has {len(self.label_values)}"
             )
+        if self.channel_names is not None:
+            object.__setattr__(self, "channel_names", tuple(str(n) for n in self.channel_names))
+            if not self.channel_names or (self.in_channels is not None and len(self.channel_names) != self.in_channels):
+                raise ConfigError(f"channel_names must name each of the {self.in_channels} input channel(s), got {list(self.channel_names)}")
         if self.context_slices < 0:
             raise ConfigError(f"context_slices must be >= 0, got {self.context_slices}")
         if self.slice_axis is not None and (isinstance(self.slice_axis, bool) or self.slice_axis not in (0, 1, 2)):

@@ -1,13 +1,16 @@
 """Data: pair discovery and splits, MONAI transform chains, the data-dependent settings of a run
 (:func:`resolve_data_config`), synthetic data."""
 
+from medseg_monai.data.channels import ChannelCase
 from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist, split_pairs
 from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.slicing import ContextChannelsd, SlicesToChannelsd, in_plane_axes, stack_context
 from medseg_monai.data.synthetic import generate_dataset, make_synthetic_2d, make_synthetic_3d
+from medseg_monai.data.synthetic_channels import make_synthetic_two_channel
 
 __all__ = [
+    "ChannelCase",
     "ContextChannelsd",
     "Foreground",
     "SlicesToChannelsd",
@@ -21,6 +24,7 @@ __all__ = [
     "load_datalist",
     "make_synthetic_2d",
     "make_synthetic_3d",
+    "make_synthetic_two_channel",
     "resolve_data_config",
     "split_pairs",
     "stack_context",

@@ -4,7 +4,8 @@ Layouts recognised by :func:`discover_pairs`, tried in this order:
 
 1. a MONAI decathlon datalist JSON file (``{"training": [{"image": ..., "label": ...}]}``);
 2. MSD / nnU-Net raw: ``imagesTr/NAME[_0000].ext`` + ``labelsTr/NAME.ext``, guided by a
-   ``dataset.json`` when there is one;
+   ``dataset.json`` when there is one; ``NAME_0000``, ``NAME_0001``, ... files are the channels of one case
+   (an item whose ``image`` is the list of them, :mod:`~medseg_monai.data.channels`);
 3. ``images/NAME.ext`` + ``masks/`` (or ``labels/``) ``NAME[_mask|_segmentation].ext``;
 4. a flat folder of ``NAME.ext`` + ``NAME_mask.ext`` (or ``NAME_segmentation.ext``).
 
@@ -26,6 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg_monai.data.channels import (
+    ChannelCase, Source, as_source, csv_channel_cases, dataset_channel_names, group_channel_files, group_training_channels,
+)
 from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io.formats import IMAGE_SUFFIXES, is_dicom_series_dir, split_suffix
 from medseg_monai.keys import IMAGE, LABEL, NAME
@@ -89,8 +93,10 @@ def _by_stem(
     return {k: v[0] for k, v in groups.items()}
 
 
-def _item(image: Path, label: Path, name: str) -> dict[str, str]:
-    return {IMAGE: os.path.normpath(image.absolute()), LABEL: os.path.normpath(label.absolute()), NAME: name}
+def _item(image: Path | Sequence[Path], label: Path, name: str) -> dict[str, Any]:
+    """An item; several channel files of one case are a list of images."""
+    absolute = [os.path.normpath(p.absolute()) for p in image] if isinstance(image, (list, tuple)) else os.path.normpath(image.absolute())
+    return {IMAGE: absolute, LABEL: os.path.normpath(label.absolute()), NAME: name}
 
 
 def _match(
@@ -164,15 +170,14 @@ def load_datalist(
         if lacking:
             raise InputError(f"{path}: {key}[{index}] has no {' or '.join(map(repr, lacking))}")
         for k in required:
-            if not isinstance(entry[k], str):
-                raise InputError(
-                    f"{path}: {key}[{index}] {k!r} must be one path "
-                    "(multi-channel items are not supported yet)"
-                )
-            if not os.path.exists(entry[k]):
-                missing.append(entry[k])
+            files = entry[k] if k == IMAGE and isinstance(entry[k], list) and entry[k] else [entry[k]]
+            if not all(isinstance(f, str) for f in files):
+                what = "a path or a list of channel paths" if k == IMAGE else "one path"
+                raise InputError(f"{path}: {key}[{index}] {k!r} must be {what}")
+            missing += [f for f in files if not os.path.exists(f)]
         item = dict(entry)
-        item[NAME] = str(entry.get(NAME) or split_suffix(entry[IMAGE])[0])
+        image = entry[IMAGE]  # a list: the channel files of one case, named after channel 0 (NAME_0000 -> NAME)
+        item[NAME] = str(entry.get(NAME) or (as_source(image).name if isinstance(image, list) else split_suffix(image)[0]))
         items.append(item)
     if missing:
         raise FileNotFoundError(f"{path}: {len(missing)} listed file(s) do not exist: {_names(missing)}")
@@ -210,16 +215,12 @@ def _discover_msd(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
         found = _CHANNEL.match(stem)
         return found["case"] if found and stem not in masks else stem
 
-    channels: dict[str, set[str]] = defaultdict(set)
-    for path in image_files:
-        stem = split_suffix(path)[0]
-        if case_of(stem) != stem:
-            channels[case_of(stem)].add(stem)
-    multi = [case for case, stems in channels.items() if len(stems) > 1]
-    if multi:
-        raise InputError(
-            f"{root}: multi-channel cases (NAME_0000, NAME_0001, ...) are not supported yet: {_names(multi)}"
-        )
+    names = dataset_channel_names(root) if meta else None
+    grouped = group_training_channels(images_dir, image_files, masks, names)
+    if grouped is not None:  # several channel files per case
+        rest = [p for p in image_files if not any(p in files for files in grouped.values())]
+        images: dict[str, Any] = {**_by_stem(rest, root, "images", key=case_of), **grouped}
+        return _match(root, images, masks, lambda name: [name], allow_unmatched)
     images = _by_stem(image_files, root, "images", key=case_of)
     return _match(root, images, masks, lambda name: [name], allow_unmatched)
 
@@ -257,7 +258,8 @@ def _no_layout(root: Path) -> str:
 
 
 def discover_pairs(root: str | Path, *, allow_unmatched: bool = False) -> list[dict[str, str]]:
-    """Image/mask pairs of a dataset as ``[{"image": str, "label": str, "name": str}, ...]`` sorted by name.
+    """Image/mask pairs of a dataset as ``[{"image": str, "label": str, "name": str}, ...]`` sorted by name
+    (``image`` is a list of channel files for cases of several).
 
     Args:
         root: dataset folder in one of the layouts of this module, or a datalist ``.json`` file.
@@ -267,7 +269,7 @@ def discover_pairs(root: str | Path, *, allow_unmatched: bool = False) -> list[d
     Raises:
         FileNotFoundError: ``root`` does not exist.
         ValueError: no supported layout or no pairs; unmatched images or masks; several images or
-            masks for one case; multi-channel nnU-Net cases.
+            masks for one case; a multi-channel case lacking a channel file.
     """
     root = Path(root)
     if not root.exists():
@@ -362,8 +364,9 @@ def _is_input(path: Path) -> bool:
     return _is_image_file(path) and _mask_base(split_suffix(path)[0]) is None
 
 
-def _read_list_file(path: Path) -> list[str]:
-    """Entries of a ``.txt`` (one per line, ``#`` comments) or ``.csv`` (column ``image`` or ``path``)."""
+def _read_list_file(path: Path) -> list[str | ChannelCase]:
+    """Entries of a ``.txt`` (one per line, ``#`` comments) or ``.csv`` (column ``image`` or ``path``, or one column
+    per channel: ``image_0``, ``image_1``, ...)."""
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() == ".txt":
         lines = (line.strip() for line in text.splitlines())
@@ -372,6 +375,9 @@ def _read_list_file(path: Path) -> list[str]:
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
+    cases = csv_channel_cases(header, rows[1:], path.parent, path)
+    if cases is not None:
+        return list(cases)
     for column in (IMAGE, "path"):
         if column in header:
             index = header.index(column)
@@ -381,14 +387,22 @@ def _read_list_file(path: Path) -> list[str]:
     raise InputError(f"{path}: CSV needs a column named 'image' or 'path'; columns: {rows[0]}")
 
 
-def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: bool, listed_in: Path | None = None) -> list[Path]:
+def _collect_one(spec: Any, base: Path | None, missing: list[str], top: bool, listed_in: Path | None = None) -> list[Source]:
     """The inputs ``spec`` stands for; a path that does not exist goes to ``missing`` (with the list naming it)."""
+    if isinstance(spec, ChannelCase) and base is None:  # a case given as such: its own checks name missing channels
+        return [spec]
+    if isinstance(spec, ChannelCase) or not isinstance(spec, (str, os.PathLike)):  # a list's case of several channel files
+        case = as_source(spec)
+        files = tuple(p if base is None or p.is_absolute() else base / p for p in (q.expanduser() for q in case.channels))
+        gone = [str(p) + (f" (listed in {listed_in})" if listed_in is not None else "") for p in files if not p.exists()]
+        missing.extend(gone)
+        return [] if gone else [ChannelCase(case.name, files)]
     text = str(spec)
     path = Path(text).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
     if path.is_dir():
-        return [path] if is_dicom_series_dir(path) else sorted(p for p in path.iterdir() if _is_input(p))
+        return [path] if is_dicom_series_dir(path) else group_channel_files(sorted(p for p in path.iterdir() if _is_input(p)))
     if path.is_file():
         if path.suffix.lower() in _LIST_SUFFIXES:
             if not top:
@@ -402,25 +416,27 @@ def _collect_one(spec: str | Path, base: Path | None, missing: list[str], top: b
             )
         return [path]
     if _GLOB_CHARS & set(str(path)):
-        return [p for p in map(Path, sorted(glob.glob(str(path), recursive=True))) if _is_input(p)]
+        return group_channel_files([p for p in map(Path, sorted(glob.glob(str(path), recursive=True))) if _is_input(p)])
     missing.append(f"{path} (listed in {listed_in})" if listed_in is not None else str(path))
     return []
 
 
-def collect_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+def collect_inputs(spec: str | Path | ChannelCase | Sequence[Any]) -> list[Source]:
     """Images to predict on, in order, without duplicates.
 
     ``spec`` is an image file; a DICOM series folder (one case); a folder (its image files, not
     recursive, skipping hidden files and ``*_mask``/``*_segmentation`` files, plus DICOM-series
     subfolders); a glob pattern (``"scans/*.nii.gz"``); a ``.txt`` list (one path per line) or
     ``.csv`` list (column ``image`` or ``path``) with paths relative to the list's folder; or a
-    sequence of any of these.
+    sequence of any of these. Several files of one case (:mod:`~medseg_monai.data.channels`) come back as one
+    :class:`~medseg_monai.data.channels.ChannelCase`: ``NAME_0000``, ``NAME_0001``, ... files of a folder or glob,
+    a CSV row of ``image_0``, ``image_1``, ... columns, or a ``ChannelCase`` or a list of paths in ``spec``.
 
     Raises:
         FileNotFoundError: named paths do not exist (all of them are listed).
         ValueError: nothing to predict on, or an unsupported file.
     """
-    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)  # a ChannelCase is PathLike
     if not specs:
         raise InputError("no inputs given")
     missing: list[str] = []
@@ -429,7 +445,7 @@ def collect_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
         raise FileNotFoundError(f"{len(missing)} input path(s) do not exist: {_names(missing)}")
     unique, seen = [], set()
     for path in found:
-        key = os.path.normcase(os.path.realpath(path))
+        key = tuple(os.path.normcase(os.path.realpath(p)) for p in getattr(path, "channels", (path,)))
         if key not in seen:
             seen.add(key)
             unique.append(path)

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from medseg_monai.config import DataConfig
+from medseg_monai.data.channels import as_source, dataset_channel_names, geometry_source, resolve_channel_names, source_files
 from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io import load_image, read_geometry, spatial_dims_of
 from medseg_monai.keys import IMAGE, LABEL
 
-__all__ = ["check_pairs", "collect_label_values", "mask_values", "median_spacing", "resolve_data_config"]
+__all__ = ["check_pairs", "collect_label_values", "mask_values", "median_spacing", "resolve_channels", "resolve_data_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,22 +121,19 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
     """Fill the fields left as ``None`` from the training data; explicit settings are kept.
 
     In order: ``spatial_dims`` from the first training image's format (which also gives the default
-    ``patch_size``), ``in_channels`` from the first image, ``label_values`` from all training masks,
-    ``label_names``, and for volumes ``target_spacing`` as the median spacing of the training images.
+    ``patch_size``), ``in_channels`` and ``channel_names`` (:func:`resolve_channels`), ``label_values`` from
+    all training masks, ``label_names``, and for volumes ``target_spacing`` as the median spacing of the
+    training images (channel 0 of cases of several files).
     """
     if not train_pairs:
         raise InputError("no training cases to resolve the data configuration from")
+    first_image = str(geometry_source(as_source(train_pairs[0][IMAGE])))
     if cfg.spatial_dims is None:
-        cfg = dataclasses.replace(cfg, spatial_dims=spatial_dims_of(train_pairs[0][IMAGE]))
-        logger.info("%dD data (from the format of %s)", cfg.spatial_dims, Path(train_pairs[0][IMAGE]).name)
-    cfg = _resolve_slicing(cfg, train_pairs[0][IMAGE])
+        cfg = dataclasses.replace(cfg, spatial_dims=spatial_dims_of(first_image))
+        logger.info("%dD data (from the format of %s)", cfg.spatial_dims, Path(first_image).name)
+    cfg = _resolve_slicing(cfg, first_image)
     image_dims = cfg.image_dims
-    changes: dict = {}
-    if cfg.in_channels is None:
-        first = load_image(train_pairs[0][IMAGE])
-        spatial = np.asarray(first).ndim
-        channels = first.shape[-1] if spatial > image_dims else 1
-        changes["in_channels"] = int(channels)
+    changes: dict = resolve_channels(cfg, train_pairs)
     label_values = cfg.label_values
     if label_values is not None:
         collect_label_values([p[LABEL] for p in train_pairs], image_dims, expected=label_values)
@@ -148,9 +146,59 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
     if cfg.label_names is None:
         changes["label_names"] = ("background",) + tuple(f"class_{i}" for i in range(1, len(label_values)))
     if image_dims == 3 and cfg.target_spacing is None:
-        changes["target_spacing"] = median_spacing([p[IMAGE] for p in train_pairs], cfg.orientation)
+        changes["target_spacing"] = median_spacing([str(geometry_source(as_source(p[IMAGE]))) for p in train_pairs], cfg.orientation)
         logger.info("target spacing (median of the training set): %s", changes["target_spacing"])
     return dataclasses.replace(cfg, **changes)
+
+
+def _image_channels(image: str, image_dims: int) -> int:
+    """Channels of one image file: the last axis of a 4D volume or an RGB image, else 1."""
+    first = load_image(image)
+    return int(first.shape[-1]) if np.asarray(first).ndim > image_dims else 1
+
+
+def resolve_channels(cfg: DataConfig, train_pairs: Sequence[dict]) -> dict:
+    """``in_channels`` and ``channel_names`` (those left ``None``) from the training cases.
+
+    A case of several files (an ``image`` list) has one channel per file, and every case must have as many; a single
+    file has the channels of its last axis (4D volume, RGB). Names come from ``data.channel_names``, else the
+    ``channel_names``/``modality`` of the dataset's ``dataset.json`` (or datalist), else ``channel_0, ...`` for files.
+
+    Raises:
+        InputError: cases with different numbers of channel files, naming the first odd case.
+    """
+    counts = {str(item.get("name", i)): len(item[IMAGE]) if isinstance(item[IMAGE], (list, tuple)) else None
+              for i, item in enumerate(train_pairs)}
+    separate = any(c is not None for c in counts.values())
+    if separate:
+        first = next(iter(counts.values()))
+        odd = next(((name, c) for name, c in counts.items() if c != first), None)
+        if odd is not None:
+            item = next(p for p in train_pairs if str(p.get("name")) == odd[0])
+            files = ", ".join(Path(f).name for f in source_files(as_source(item[IMAGE])))
+            raise InputError(f"{cfg.datalist or cfg.data_dir}: case {odd[0]} has {odd[1] or 1} image file(s) ({files}) but "
+                             f"{next(iter(counts))} has {first or 1}; every case needs the same channels")
+        count = int(first)
+    else:
+        count = cfg.in_channels or _image_channels(str(train_pairs[0][IMAGE]), cfg.image_dims)
+    if cfg.in_channels is not None and cfg.in_channels != count and (separate or cfg.channel_names is not None):
+        raise ConfigError(f"data.in_channels is {cfg.in_channels}, but the training cases have {count} channel files")
+    changes: dict = {}
+    if cfg.in_channels is None:
+        changes["in_channels"] = count
+    declared = dataset_channel_names(cfg.datalist or cfg.data_dir) if cfg.channel_names is None else None
+    if declared is not None and not separate and len(declared) != count:
+        logger.warning("%s: dataset.json names %d channel(s) %s, but the images have %d; the names are not used",
+                       cfg.datalist or cfg.data_dir, len(declared), list(declared), count)
+        declared = None
+    if declared is not None and not separate and count == 1:
+        declared = None  # a single-channel dataset (nnU-Net's {"0": "CT"}) keeps its old configuration
+    names = resolve_channel_names(count, cfg.channel_names, declared, separate)
+    if names is not None and names != cfg.channel_names:
+        changes["channel_names"] = names
+    if count > 1 or names:
+        logger.info("%d input channel(s)%s", count, f": {', '.join(names)}" if names else "")
+    return changes
 
 
 def _resolve_slicing(cfg: DataConfig, first_image: str) -> DataConfig:
@@ -173,16 +221,20 @@ def check_pairs(pairs: Sequence[dict]) -> None:
     """
     problems = []
     for item in pairs:
-        image, label = read_geometry(item[IMAGE]), read_geometry(item[LABEL])
-        if tuple(image.shape) != tuple(label.shape):
-            problems.append(f"{item[IMAGE]} is {tuple(image.shape)} but its mask {item[LABEL]} is {tuple(label.shape)}")
-            continue
-        a, b = np.asarray(image.affine_ras, dtype=float), np.asarray(label.affine_ras, dtype=float)
-        tolerance = AFFINE_TOLERANCE * float(min(image.spacing))
-        if np.abs(a - b).max() > tolerance:
-            problems.append(f"{item[IMAGE]} and its mask {item[LABEL]} lie on different grids (voxel-to-world matrices "
-                            f"differ by up to {np.abs(a - b).max():.3g} mm; spacing {_rounded(image.spacing)} vs "
-                            f"{_rounded(label.spacing)}, origin {_rounded(image.origin)} vs {_rounded(label.origin)})")
+        label = read_geometry(item[LABEL])
+        for index, path in enumerate(source_files(as_source(item[IMAGE]))):
+            image = read_geometry(path)
+            what = f"its mask {item[LABEL]}" if not index else f"the mask {item[LABEL]} of its channel 0"
+            if tuple(image.shape) != tuple(label.shape):
+                problems.append(f"{path} is {tuple(image.shape)} but {what} is {tuple(label.shape)}")
+                break
+            a, b = np.asarray(image.affine_ras, dtype=float), np.asarray(label.affine_ras, dtype=float)
+            tolerance = AFFINE_TOLERANCE * float(min(image.spacing))
+            if np.abs(a - b).max() > tolerance:
+                problems.append(f"{path} and {what} lie on different grids (voxel-to-world matrices "
+                                f"differ by up to {np.abs(a - b).max():.3g} mm; spacing {_rounded(image.spacing)} vs "
+                                f"{_rounded(label.spacing)}, origin {_rounded(image.origin)} vs {_rounded(label.origin)})")
+                break
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"image/mask mismatch: {problems[0]}{more}")

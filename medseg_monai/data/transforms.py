@@ -98,13 +98,16 @@ class MapLabelValuesd(MapTransform):
 
 
 class MatchChannelsd(MapTransform):
-    """Bring an image to ``channels`` channels: gray -> repeated RGB, RGB -> mean gray."""
+    """Bring an image to ``channels`` channels: gray -> repeated RGB, RGB -> mean gray.
 
-    def __init__(self, keys: KeysCollection, channels: int, allow_missing_keys: bool = False):
+    With ``convert=False`` (channels that are separate images, ``data.channel_names``) another count is an error.
+    """
+
+    def __init__(self, keys: KeysCollection, channels: int, allow_missing_keys: bool = False, convert: bool = True):
         super().__init__(keys, allow_missing_keys)
         if channels < 1:
             raise InputError(f"channels must be >= 1, got {channels}")
-        self.channels = channels
+        self.channels, self.convert = channels, convert
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -113,6 +116,9 @@ class MatchChannelsd(MapTransform):
             have = img.shape[0]
             if have == self.channels:
                 continue
+            if not self.convert:
+                raise InputError(f"{_source_name(img)}: {have} channel(s), but the model takes {self.channels} separate "
+                                 "channels (one file each: NAME_0000, NAME_0001, ...)")
             if have == 1:
                 d[key] = img.repeat(self.channels, *([1] * (img.ndim - 1)))
             elif self.channels == 1:
@@ -125,9 +131,11 @@ class MatchChannelsd(MapTransform):
 
 
 def _intensity(cfg: DataConfig) -> list:
+    """Intensity normalisation. ``zscore`` and ``percentile`` work per channel; ``minmax`` too when the channels are
+    separate images (``channel_names`` set), else (RGB) over all channels; ``ct``'s fixed window applies to each channel."""
     mode = cfg.resolved_intensity
     if mode == "minmax":
-        return [ScaleIntensityd(keys=IMAGE, minv=0.0, maxv=1.0)]
+        return [ScaleIntensityd(keys=IMAGE, minv=0.0, maxv=1.0, channel_wise=cfg.channel_names is not None)]
     if mode == "ct":
         low, high = cfg.ct_window
         return [ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
@@ -173,7 +181,7 @@ def _geometry(cfg: DataConfig, keys: tuple[str, ...], checks: InputChecks | None
 def _normalisation(cfg: DataConfig, keys: tuple[str, ...]) -> list:
     steps: list = []
     if cfg.in_channels is not None:
-        steps.append(MatchChannelsd(keys=IMAGE, channels=cfg.in_channels))
+        steps.append(MatchChannelsd(keys=IMAGE, channels=cfg.in_channels, convert=cfg.channel_names is None))
     steps += _intensity(cfg)
     steps.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=True))
     return steps

@@ -27,13 +27,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medseg_monai.config import BatchOptions
+from medseg_monai.data.channels import ChannelCase, as_source, source_files, source_label, source_mask_filename
 from medseg_monai.engines.claims import Claims
 from medseg_monai.engines.manifest import (
     MANIFEST_NAME,
@@ -46,9 +46,18 @@ from medseg_monai.engines.manifest import (
     previous_records,
     read_manifest,
 )
+from medseg_monai.engines.case_outputs import (
+    STATISTICS_NAME,
+    CaseOutputs,
+    case_complete,
+    case_statistics,
+    write_batch_statistics,
+    write_maps,
+)
 from medseg_monai.engines.predictor import PreparedImage, Predictor
+from medseg_monai.engines.read_ahead import ReadAhead
 from medseg_monai.errors import ConfigError, InputError, OutputError, error_message, is_expected, write_traceback
-from medseg_monai.io import file_sha256, is_complete, load_image, mask_filename, mask_statistics, read_geometry, remove_stale_temporaries
+from medseg_monai.io import file_sha256, load_image, mask_statistics, read_geometry, remove_stale_temporaries
 from medseg_monai.utils import package_versions
 
 __all__ = [
@@ -76,6 +85,8 @@ class CaseResult:
     ``internal`` marks a failure that is a bug in this package rather than a problem of the input.
     ``labels`` maps each foreground mask value (as a string) to ``{"name", "count", "components"}``
     plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
+    ``extras`` holds what :class:`~medseg_monai.engines.case_outputs.CaseOutputs` asked for: ``probabilities``
+    and ``entropy`` (files, scale, mean foreground entropy) and ``statistics`` (rows per label).
     """
 
     input: Path
@@ -89,6 +100,7 @@ class CaseResult:
     sha256: str | None = None
     internal: bool = False
     warnings: tuple[str, ...] = ()
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -177,38 +189,47 @@ def wait_for_parts(output_dir: str | Path, shard: Shard, poll_s: float = 2.0, ti
 
 # ---------------------------------------------------------------------------------------------- one case
 def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Path, *, overwrite: bool = False,
-                 prepared: Callable[[], PreparedImage] | None = None) -> CaseResult:
+                 prepared: Callable[[], PreparedImage] | None = None, outputs: CaseOutputs | None = None) -> CaseResult:
     """Predict one input and write its mask into ``output_dir``; errors are returned, not raised.
 
     A complete output (readable, with the source's shape) is kept unless ``overwrite``; leftovers
     of an interrupted write of this output are removed first. ``prepared`` returns the image already
     read by :meth:`Predictor.prepare` (a read-ahead future's ``result``); its errors count as this case's.
+    ``outputs`` asks for probability/entropy maps and statistics besides the mask (a case lacking a map
+    asked for is predicted again).
     """
-    source = Path(source)
+    source = as_source(source)  # a file, or a case of several channel files
     start = time.perf_counter()
     output = None
     try:
         output = predictor.mask_path(source, output_dir)
         remove_stale_temporaries(output)
-        if not overwrite and is_complete(output, source, sidecar=bool(predictor.label_names(source))):
+        outputs = outputs or CaseOutputs()
+        if not overwrite and case_complete(predictor, source, output, outputs):
             return CaseResult(source, output, "skipped")
         warnings: tuple[str, ...] = ()
+        maps = None
         if predictor.config.infer.stitching == "slab":
             image = prepared() if prepared is not None else predictor.prepare(source)
-            warnings, mask = image.warnings, predictor.predict_prepared(image)
+            warnings, maps = image.warnings, predictor.predict_maps(image, outputs.maps)
+            mask = maps.mask
         else:
             mask = predictor.predict_image(source)
+        extras = write_maps(predictor, maps, source, Path(output_dir), outputs) if maps is not None else {}
         output = predictor.save_mask(mask, source, output)
+        if outputs.statistics:
+            extras["statistics"] = case_statistics(predictor, source, mask)
         spacing = read_geometry(output).spacing
         stats = mask_statistics(mask, spacing, predictor.label_names(source), predictor.output_values(source)[0])
         return CaseResult(
             source, output, "written", seconds=time.perf_counter() - start, shape=tuple(int(s) for s in mask.shape),
             spacing=tuple(float(s) for s in spacing), labels=stats, sha256=file_sha256(output), warnings=warnings,
+            extras=extras,
         )
     except Exception as err:  # one bad case must not stop a batch; the reason is reported
         message = error_message(err)
-        if str(source) not in message:
-            message = f"{source}: {message}"
+        if str(source) not in message and source_label(source) not in message:
+            message = f"{source_label(source)}: {message}"
         internal = not is_expected(err)
         if internal:  # a bug, not bad input: say so, and keep the traceback
             log = _traceback_log(err, output_dir, source)
@@ -225,12 +246,18 @@ def _traceback_log(err: BaseException, output_dir: str | Path, source: Path) -> 
         return f"(not written: {log_err})"
 
 
-def _record(index: int, result: CaseResult, many_components: int) -> dict[str, Any]:
+def _uncertainty_flags(extras: Mapping[str, Any], high_entropy: float) -> list[str]:
+    mean = (extras.get("entropy") or {}).get("mean_foreground")
+    return ["high_uncertainty"] if mean is not None and mean > high_entropy else []
+
+
+def _record(index: int, result: CaseResult, many_components: int, high_entropy: float = BatchOptions.high_entropy) -> dict[str, Any]:
     output = result.output if result.output is not None and result.status != "failed" else None
     stat = output.stat() if output is not None and output.exists() else None
     return {
         "index": index,
-        "input": str(Path(result.input).resolve()),
+        "input": str(Path(result.input).resolve()),  # channel 0 of a case of several files
+        **({"channels": [str(p.resolve()) for p in result.input.channels]} if isinstance(result.input, ChannelCase) else {}),
         "output": str(output.resolve()) if output is not None else None,
         "status": result.status,
         "error": result.error,
@@ -239,8 +266,10 @@ def _record(index: int, result: CaseResult, many_components: int) -> dict[str, A
         "spacing": [round(s, 6) for s in result.spacing] if result.spacing else None,
         "labels": result.labels,
         "flags": (case_flags(result.labels, many_components) + ["input_warning"] * bool(result.warnings)
+                  + _uncertainty_flags(result.extras, high_entropy)
                   if result.status != "failed" else ["failed"] + ["internal_error"] * result.internal),
         "warnings": list(result.warnings),
+        **{key: result.extras[key] for key in ("probabilities", "entropy", "statistics") if key in result.extras},
         "sha256": result.sha256,
         "size_bytes": stat.st_size if stat else None,
         "mtime_ns": stat.st_mtime_ns if stat else None,
@@ -257,6 +286,7 @@ def _complete_skipped(predictor: Predictor, result: CaseResult, previous: Mappin
             result, shape=tuple(previous.get("shape") or ()), spacing=tuple(previous.get("spacing") or ()),
             labels=previous.get("labels") or {}, sha256=previous["sha256"], seconds=previous.get("seconds") or 0.0,
             warnings=tuple(previous.get("warnings") or ()),
+            extras={key: previous[key] for key in ("probabilities", "entropy", "statistics") if key in previous},
         )
     mask = np.asarray(load_image(output, role="mask"))
     geometry = read_geometry(output)
@@ -285,7 +315,7 @@ def _check_outputs(sources: Sequence[Path], output_dir: Path, output_format: str
     for source in sources:
         if resolved_out == source.parent.resolve() and not overwrite:
             raise InputError(f"{output_dir}: output folder is the input folder; choose another or pass overwrite")
-        name = mask_filename(source, output_format)
+        name = source_mask_filename(source, output_format)
         if name in seen:
             clashes.append(f"{seen[name]} and {source} -> {name}")
         seen.setdefault(name, source)
@@ -294,7 +324,7 @@ def _check_outputs(sources: Sequence[Path], output_dir: Path, output_format: str
 
 
 def _inputs_sha256(sources: Sequence[Path]) -> str:
-    return hashlib.sha256("\n".join(str(p.resolve()) for p in sources).encode()).hexdigest()
+    return hashlib.sha256("\n".join("\t".join(str(f.resolve()) for f in source_files(p)) for p in sources).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- the batch
@@ -308,54 +338,21 @@ def _finish_case(predictor: Predictor, result: CaseResult, previous: Mapping[str
             logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)
     bar.set_postfix(failed=failed + (result.status == "failed"), refresh=False)
     results.append(result)
-    book.add(_record(index, result, options.many_components))
+    if result.status == "skipped" and options.statistics and "statistics" not in result.extras:
+        result = _skipped_statistics(predictor, result)
+    book.add(_record(index, result, options.many_components, options.high_entropy))
     return int(result.status == "failed")
 
 
-class _ReadAhead:
-    """Read and preprocess the next case in a background thread while the network runs on this one.
-
-    Cases whose complete mask will be kept, or that ``taken`` says another process holds, are not read.
-    Reading errors surface in the case itself.
-    """
-
-    def __init__(self, predictor: Predictor, sources: Sequence[Path], indices: Sequence[int], output_dir: Path,
-                 overwrite: bool, enabled: bool, taken: Callable[[Path], bool] = lambda output: False):
-        self.predictor, self.sources, self.indices = predictor, sources, list(indices)
-        self.output_dir, self.overwrite, self.taken = output_dir, overwrite, taken
-        enabled = enabled and predictor.config.infer.stitching == "slab" and len(self.indices) > 1
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-read") if enabled else None
-        self.futures: dict[int, Future] = {}
-
-    def _submit(self, position: int) -> None:
-        if self.pool is None or position >= len(self.indices) or position in self.futures:
-            return
-        source = self.sources[self.indices[position]]
-        try:
-            output = self.predictor.mask_path(source, self.output_dir)
-            if self.taken(output) or (not self.overwrite and is_complete(output, source, bool(self.predictor.label_names(source)))):
-                return
-        except (OSError, ValueError):
-            return  # the case reports it
-        self.futures[position] = self.pool.submit(self.predictor.prepare, source)
-
-    def take(self, position: int) -> Callable[[], PreparedImage] | None:
-        """The prepared image of case ``position`` (when read ahead), and start reading the next one."""
-        self._submit(position)
-        future = self.futures.pop(position, None)
-        self._submit(position + 1)
-        return future.result if future is not None else None
-
-    def discard(self, position: int) -> None:
-        """Forget case ``position`` (another process does it) and start reading the next one."""
-        future = self.futures.pop(position, None)
-        if future is not None:
-            future.cancel()
-        self._submit(position + 1)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+def _skipped_statistics(predictor: Predictor, result: CaseResult) -> CaseResult:
+    """Statistics of a kept mask its earlier record lacks, from the mask file."""
+    try:
+        mask = np.asarray(load_image(result.output)).astype(np.int64)
+        rows = case_statistics(predictor, Path(result.input), mask)
+    except (OSError, ValueError) as err:
+        logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)
+        return result
+    return dataclasses.replace(result, extras={**result.extras, "statistics": rows})
 
 
 def _finish_batch(book: Manifest, shard: Shard, output_dir: Path, inputs_sha: str, options: BatchOptions) -> None:
@@ -364,6 +361,10 @@ def _finish_batch(book: Manifest, shard: Shard, output_dir: Path, inputs_sha: st
     if options.manifest and shard.sharded:
         remove_stale_temporaries(output_dir / MANIFEST_NAME)
         final = merge_parts(output_dir, shard.count, inputs_sha)
+    if final is not None and (options.statistics or (output_dir / STATISTICS_NAME).exists()):
+        written = write_batch_statistics(final.get("cases") or [], output_dir)
+        if written is not None:
+            logger.info("label statistics: %s", written)
     if options.report and final is not None:
         from medseg_monai.reporting import write_report
 
@@ -396,6 +397,8 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
     from medseg_monai.data.datalist import collect_inputs
 
     options = options or BatchOptions()
+    outputs = CaseOutputs.from_options(options)
+    outputs.check(predictor)
     sources = collect_inputs(inputs)
     output_dir = Path(output_dir)
     _check_outputs(sources, output_dir, predictor.config.infer.output_format, options.overwrite)
@@ -428,13 +431,14 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
     position = shard.index if shard.launcher == "torchrun" else None
     bar = tqdm(indices, desc=f"predict {shard.label}".strip(), unit="case", disable=not options.progress, position=position)
     failed = 0
-    read_ahead = _ReadAhead(predictor, sources, indices, output_dir, options.overwrite, enabled=options.read_ahead,
-                            taken=lambda output: claims.holder(output.name) is not None)
+    read_ahead = ReadAhead(predictor, sources, indices, output_dir, options.overwrite, enabled=options.read_ahead,
+                            taken=lambda output: claims.holder(output.name) is not None, outputs=outputs)
     by_index: dict[int, CaseResult] = {}
 
     def run_case(index: int, prepared: Callable[[], PreparedImage] | None) -> None:
         nonlocal failed
-        result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite, prepared=prepared)
+        result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite, prepared=prepared,
+                              outputs=outputs)
         by_index[index] = result
         if result.status == "skipped" and _recorded_by_another(book, claims, index, result, started_ns):
             return

@@ -7,7 +7,9 @@ is finer than the network grid. :class:`SlabScoreInverter` does the latter witho
 map of the whole image: each blended slab from the sliding window is interpolated along the other
 axes at once, and source planes along the slab axis are finished as soon as the two network planes
 they lie between have arrived. Axis-aligned grids only (a reorientation and a spacing change); the
-predictor falls back to the label inversion for oblique ones.
+predictor falls back to the label inversion for oblique ones. Asked to, it keeps the interpolated
+probabilities and their entropy too (:class:`~medseg_monai.engines.maps.MapRequest`), so the maps and the
+labels come from the same values.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from monai.data.utils import to_affine_nd
 
+from medseg_monai.engines.maps import MapRequest, entropy_nats, store_probabilities
 from medseg_monai.engines.resampling import axis_map, linear_along, source_index_map
 from medseg_monai.engines.stitching import argmax_classes
 
@@ -35,13 +38,15 @@ class SlabScoreInverter:
         probabilities: ``True`` when the blocks are probabilities (flip TTA), ``False`` for logits
             (a softmax is taken first, as the recipes interpolate probabilities).
         box: optional box (grid slices) outside which every position is background.
+        request: source-grid maps to keep besides the labels (:meth:`maps`); ``num_classes`` sizes them.
 
     Raises:
         ValueError: the grids are not axis-aligned (use the label inversion).
     """
 
     def __init__(self, grid_affine: np.ndarray, source_affine: np.ndarray, source_shape: Sequence[int],
-                 grid_shape: Sequence[int], slab_axis: int, probabilities: bool, box: Sequence[slice] | None = None):
+                 grid_shape: Sequence[int], slab_axis: int, probabilities: bool, box: Sequence[slice] | None = None,
+                 request: MapRequest | None = None, num_classes: int = 0):
         nd = len(source_shape)
         axes = axis_map(source_index_map(to_affine_nd(nd, grid_affine), to_affine_nd(nd, source_affine)))
         if axes is None:
@@ -63,6 +68,10 @@ class SlabScoreInverter:
         # labels with the source axes in the order [slab, *others] of the grid; transposed at the end
         self.order = [j_slab] + [self.by_grid_axis[a][0] for a in self.others]
         self.labels = np.zeros([self.source_shape[j] for j in self.order], dtype=np.uint8)
+        self.request = request or MapRequest()
+        dtype = np.float32 if self.request.probabilities == "float32" else np.uint8
+        self.probs = np.zeros((num_classes, *self.labels.shape), dtype) if self.request.probabilities else None
+        self.entropy = np.zeros(self.labels.shape, np.float32) if self.request.entropy else None
         self.previous: np.ndarray | None = None  # the last grid plane of the previous slab, interpolated in-plane
 
     def __call__(self, start: int, stop: int, block: torch.Tensor) -> None:
@@ -87,6 +96,10 @@ class SlabScoreInverter:
             frac = self.frac[index].reshape(1, -1, *([1] * (planes.ndim - 2)))
             values = planes[:, low] * (1 - frac) + planes[:, high] * frac
             self.labels[index] = argmax_classes(torch.from_numpy(values)).numpy()
+            if self.probs is not None:
+                self.probs[:, index] = store_probabilities(values, self.request.probabilities)
+            if self.entropy is not None:
+                self.entropy[index] = entropy_nats(values)
             self.done[index] = True
         self.previous = planes[:, -1:]
 
@@ -106,3 +119,10 @@ class SlabScoreInverter:
         if not self.done.all():
             raise RuntimeError(f"linear inversion finished {int(self.done.sum())} of {self.done.size} source planes")
         return np.ascontiguousarray(self.labels.transpose(np.argsort(self.order)))
+
+    def maps(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The kept ``(K, *source_shape)`` probabilities and ``(*source_shape)`` entropy (``None`` when not asked for)."""
+        back = np.argsort(self.order)
+        probs = np.ascontiguousarray(self.probs.transpose(0, *(back + 1))) if self.probs is not None else None
+        entropy = np.ascontiguousarray(self.entropy.transpose(back)) if self.entropy is not None else None
+        return probs, entropy

@@ -19,8 +19,6 @@ are :func:`medseg_monai.engines.batch.run_batch`'s job.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,17 +31,22 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose, Invertd
 
 from medseg_monai.config import SLICES_PER_WINDOW, InferConfig, InputChecks, RunConfig, replace_fields
+from medseg_monai.data.channels import (
+    ChannelCase, Source, as_source, check_channels, check_image_channels, geometry_source, loader_input, source_mask_filename,
+)
 from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
 from medseg_monai.data.slicing import in_plane_axes, stack_context
 from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
 from medseg_monai.engines.checkpoint import load_checkpoint
 from medseg_monai.engines.postprocessing import build_postprocessing
 from medseg_monai.engines.inversion import SlabScoreInverter
+from medseg_monai.engines.maps import GridMaps, MapRequest, PredictionMaps
+from medseg_monai.engines.provenance import model_facts
 from medseg_monai.engines.precision import autocast, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
 from medseg_monai.errors import CheckpointError, ConfigError, InputError
-from medseg_monai.io import RASTER_FORMATS, detect_format, mask_filename, recorded_warnings, write_mask
+from medseg_monai.io import RASTER_FORMATS, detect_format, recorded_warnings, write_mask
 from medseg_monai.keys import IMAGE, PRED
 from medseg_monai.networks import SliceWindowNetwork, build_network
 from medseg_monai.utils import resolve_device
@@ -73,10 +76,11 @@ class PreparedImage:
 
     ``image`` is ``(C, *grid)`` normalised; the affines map voxel indices of the grid and of the
     source to world coordinates; ``source_shape`` is the source's spatial shape; ``warnings`` are what
-    the input checks said about the image (NaN voxels replaced, a constant image).
+    the input checks said about the image (NaN voxels replaced, a constant image). ``source`` is the
+    file, or the :class:`~medseg_monai.data.channels.ChannelCase` of several channel files.
     """
 
-    source: Path
+    source: Source
     image: torch.Tensor
     region: Foreground | None
     grid_affine: np.ndarray
@@ -311,28 +315,42 @@ class Predictor:
         return labels
 
     # ------------------------------------------------------------------ files
-    def predict_image(self, path: str | Path) -> np.ndarray:
-        """Label map of one image file or DICOM folder, in the source's voxel grid.
+    def predict_image(self, path: str | Path | ChannelCase | Sequence[str | Path]) -> np.ndarray:
+        """Label map of one image file or DICOM folder (or case of channel files), in the source's voxel grid.
 
         Returns an integer array (``uint8``, ``uint16`` for values above 255) in the reader's index
         order, ``(H, W)`` or ``(X, Y, Z)``, whose values are the training masks' label values.
         """
         if self.config.infer.stitching == "full":
-            return self._value_table(path)[self._classes_full(path)]
+            source = as_source(path)
+            self.check_channels(source)
+            return self._value_table(source)[self._classes_full(source)]
         return self.predict_prepared(self.prepare(path))
 
-    def prepare(self, path: str | Path) -> PreparedImage:
-        """Read one image into the network grid, normalised, with its foreground (``slab`` stitching).
+    def check_channels(self, source: Source, loaded: int | None = None) -> None:
+        """Refuse an input without the model's channels: a case missing a channel file (before reading it), or, with
+        ``loaded`` (the channels read), a single image of fewer channels than a model of named channels takes."""
+        data = self.config.data
+        check_channels(source, data.in_channels, data.channel_names)
+        if loaded is not None:
+            check_image_channels(source, loaded, data.in_channels, data.channel_names)
+
+    def prepare(self, path: str | Path | ChannelCase | Sequence[str | Path]) -> PreparedImage:
+        """Read one image (or a case of one file per channel, a :class:`~medseg_monai.data.channels.ChannelCase` or a list
+        of files) into the network grid, normalised, with its foreground (``slab`` stitching).
 
         Thread-safe: :func:`~medseg_monai.engines.batch.run_batch` prepares the next case while the
         network runs on this one.
         """
+        source = as_source(path)
+        self.check_channels(source)
         with recorded_warnings() as warnings:
-            data = self.geometry({IMAGE: str(path)})
+            data = self.geometry({IMAGE: loader_input(source)})
+        self.check_channels(source, int(data[IMAGE].shape[0]))
         region = self.find_foreground(data[IMAGE])
         image = self.normalisation(data).pop(IMAGE)
         return PreparedImage(
-            source=Path(path),
+            source=source,
             image=image.as_tensor(),
             region=region,
             grid_affine=np.asarray(image.affine, dtype=np.float64),
@@ -343,29 +361,62 @@ class Predictor:
 
     def predict_prepared(self, prepared: PreparedImage) -> np.ndarray:
         """:meth:`predict_image` of an image from :meth:`prepare`."""
-        classes = self._linear_classes(prepared) if self.config.infer.inversion == "linear" else None
-        if classes is None:
+        return self.predict_maps(prepared).mask
+
+    def predict_maps(self, prepared: PreparedImage, request: MapRequest | None = None) -> PredictionMaps:
+        """The mask of an image from :meth:`prepare` and, as ``request`` asks, its class probabilities and
+        predictive entropy, all in the source grid (``slab`` stitching only).
+
+        The maps come from the probabilities the mask is the argmax of (before post-processing), through the
+        same inversion: interpolated with ``inversion="linear"`` on axis-aligned grids, else nearest-neighbour.
+        """
+        request = request or MapRequest()
+        if request.any and self.config.infer.stitching != "slab":
+            raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {self.config.infer.stitching!r}")
+        found = self._linear_classes(prepared, request) if self.config.infer.inversion == "linear" else None
+        if found is not None:
+            classes, probs, entropy = found
+        elif request.any:
+            classes, probs, entropy = self._grid_maps(prepared, request)
+        else:
             labels = self.predict_labels(prepared.image, prepared.region)[0].numpy()
             classes = labels_to_source_grid(labels, prepared.grid_affine, prepared.source_affine, prepared.source_shape)
-        return self._value_table(prepared.source)[classes]
+            probs = entropy = None
+        return PredictionMaps(self._value_table(prepared.source)[classes], probs, entropy)
+
+    def _postprocessed(self, classes: np.ndarray) -> np.ndarray:
+        labels = torch.from_numpy(classes)[None]
+        for step in self._postprocess:
+            labels = torch.as_tensor(step(labels)).to(labels.dtype)
+        return labels[0].numpy()
 
     @torch.inference_mode()
-    def _linear_classes(self, prepared: PreparedImage) -> np.ndarray | None:
-        """Source-grid classes by linear interpolation of the probabilities; ``None`` for oblique grids."""
+    def _linear_classes(self, prepared: PreparedImage, request: MapRequest) -> tuple[np.ndarray, Any, Any] | None:
+        """Source-grid classes (and maps) by linear interpolation of the probabilities; ``None`` for oblique grids."""
         spatial = tuple(int(s) for s in prepared.image.shape[1:])
         axis = self._slab_axis(spatial)
         try:
             inverter = SlabScoreInverter(prepared.grid_affine, prepared.source_affine, prepared.source_shape, spatial, axis,
                                          probabilities=bool(self.config.infer.tta_flips),
-                                         box=None if prepared.region is None else prepared.region.slices)
+                                         box=None if prepared.region is None else prepared.region.slices,
+                                         request=request, num_classes=self.config.data.num_classes)
         except ValueError as err:
             logger.info("%s: %s; labels are mapped back nearest-neighbour", prepared.source, err)
             return None
         self._stitch(prepared.image, inverter, prepared.region)
-        labels = torch.from_numpy(inverter.result())[None]
-        for step in self._postprocess:
-            labels = torch.as_tensor(step(labels)).to(labels.dtype)
-        return labels[0].numpy()
+        return (self._postprocessed(inverter.result()), *inverter.maps())
+
+    @torch.inference_mode()
+    def _grid_maps(self, prepared: PreparedImage, request: MapRequest) -> tuple[np.ndarray, Any, Any]:
+        """Labels and maps in the network grid, then nearest-neighbour into the source grid (oblique grids)."""
+        spatial = tuple(int(s) for s in prepared.image.shape[1:])
+        sink = GridMaps(spatial, self._slab_axis(spatial), bool(self.config.infer.tta_flips), request,
+                        self.config.data.num_classes, None if prepared.region is None else prepared.region.slices)
+        self._stitch(prepared.image, sink, prepared.region)
+        sink.background_outside()
+        labels = self._postprocessed(sink.labels)
+        classes = labels_to_source_grid(labels, prepared.grid_affine, prepared.source_affine, prepared.source_shape)
+        return (classes, *sink.to_source(prepared.grid_affine, prepared.source_affine, prepared.source_shape))
 
     def find_foreground(self, image: MetaTensor) -> Foreground | None:
         """Where to run windows in an image of the network grid before normalisation (``infer.foreground_crop``)."""
@@ -379,18 +430,18 @@ class Predictor:
             logger.debug("foreground (%s): box %s, %.0f%% of the image to segment", mode, region.slices, 100 * region.fraction)
         return region
 
-    def _classes_full(self, path: str | Path) -> np.ndarray:
-        data = self.transforms({IMAGE: str(path)})
+    def _classes_full(self, path: Source) -> np.ndarray:
+        data = self.transforms({IMAGE: loader_input(as_source(path))})
         image = data[IMAGE]
         labels = self.predict_labels(image)
         data[PRED] = MetaTensor(labels.to(torch.float32), meta=dict(image.meta), applied_operations=list(image.applied_operations))
         inverted = self.invert(data)[PRED] if image.applied_operations else data[PRED]
         return torch.as_tensor(inverted).round().to(torch.int64)[0].numpy()
 
-    def output_values(self, source: str | Path) -> tuple[int, ...]:
+    def output_values(self, source: str | Path | Source) -> tuple[int, ...]:
         """Value written for each class: the training masks' values; 0/255 for binary raster masks."""
         label_values = tuple(self.config.data.label_values)
-        fmt = self.config.infer.output_format or detect_format(source)
+        fmt = self.config.infer.output_format or detect_format(geometry_source(as_source(source)))
         if fmt in RASTER_FORMATS and len(label_values) == 2:
             return (0, 255)
         return label_values
@@ -401,63 +452,39 @@ class Predictor:
             return values.astype(np.uint8 if values.max() <= np.iinfo(np.uint8).max else np.uint16)
         return values  # write_mask names the out-of-range value
 
-    def label_names(self, source: str | Path) -> dict[int, str]:
+    def label_names(self, source: str | Path | Source) -> dict[int, str]:
         """Name of each output value for ``source`` (empty when the config has no names)."""
         return dict(zip(self.output_values(source), self.config.data.label_names or ()))
 
-    def mask_path(self, source: str | Path, output_dir: str | Path) -> Path:
-        """Where the mask of ``source`` goes in ``output_dir``: the source's name in the mask format."""
-        return Path(output_dir) / mask_filename(source, self.config.infer.output_format)
+    def mask_path(self, source: str | Path | Source, output_dir: str | Path) -> Path:
+        """Where the mask of ``source`` goes in ``output_dir``: the source's name (a case's ``NAME``) in the mask format."""
+        return Path(output_dir) / source_mask_filename(as_source(source), self.config.infer.output_format)
 
-    def save_mask(self, mask: np.ndarray, source: str | Path, output: str | Path) -> Path:
-        """Write ``mask`` (from :meth:`predict_image`) with the geometry of ``source`` and its label names beside it.
+    def save_mask(self, mask: np.ndarray, source: str | Path | Source, output: str | Path) -> Path:
+        """Write ``mask`` (from :meth:`predict_image`) with the geometry of ``source`` (channel 0 of a case) and its
+        label names beside it.
 
         Returns the path written (``.mhd``/``.nhdr`` outputs become one-file ``.mha``/``.nrrd``).
         """
         names = self.label_names(source)
-        return write_mask(mask, source, output, output_format=self.config.infer.output_format, label_names=names or None)
+        return write_mask(mask, geometry_source(as_source(source)), output, output_format=self.config.infer.output_format,
+                          label_names=names or None)
 
-    def predict_file(self, source: str | Path, output: str | Path) -> Path:
-        """Predict one image file (or DICOM folder) and write its mask to the file ``output``; errors are raised.
+    def predict_file(self, source: str | Path | Source | Sequence[str | Path], output: str | Path) -> Path:
+        """Predict one image file (or DICOM folder, or case of channel files) and write its mask to the file ``output``;
+        errors are raised.
 
         ``output`` names the mask file (see :meth:`mask_path` for the usual name in a folder).
         """
         if Path(output).is_dir():
             raise InputError(f"{output}: a folder; predict_file writes one mask file (its name: predictor.mask_path(source, folder))")
+        source = as_source(source)
         return self.save_mask(self.predict_image(source), source, output)
 
     # ------------------------------------------------------------------ provenance
     def describe(self) -> dict[str, Any]:
-        """Model, configuration and device facts for the run manifest."""
-        config_json = json.dumps(self.config.to_dict(), sort_keys=True)
-        weights = hashlib.sha256()
-        for key, tensor in sorted(self.network.state_dict().items()):
-            weights.update(key.encode())
-            weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        data = self.config.data
-        return {
-            "model": {
-                "checkpoint": str(self.source.resolve()) if self.source else None,
-                "network": self.config.model.name,
-                "weights_sha256": weights.hexdigest(),
-                "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
-                "spatial_dims": data.spatial_dims,
-                "image_dims": data.image_dims,
-                "slice_axis": data.slice_axis,
-                "context_slices": data.context_slices,
-                "label_values": list(data.label_values or ()),
-                "label_names": list(data.label_names or ()),
-                "roi_size": list(self.config.roi_size),
-                "target_spacing": list(data.target_spacing) if data.target_spacing else None,
-            },
-            "infer": self.config.to_dict()["infer"],
-            "device": {
-                "network": str(self.device),
-                "stitch": str(self.stitch_device),
-                "torch_threads": torch.get_num_threads(),
-                "cuda": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
-            },
-        }
+        """Model, configuration and device facts for the run manifest (:func:`~medseg_monai.engines.provenance.model_facts`)."""
+        return model_facts(self.network, self.config, self.source, self.device, self.stitch_device)
 
 
 def _first(output: Any) -> torch.Tensor:

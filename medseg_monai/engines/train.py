@@ -157,7 +157,10 @@ def _optimizer(config: RunConfig, network: torch.nn.Module) -> torch.optim.Optim
 
 def _save_splits(run_dir: Path, train_items: Sequence[dict], val_items: Sequence[dict]) -> None:
     def names(items: Sequence[dict]) -> list[dict]:
-        return [{"name": item.get("name", Path(str(item[IMAGE])).name), IMAGE: str(item[IMAGE]), LABEL: str(item[LABEL])} for item in items]
+        def image(value: object) -> str | list[str]:  # a case of several channel files keeps its list
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+
+        return [{"name": item.get("name", Path(str(item[IMAGE])).name), IMAGE: image(item[IMAGE]), LABEL: str(item[LABEL])} for item in items]
 
     atomic_write_text(run_dir / "splits.json", json.dumps({"training": names(train_items), "validation": names(val_items)}, indent=2))
 

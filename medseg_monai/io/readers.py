@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
 from medseg_monai.io.dicom import dicom_series_files, preserved_locale
 from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
-from medseg_monai.io.validation import check_header, check_image
+from medseg_monai.io.validation import check_header, check_image, check_same_grid
 
 __all__ = [
     "FormatDispatchReader",
@@ -44,6 +45,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# LoadImage instantiates every MONAI reader whose package is installed; with pydicom present its GPU DICOM
+# reader warns on every loader built that the optional nvImageCodec plugin is missing. We never use it.
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning)
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 RASTER_SUFFIXES: tuple[str, ...] = tuple(s for f in sorted(RASTER_FORMATS) for s in FORMAT_SUFFIXES[f])
 SITK_SUFFIXES: tuple[str, ...] = FORMAT_SUFFIXES["mha"] + FORMAT_SUFFIXES["nrrd"]
@@ -306,16 +312,44 @@ class FormatDispatchReader(ImageReader):
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
         (reader, fmt), names = self.reader(data), _names(data)
-        with _named_errors(names[0]):
-            for name in names:
+        for name in names:
+            with _named_errors(name):
                 check_header(name, fmt, self.checks)
-            return reader, reader.read(data, **kwargs), names[0]
+        with _named_errors(names[0]):
+            if len(names) == 1:
+                return reader, reader.read(data, **kwargs), names
+        objects = []
+        for name in names:  # several files: one channel each, read one by one so errors name the file
+            with _named_errors(name):
+                objects.append(reader.read(name, **kwargs))
+        return reader, objects, names
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
-        reader, obj, name = img
-        with _named_errors(name):  # nibabel reads the voxels lazily, here
+        reader, obj, names = img
+        if len(names) > 1:
+            return self._stacked_channels(reader, obj, names)
+        with _named_errors(names[0]):  # nibabel reads the voxels lazily, here
             array, meta = reader.get_data(obj)
-        return check_image(array, meta, name, self.checks, role=self.role, channels=self.channels), meta
+        return check_image(array, meta, names[0], self.checks, role=self.role, channels=self.channels), meta
+
+    def _stacked_channels(self, reader: ImageReader, objects: Sequence[Any], names: Sequence[str]) -> tuple[np.ndarray, dict]:
+        """One file per channel: each checked on its own, all on channel 0's voxel grid, stacked as ``(C, *spatial)``."""
+        arrays: list[np.ndarray] = []
+        meta: dict = {}
+        for index, (obj, name) in enumerate(zip(objects, names)):
+            with _named_errors(name):
+                array, header = reader.get_data(obj)
+            array = check_image(array, header, name, self.checks, role=self.role, channels=1)
+            spatial = len(np.asarray(header.get(MetaKeys.SPATIAL_SHAPE, array.shape)).ravel())
+            if array.ndim > spatial:
+                raise InputError(f"{name}: channel {index} holds {array.shape[-1]} channels itself; give one image per channel file")
+            if index == 0:
+                meta = header
+            else:
+                check_same_grid(header, meta, name, index, names[0])
+            arrays.append(array)
+        meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+        return np.stack(arrays), meta
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from monai.utils import MetaKeys
 from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
 
-__all__ = ["DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "recorded_warnings", "replace_non_finite"]
+__all__ = ["CHANNEL_GRID_TOLERANCE", "DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "check_same_grid",
+           "recorded_warnings", "replace_non_finite"]
 
 logger = logging.getLogger(__name__)
 _recorder = threading.local()
@@ -261,3 +263,23 @@ def check_geometry(meta: dict[str, Any], name: str, spatial: int) -> None:
     if deviation > DIRECTION_TOLERANCE:
         raise InputError(f"{name}: the direction axes are not orthonormal (deviation {deviation:.3g}: a sheared grid), "
                          "which the mask formats cannot store")
+
+
+#: largest difference of two channels' voxel-to-world matrices, as a fraction of the smallest voxel size
+CHANNEL_GRID_TOLERANCE = 0.01
+
+
+def check_same_grid(header: dict, first: dict, name: str, index: int, first_name: str) -> None:
+    """Refuse channel ``index`` (file ``name``) unless it lies on channel 0's voxel grid (shape and affine)."""
+    shape = tuple(int(s) for s in np.asarray(header.get(MetaKeys.SPATIAL_SHAPE, ())).ravel())
+    expected = tuple(int(s) for s in np.asarray(first.get(MetaKeys.SPATIAL_SHAPE, ())).ravel())
+    if shape != expected:
+        raise InputError(f"{name}: channel {index} is {shape} but channel 0 ({Path(first_name).name}) is {expected}; "
+                         "every channel of a case must share one voxel grid")
+    a = np.asarray(header.get(MetaKeys.AFFINE, np.eye(4)), dtype=float)
+    b = np.asarray(first.get(MetaKeys.AFFINE, np.eye(4)), dtype=float)
+    spacing = np.linalg.norm(b[:-1, :-1], axis=0)
+    difference = float(np.abs(a - b).max())
+    if difference > CHANNEL_GRID_TOLERANCE * (float(spacing.min()) if spacing.size else 1.0):
+        raise InputError(f"{name}: channel {index} lies on another voxel grid than channel 0 ({Path(first_name).name}): "
+                         f"voxel-to-world matrices differ by up to {difference:.3g} mm; every channel of a case must share one grid")

@@ -103,9 +103,11 @@ def _row(record: Mapping[str, Any], thumb: str, colours, three_d: bool) -> str:
             f"<td>{_label_cell(labels, 'components', colours)}</td>",
             f'<td class="num">{record.get("seconds") or 0:.1f}</td>',
         ]
-    notes = html.escape("; ".join(record.get("warnings") or []), quote=True)
-    cells.append("<td>" + "".join(f'<span class="flag {html.escape(f)}"{f" title={chr(34)}{notes}{chr(34)}" if f == "input_warning" else ""}>'
-                                  f'{html.escape(f.replace("_", " "))}</span>' for f in flags) + "</td>")
+    entropy = (record.get("entropy") or {}).get("mean_foreground")
+    notes = {"input_warning": "; ".join(record.get("warnings") or []),
+             "high_uncertainty": f"mean foreground entropy {entropy:.3f} nats" if entropy is not None else ""}
+    cells.append("<td>" + "".join(f'<span class="flag {html.escape(f)}"' + (f' title="{html.escape(notes[f], quote=True)}"' if notes.get(f) else "")
+                                  + f'>{html.escape(f.replace("_", " "))}</span>' for f in flags) + "</td>")
     return f'<tr class="{css}">' + "".join(cells) + "</tr>"
 
 

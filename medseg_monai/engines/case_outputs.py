@@ -1,0 +1,122 @@
+"""What a case writes besides its mask: probability and entropy maps, and per-label statistics.
+
+``run_batch`` asks for them through :class:`CaseOutputs` (from :class:`~medseg_monai.config.BatchOptions`);
+the maps come from :meth:`~medseg_monai.engines.predictor.Predictor.predict_maps` with the mask, the
+statistics from the mask and the source image read again in its own units. The batch's statistics
+become ``predict_statistics.csv`` once all parts are done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg_monai.config import BatchOptions, ProbabilityDtype
+from medseg_monai.engines.maps import MapRequest, PredictionMaps
+from medseg_monai.engines.predictor import Predictor
+from medseg_monai.errors import ConfigError
+from medseg_monai.io import is_complete, load_image, read_geometry, split_suffix
+from medseg_monai.io.label_statistics import label_statistics, write_statistics_csv
+from medseg_monai.io.maps import map_path, write_probability_map, write_scalar_map
+
+__all__ = ["STATISTICS_NAME", "CaseOutputs", "case_complete", "case_statistics", "maps_complete", "write_batch_statistics", "write_maps"]
+
+STATISTICS_NAME = "predict_statistics.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseOutputs:
+    """Outputs of a case besides its mask (``BatchOptions.statistics``, ``save_probabilities``, ``save_uncertainty``)."""
+
+    statistics: bool = False
+    probabilities: ProbabilityDtype | None = None
+    entropy: bool = False
+
+    @classmethod
+    def from_options(cls, options: BatchOptions) -> CaseOutputs:
+        return cls(options.statistics, options.probabilities_dtype if options.save_probabilities else None,
+                   options.save_uncertainty)
+
+    @property
+    def maps(self) -> MapRequest:
+        return MapRequest(self.probabilities, self.entropy)
+
+    def check(self, predictor: Predictor) -> None:
+        """Refuse, before any work, maps the predictor's settings cannot give."""
+        infer = predictor.config.infer
+        if self.entropy and not infer.tta_flips:
+            raise ConfigError("save_uncertainty is the entropy over test-time flips; add --tta-flips (infer.tta_flips=true)")
+        if self.maps.any and infer.stitching != "slab":
+            raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {infer.stitching!r}")
+
+    def map_files(self, predictor: Predictor, source: Path, output_dir: Path) -> dict[str, Path]:
+        """The map files of ``source`` asked for, by kind, named after its mask (``<mask stem>_<kind>``)."""
+        kinds = (["probabilities"] if self.probabilities else []) + (["entropy"] if self.entropy else [])
+        stem = split_suffix(predictor.mask_path(source, output_dir).name)[0] if kinds else None
+        return {kind: map_path(source, output_dir, kind, stem) for kind in kinds}
+
+
+def case_complete(predictor: Predictor, source: Path, output: Path, outputs: CaseOutputs) -> bool:
+    """The mask (and every map asked for) is already there and readable: the case can be skipped."""
+    return (is_complete(output, source, sidecar=bool(predictor.label_names(source)))
+            and maps_complete(predictor, outputs, source, output.parent))
+
+
+def maps_complete(predictor: Predictor, outputs: CaseOutputs, source: Path, output_dir: Path) -> bool:
+    """True when every map asked for exists beside the mask with the source's spatial shape."""
+    try:
+        shape = read_geometry(source).shape
+        for kind, path in outputs.map_files(predictor, source, output_dir).items():
+            if not path.is_file() or read_geometry(path).shape[: len(shape)] != shape:
+                return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def write_maps(predictor: Predictor, maps: PredictionMaps, source: Path, output_dir: Path,
+               outputs: CaseOutputs) -> dict[str, Any]:
+    """Write the maps of one case; its manifest entries: the files, the classes' order and scale, the mean
+    entropy over the foreground (``None`` without foreground)."""
+    entries: dict[str, Any] = {}
+    files = outputs.map_files(predictor, source, output_dir)
+    if maps.probabilities is not None:
+        write_probability_map(maps.probabilities, source, files["probabilities"])
+        entries["probabilities"] = {
+            "path": str(files["probabilities"].resolve()),
+            "classes": list(predictor.output_values(source)),
+            "dtype": str(maps.probabilities.dtype),
+            "scale": 255 if maps.probabilities.dtype == np.uint8 else 1,
+        }
+    if maps.entropy is not None:
+        write_scalar_map(maps.entropy, source, files["entropy"])
+        foreground = maps.mask != predictor.output_values(source)[0]
+        mean = float(maps.entropy[foreground].mean()) if foreground.any() else None
+        entries["entropy"] = {"path": str(files["entropy"].resolve()), "mean_foreground": mean}
+    return entries
+
+
+def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray) -> list[dict[str, Any]]:
+    """Per-label statistics of ``mask`` over ``source`` read again in its own units (HU for CT); of a case with several
+    channel files, over its first channel."""
+    image = load_image(source)
+    values = predictor.output_values(source)
+    geometry = read_geometry(source)
+    array = np.asarray(image)
+    if array.ndim == mask.ndim + 1 and array.shape[:-1] != mask.shape and array.shape[1:] == mask.shape:
+        array = np.moveaxis(array, 0, -1)  # channel-first multi-channel source: channels last
+    return label_statistics(mask, array, np.asarray(geometry.affine_ras), geometry.spacing, predictor.label_names(source),
+                            background=values[0])
+
+
+def write_batch_statistics(records: Sequence[Mapping[str, Any]], output_dir: Path) -> Path | None:
+    """``predict_statistics.csv`` from the manifest's records (cases in input order); ``None`` when none has any."""
+    rows = [dict(row, case=record["input"]) for record in sorted(records, key=lambda r: r["index"])
+            for row in (record.get("statistics") or [])]
+    if not rows and not any("statistics" in record for record in records):
+        return None
+    return write_statistics_csv(rows, output_dir / STATISTICS_NAME)
