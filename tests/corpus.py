@@ -215,7 +215,7 @@ def _write_dicom_series(folder: Path, array: np.ndarray) -> None:
     writer.KeepOriginalImageUIDOn()
     for k in range(array.shape[2]):
         plane = volume[:, :, k]
-        tags = {"0008|0060": "CT", "0020|000d": uid + ".0", "0020|000e": uid, "0008|0018": f"{uid}.{k + 1}",
+        tags = {"0008|0060": "CT", "0020|000d": uid + ".0", "0020|000e": uid, "0008|0018": f"{uid}.{k + 1}", "0020|0052": uid + ".1",
                 "0020|0013": str(k + 1), "0020|0037": "1\\0\\0\\0\\1\\0", "0018|0050": "2.5",
                 "0020|0032": "\\".join(f"{v:.6f}" for v in volume.TransformIndexToPhysicalPoint((0, 0, k)))}
         for tag, value in tags.items():
@@ -251,7 +251,7 @@ _FORMATS: dict[str, tuple[str, int, str]] = {
     "png": (".png", 2, ".png"),
     "tif": (".tif", 2, ".tif"),
     "jpg": (".jpg", 2, ".png"),
-    "dicom": ("", 3, ".nii.gz"),
+    "dicom": ("", 3, ".dcm"),  # a DICOM series' mask is a DICOM SEG
 }
 
 
@@ -869,9 +869,8 @@ def _two_series(ws: Workspace) -> Path:
     return folder
 
 
-@case("predict-dicom-folder-with-two-series", "predict", EXIT_FAILED,
-      allof(r"^FAILED .*mixed: 2 DICOM series in one folder", r"UID 1\.2\.826\.0\.1\.3680043\.2\.1125\.77", r"\.78"),
-      written=("out/good.nii.gz",))
+@case("predict-dicom-folder-with-two-series", "predict", EXIT_OK,
+      written=("out/good.nii.gz", "out/mixed_1.2.826.0.1.3680043.2.1125.77.dcm", "out/mixed_1.2.826.0.1.3680043.2.1125.78.dcm"))
 def _dicom_two(ws: Workspace) -> list[str]:
     ws.volume("good.nii.gz")
     _two_series(ws)
@@ -1133,3 +1132,82 @@ def _statistics_beside_bad(ws: Workspace) -> list[str]:
     ws.raster("good.png")
     (ws.inputs / "broken.png").write_bytes(PNG_BYTES[:30])
     return ws.predict(2, "--statistics", "--save-probabilities")
+
+
+# ---------------------------------------------------------------------------------------------- DICOM SEG, series, zips
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _list_file(ws: Workspace, *paths: Path) -> Path:
+    """A ``.txt`` list naming ``paths`` (zips are inputs when named, not when found in a folder)."""
+    listing = ws.root / "list.txt"
+    listing.write_text("".join(f"{p}\n" for p in paths))
+    return listing
+
+
+@case("predict-seg-for-a-nifti-source", "predict", EXIT_BAD,
+      r"^medseg predict: error: .*in/scan\.nii\.gz: a DICOM SEG \('seg'\) needs a DICOM series source, this is a nifti image")
+def _seg_for_nifti(ws: Workspace) -> list[str]:
+    ws.volume("scan.nii.gz")
+    return ws.predict(3, "--output-format", "seg")
+
+
+@case("predict-zip-corrupt", "predict", EXIT_FAILED, r"^FAILED .*in/bad\.zip: not a readable zip archive",
+      written=("out/good.nii.gz",))
+def _zip_corrupt(ws: Workspace) -> list[str]:
+    good = ws.volume("good.nii.gz")
+    bad = ws.inputs / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04" + random_bytes(2000))
+    return ws.predict(3, inputs=_list_file(ws, good, bad))
+
+
+@case("predict-zip-without-dicom", "predict", EXIT_FAILED,
+      r"^FAILED .*in/notes\.zip: the zip holds no DICOM files \(2 other file\(s\)\)", written=("out/good.nii.gz",))
+def _zip_without_dicom(ws: Workspace) -> list[str]:
+    good = ws.volume("good.nii.gz")
+    notes = _zip(ws.inputs / "notes.zip", {"readme.txt": b"no images here", "scan/picture.png": PNG_BYTES})
+    return ws.predict(3, inputs=_list_file(ws, good, notes))
+
+
+@case("predict-zip-of-a-series", "predict", EXIT_OK, written=("out/case.dcm",))
+def _zip_series(ws: Workspace) -> list[str]:
+    series = ws.volume("ct", ws.root / "series")
+    archive = _zip(ws.inputs / "case.zip", {f"DICOM/{p.name}": p.read_bytes() for p in sorted(series.iterdir())})
+    shutil.rmtree(series)
+    return ws.predict(3, inputs=archive)
+
+
+@case("predict-series-uid-not-present", "predict", EXIT_BAD,
+      r"^medseg predict: error: --series 1\.2\.3\.4: no DICOM series with this SeriesInstanceUID in the inputs \(.*in/ct\)")
+def _series_not_present(ws: Workspace) -> list[str]:
+    ws.volume("ct")
+    return ws.predict(3, "--series", "1.2.3.4")
+
+
+@case("predict-dicom-localizer-in-the-series", "predict", EXIT_OK, warning=r"in/ct: left out 1 localizer slice\(s\)",
+      written=("out/ct.dcm",))
+def _localizer_in_series(ws: Workspace) -> list[str]:
+    series = ws.volume("ct")
+    data = (series / "slice_000.dcm").read_bytes()
+    localizer = data.replace(b"1\\0\\0\\0\\1\\0", b"1\\0\\0\\0\\0\\1")  # a coronal slice in the axial series
+    assert localizer != data
+    (series / "scout.dcm").write_bytes(localizer.replace(b"77.1\x00", b"77.99").replace(b"77.1 ", b"77.99"))
+    return ws.predict(3)
+
+
+@case("predict-seg-of-a-series-without-frame-of-reference", "predict", EXIT_FAILED,
+      allof(r"^FAILED .*in/sc: cannot make a DICOM SEG of this series \(", r"Frame Of Reference", r"--output-format nifti"),
+      written=("out/good.nii.gz",))
+def _seg_without_frame_of_reference(ws: Workspace) -> list[str]:
+    ws.volume("good.nii.gz")
+    series = ws.volume("sc")
+    for path in sorted(series.iterdir()):  # the FrameOfReferenceUID's value becomes one of another tag
+        path.write_bytes(path.read_bytes().replace(b"\x20\x00\x52\x00", b"\x20\x00\x53\x00"))
+    return ws.predict(3)

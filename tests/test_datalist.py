@@ -268,8 +268,14 @@ def _dicom_series(folder: Path) -> Path:
     import SimpleITK as sitk
 
     folder.mkdir(parents=True)
-    for z in range(2):
-        sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 4), z, dtype=np.int16)), str(folder / f"s{z}.dcm"))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for z in range(2):  # one series: both slices share a SeriesInstanceUID
+        image = sitk.GetImageFromArray(np.full((4, 4), z, dtype=np.int16))
+        image.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.5")
+        image.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.5.{z + 1}")
+        writer.SetFileName(str(folder / f"s{z}.dcm"))
+        writer.Execute(image)
     return folder
 
 

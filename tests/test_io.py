@@ -302,7 +302,7 @@ def test_dicom_series_load_and_nifti_mask(tmp_path):
 
     mask = np.zeros((16, 16, 4), np.uint8)
     mask[1, 2, 3] = 1
-    out = write_mask(mask, folder, tmp_path / "out" / mask_filename(folder))
+    out = write_mask(mask, folder, tmp_path / "out" / mask_filename(folder, "nifti"), output_format="nifti")
     assert out.name == "series.nii.gz"
     written = sitk.ReadImage(str(out))
     np.testing.assert_allclose(written.GetOrigin(), reference.GetOrigin(), atol=1e-4)

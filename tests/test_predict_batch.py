@@ -153,7 +153,10 @@ def test_volume_formats_round_trip_with_exact_geometry(tmp_path, case):
         sitk.WriteImage(sitk_image(vol, LPS @ direction), str(source))
     else:
         write_dicom_series(source, vol, LPS @ direction)
-    result = predict_batch(threshold_predictor(3), [source], tmp_path / "out")[0]
+    predictor = threshold_predictor(3)
+    if not suffix:  # a DICOM series: its NIfTI mask here (the default DICOM SEG: tests/test_dicom_seg.py)
+        predictor = predictor.with_infer(output_format="nifti")
+    result = predict_batch(predictor, [source], tmp_path / "out")[0]
     assert result.status == "written", result.error
     expected_name = {".mhd": "scan.mha", "": "scan.nii.gz"}.get(suffix, source.name)
     assert result.output.name == expected_name

@@ -49,7 +49,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ForegroundCrop = Literal["auto", "ct", "nonzero", "otsu", "none"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 Inversion = Literal["labels", "linear"]
-OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif"]
+OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif", "seg"]
 
 INTENSITY_MODES: tuple[str, ...] = get_args(Intensity)
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
@@ -336,7 +336,8 @@ class InferConfig:
     keep_largest_component: bool = setting(False, help="Keep only the largest connected component of each class.",
                                            aliases=("--keep-largest",))
     fill_holes: bool = setting(False, help="Fill enclosed holes in each class.")
-    output_format: OutputFormat | None = setting(None, help="Mask format; `null` keeps the source's (DICOM series get NIfTI).")
+    output_format: OutputFormat | None = setting(None, help="Mask format; `null` keeps the source's (DICOM series get a DICOM "
+                                                            "SEG, `seg`: DICOM sources only).")
     stitching: Stitching = setting(
         "slab", help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
                      "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "

@@ -31,6 +31,7 @@ from medseg_monai.data.channels import (
     ChannelCase, Source, as_source, csv_channel_cases, dataset_channel_names, group_channel_files, group_training_channels,
 )
 from medseg_monai.errors import ConfigError, InputError
+from medseg_monai.io.dicom import expand_dicom_inputs, is_dicom_zip
 from medseg_monai.io.formats import IMAGE_SUFFIXES, is_dicom_series_dir, split_suffix
 from medseg_monai.keys import IMAGE, LABEL, NAME
 
@@ -409,10 +410,10 @@ def _collect_one(spec: Any, base: Path | None, missing: list[str], top: bool, li
                 raise InputError(f"{path}: list files cannot name other list files")
             entries = _read_list_file(path)
             return [p for entry in entries for p in _collect_one(entry, path.parent, missing, False, path)]
-        if split_suffix(path)[1].lower() not in IMAGE_SUFFIXES:
+        if split_suffix(path)[1].lower() not in IMAGE_SUFFIXES and not is_dicom_zip(path):
             raise InputError(
                 f"{path}: unsupported input; expected an image ({', '.join(IMAGE_SUFFIXES)}), a DICOM "
-                "series folder, a folder, a glob pattern or a .csv/.txt list"
+                "series folder or .zip, a folder, a glob pattern or a .csv/.txt list"
             )
         return [path]
     if _GLOB_CHARS & set(str(path)):
@@ -421,7 +422,7 @@ def _collect_one(spec: Any, base: Path | None, missing: list[str], top: bool, li
     return []
 
 
-def collect_inputs(spec: str | Path | ChannelCase | Sequence[Any]) -> list[Source]:
+def collect_inputs(spec: str | Path | ChannelCase | Sequence[Any], series: str | None = None) -> list[Source]:
     """Images to predict on, in order, without duplicates.
 
     ``spec`` is an image file; a DICOM series folder (one case); a folder (its image files, not
@@ -431,6 +432,8 @@ def collect_inputs(spec: str | Path | ChannelCase | Sequence[Any]) -> list[Sourc
     sequence of any of these. Several files of one case (:mod:`~medseg_monai.data.channels`) come back as one
     :class:`~medseg_monai.data.channels.ChannelCase`: ``NAME_0000``, ``NAME_0001``, ... files of a folder or glob,
     a CSV row of ``image_0``, ``image_1``, ... columns, or a ``ChannelCase`` or a list of paths in ``spec``.
+    A ``.zip`` file named as such is a DICOM series; a DICOM folder or zip of several series gives one input per
+    series, or with ``series`` (a SeriesInstanceUID) only that one (:func:`~medseg_monai.io.dicom.expand_dicom_inputs`).
 
     Raises:
         FileNotFoundError: named paths do not exist (all of them are listed).
@@ -452,4 +455,4 @@ def collect_inputs(spec: str | Path | ChannelCase | Sequence[Any]) -> list[Sourc
     if not unique:
         shown = spec if isinstance(spec, (str, os.PathLike)) else ", ".join(map(str, specs))
         raise InputError(f"{shown}: no images or DICOM series found")
-    return unique
+    return expand_dicom_inputs(unique, series)

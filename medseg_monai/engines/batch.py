@@ -399,7 +399,7 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
     options = options or BatchOptions()
     outputs = CaseOutputs.from_options(options)
     outputs.check(predictor)
-    sources = collect_inputs(inputs)
+    sources = collect_inputs(inputs, options.series)
     output_dir = Path(output_dir)
     _check_outputs(sources, output_dir, predictor.config.infer.output_format, options.overwrite)
     shard = resolve_shard(options.num_parts, options.part_id)

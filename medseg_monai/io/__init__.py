@@ -1,10 +1,11 @@
-"""Reading images of every supported format into MONAI, writing masks in their source's geometry, and facts
-about written masks (complete or not, checksums, label statistics)."""
+"""Reading images of every supported format into MONAI, writing masks in their source's geometry (DICOM series: a
+DICOM SEG), and facts about written masks (complete or not, checksums, label statistics)."""
 
 from medseg_monai.io.formats import (
     FORMAT_SUFFIXES,
     IMAGE_SUFFIXES,
     MASK_FORMAT_FOR,
+    MASK_SUFFIXES,
     RASTER_FORMATS,
     VOLUME_FORMATS,
     detect_format,
@@ -24,15 +25,19 @@ from medseg_monai.io.readers import (
     reader_for_format,
 )
 from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype, register_writer, write_mask
+from medseg_monai.io.dicom import DicomSeries, expand_dicom_inputs, is_dicom_input
+from medseg_monai.io.dicom_seg import write_seg  # registers the "seg" writer
 from medseg_monai.io.validation import recorded_warnings
 from medseg_monai.io.outputs import as_label_map, count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries
 
 __all__ = [
+    "DicomSeries",
     "FORMAT_SUFFIXES",
     "FormatDispatchReader",
     "Geometry",
     "IMAGE_SUFFIXES",
     "MASK_FORMAT_FOR",
+    "MASK_SUFFIXES",
     "MASK_WRITERS",
     "RASTER_FORMATS",
     "RasterReader",
@@ -41,9 +46,11 @@ __all__ = [
     "as_label_map",
     "count_components",
     "detect_format",
+    "expand_dicom_inputs",
     "file_sha256",
     "image_loader",
     "is_complete",
+    "is_dicom_input",
     "is_dicom_series_dir",
     "label_sidecar_path",
     "load_image",
@@ -58,4 +65,5 @@ __all__ = [
     "spatial_dims_of",
     "split_suffix",
     "write_mask",
+    "write_seg",
 ]

@@ -1,7 +1,8 @@
 """File formats by suffix, and DICOM series folders.
 
 A format name is one short string (``nifti``, ``mha``, ``nrrd``, ``png``, ``tif``, ``jpg``, ``dicom``)
-used by the reader choice, the writer registry and ``--output-format``.
+used by the reader choice, the writer registry and ``--output-format``. ``seg`` (a DICOM Segmentation, ``.dcm``)
+is an output format only, for DICOM sources: a ``.dcm`` file is never taken for an image to segment.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medseg_monai.errors import InputError
+from medseg_monai.io.dicom import dicom_stem, is_dicom_input, is_dicom_series_dir, split_series_path
 
 __all__ = [
     "FORMAT_SUFFIXES",
@@ -16,6 +18,9 @@ __all__ = [
     "RASTER_FORMATS",
     "VOLUME_FORMATS",
     "MASK_FORMAT_FOR",
+    "MASK_SUFFIXES",
+    "OUTPUT_ONLY_FORMATS",
+    "check_output_format",
     "detect_format",
     "is_dicom_series_dir",
     "mask_filename",
@@ -46,10 +51,12 @@ MASK_FORMAT_FOR: dict[str, str] = {
     "tif": "tif",
     "jpg": "png",
     "bmp": "png",
-    "dicom": "nifti",
+    "dicom": "seg",
 }
-
-_DICOM_MAGIC_OFFSET = 128
+#: output formats that are no input format, with their suffixes: a DICOM Segmentation of a DICOM series
+OUTPUT_ONLY_FORMATS: dict[str, tuple[str, ...]] = {"seg": (".dcm",)}
+#: suffixes of every mask format
+MASK_SUFFIXES: dict[str, tuple[str, ...]] = {**FORMAT_SUFFIXES, **OUTPUT_ONLY_FORMATS}
 
 
 def split_suffix(path: str | Path) -> tuple[str, str]:
@@ -67,26 +74,6 @@ def split_suffix(path: str | Path) -> tuple[str, str]:
     return p.stem, p.suffix
 
 
-def is_dicom_series_dir(path: str | Path) -> bool:
-    """True for a folder holding DICOM files (``*.dcm`` or files with the ``DICM`` preamble)."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    for child in sorted(path.iterdir())[:64]:
-        if not child.is_file() or child.name.startswith("."):
-            continue
-        if child.suffix.lower() == ".dcm":
-            return True
-        try:
-            with child.open("rb") as handle:
-                handle.seek(_DICOM_MAGIC_OFFSET)
-                if handle.read(4) == b"DICM":
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 def detect_format(path: str | Path) -> str:
     """Format name of an image file or DICOM series folder.
 
@@ -94,6 +81,8 @@ def detect_format(path: str | Path) -> str:
         ValueError: the suffix is not a supported image format, or a folder holds no DICOM files.
     """
     path = Path(path)
+    if split_series_path(path)[1] is not None or path.suffix.lower() == ".zip":
+        return "dicom"  # one series of a folder or zip, or a zip (read as a DICOM series)
     if path.is_dir():
         if is_dicom_series_dir(path):
             return "dicom"
@@ -104,7 +93,7 @@ def detect_format(path: str | Path) -> str:
             return fmt
     raise InputError(
         f"{path}: unsupported image format {Path(lower).suffix or '(no suffix)'!r}; "
-        f"supported: {', '.join(IMAGE_SUFFIXES)} or a DICOM series folder"
+        f"supported: {', '.join(IMAGE_SUFFIXES)}, a DICOM series folder or a .zip of one"
     )
 
 
@@ -113,8 +102,20 @@ def spatial_dims_of(path: str | Path) -> int:
     return 2 if detect_format(path) in RASTER_FORMATS else 3
 
 
+def check_output_format(source: str | Path, fmt: str) -> None:
+    """Refuse a mask format ``source`` cannot be written in: an unknown one, or ``seg`` for a source that is no DICOM series."""
+    if fmt not in MASK_SUFFIXES:
+        raise InputError(f"unknown output format {fmt!r}; known: {sorted(MASK_SUFFIXES)}")
+    if fmt in OUTPUT_ONLY_FORMATS and detect_format(source) != "dicom":
+        raise InputError(f"{source}: a DICOM SEG ({fmt!r}) needs a DICOM series source, this is a {detect_format(source)} image; "
+                         "choose another --output-format (nifti, mha, nrrd)")
+
+
 def mask_filename(source: str | Path, output_format: str | None = None) -> str:
     """File name of the mask written for ``source``: same stem, the mask format's suffix.
+
+    A DICOM folder's stem is its name, a zip's its stem, one series of a folder holding several
+    ``<folder>_s<SeriesNumber>_<SeriesDescription>`` (:func:`~medseg_monai.io.dicom.dicom_stem`).
 
     >>> mask_filename("scan.jpg")
     'scan.png'
@@ -123,7 +124,9 @@ def mask_filename(source: str | Path, output_format: str | None = None) -> str:
     """
     source = Path(source)
     fmt = output_format or MASK_FORMAT_FOR[detect_format(source)]
-    if fmt not in FORMAT_SUFFIXES:
-        raise InputError(f"unknown output format {fmt!r}; known: {sorted(FORMAT_SUFFIXES)}")
-    stem = source.name if source.is_dir() else split_suffix(source)[0]
-    return stem + FORMAT_SUFFIXES[fmt][0]
+    check_output_format(source, fmt)
+    if is_dicom_input(source):
+        stem = dicom_stem(source)
+    else:
+        stem = source.name if source.is_dir() else split_suffix(source)[0]
+    return stem + MASK_SUFFIXES[fmt][0]

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from medseg_monai.io.dicom_seg import seg_matches_source
 from medseg_monai.io.readers import read_geometry
+from medseg_monai.io.seg_files import is_seg_file
 from medseg_monai.io.writers import label_sidecar_path
 
 __all__ = ["as_label_map", "count_components", "file_sha256", "is_complete", "mask_statistics", "remove_stale_temporaries"]
@@ -25,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def is_complete(output: str | Path, source: str | Path, sidecar: bool = False) -> bool:
-    """True when ``output`` exists, reads back, and has the spatial shape of ``source``.
+    """True when ``output`` exists, reads back, and has the spatial shape of ``source``; a DICOM SEG must reference
+    ``source``'s series and every one of its slices and hold all its pixel data.
 
     With ``sidecar``, its label file (:func:`~medseg_monai.io.writers.label_sidecar_path`, written after
     the mask) must exist and parse too, so a write stopped between the two is redone.
@@ -38,6 +41,8 @@ def is_complete(output: str | Path, source: str | Path, sidecar: bool = False) -
             labels = label_sidecar_path(output)
             if not isinstance(json.loads(labels.read_text(encoding="utf-8")).get("labels"), dict):
                 raise ValueError(f"{labels}: no labels")
+        if is_seg_file(output):
+            seg_matches_source(output, source)
         return read_geometry(output).shape == read_geometry(source).shape
     except (OSError, ValueError, AttributeError) as err:
         logger.info("%s: existing output is not usable (%s); predicting again", output, err)

@@ -29,8 +29,9 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from medseg_monai.compat import copy_compatible_dict, stack_images
 from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
-from medseg_monai.io.dicom import dicom_series_files, preserved_locale
+from medseg_monai.io.dicom import dicom_folder, dicom_series_files, is_dicom_input, preserved_locale, split_series_path
 from medseg_monai.io.formats import FORMAT_SUFFIXES, RASTER_FORMATS, detect_format
+from medseg_monai.io.seg_files import SegReader, is_seg_file, seg_grid
 from medseg_monai.io.validation import check_header, check_image, check_same_grid
 
 __all__ = [
@@ -69,7 +70,7 @@ def _as_list(img: Any) -> list:  # not ensure_tuple: it would iterate a SimpleIT
 
 
 def _require(path: str) -> None:
-    if not Path(path).exists():
+    if not split_series_path(path)[0].exists():  # one series of a DICOM folder: the folder
         raise FileNotFoundError(f"{path}: no such file or folder")
 
 
@@ -184,10 +185,11 @@ _ITK_IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nrrd": "NrrdIma
 
 
 def _sitk_read(sitk: Any, name: str, information_only: bool) -> Any:
-    if Path(name).is_dir():
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(dicom_series_files(name))
-        return reader.Execute()
+    if is_dicom_input(name):  # a folder, a zip (extracted while it is read) or one series of either
+        with dicom_folder(name) as (folder, uid):
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(dicom_series_files(folder, uid))
+            return reader.Execute()
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     image_io = _ITK_IMAGE_IO.get(Path(name).suffix.lower())
@@ -225,7 +227,7 @@ class SimpleITKReader(ImageReader):
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         names = _names(filename)
         return bool(names) and all(
-            name.lower().endswith(SITK_SUFFIXES) or Path(name).is_dir() for name in names
+            name.lower().endswith(SITK_SUFFIXES) or is_dicom_input(name) for name in names
         )
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
@@ -271,6 +273,8 @@ def reader_for_format(fmt: str) -> type[ImageReader]:
         return SimpleITKReader
     if fmt == "nifti":
         return NibabelReader
+    if fmt == "seg":  # a DICOM SEG mask, read back as a label map
+        return SegReader
     raise InputError(f"no reader for format {fmt!r}")
 
 
@@ -301,7 +305,7 @@ class FormatDispatchReader(ImageReader):
         names = _names(filename)
         for name in names:
             _require(name)
-        formats = {detect_format(name) for name in names}
+        formats = {"seg" if self.role == "mask" and is_seg_file(name) else detect_format(name) for name in names}
         if len(formats) != 1:
             raise InputError(f"{names[0]}: files stacked as channels must share one format, got {sorted(formats)}")
         fmt = formats.pop()
@@ -460,7 +464,7 @@ def _raster_geometry(path: str, fmt: str) -> Geometry:
 
 
 def read_geometry(path: str | Path) -> Geometry:
-    """Voxel grid of an image file or DICOM series folder, without loading the pixels where the format allows.
+    """Voxel grid of an image file, DICOM input or DICOM SEG mask, without loading the pixels where the format allows.
 
     NIfTI geometry comes from nibabel (the affine ``NibabelReader`` gives), MHA/NRRD from SimpleITK's
     ``ReadImageInformation``; a DICOM series is read whole so the slice spacing is the one
@@ -472,6 +476,9 @@ def read_geometry(path: str | Path) -> Geometry:
     """
     path = str(path)
     _require(path)
+    if is_seg_file(path):  # a DICOM SEG mask: the grid of its source series
+        with _named_errors(path):
+            return geometry_from_lps(*seg_grid(path), "seg")
     fmt = detect_format(path)
     if fmt in RASTER_FORMATS:
         return _raster_geometry(path, fmt)

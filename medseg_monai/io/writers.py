@@ -2,7 +2,8 @@
 
 ``write_mask`` takes the mask in the readers' index order (``(H, W)`` for raster sources, ``(X, Y, Z)``
 for volumes), checks it against the source's spatial shape, and writes it atomically in the source's
-format (or ``output_format``) with the source's voxel grid.
+format (or ``output_format``) with the source's voxel grid. Writers registered with ``label_names=True`` (the DICOM
+SEG writer, :mod:`medseg_monai.io.dicom_seg`) also get the label names by value.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg_monai.errors import InputError, OutputError
-from medseg_monai.io.formats import FORMAT_SUFFIXES, MASK_FORMAT_FOR, detect_format, split_suffix
+from medseg_monai.io.formats import MASK_FORMAT_FOR, MASK_SUFFIXES, check_output_format, detect_format, split_suffix
 from medseg_monai.io.readers import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
 
@@ -23,10 +24,12 @@ __all__ = ["MASK_WRITERS", "MaskWriter", "label_sidecar_path", "mask_dtype", "re
 
 logger = logging.getLogger(__name__)
 
-#: ``writer(mask, source, geometry, tmp_path)`` writes ``mask`` (already validated and cast) to ``tmp_path``
-MaskWriter = Callable[[np.ndarray, Path, Geometry, Path], None]
+#: ``writer(mask, source, geometry, tmp_path)`` writes ``mask`` (already validated and cast) to ``tmp_path``; a writer
+#: registered with ``label_names=True`` is also given ``label_names=`` (``{value: name}``, possibly empty)
+MaskWriter = Callable[..., None]
 
 MASK_WRITERS: dict[str, MaskWriter] = {}
+_TAKES_LABEL_NAMES: set[str] = set()
 
 
 class _WriteFailed(Exception):
@@ -37,11 +40,13 @@ class _WriteFailed(Exception):
 _SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
 
 
-def register_writer(fmt: str) -> Callable[[MaskWriter], MaskWriter]:
-    """Decorator registering a mask writer for format ``fmt`` in :data:`MASK_WRITERS`."""
+def register_writer(fmt: str, *, label_names: bool = False) -> Callable[[MaskWriter], MaskWriter]:
+    """Decorator registering a mask writer for format ``fmt`` in :data:`MASK_WRITERS`; with ``label_names`` it is
+    called with the keyword ``label_names`` (``{value: name}``) too."""
 
     def decorator(func: MaskWriter) -> MaskWriter:
         MASK_WRITERS[fmt] = func
+        (_TAKES_LABEL_NAMES.add if label_names else _TAKES_LABEL_NAMES.discard)(fmt)
         return func
 
     return decorator
@@ -72,7 +77,7 @@ def label_sidecar_path(output: str | Path) -> Path:
 
 
 def _output_path(output: Path, fmt: str) -> Path:
-    suffixes = FORMAT_SUFFIXES.get(fmt, ())
+    suffixes = MASK_SUFFIXES.get(fmt, ())
     stem, suffix = split_suffix(output)
     if suffix.lower() not in suffixes:
         raise InputError(f"{output}: suffix {suffix or '(none)'!r} does not match output format {fmt!r} ({', '.join(suffixes)})")
@@ -95,7 +100,7 @@ def write_mask(
 
     Args:
         mask: labels in the readers' index order, exactly the source's spatial shape.
-        source: the image file or DICOM series folder; its header is re-read for the geometry.
+        source: the image file or DICOM input (folder, zip, one series); its header is re-read for the geometry.
         output: mask path; its suffix must belong to the output format (``.mhd``/``.nhdr`` become
             ``.mha``/``.nrrd`` so the mask is one file).
         output_format: a key of :data:`MASK_WRITERS`; default ``MASK_FORMAT_FOR[format of source]``.
@@ -106,8 +111,8 @@ def write_mask(
         The path written.
 
     Raises:
-        ValueError: wrong shape, non-integer/negative/too large labels, no writer for the format,
-            a suffix not matching the format, or ``output`` being the source itself.
+        ValueError: wrong shape, non-integer/negative/too large labels, no writer for the format, a DICOM SEG
+            of a source that is no DICOM series, a suffix not matching the format, or ``output`` being the source itself.
         OutputError: the mask cannot be written (a read-only folder, a full disk), naming ``output``;
             no temporary file is left.
     """
@@ -116,6 +121,7 @@ def write_mask(
     writer = MASK_WRITERS.get(fmt)
     if writer is None:
         raise InputError(f"{output}: no mask writer for format {fmt!r}; available: {sorted(MASK_WRITERS)}")
+    check_output_format(source, fmt)
     output = _output_path(output, fmt)
     if output.resolve() == source.resolve():
         raise InputError(f"{output}: refusing to overwrite the source image with its mask")
@@ -126,14 +132,16 @@ def write_mask(
             f"{output}: mask shape {tuple(mask.shape)} does not match the spatial shape {tuple(geometry.shape)} of {source}"
         )
     mask = mask.astype(mask_dtype(mask, output), copy=False)
+    names = dict(label_names.items() if isinstance(label_names, Mapping) else enumerate(label_names or ()))
+    names = {int(value): str(name) for value, name in names.items()}
+    extra = {"label_names": names} if fmt in _TAKES_LABEL_NAMES else {}
     with atomic_path(output) as tmp:
         try:
-            writer(mask, source, geometry, tmp)
+            writer(mask, source, geometry, tmp, **extra)
         except _WriteFailed as err:
             raise OutputError(f"{output}: cannot write the mask ({err})") from err
     if label_names is not None:
-        names = label_names.items() if isinstance(label_names, Mapping) else enumerate(label_names)
-        sidecar = {"labels": {str(int(value)): str(name) for value, name in names}}
+        sidecar = {"labels": {str(value): name for value, name in names.items()}}
         with atomic_path(label_sidecar_path(output)) as tmp:
             tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     logger.debug("wrote %s (%s, %s, labels up to %d)", output, fmt, mask.dtype, int(mask.max()) if mask.size else 0)
