@@ -253,3 +253,12 @@ def test_a_2_5d_artefact_segments_a_volume_like_its_network(fmt, synth_3d, tmp_p
     assert nib.load(written).shape == nib.load(source).shape
     assert (np.asarray(nib.load(written).dataobj) == expected).mean() >= MASK_AGREEMENT
     assert len(np.unique(expected)) > 1  # random weights still label more than one class: the comparison means something
+
+
+def test_an_onnx_model_refuses_windows_of_another_size(artefacts):
+    path = artefacts[2, "onnx"]
+    exported = Predictor.from_artefact(path)
+    with pytest.raises(ConfigError, match=r"ONNX model takes its export's windows \[32, 32\] only, not \[48, 48\]"):
+        Predictor.from_artefact(path, infer={"roi_size": [48, 48]})
+    assert tuple(exported.config.roi_size) == (32, 32)
+    assert tuple(Predictor.from_artefact(artefacts[2, "torchscript"], infer={"roi_size": [48, 48]}).config.roi_size) == (48, 48)

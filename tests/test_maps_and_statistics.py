@@ -178,3 +178,61 @@ def test_predict_maps_api_returns_the_mask_and_maps(synth_3d):
     maps = predictor.predict_maps(prepared, MapRequest(probabilities="float32"))
     np.testing.assert_array_equal(maps.mask, predictor.predict_prepared(prepared))
     assert maps.probabilities.shape == (2, *maps.mask.shape) and maps.entropy is None
+
+
+def _two_blob_volume(path: Path) -> Path:
+    """A 96 x 40 x 24 volume, zero but for a bright block at each end along x: the foreground box holds it all, but
+    the windows in the middle hold no foreground and are left out."""
+    data = np.zeros((96, 40, 24), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    data[0:8, 10:30, 4:20] = rng.uniform(0.2, 1.0, (8, 20, 16))
+    data[88:96, 10:30, 4:20] = rng.uniform(0.2, 1.0, (8, 20, 16))
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), str(path))
+    return path
+
+
+@pytest.mark.parametrize("inversion", ["linear", "labels"])
+@pytest.mark.parametrize("tta", [False, True])
+def test_where_no_window_ran_the_maps_say_certain_background(tmp_path, inversion, tta):
+    source = _two_blob_volume(tmp_path / "blobs.nii.gz")
+    predictor = threshold_predictor(3, flip_axes=(0,)).with_infer(foreground_crop="nonzero", inversion=inversion, tta_flips=tta)
+    prepared = predictor.prepare(source)
+    assert prepared.region is not None and prepared.region.slices[0] == slice(0, 96)  # the box holds the middle
+    maps = predictor.predict_maps(prepared, MapRequest(probabilities="float32", entropy=tta))
+    middle = np.zeros(maps.mask.shape, dtype=bool)
+    middle[44:52] = True  # no window holding it ran
+    np.testing.assert_allclose(maps.probabilities[0][middle], 1.0, atol=1e-6)
+    np.testing.assert_allclose(maps.probabilities.sum(axis=0), 1.0, atol=1e-5)
+    if tta:
+        assert float(maps.entropy[middle].max()) < 1e-6
+
+
+def test_flips_without_mirrored_axes_still_give_probabilities_and_no_uncertainty(synth_3d, tmp_path):
+    predictor = threshold_predictor(3, flip_axes=()).with_infer(tta_flips=True)
+    assert predictor.tta_passes == 1
+    maps = predictor.predict_maps(predictor.prepare(synth_3d / "imagesTr" / "case_000.nii.gz"), MapRequest("float32"))
+    assert maps.probabilities.min() >= 0 and np.allclose(maps.probabilities.sum(axis=0), 1.0, atol=1e-5)
+    with pytest.raises(ConfigError, match="mirrored no axis"):
+        run_batch(predictor, synth_3d / "imagesTr" / "case_000.nii.gz", tmp_path, BatchOptions(save_uncertainty=True, **QUIET))
+
+
+def test_a_changed_probability_type_predicts_again(synth_3d, tmp_path):
+    predictor = threshold_predictor(3)
+    source = synth_3d / "imagesTr" / "case_000.nii.gz"
+    run_batch(predictor, source, tmp_path, BatchOptions(save_probabilities=True, **QUIET))
+    again = run_batch(predictor, source, tmp_path, BatchOptions(save_probabilities=True, probabilities_dtype="float32", **QUIET))[0]
+    assert again.status == "written"
+    assert nib.load(tmp_path / "case_000_probabilities.nii.gz").get_data_dtype() == np.float32
+
+
+def test_a_case_whose_map_cannot_be_written_leaves_no_mask(synth_3d, tmp_path, monkeypatch):
+    import medseg_monai.engines.case_outputs as case_outputs
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(case_outputs, "write_probability_map", full_disk)
+    (result,) = run_batch(threshold_predictor(3), synth_3d / "imagesTr" / "case_000.nii.gz", tmp_path,
+                          BatchOptions(save_probabilities=True, manifest=False, **QUIET))
+    assert result.status == "failed" and "No space left" in result.error
+    assert [p.name for p in tmp_path.iterdir()] == []

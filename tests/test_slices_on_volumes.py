@@ -162,3 +162,12 @@ def test_slicing_options_that_cannot_apply_are_config_errors(synth_2d: Path) -> 
     pair = {IMAGE: str(synth_2d / "case_000.png"), LABEL: str(synth_2d / "case_000_mask.png")}
     with pytest.raises(ConfigError, match="need volumes; the training images are 2D"):
         resolve_data_config(DataConfig(spatial_dims=2, context_slices=1), [pair])
+
+
+def test_a_2d_network_takes_three_spacings_for_volumes_and_two_for_images(synth_3d: Path, synth_2d: Path) -> None:
+    volume = {IMAGE: str(synth_3d / "imagesTr" / "case_000.nii.gz"), LABEL: str(synth_3d / "labelsTr" / "case_000.nii.gz")}
+    data = resolve_data_config(_sliced_data(synth_3d, 0, target_spacing=(1.0, 1.0, 2.5)), [volume])
+    assert data.slice_axis == 2 and data.target_spacing == (1.0, 1.0, 2.5)
+    image = {IMAGE: str(synth_2d / "case_000.png"), LABEL: str(synth_2d / "case_000_mask.png")}
+    with pytest.raises(ConfigError, match="target_spacing must hold 2 values for 2D images"):
+        resolve_data_config(DataConfig(spatial_dims=2, target_spacing=(1.0, 1.0, 2.5)), [image])

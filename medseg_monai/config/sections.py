@@ -165,7 +165,8 @@ class DataConfig:
             or any(not 0 <= int(a) < dims for a in self.flip_axes)
         ):
             raise ConfigError(f"flip_axes must hold distinct spatial axes in [0, {dims}), got {self.flip_axes}")
-        if self.target_spacing and len(self.target_spacing) != self.image_dims:
+        allowed = {2, 3} if dims == 2 and self.slice_axis is None else {self.image_dims}  # 2D network: images or volumes
+        if self.target_spacing and len(self.target_spacing) not in allowed:
             raise ConfigError(f"target_spacing must hold {self.image_dims} values, got {self.target_spacing}")
 
     def _dims(self) -> int:

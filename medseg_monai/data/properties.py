@@ -210,6 +210,8 @@ def _resolve_slicing(cfg: DataConfig, first_image: str) -> DataConfig:
         return dataclasses.replace(cfg, slice_axis=2)
     if not volumes and (cfg.slice_axis is not None or cfg.context_slices):
         raise ConfigError(f"{first_image}: slice_axis and context_slices need volumes; the training images are 2D")
+    if not volumes and cfg.target_spacing and len(cfg.target_spacing) != 2:
+        raise ConfigError(f"{first_image}: target_spacing must hold 2 values for 2D images, got {list(cfg.target_spacing)}")
     return cfg
 
 

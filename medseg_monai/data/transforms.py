@@ -116,7 +116,7 @@ class MatchChannelsd(MapTransform):
             have = img.shape[0]
             if have == self.channels:
                 continue
-            if not self.convert:
+            if not self.convert or img.ndim > 3:  # gray <-> RGB is for raster images; a volume's channels are its own
                 raise InputError(f"{_source_name(img)}: {have} channel(s), but the model takes {self.channels} separate "
                                  "channels (one file each: NAME_0000, NAME_0001, ...)")
             if have == 1:

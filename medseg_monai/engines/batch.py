@@ -51,6 +51,7 @@ from medseg_monai.engines.case_outputs import (
     CaseOutputs,
     case_complete,
     case_statistics,
+    discard_case,
     write_batch_statistics,
     write_maps,
 )
@@ -215,8 +216,12 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
             mask = maps.mask
         else:
             mask = predictor.predict_image(source)
-        extras = write_maps(predictor, maps, source, Path(output_dir), outputs) if maps is not None else {}
         output = predictor.save_mask(mask, source, output)
+        try:
+            extras = write_maps(predictor, maps, source, Path(output_dir), outputs) if maps is not None else {}
+        except Exception:  # no mask without the maps asked for: the next run redoes the case whole
+            discard_case(predictor, source, output, outputs)
+            raise
         if outputs.statistics:
             extras["statistics"] = case_statistics(predictor, source, mask)
         spacing = read_geometry(output).spacing
@@ -347,7 +352,7 @@ def _finish_case(predictor: Predictor, result: CaseResult, previous: Mapping[str
 def _skipped_statistics(predictor: Predictor, result: CaseResult) -> CaseResult:
     """Statistics of a kept mask its earlier record lacks, from the mask file."""
     try:
-        mask = np.asarray(load_image(result.output)).astype(np.int64)
+        mask = np.asarray(load_image(result.output, role="mask")).astype(np.int64)
         rows = case_statistics(predictor, Path(result.input), mask)
     except (OSError, ValueError) as err:
         logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)

@@ -19,11 +19,11 @@ from medseg_monai.config import BatchOptions, ProbabilityDtype
 from medseg_monai.engines.maps import MapRequest, PredictionMaps
 from medseg_monai.engines.predictor import Predictor
 from medseg_monai.errors import ConfigError
-from medseg_monai.io import is_complete, load_image, read_geometry, split_suffix
+from medseg_monai.io import is_complete, label_sidecar_path, load_image, read_geometry, split_suffix
 from medseg_monai.io.label_statistics import label_statistics, write_statistics_csv
-from medseg_monai.io.maps import map_path, write_probability_map, write_scalar_map
+from medseg_monai.io.maps import map_path, read_map_info, write_probability_map, write_scalar_map
 
-__all__ = ["STATISTICS_NAME", "CaseOutputs", "case_complete", "case_statistics", "maps_complete", "write_batch_statistics", "write_maps"]
+__all__ = ["STATISTICS_NAME", "CaseOutputs", "case_complete", "case_statistics", "discard_case", "maps_complete", "write_batch_statistics", "write_maps"]
 
 STATISTICS_NAME = "predict_statistics.csv"
 
@@ -50,6 +50,9 @@ class CaseOutputs:
         infer = predictor.config.infer
         if self.entropy and not infer.tta_flips:
             raise ConfigError("save_uncertainty is the entropy over test-time flips; add --tta-flips (infer.tta_flips=true)")
+        if self.entropy and predictor.tta_passes < 2:
+            raise ConfigError("save_uncertainty needs flips to average, but the model mirrored no axis in training "
+                              f"(data.flip_axes={list(predictor.config.data.mirror_axes)})")
         if self.maps.any and infer.stitching != "slab":
             raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {infer.stitching!r}")
 
@@ -66,12 +69,20 @@ def case_complete(predictor: Predictor, source: Path, output: Path, outputs: Cas
             and maps_complete(predictor, outputs, source, output.parent))
 
 
+def discard_case(predictor: Predictor, source: Path, output: Path, outputs: CaseOutputs) -> None:
+    """Remove what a failed attempt at a case wrote: its mask, label file and maps."""
+    for path in (output, label_sidecar_path(output), *outputs.map_files(predictor, source, output.parent).values()):
+        path.unlink(missing_ok=True)
+
+
 def maps_complete(predictor: Predictor, outputs: CaseOutputs, source: Path, output_dir: Path) -> bool:
     """True when every map asked for exists beside the mask with the source's spatial shape."""
     try:
         shape = read_geometry(source).shape
+        want = {"probabilities": (predictor.config.data.num_classes, np.dtype(outputs.probabilities or "uint8")),
+                "entropy": (1, np.dtype(np.float32))}
         for kind, path in outputs.map_files(predictor, source, output_dir).items():
-            if not path.is_file() or read_geometry(path).shape[: len(shape)] != shape:
+            if not path.is_file() or read_map_info(path) != (shape, *want[kind]):
                 return False
     except (OSError, ValueError):
         return False
@@ -109,6 +120,8 @@ def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray) -> lis
     array = np.asarray(image)
     if array.ndim == mask.ndim + 1 and array.shape[:-1] != mask.shape and array.shape[1:] == mask.shape:
         array = np.moveaxis(array, 0, -1)  # channel-first multi-channel source: channels last
+    if mask.ndim == 3 and array.ndim == 4:  # a volume's channels are modalities, not colours: the first, as for separate files
+        array = array[..., 0]
     return label_statistics(mask, array, np.asarray(geometry.affine_ras), geometry.spacing, predictor.label_names(source),
                             background=values[0])
 

@@ -175,6 +175,8 @@ class Predictor:
         fixed = {"precision": "fp32", "memory_format": "contiguous"}  # as exported
         infer = dataclasses.replace(infer, **fixed) if isinstance(infer, InferConfig) else {**(infer or {}), **fixed}
         predictor = cls(network, config, infer, checks)
+        if Path(path).suffix.lower() == ".onnx" and tuple(predictor.config.roi_size) != tuple(config.roi_size):
+            raise ConfigError(f"{path}: an ONNX model takes its export's windows {list(config.roi_size)} only, not {list(predictor.config.roi_size)}")
         predictor.source = Path(path)
         return predictor
 
@@ -206,12 +208,15 @@ class Predictor:
             axes = tuple(in_plane_axes(data.slice_axis)[a] for a in axes)
         return [tuple(a + 2 for i, a in enumerate(axes) if mask >> i & 1) for mask in range(2 ** len(axes))]
 
+    tta_passes = property(lambda self: len(self._flips()), doc="Network passes per window: 1, or one per flip with ``tta_flips``.")
+
     def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips."""
+        """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips (the softmax
+        alone when training mirrored no axis)."""
         x = x.contiguous(memory_format=self._window_format)
         with autocast(self.device, self.dtype):
             flips = self._flips()
-            if flips == [()]:
+            if not self.config.infer.tta_flips:
                 return _first(self.window_network(x)).float()
             total = None
             for axes in flips:
@@ -245,6 +250,7 @@ class Predictor:
             stitch_device=self.stitch_device, axis=self._slab_axis(spatial),
             region=None if foreground is None else foreground.slices,
             foreground=None if foreground is None else torch.from_numpy(foreground.mask),
+            logits=not infer.tta_flips,
         )
 
     @torch.inference_mode()

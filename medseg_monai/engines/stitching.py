@@ -27,6 +27,8 @@ from monai.data.utils import compute_importance_map, dense_patch_slices
 
 __all__ = ["Sink", "argmax_classes", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch"]
 
+#: score of a foreground class where no window ran, with logits: its softmax is 0 in float32
+_UNCOVERED_LOGIT = -1.0e4
 _EMIT_VOXELS = 1 << 23  # blended values handed to the sink per call (32 MiB of float32)
 
 #: ``sink(start, stop, blended)``: ``blended`` is ``(K, stop - start, *other)`` along the slab axis moved first
@@ -94,6 +96,7 @@ def sliding_window_stitch(
     axis: int | None = None,
     region: Sequence[slice] | None = None,
     foreground: torch.Tensor | None = None,
+    logits: bool = False,
 ) -> int:
     """Run ``forward`` over sliding windows of ``image`` and hand blended slabs to ``sink`` in order.
 
@@ -107,6 +110,8 @@ def sliding_window_stitch(
         overlap, sw_batch_size, mode: as ``monai.inferers.SlidingWindowInferer`` (``overlap`` one value or one per axis).
         device: where ``forward`` runs; ``stitch_device``: where windows are blended.
         axis: slab axis (spatial index); ``None`` picks :func:`slab_axis`.
+        logits: ``forward`` gives logits, not probabilities: positions no window covers get scores whose softmax is
+            certain background (``0`` for class 0, ``-1e4`` for the others) instead of the probabilities ``(1, 0, ...)``.
         region: optional box (one ``slice`` per spatial axis): only the windows needed to cover it run.
         foreground: optional boolean ``(*spatial)`` mask; windows without a foreground voxel are skipped.
             With either, positions no window covers are handed to the sink as class 0 with certainty
@@ -165,8 +170,8 @@ def sliding_window_stitch(
             uncovered = norm == 0
             blended = part / norm.clamp_min(torch.finfo(torch.float32).tiny)
             if bool(uncovered.any()):
-                blended[:, uncovered] = 0.0
-                blended[0][uncovered] = 1.0
+                blended[:, uncovered] = _UNCOVERED_LOGIT if logits else 0.0
+                blended[0][uncovered] = 0.0 if logits else 1.0
             sink(b0 - crop_lo[axis], b1 - crop_lo[axis], blended)
         emitted = a1 - crop_lo[axis]
 

@@ -20,7 +20,7 @@ from medseg_monai.io.formats import RASTER_FORMATS, detect_format, split_suffix
 from medseg_monai.io.readers import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
 
-__all__ = ["MAP_SUFFIX", "map_path", "write_probability_map", "write_scalar_map"]
+__all__ = ["MAP_SUFFIX", "map_path", "read_map_info", "write_probability_map", "write_scalar_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,32 @@ def map_path(source: str | Path, output_dir: str | Path, kind: str, stem: str | 
     if stem is None:
         stem = source.name if source.is_dir() else split_suffix(source)[0]
     return Path(output_dir) / f"{stem}_{kind}{suffix}"
+
+
+def read_map_info(path: str | Path) -> tuple[tuple[int, ...], int, np.dtype]:
+    """``(spatial shape, values per voxel, dtype)`` of a written map, from its header (TIFF: its pages)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".tif", ".tiff")):
+        from PIL import Image
+
+        with Image.open(path) as image:
+            dtype = np.dtype(np.float32) if image.mode == "F" else np.dtype(np.uint8)
+            return (image.height, image.width), int(getattr(image, "n_frames", 1)), dtype
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        header = nib.load(str(path)).header
+        shape = tuple(int(s) for s in header.get_data_shape())
+        return shape[:3], int(np.prod(shape[3:], dtype=int)), np.dtype(header.get_data_dtype())
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(),
+                                                          reader.GetNumberOfComponents())).dtype)
+    return tuple(int(s) for s in reader.GetSize()), int(reader.GetNumberOfComponents()), dtype
 
 
 def _checked(array: np.ndarray, geometry: Geometry, output: Path, leading: int) -> np.ndarray:
