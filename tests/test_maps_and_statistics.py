@@ -236,3 +236,17 @@ def test_a_case_whose_map_cannot_be_written_leaves_no_mask(synth_3d, tmp_path, m
                           BatchOptions(save_probabilities=True, manifest=False, **QUIET))
     assert result.status == "failed" and "No space left" in result.error
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_kept_case_without_an_earlier_record_gets_its_map_entries_from_the_files(synth_2d, synth_3d, tmp_path, dims):
+    predictor = threshold_predictor(dims, flip_axes=(0,)).with_infer(tta_flips=True)
+    source = synth_2d / "case_000.png" if dims == 2 else synth_3d / "imagesTr" / "case_000.nii.gz"
+    options = {"save_probabilities": True, "save_uncertainty": True, "high_entropy": 0.0, **QUIET}
+    (first,) = run_batch(predictor, source, tmp_path, BatchOptions(manifest=False, **options))
+    (kept,) = run_batch(predictor, source, tmp_path, BatchOptions(**options))
+    assert kept.status == "skipped"
+    record = json.loads((tmp_path / "predict_manifest.json").read_text())["cases"][0]
+    assert record["probabilities"] == first.extras["probabilities"]
+    assert record["entropy"]["mean_foreground"] == pytest.approx(first.extras["entropy"]["mean_foreground"], rel=1e-5)
+    assert "high_uncertainty" in record["flags"]

@@ -20,14 +20,12 @@ from medseg_monai.config import DataConfig
 from medseg_monai.data.channels import as_source, dataset_channel_names, geometry_source, resolve_channel_names, source_files
 from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io import load_image, read_geometry, spatial_dims_of
+from medseg_monai.io.validation import GRID_TOLERANCE
 from medseg_monai.keys import IMAGE, LABEL
 
 __all__ = ["check_pairs", "collect_label_values", "mask_values", "median_spacing", "resolve_channels", "resolve_data_config"]
 
 logger = logging.getLogger(__name__)
-
-#: largest difference of an image's and its mask's voxel-to-world matrices, as a fraction of the smallest voxel size
-AFFINE_TOLERANCE = 0.01
 
 
 def mask_values(path: str, spatial_dims: int) -> np.ndarray:
@@ -217,7 +215,7 @@ def _resolve_slicing(cfg: DataConfig, first_image: str) -> DataConfig:
 
 def check_pairs(pairs: Sequence[dict]) -> None:
     """Fail early, naming the files, when an image and its mask differ in spatial shape or in their voxel-to-world
-    mapping (beyond :data:`AFFINE_TOLERANCE` of the smallest voxel size).
+    mapping (beyond :data:`GRID_TOLERANCE` of the smallest voxel size).
 
     Reads headers only (no pixel data), so it is cheap even for large volumes.
     """
@@ -231,7 +229,7 @@ def check_pairs(pairs: Sequence[dict]) -> None:
                 problems.append(f"{path} is {tuple(image.shape)} but {what} is {tuple(label.shape)}")
                 break
             a, b = np.asarray(image.affine_ras, dtype=float), np.asarray(label.affine_ras, dtype=float)
-            tolerance = AFFINE_TOLERANCE * float(min(image.spacing))
+            tolerance = GRID_TOLERANCE * float(min(image.spacing))
             if np.abs(a - b).max() > tolerance:
                 problems.append(f"{path} and {what} lie on different grids (voxel-to-world matrices "
                                 f"differ by up to {np.abs(a - b).max():.3g} mm; spacing {_rounded(image.spacing)} vs "

@@ -52,6 +52,7 @@ from medseg_monai.engines.case_outputs import (
     case_complete,
     case_statistics,
     discard_case,
+    map_entries,
     write_batch_statistics,
     write_maps,
 )
@@ -341,23 +342,31 @@ def _finish_case(predictor: Predictor, result: CaseResult, previous: Mapping[str
             result = _complete_skipped(predictor, result, previous.get(str(Path(result.output).resolve())))
         except (OSError, ValueError) as err:
             logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)
+    if result.status == "skipped":
+        result = _skipped_extras(predictor, result, CaseOutputs.from_options(options))
     bar.set_postfix(failed=failed + (result.status == "failed"), refresh=False)
     results.append(result)
-    if result.status == "skipped" and options.statistics and "statistics" not in result.extras:
-        result = _skipped_statistics(predictor, result)
     book.add(_record(index, result, options.many_components, options.high_entropy))
     return int(result.status == "failed")
 
 
-def _skipped_statistics(predictor: Predictor, result: CaseResult) -> CaseResult:
-    """Statistics of a kept mask its earlier record lacks, from the mask file."""
+def _skipped_extras(predictor: Predictor, result: CaseResult, outputs: CaseOutputs) -> CaseResult:
+    """Statistics and map entries of a kept case that its earlier record lacks, from the files."""
+    wanted = {"statistics"} if outputs.statistics else set()
+    wanted |= set(outputs.map_files(predictor, Path(result.input), Path(result.output).parent))
+    if wanted <= set(result.extras):
+        return result
     try:
         mask = np.asarray(load_image(result.output, role="mask")).astype(np.int64)
-        rows = case_statistics(predictor, Path(result.input), mask)
+        extras = dict(result.extras)
+        if "statistics" in wanted - set(extras):
+            extras["statistics"] = case_statistics(predictor, Path(result.input), mask)
+        for kind, entry in map_entries(predictor, Path(result.input), Path(result.output).parent, outputs, mask).items():
+            extras.setdefault(kind, entry)
     except (OSError, ValueError) as err:
-        logger.warning("%s: statistics of the existing mask unavailable (%s)", result.output, err)
+        logger.warning("%s: statistics of the existing outputs unavailable (%s)", result.output, err)
         return result
-    return dataclasses.replace(result, extras={**result.extras, "statistics": rows})
+    return dataclasses.replace(result, extras=extras)
 
 
 def _finish_batch(book: Manifest, shard: Shard, output_dir: Path, inputs_sha: str, options: BatchOptions) -> None:

@@ -23,7 +23,7 @@ from medseg_monai.io import is_complete, label_sidecar_path, load_image, read_ge
 from medseg_monai.io.label_statistics import label_statistics, write_statistics_csv
 from medseg_monai.io.maps import map_path, read_map_info, write_probability_map, write_scalar_map
 
-__all__ = ["STATISTICS_NAME", "CaseOutputs", "case_complete", "case_statistics", "discard_case", "maps_complete", "write_batch_statistics", "write_maps"]
+__all__ = ["STATISTICS_NAME", "CaseOutputs", "case_complete", "case_statistics", "discard_case", "map_entries", "maps_complete", "write_batch_statistics", "write_maps"]
 
 STATISTICS_NAME = "predict_statistics.csv"
 
@@ -89,6 +89,31 @@ def maps_complete(predictor: Predictor, outputs: CaseOutputs, source: Path, outp
     return True
 
 
+def _entropy_entry(path: Path, entropy: np.ndarray, foreground: np.ndarray) -> dict[str, Any]:
+    mean = float(entropy[foreground].mean()) if foreground.any() else None
+    return {"path": str(path.resolve()), "mean_foreground": mean}
+
+
+def _probabilities_entry(predictor: Predictor, source: Path, path: Path, dtype: np.dtype) -> dict[str, Any]:
+    return {"path": str(path.resolve()), "classes": list(predictor.output_values(source)), "dtype": str(dtype),
+            "scale": 255 if dtype == np.uint8 else 1}
+
+
+def map_entries(predictor: Predictor, source: Path, output_dir: Path, outputs: CaseOutputs,
+                mask: np.ndarray) -> dict[str, Any]:
+    """The manifest entries of maps already written for ``source`` (a kept case), read back from the files."""
+    entries: dict[str, Any] = {}
+    for kind, path in outputs.map_files(predictor, source, output_dir).items():
+        if kind == "probabilities":
+            entries[kind] = _probabilities_entry(predictor, source, path, read_map_info(path)[2])
+        else:
+            entropy = np.asarray(load_image(path), dtype=np.float32)
+            if entropy.shape != mask.shape:
+                raise ValueError(f"{path}: shape {entropy.shape} differs from the mask's {mask.shape}")
+            entries[kind] = _entropy_entry(path, entropy, mask != predictor.output_values(source)[0])
+    return entries
+
+
 def write_maps(predictor: Predictor, maps: PredictionMaps, source: Path, output_dir: Path,
                outputs: CaseOutputs) -> dict[str, Any]:
     """Write the maps of one case; its manifest entries: the files, the classes' order and scale, the mean
@@ -97,17 +122,10 @@ def write_maps(predictor: Predictor, maps: PredictionMaps, source: Path, output_
     files = outputs.map_files(predictor, source, output_dir)
     if maps.probabilities is not None:
         write_probability_map(maps.probabilities, source, files["probabilities"])
-        entries["probabilities"] = {
-            "path": str(files["probabilities"].resolve()),
-            "classes": list(predictor.output_values(source)),
-            "dtype": str(maps.probabilities.dtype),
-            "scale": 255 if maps.probabilities.dtype == np.uint8 else 1,
-        }
+        entries["probabilities"] = _probabilities_entry(predictor, source, files["probabilities"], maps.probabilities.dtype)
     if maps.entropy is not None:
         write_scalar_map(maps.entropy, source, files["entropy"])
-        foreground = maps.mask != predictor.output_values(source)[0]
-        mean = float(maps.entropy[foreground].mean()) if foreground.any() else None
-        entries["entropy"] = {"path": str(files["entropy"].resolve()), "mean_foreground": mean}
+        entries["entropy"] = _entropy_entry(files["entropy"], maps.entropy, maps.mask != predictor.output_values(source)[0])
     return entries
 
 

@@ -23,7 +23,7 @@ from monai.utils import MetaKeys
 from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
 
-__all__ = ["CHANNEL_GRID_TOLERANCE", "DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "check_same_grid",
+__all__ = ["GRID_TOLERANCE", "DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "check_same_grid",
            "recorded_warnings", "replace_non_finite"]
 
 logger = logging.getLogger(__name__)
@@ -265,8 +265,9 @@ def check_geometry(meta: dict[str, Any], name: str, spatial: int) -> None:
                          "which the mask formats cannot store")
 
 
-#: largest difference of two channels' voxel-to-world matrices, as a fraction of the smallest voxel size
-CHANNEL_GRID_TOLERANCE = 0.01
+#: largest difference of two grids' voxel-to-world matrices that counts as the same grid (an image and its mask, two
+#: channels of a case), as a fraction of the smallest voxel size
+GRID_TOLERANCE = 0.01
 
 
 def check_same_grid(header: dict, first: dict, name: str, index: int, first_name: str) -> None:
@@ -280,6 +281,6 @@ def check_same_grid(header: dict, first: dict, name: str, index: int, first_name
     b = np.asarray(first.get(MetaKeys.AFFINE, np.eye(4)), dtype=float)
     spacing = np.linalg.norm(b[:-1, :-1], axis=0)
     difference = float(np.abs(a - b).max())
-    if difference > CHANNEL_GRID_TOLERANCE * (float(spacing.min()) if spacing.size else 1.0):
+    if difference > GRID_TOLERANCE * (float(spacing.min()) if spacing.size else 1.0):
         raise InputError(f"{name}: channel {index} lies on another voxel grid than channel 0 ({Path(first_name).name}): "
                          f"voxel-to-world matrices differ by up to {difference:.3g} mm; every channel of a case must share one grid")
