@@ -388,7 +388,8 @@ def _clean(text: str, limit: int = 48) -> str:
 
 
 def _series_names(stem: str, infos: Sequence[SeriesInfo]) -> dict[str, str]:
-    """``<stem>_s003_T1_AX`` per series UID (number, description); the UID's last part or the UID where they clash."""
+    """``<stem>_s003_T1_AX`` per series UID (number, description) of the image series ``infos``; the UID's last part or
+    the UID where they clash."""
     names = {}
     for info in infos:
         number = f"s{int(info.number):03d}" if info.number.isdigit() else _clean(info.number) and f"s{_clean(info.number)}"
@@ -409,7 +410,7 @@ def dicom_stem(path: str | Path) -> str:
     stem = container.stem if container.suffix.lower() == ".zip" else container.name
     if uid is None:
         return stem
-    names = _series_names(stem, list_series(container))
+    names = _series_names(stem, [info for info in list_series(container) if info.set_aside is None])
     if uid not in names:
         raise InputError(f"{container}: no DICOM series with SeriesInstanceUID {uid}")
     return names[uid]
