@@ -76,32 +76,26 @@ def _checked(array: np.ndarray, geometry: Geometry, output: Path, leading: int) 
 
 def write_probability_map(probs: np.ndarray, source: str | Path, output: str | Path) -> Path:
     """Write ``(K, *spatial)`` class probabilities (``uint8`` 0..255 or ``float32``) with ``source``'s geometry."""
-    source, output = Path(source), Path(output)
-    geometry = read_geometry(source)
-    probs = _checked(probs, geometry, output, 1)
-    with atomic_path(output) as tmp:
-        if geometry.format in RASTER_FORMATS:
-            _write_pages(list(probs), tmp)
-        elif output.name.lower().endswith((".nii", ".nii.gz")):
-            _write_nifti(np.moveaxis(probs, 0, -1), source, geometry, tmp)
-        else:
-            _write_itk(probs, geometry, tmp, output, vector=True)
-    logger.debug("wrote %s (%d classes, %s)", output, probs.shape[0], probs.dtype)
-    return output
+    return _write_map(probs, source, output, per_class=True)
 
 
 def write_scalar_map(values: np.ndarray, source: str | Path, output: str | Path) -> Path:
     """Write a ``(*spatial)`` map (``float32`` or ``uint8``) with ``source``'s geometry."""
+    return _write_map(values, source, output, per_class=False)
+
+
+def _write_map(array: np.ndarray, source: str | Path, output: str | Path, per_class: bool) -> Path:
     source, output = Path(source), Path(output)
     geometry = read_geometry(source)
-    values = _checked(values, geometry, output, 0)
+    array = _checked(array, geometry, output, int(per_class))
     with atomic_path(output) as tmp:
         if geometry.format in RASTER_FORMATS:
-            _write_pages([values], tmp)
+            _write_pages(list(array) if per_class else [array], tmp)
         elif output.name.lower().endswith((".nii", ".nii.gz")):
-            _write_nifti(values, source, geometry, tmp)
+            _write_nifti(np.moveaxis(array, 0, -1) if per_class else array, source, geometry, tmp)
         else:
-            _write_itk(values, geometry, tmp, output, vector=False)
+            _write_itk(array, geometry, tmp, output, vector=per_class)
+    logger.debug("wrote %s (%s, %s)", output, tuple(array.shape), array.dtype)
     return output
 
 
