@@ -53,8 +53,7 @@ class CaseOutputs:
         if self.entropy and predictor.tta_passes < 2:
             raise ConfigError("save_uncertainty needs flips to average, but the model mirrored no axis in training "
                               f"(data.flip_axes={list(predictor.config.data.mirror_axes)})")
-        if self.maps.any and infer.stitching != "slab":
-            raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {infer.stitching!r}")
+        self.maps.check_stitching(infer.stitching)
 
     def map_files(self, predictor: Predictor, source: Path, output_dir: Path) -> dict[str, Path]:
         """The map files of ``source`` asked for, by kind, named after its mask (``<mask stem>_<kind>``)."""

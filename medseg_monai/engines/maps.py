@@ -19,6 +19,7 @@ import torch
 from medseg_monai.config import ProbabilityDtype
 from medseg_monai.engines.resampling import labels_to_source_grid
 from medseg_monai.engines.stitching import argmax_classes
+from medseg_monai.errors import ConfigError
 
 __all__ = ["MapRequest", "PredictionMaps", "GridMaps", "entropy_nats", "store_probabilities"]
 
@@ -39,6 +40,11 @@ class MapRequest:
     @property
     def any(self) -> bool:
         return self.probabilities is not None or self.entropy
+
+    def check_stitching(self, stitching: str) -> None:
+        """Maps are filled slab by slab: refuse them for whole-image stitching."""
+        if self.any and stitching != "slab":
+            raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {stitching!r}")
 
 
 @dataclasses.dataclass

@@ -377,8 +377,7 @@ class Predictor:
         same inversion: interpolated with ``inversion="linear"`` on axis-aligned grids, else nearest-neighbour.
         """
         request = request or MapRequest()
-        if request.any and self.config.infer.stitching != "slab":
-            raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {self.config.infer.stitching!r}")
+        request.check_stitching(self.config.infer.stitching)
         found = self._linear_classes(prepared, request) if self.config.infer.inversion == "linear" else None
         if found is not None:
             classes, probs, entropy = found

@@ -18,6 +18,7 @@ import numpy as np
 from medseg_monai.errors import InputError, OutputError
 from medseg_monai.io.formats import RASTER_FORMATS, detect_format, split_suffix
 from medseg_monai.io.readers import Geometry, read_geometry
+from medseg_monai.io.writers import nifti_like, sitk_image
 from medseg_monai.utils import atomic_path
 
 __all__ = ["MAP_SUFFIX", "map_path", "read_map_info", "write_probability_map", "write_scalar_map"]
@@ -100,23 +101,9 @@ def _write_map(array: np.ndarray, source: str | Path, output: str | Path, per_cl
 
 
 def _write_nifti(data: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
-    import nibabel as nib
-
-    if geometry.format == "nifti":
-        src = nib.load(str(source))
-        header = src.header.copy()
-        header.set_data_shape(data.shape)
-        img = type(src)(data, None, header=header)
-        img.set_qform(src.get_qform(), int(src.header["qform_code"]))
-        img.set_sform(src.get_sform(), int(src.header["sform_code"]))
-    else:
-        affine = np.asarray(geometry.affine_ras, dtype=float)
-        img = nib.Nifti1Image(data, affine)
-        img.set_qform(affine, 1)
-        img.set_sform(affine, 1)
+    img = nifti_like(data, source, geometry)
     img.header.set_data_dtype(data.dtype)
     img.header.set_slope_inter(1.0, 0.0)
-    img.header.set_xyzt_units("mm")
     img.header["cal_min"], img.header["cal_max"] = 0, 255 if data.dtype == np.uint8 else float(data.max(initial=0.0))
     img.to_filename(str(tmp))
 
@@ -124,14 +111,8 @@ def _write_nifti(data: np.ndarray, source: Path, geometry: Geometry, tmp: Path) 
 def _write_itk(data: np.ndarray, geometry: Geometry, tmp: Path, output: Path, vector: bool) -> None:
     import SimpleITK as sitk
 
-    # (K, x, y, z) -> SimpleITK's (z, y, x, K) array of vectors; (x, y, z) -> (z, y, x)
-    array = np.ascontiguousarray(data.transpose(*range(data.ndim - 1, 0, -1), 0) if vector else data.T)
-    image = sitk.GetImageFromArray(array, isVector=vector)
-    image.SetSpacing(geometry.spacing)
-    image.SetOrigin(geometry.origin)
-    image.SetDirection(geometry.direction_flat())
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        sitk.WriteImage(sitk_image(data, geometry, vector), str(tmp), useCompression=True)
     except RuntimeError as err:  # SimpleITK reports a failed write (a full disk) as RuntimeError
         raise OutputError(f"{output}: cannot write the map ({str(err).strip().splitlines()[-1]})") from err
 

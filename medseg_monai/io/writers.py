@@ -20,7 +20,7 @@ from medseg_monai.io.formats import MASK_FORMAT_FOR, MASK_SUFFIXES, check_output
 from medseg_monai.io.readers import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
 
-__all__ = ["MASK_WRITERS", "MaskWriter", "label_sidecar_path", "mask_dtype", "register_writer", "write_mask"]
+__all__ = ["MASK_WRITERS", "MaskWriter", "label_sidecar_path", "mask_dtype", "nifti_like", "register_writer", "sitk_image", "write_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,30 +157,43 @@ def _label_header(header, mask: np.ndarray) -> None:
     header["cal_max"] = int(mask.max()) if mask.size else 0
 
 
-@register_writer("nifti")
-def _write_nifti(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
-    """NIfTI mask: a NIfTI source's header, qform and sform (matrices and codes); else its RAS affine, codes 1."""
+def nifti_like(data: np.ndarray, source: Path, geometry: Geometry):
+    """A NIfTI image of ``data`` on ``source``'s grid: a NIfTI source's header, qform and sform (matrices and codes),
+    else its RAS affine with codes 1 and mm units. ``data`` may carry trailing non-spatial axes (4D maps)."""
     import nibabel as nib
 
     if geometry.format == "nifti":
         src = nib.load(str(source))
-        img = type(src)(mask, None, header=src.header.copy())
+        header = src.header.copy()
+        header.set_data_shape(data.shape)
+        img = type(src)(data, None, header=header)
         img.set_qform(src.get_qform(), int(src.header["qform_code"]))
         img.set_sform(src.get_sform(), int(src.header["sform_code"]))
     else:
         affine = np.asarray(geometry.affine_ras, dtype=float)
-        img = nib.Nifti1Image(mask, affine)
+        img = nib.Nifti1Image(data, affine)
         img.set_qform(affine, 1)
         img.set_sform(affine, 1)
         img.header.set_xyzt_units("mm")
+    return img
+
+
+@register_writer("nifti")
+def _write_nifti(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) -> None:
+    """NIfTI mask on the source's grid (:func:`nifti_like`), marked as a label map."""
+    img = nifti_like(mask, source, geometry)
     _label_header(img.header, mask)
     img.to_filename(str(tmp))
 
 
-def _sitk_image(mask: np.ndarray, geometry: Geometry):
+def sitk_image(array: np.ndarray, geometry: Geometry, vector: bool = False):
+    """A SimpleITK image of ``array`` (``(x, y, z)``; with ``vector``, ``(K, x, y, z)`` as K components per voxel)
+    with ``geometry``'s spacing, origin and direction."""
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(mask.T)  # (x, y, z) -> SimpleITK's (z, y, x) array
+    # SimpleITK's arrays run (z, y, x[, K])
+    data = array.transpose(*range(array.ndim - 1, 0, -1), 0) if vector else array.T
+    img = sitk.GetImageFromArray(np.ascontiguousarray(data), isVector=vector)
     img.SetSpacing(geometry.spacing)
     img.SetOrigin(geometry.origin)
     img.SetDirection(geometry.direction_flat())
@@ -193,7 +206,7 @@ def _write_itk(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path) ->
     """MHA or NRRD mask (one compressed file) with the source's origin, spacing and direction."""
     import SimpleITK as sitk
 
-    image = _sitk_image(mask, geometry)
+    image = sitk_image(mask, geometry)
     try:
         sitk.WriteImage(image, str(tmp), useCompression=True)
     except RuntimeError as err:  # SimpleITK reports a failed write (a full disk, an I/O error) as RuntimeError
