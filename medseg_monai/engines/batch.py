@@ -223,10 +223,10 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
         except Exception:  # no mask without the maps asked for: the next run redoes the case whole
             discard_case(predictor, source, output, outputs)
             raise
-        if outputs.statistics:
-            extras["statistics"] = case_statistics(predictor, source, mask)
         spacing = read_geometry(output).spacing
         stats = mask_statistics(mask, spacing, predictor.label_names(source), predictor.output_values(source)[0])
+        if outputs.statistics:
+            extras["statistics"] = case_statistics(predictor, source, mask, stats)
         return CaseResult(
             source, output, "written", seconds=time.perf_counter() - start, shape=tuple(int(s) for s in mask.shape),
             spacing=tuple(float(s) for s in spacing), labels=stats, sha256=file_sha256(output), warnings=warnings,

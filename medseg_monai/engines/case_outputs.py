@@ -128,9 +128,10 @@ def write_maps(predictor: Predictor, maps: PredictionMaps, source: Path, output_
     return entries
 
 
-def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray) -> list[dict[str, Any]]:
+def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray,
+                    sizes: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per-label statistics of ``mask`` over ``source`` read again in its own units (HU for CT); of a case with several
-    channel files, over its first channel."""
+    channel files, over its first channel. ``sizes``: the manifest's label entries of this mask, when computed."""
     image = load_image(source)
     values = predictor.output_values(source)
     geometry = read_geometry(source)
@@ -140,7 +141,7 @@ def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray) -> lis
     if mask.ndim == 3 and array.ndim == 4:  # a volume's channels are modalities, not colours: the first, as for separate files
         array = array[..., 0]
     return label_statistics(mask, array, np.asarray(geometry.affine_ras), geometry.spacing, predictor.label_names(source),
-                            background=values[0])
+                            background=values[0], sizes=sizes)
 
 
 def write_batch_statistics(records: Sequence[Mapping[str, Any]], output_dir: Path) -> Path | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg_monai.io.outputs import count_components
+from medseg_monai.io.outputs import mask_statistics
 from medseg_monai.utils import atomic_path
 
 __all__ = ["STATISTICS_COLUMNS", "label_statistics", "write_statistics_csv"]
@@ -34,7 +34,8 @@ STATISTICS_COLUMNS: tuple[str, ...] = (
 
 
 def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray, spacing: Sequence[float],
-                     names: Mapping[int, str] | None = None, background: int = 0) -> list[dict[str, Any]]:
+                     names: Mapping[int, str] | None = None, background: int = 0,
+                     sizes: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Statistics of every foreground value of ``mask`` (and every named one, empty when absent).
 
     Args:
@@ -44,6 +45,8 @@ def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray
         spacing: voxel size along each axis (mm; 1 for raster images).
         names: label name by value.
         background: the value not reported.
+        sizes: :func:`~medseg_monai.io.outputs.mask_statistics` of this mask when already computed (name, count,
+            volume and components per value; computed here otherwise).
 
     Returns:
         One row per label with the keys of :data:`STATISTICS_COLUMNS` except ``case``; bounding boxes are
@@ -59,22 +62,18 @@ def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray
         image = image.mean(axis=-1)
     if image.shape != mask.shape:
         raise ValueError(f"image shape {image.shape} does not match the mask's {mask.shape}")
-    names = dict(names or {})
-    present = [int(v) for v in np.unique(mask) if int(v) != background]
-    values = sorted(set(present) | (set(names) - {background}))
+    sizes = sizes if sizes is not None else mask_statistics(mask, spacing, names, background)
     volume = mask.ndim == 3
-    voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []
-    for value in values:
-        inside = mask == value
-        count = int(inside.sum())
-        row: dict[str, Any] = {"label": value, "name": names.get(value, f"label_{value}"), "voxels": count,
-                               "volume_ml": round(count * voxel_ml, 6) if volume else None}
+    for key, size in sizes.items():
+        value, count = int(key), int(size["count"])
+        row: dict[str, Any] = {"label": value, "name": size["name"], "voxels": count, "volume_ml": size.get("volume_ml")}
         if count == 0:
             row.update({key: None for key in STATISTICS_COLUMNS if key not in row and key != "case"})
             row.update(components=0, touches_border=False)
             rows.append(row)
             continue
+        inside = mask == value
         hits = image[inside]
         row.update(mean=round(float(hits.mean()), 4), median=round(float(np.median(hits)), 4), std=round(float(hits.std()), 4),
                    min=float(hits.min()), max=float(hits.max()))
@@ -91,7 +90,7 @@ def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray
             row[f"bbox_max_{axis}"] = high[k] if inside_axis else None
             row[f"bbox_size_mm_{axis}"] = round((high[k] - low[k] + 1) * float(spacing[k]), 4) if inside_axis else None
             row[f"centroid_{axis}"] = round(float(centroid[k]), 4) if inside_axis else None
-        row["components"] = count_components(inside)
+        row["components"] = int(size["components"])
         row["touches_border"] = any(lo == 0 or hi == n - 1 for lo, hi, n in zip(low, high, mask.shape))
         rows.append(row)
     return rows
