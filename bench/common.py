@@ -120,14 +120,14 @@ def label_dice(reference: Any, other: Any) -> float:
     return float(np.mean(scores)) if scores else 1.0
 
 
-def run_worker(module: str, args: Sequence[str], threads: int | None = None) -> dict:
-    """Run ``python bench/MODULE.py --worker ARGS`` in a fresh process; its JSON result."""
+def run_worker(module: str, args: Sequence[str], threads: int | None = None, env: dict[str, str] | None = None) -> dict:
+    """Run ``python bench/MODULE.py --worker ARGS`` in a fresh process (``env`` added to its environment); its JSON result."""
     result = WORK / f".{module}_{os.getpid()}_{time.monotonic_ns()}.json"
     result.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(REPO / "bench" / f"{module}.py"), "--worker", *args, "--result", str(result)]
     if threads:
         cmd += ["--threads", str(threads)]
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, **(env or {})})
     try:
         return json.loads(result.read_text())
     finally:

@@ -8,9 +8,11 @@ same transform chain (``build_train_transforms``: preprocessing cached by ``Cach
 patch sampling and augmentation), batch 2 with 2 patches per image and DiceCE loss, each in a fresh
 process. The plain loop is the MONAI tutorial's: ``DataLoader(num_workers=0)``, float32, ``zero_grad ->
 forward -> loss -> backward -> step``, ``loss.item()`` every step. ``medseg`` is ``medseg_monai.train``
-with its defaults (``SupervisedTrainer``, ``ThreadDataLoader``, ``train.precision=auto``). The second
-epoch of each is timed (the first builds caches and picks kernels); validation is left out of both.
-Results: ``summary.json`` section ``train``.
+with its defaults (``SupervisedTrainer``, ``ThreadDataLoader``, ``train.precision=auto``) and
+``train.compile=on``, which ``auto`` picks for runs of 400 steps or more (``medseg_eager``: ``off``, as for
+shorter runs). The second epoch of each is timed (the first builds caches, picks kernels and compiles);
+validation is left out of all. The compilation's one-off cost (with an empty TorchInductor cache) is the
+difference of the first epochs of ``medseg`` and ``medseg_eager``. Results: ``summary.json`` section ``train``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
 
 
-def config_for(patch: int, steps: int, precision: str = "auto"):
+def config_for(patch: int, steps: int, precision: str = "auto", compile: str = "auto"):
     from medseg_monai.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     return RunConfig(
@@ -38,20 +41,21 @@ def config_for(patch: int, steps: int, precision: str = "auto"):
         ),
         model=ModelConfig(name="unet"),
         train=TrainConfig(epochs=2, iterations_per_epoch=steps, batch_size=2, learning_rate=1e-3, val_interval=2,
-                          precision=precision),
+                          precision=precision, compile=compile),
     )
 
 
-def run_medseg(patch: int, steps: int, work: Path) -> dict:
+def run_medseg(patch: int, steps: int, work: Path, compile: str) -> dict:
     import shutil
 
     from medseg_monai.engines.train import train
 
     shutil.rmtree(work, ignore_errors=True)
-    result = train(config_for(patch, steps), work)
-    row = result.history[1]
+    result = train(config_for(patch, steps, compile=compile), work)
+    first, row = result.history[0], result.history[1]
     step_s = row["epoch_time_s"] - row.get("val_time_s", 0.0)
-    return {"epoch_seconds": step_s, "data_wait_seconds": row["data_wait_s"], "precision": result.config.train.precision}
+    return {"epoch_seconds": step_s, "data_wait_seconds": row["data_wait_s"], "precision": result.config.train.precision,
+            "compile": compile, "first_epoch_seconds": first["epoch_time_s"] - first.get("val_time_s", 0.0)}
 
 
 def run_plain_monai(patch: int, steps: int) -> dict:
@@ -105,8 +109,9 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if args.pipeline == "monai_loop":
         result = run_plain_monai(args.patch, args.steps)
-    else:
-        result = run_medseg(args.patch, args.steps, common.WORK / "train_bench_run")
+    else:  # "medseg": compiled, as `train.compile=auto` does for runs of >= 400 steps; "medseg_eager": not compiled
+        compile = "off" if args.pipeline == "medseg_eager" else "on"
+        result = run_medseg(args.patch, args.steps, common.WORK / "train_bench_run", compile)
     Path(args.result).write_text(json.dumps(result))
 
 
@@ -127,13 +132,20 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     common.ct_train_data(common.WORK)
     results = {}
-    for name in ("monai_loop", "medseg"):
+    for name in ("monai_loop", "medseg_eager", "medseg"):
         common.log(f"train: {name}, {args.steps} steps of batch 2 x 2 patches of {args.patch}^3 ...")
-        results[name] = common.run_worker("train_vs_monai", ["--pipeline", name, "--patch", str(args.patch),
-                                                             "--steps", str(args.steps)], args.threads)
-    plain, ours = results["monai_loop"], results["medseg"]
+        with tempfile.TemporaryDirectory() as cache:  # a cold TorchInductor cache: the compile time a first run pays
+            results[name] = common.run_worker("train_vs_monai", ["--pipeline", name, "--patch", str(args.patch),
+                                                                 "--steps", str(args.steps)], args.threads,
+                                              env={"TORCHINDUCTOR_CACHE_DIR": cache})
+    plain, ours, eager = results["monai_loop"], results["medseg"], results["medseg_eager"]
     summary = {
         "epoch_speedup": round(plain["epoch_seconds"] / ours["epoch_seconds"], 2),
+        "eager_epoch_speedup": round(plain["epoch_seconds"] / eager["epoch_seconds"], 2),
+        # the one-off cost of compiling, and the steps it takes to pay it back
+        "compile_seconds": round(ours["first_epoch_seconds"] - eager["first_epoch_seconds"], 1),
+        "compile_break_even_steps": round((ours["first_epoch_seconds"] - eager["first_epoch_seconds"])
+                                          / max((eager["epoch_seconds"] - ours["epoch_seconds"]) / args.steps, 1e-9)),
         "data_wait_fraction": round(ours["data_wait_seconds"] / ours["epoch_seconds"], 4),
         "baseline_data_wait_fraction": round(plain["data_wait_seconds"] / plain["epoch_seconds"], 4),
     }

@@ -48,6 +48,7 @@ Stitching = Literal["slab", "full"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ForegroundCrop = Literal["auto", "ct", "nonzero", "otsu", "none"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+Compile = Literal["auto", "on", "off"]
 Inversion = Literal["labels", "linear"]
 OutputFormat = Literal["nifti", "mha", "nrrd", "png", "tif", "seg"]
 
@@ -267,6 +268,9 @@ class TrainConfig:
     memory_format: MemoryFormat = setting(
         "auto", help="Tensor layout of the network in training: `channels_last`, `contiguous`, or `auto`: channels-last "
                      "except for `unetpp`, which it slows down.")
+    compile: Compile = setting(
+        "auto", help="`torch.compile` the network for training (about 1.3x per step on the CPU after a one-off compilation of "
+                     "1-2 min): `auto` compiles single-process runs of >= 400 steps or a time budget >= 10 min.")
     seed: int = setting(0, help="Seed for weights, sampling and augmentation.")
     time_budget_min: float | None = setting(None, help="Stop after the epoch that crosses this wall-clock budget in minutes.")
     schedule_by_time: bool = setting(

@@ -39,6 +39,7 @@ from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pair
 from medseg_monai.data.properties import check_pairs, resolve_data_config
 from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
 from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
+from medseg_monai.engines.compilation import compile_network, resolve_compile
 from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resume import RngState, ScalerState, open_for_resume, restore_states
 from medseg_monai.engines.schedules import GradientClipper, LinearWarmup, build_scheduler, early_stopping, schedule_handlers, stopped_early
@@ -215,7 +216,12 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     # each process draws its own augmentations; the sampler's shuffling is shared (same seed)
     generator = torch.Generator().manual_seed(train_cfg.seed + context.rank)
     sampler = _train_sampler(train_ds, train_cfg, context, generator)
-    loader_options = dict(batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=list_data_collate, generator=generator)
+    planned_steps = train_cfg.epochs * (train_cfg.iterations_per_epoch or -(-len(train_ds) // train_cfg.batch_size))
+    compiled = resolve_compile(train_cfg.compile, device, planned_steps, train_cfg.time_budget_min, context.enabled,
+                               recompiles=train_cfg.freeze_backbone_epochs > 0)
+    # a compiled network sees one batch shape only: a short last batch would compile it again
+    loader_options = dict(batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=list_data_collate,
+                          generator=generator, drop_last=compiled and len(train_ds) > train_cfg.batch_size)
     if data_cfg.num_workers == 0:  # the next batch is prepared in a thread while the network trains on this one
         train_loader = ThreadDataLoader(train_ds, num_workers=0, buffer_size=1, **loader_options)
     else:
@@ -238,6 +244,8 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     dtype = resolve_precision(train_cfg.precision, device)
     amp = dtype is not None and device.type == "cuda"  # MONAI's engines autocast (with a grad scaler) on CUDA only
     forward_net = network
+    if compiled:
+        model = compile_network(model)
     if (dtype is not None and not amp) or memory_format is not torch.contiguous_format:
         model = FastForward(model, device, None if amp else dtype, memory_format)
         forward_net = FastForward(network, device, None if amp else dtype, memory_format)
