@@ -282,6 +282,40 @@ def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x)
     assert (nearest != labels).any()  # the two inversions do differ on random scores
 
 
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside_it(flip_x):
+    """Only the grid around the box is interpolated in-plane; labels, probabilities and entropy equal the whole grid's."""
+    from medseg_monai.engines.inversion import SlabScoreInverter
+    from medseg_monai.engines.maps import MapRequest
+
+    rng = np.random.default_rng(1)
+    grid_shape, source_shape = (20, 16, 12), (30, 21, 9)
+    grid_affine = np.diag([1.5, 1.0, 2.0, 1.0])
+    source_affine = np.diag([1.0, 0.75, 8.0 / 3.0, 1.0])
+    if flip_x:
+        source_affine[0, 0], source_affine[0, 3] = -1.0, 29.0
+    box = (slice(4, 15), slice(3, 9), slice(5, 12))  # touches the grid's end along z
+    logits = torch.from_numpy(rng.normal(size=(3, *grid_shape)).astype(np.float32))
+    background = logits.clone()
+    outside = torch.ones(grid_shape, dtype=torch.bool)
+    outside[box] = False
+    background[:, outside] = -1e4
+    background[0][outside] = 1e4
+    results = []
+    for kind, scores, region in (("box", logits, box), ("whole", background, None)):
+        request = MapRequest(probabilities="float32", entropy=True)
+        inverter = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, probabilities=False,
+                                     box=region, request=request, num_classes=3)
+        for start in range(0, 16, 5):  # slabs along y
+            inverter(start, min(start + 5, 16), scores[:, :, start : start + 5].movedim(2, 1))
+        results.append((inverter.result(), *inverter.maps()))
+    (labels, probs, entropy), (labels_whole, probs_whole, entropy_whole) = results
+    assert 0 < (labels > 0).mean() < 0.5  # the box holds foreground, the rest is background
+    np.testing.assert_array_equal(labels, labels_whole)
+    np.testing.assert_allclose(probs, probs_whole, atol=1e-6)
+    np.testing.assert_allclose(entropy, entropy_whole, atol=1e-5)
+
+
 def test_linear_inversion_refuses_oblique_grids():
     from medseg_monai.engines.inversion import SlabScoreInverter
 

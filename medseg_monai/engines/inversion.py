@@ -21,7 +21,7 @@ import torch
 from monai.data.utils import to_affine_nd
 
 from medseg_monai.engines.maps import MapRequest, entropy_nats, store_probabilities
-from medseg_monai.engines.resampling import axis_map, linear_along, source_index_map
+from medseg_monai.engines.resampling import axis_map, linear_at, sample_positions, source_index_map
 from medseg_monai.engines.stitching import argmax_classes
 
 __all__ = ["SlabScoreInverter"]
@@ -55,35 +55,68 @@ class SlabScoreInverter:
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.slab_axis = slab_axis
         self.probabilities = probabilities
-        self.box = tuple(box) if box is not None else None
+        self.box = None if box is None else tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, self.grid_shape))
         self.by_grid_axis = {a: (j, scale, shift) for j, (a, scale, shift) in enumerate(axes)}
         self.others = [a for a in range(nd) if a != slab_axis]
         j_slab, scale, shift = self.by_grid_axis[slab_axis]
         n = self.grid_shape[slab_axis]
-        pos = np.clip(np.arange(self.source_shape[j_slab]) * scale + shift, 0, n - 1)
+        pos = sample_positions(self.source_shape[j_slab], scale, shift, n)
         self.low = np.floor(pos).astype(np.int64)
         self.high = np.minimum(self.low + 1, n - 1)
         self.frac = (pos - self.low).astype(np.float32)
         self.done = np.zeros(len(pos), dtype=bool)
-        # labels with the source axes in the order [slab, *others] of the grid; transposed at the end
+        # in-plane, only the part of the grid around the box is interpolated: the rest of the source is background
+        self.crop, self.positions, self.targets = zip(*(self._in_plane(a) for a in self.others))
+        # the source axes in the order [slab, *others] of the grid, for writing slab by slab
         self.order = [j_slab] + [self.by_grid_axis[a][0] for a in self.others]
-        self.labels = np.zeros([self.source_shape[j] for j in self.order], dtype=np.uint8)
         self.request = request or MapRequest()
+        self.labels = self._source_array((), np.uint8)
         dtype = np.float32 if self.request.probabilities == "float32" else np.uint8
-        self.probs = np.zeros((num_classes, *self.labels.shape), dtype) if self.request.probabilities else None
-        self.entropy = np.zeros(self.labels.shape, np.float32) if self.request.entropy else None
+        self.probs = self._source_array((num_classes,), dtype) if self.request.probabilities else None
+        if self.probs is not None:
+            self.probs[0] = store_probabilities(np.ones(1, np.float32), self.request.probabilities)[0]  # certain background
+        self.entropy = self._source_array((), np.float32) if self.request.entropy else None
         self.previous: np.ndarray | None = None  # the last grid plane of the previous slab, interpolated in-plane
 
+    def _source_array(self, leading: tuple[int, ...], dtype: type) -> np.ndarray:
+        """Zeros ``(*leading, *source axes in [slab, *others] order)`` stored so that the source-order view is
+        Fortran-ordered: NIfTI's own layout (nibabel writes it without a copy) and SimpleITK's ``(z, y, x)``."""
+        nd = len(self.source_shape)
+        storage = np.zeros((*leading, *self.source_shape[::-1]), dtype)
+        lead = tuple(range(len(leading)))
+        return storage.transpose(*lead, *(len(leading) + nd - 1 - j for j in self.order))
+
+    def _in_plane(self, a: int) -> tuple[slice, np.ndarray, slice]:
+        """For in-plane grid axis ``a``: the grid range to interpolate, the source positions in it, and their source range.
+
+        A source voxel whose two grid neighbours both lie outside the box is certain background; every other one
+        has both neighbours within the box grown by one voxel (where the background begins).
+        """
+        j, scale, shift = self.by_grid_axis[a]
+        n = self.grid_shape[a]
+        pos = sample_positions(self.source_shape[j], scale, shift, n)
+        if self.box is None:
+            return slice(0, n), pos, slice(0, len(pos))
+        grown = slice(max(self.box[a].start - 1, 0), min(self.box[a].stop + 1, n))
+        low = np.floor(pos)
+        needed = np.flatnonzero((low >= grown.start) & (np.minimum(low + 1, n - 1) <= grown.stop - 1))
+        if needed.size == 0:
+            return grown, pos[:0], slice(0, 0)
+        first, last = int(needed[0]), int(needed[-1]) + 1
+        return grown, pos[first:last] - grown.start, slice(first, last)
+
     def __call__(self, start: int, stop: int, block: torch.Tensor) -> None:
-        scores = block.float()
+        scores = block[(slice(None), slice(None), *self.crop)].float()
         if not self.probabilities:
             scores = torch.softmax(scores, dim=0)
         if self.box is not None:
             scores = self._background_outside_box(start, stop, scores)
         planes = scores.cpu().numpy()
-        for k, a in enumerate(self.others):  # in-plane: to the source's resolution at once
-            j, scale, shift = self.by_grid_axis[a]
-            planes = linear_along(planes, k + 2, self.source_shape[j], scale, shift)
+        if all(len(p) for p in self.positions):
+            for k, positions in enumerate(self.positions):  # in-plane: to the source's resolution at once
+                planes = linear_at(planes, k + 2, positions)
+        else:
+            planes = planes[(slice(None), slice(None), *(slice(0, 0) for _ in self.positions))]
         if self.previous is not None:
             planes = np.concatenate([self.previous, planes], axis=1)
             first = start - 1
@@ -95,20 +128,24 @@ class SlabScoreInverter:
             low, high = self.low[index] - first, self.high[index] - first
             frac = self.frac[index].reshape(1, -1, *([1] * (planes.ndim - 2)))
             values = planes[:, low] * (1 - frac) + planes[:, high] * frac
-            self.labels[index] = argmax_classes(torch.from_numpy(values)).numpy()
+            rows = slice(index[0], index[-1] + 1) if index[-1] - index[0] + 1 == index.size else index
+            target = (rows, *self.targets)  # a slice when it can: fancy writes into the Fortran-ordered arrays are slower
+            self.labels[target] = argmax_classes(torch.from_numpy(values)).numpy()
             if self.probs is not None:
-                self.probs[:, index] = store_probabilities(values, self.request.probabilities)
+                self.probs[(slice(None), *target)] = store_probabilities(values, self.request.probabilities)
             if self.entropy is not None:
-                self.entropy[index] = entropy_nats(values)
+                self.entropy[target] = entropy_nats(values)
             self.done[index] = True
         self.previous = planes[:, -1:]
 
     def _background_outside_box(self, start: int, stop: int, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` of the cropped slab ``[start, stop)`` with certain background outside the box."""
         inside = torch.zeros(scores.shape[1:], dtype=torch.bool)
         box_slab = self.box[self.slab_axis]
-        lo, hi = max(box_slab.start or 0, start) - start, min(box_slab.stop or self.grid_shape[self.slab_axis], stop) - start
+        lo, hi = max(box_slab.start, start) - start, min(box_slab.stop, stop) - start
         if hi > lo:
-            inside[(slice(lo, hi), *(self.box[a] for a in self.others))] = True
+            in_plane = (slice(self.box[a].start - c.start, self.box[a].stop - c.start) for a, c in zip(self.others, self.crop))
+            inside[(slice(lo, hi), *in_plane)] = True
         scores = scores.clone()
         scores[:, ~inside] = 0.0
         scores[0][~inside] = 1.0
@@ -118,11 +155,11 @@ class SlabScoreInverter:
         """The class-index map ``(*source_shape)`` (``uint8``)."""
         if not self.done.all():
             raise RuntimeError(f"linear inversion finished {int(self.done.sum())} of {self.done.size} source planes")
-        return np.ascontiguousarray(self.labels.transpose(np.argsort(self.order)))
+        return self.labels.transpose(np.argsort(self.order))  # Fortran-ordered (see _source_array)
 
     def maps(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The kept ``(K, *source_shape)`` probabilities and ``(*source_shape)`` entropy (``None`` when not asked for)."""
         back = np.argsort(self.order)
-        probs = np.ascontiguousarray(self.probs.transpose(0, *(back + 1))) if self.probs is not None else None
-        entropy = np.ascontiguousarray(self.entropy.transpose(back)) if self.entropy is not None else None
+        probs = self.probs.transpose(0, *(back + 1)) if self.probs is not None else None
+        entropy = self.entropy.transpose(back) if self.entropy is not None else None
         return probs, entropy

@@ -26,7 +26,10 @@ from monai.data import MetaTensor
 from monai.data.utils import compute_shape_offset, to_affine_nd, zoom_affine
 from monai.transforms import MapTransform, Spacingd
 
-__all__ = ["AxisAlignedSpacingd", "axis_map", "labels_to_source_grid", "lean_spacing", "linear_along", "source_index_map"]
+__all__ = [
+    "AxisAlignedSpacingd", "axis_map", "labels_to_source_grid", "lean_spacing", "linear_along", "linear_at", "sample_positions",
+    "source_index_map",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +55,22 @@ def axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:
 
 
 def linear_along(x: np.ndarray, axis: int, size: int, scale: float, shift: float) -> np.ndarray:
-    """Sample ``x`` at ``scale * i + shift`` for ``i < size`` along ``axis``, linear with border clamping.
+    """Sample ``x`` at ``scale * i + shift`` for ``i < size`` along ``axis``, linear with border clamping."""
+    return linear_at(x, axis, sample_positions(size, scale, shift, x.shape[axis]))
+
+
+def sample_positions(size: int, scale: float, shift: float, n_in: int) -> np.ndarray:
+    """Positions ``scale * i + shift`` (``i < size``) clamped to ``[0, n_in - 1]``, ``float64``."""
+    return np.clip(np.arange(size, dtype=np.float64) * scale + shift, 0, n_in - 1)
+
+
+def linear_at(x: np.ndarray, axis: int, pos: np.ndarray) -> np.ndarray:
+    """Sample ``x`` along ``axis`` at the positions ``pos`` (within ``[0, x.shape[axis] - 1]``), linearly.
 
     Done in chunks along another axis so the temporaries stay small (``np.take`` gathers along the
     innermost axis several times faster than ``torch.index_select``).
     """
-    n_in = x.shape[axis]
-    pos = np.clip(np.arange(size, dtype=np.float64) * scale + shift, 0, n_in - 1)
+    n_in, size = x.shape[axis], len(pos)
     low = np.floor(pos).astype(np.int64)
     high = np.minimum(low + 1, n_in - 1)
     frac = (pos - low).astype(x.dtype)

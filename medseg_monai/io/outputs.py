@@ -107,7 +107,8 @@ def mask_statistics(
     """
     names = dict(names or {})
     if mask.dtype.kind == "u" or mask.dtype == bool:
-        counts = np.bincount(mask.ravel().astype(np.int64, copy=False) if mask.dtype == bool else mask.ravel())
+        flat = mask.ravel(order="K")  # no copy of a Fortran-ordered mask
+        counts = np.bincount(flat.astype(np.int64, copy=False) if mask.dtype == bool else flat)
         present = {int(v): int(c) for v, c in enumerate(counts) if c}
     else:
         present = {int(v): int(c) for v, c in zip(*np.unique(mask, return_counts=True))}

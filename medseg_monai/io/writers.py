@@ -162,6 +162,7 @@ def nifti_like(data: np.ndarray, source: Path, geometry: Geometry):
     else its RAS affine with codes 1 and mm units. ``data`` may carry trailing non-spatial axes (4D maps)."""
     import nibabel as nib
 
+    data = np.asfortranarray(data)  # NIfTI's layout: nibabel writes other layouts one strided slice at a time, ~10x slower
     if geometry.format == "nifti":
         src = nib.load(str(source))
         header = src.header.copy()
