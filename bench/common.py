@@ -127,11 +127,25 @@ def run_worker(module: str, args: Sequence[str], threads: int | None = None, env
     cmd = [sys.executable, str(REPO / "bench" / f"{module}.py"), "--worker", *args, "--result", str(result)]
     if threads:
         cmd += ["--threads", str(threads)]
+    before = cpu_times()
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, **(env or {})})
+    after = cpu_times()
     try:
-        return json.loads(result.read_text())
+        values = json.loads(result.read_text())
     finally:
         result.unlink(missing_ok=True)
+    if before and after:  # time the hypervisor gave to other machines: a noisy neighbour skews every figure of the run
+        total = sum(after) - sum(before)
+        values["cpu_steal_fraction"] = round((after[7] - before[7]) / total, 4) if total > 0 and len(after) > 7 else None
+    return values
+
+
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (``/proc/stat``: user, nice, system, idle, iowait, irq, softirq, steal, ...)."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def update_summary(section: str, values: dict[str, Any], details: dict[str, Any] | None = None) -> None:

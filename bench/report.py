@@ -31,6 +31,9 @@ TARGETS = {
     "train.epoch_speedup": ("training epoch vs the plain MONAI loop", ">= 2"),
     "train.data_wait_fraction": ("training: share of step time waiting for data", "<= 0.05"),
     "train.baseline_data_wait_fraction": ("plain MONAI loop: share waiting for data", "-"),
+    "train.eager_epoch_speedup": ("training epoch, not compiled (`--compile off`), vs the plain MONAI loop", "-"),
+    "train.compile_seconds": ("one-off cost of compiling the network, empty cache (s)", "-"),
+    "train.compile_break_even_steps": ("steps after which compiling has paid for itself", "-"),
     "small.case_seconds": ("hippocampus-sized case, steady, TTA off (s)", "<= 0.3"),
     "small.case_speedup": ("hippocampus-sized case vs a MONAI loop", "-"),
     "small.startup_seconds": ("cold start of `medseg predict` on one file (s)", "<= 5"),
@@ -93,12 +96,20 @@ def training(summary: dict) -> str:
     if not details:
         return "(no train section in summary.json yet)"
     rows = details["pipelines"]
-    lines = ["| loop | s per epoch | waiting for data |", "|---|---|---|"]
-    for name in ("monai_loop", "medseg"):
+    lines = ["| loop | s per epoch | vs the plain loop | waiting for data | first epoch, s | CPU stolen by other machines |",
+             "|---|---|---|---|---|---|"]
+    plain = rows["monai_loop"]["epoch_seconds"]
+    for name in ("monai_loop", "medseg_eager", "medseg"):
+        if name not in rows:
+            continue
         row = rows[name]
-        lines.append(f"| `{name}` | {row['epoch_seconds']:.2f} | {row['data_wait_seconds'] / row['epoch_seconds']:.1%} |")
+        first = row.get("first_epoch_seconds")
+        steal = row.get("cpu_steal_fraction")
+        lines.append(f"| `{name}` | {row['epoch_seconds']:.2f} | {plain / row['epoch_seconds']:.2f} | "
+                     f"{row['data_wait_seconds'] / row['epoch_seconds']:.1%} | {'-' if first is None else f'{first:.1f}'} | "
+                     f"{'-' if steal is None else f'{steal:.1%}'} |")
     lines += ["", f"{details['steps']} steps of batch {details['batch']} x {details['samples_per_image']} patches of "
-              f"{details['patch']}^3, {details['threads']} threads."]
+              f"{details['patch']}^3, {details['threads']} threads; `medseg` compiled (`train.compile=on`), `medseg_eager` not."]
     return "\n".join(lines)
 
 

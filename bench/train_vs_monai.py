@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
         "eager_epoch_speedup": round(plain["epoch_seconds"] / eager["epoch_seconds"], 2),
         # the one-off cost of compiling, and the steps it takes to pay it back
         "compile_seconds": round(ours["first_epoch_seconds"] - eager["first_epoch_seconds"], 1),
-        "compile_break_even_steps": round((ours["first_epoch_seconds"] - eager["first_epoch_seconds"])
-                                          / max((eager["epoch_seconds"] - ours["epoch_seconds"]) / args.steps, 1e-9)),
+        # None when the compiled epoch was not the faster one in this run
+        "compile_break_even_steps": (round((ours["first_epoch_seconds"] - eager["first_epoch_seconds"])
+                                           / ((eager["epoch_seconds"] - ours["epoch_seconds"]) / args.steps))
+                                     if eager["epoch_seconds"] > ours["epoch_seconds"] else None),
         "data_wait_fraction": round(ours["data_wait_seconds"] / ours["epoch_seconds"], 4),
         "baseline_data_wait_fraction": round(plain["data_wait_seconds"] / plain["epoch_seconds"], 4),
     }
