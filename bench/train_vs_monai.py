@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
 
 
-def config_for(patch: int, steps: int, precision: str = "auto", compile: str = "auto"):
+def config_for(patch: int, steps: int, precision: str = "auto", compile_setting: str = "auto"):
     from medseg_monai.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     return RunConfig(
@@ -41,21 +41,21 @@ def config_for(patch: int, steps: int, precision: str = "auto", compile: str = "
         ),
         model=ModelConfig(name="unet"),
         train=TrainConfig(epochs=2, iterations_per_epoch=steps, batch_size=2, learning_rate=1e-3, val_interval=2,
-                          precision=precision, compile=compile),
+                          precision=precision, compile=compile_setting),
     )
 
 
-def run_medseg(patch: int, steps: int, work: Path, compile: str) -> dict:
+def run_medseg(patch: int, steps: int, work: Path, compile_setting: str) -> dict:
     import shutil
 
     from medseg_monai.engines.train import train
 
     shutil.rmtree(work, ignore_errors=True)
-    result = train(config_for(patch, steps, compile=compile), work)
+    result = train(config_for(patch, steps, compile_setting=compile_setting), work)
     first, row = result.history[0], result.history[1]
     step_s = row["epoch_time_s"] - row.get("val_time_s", 0.0)
     return {"epoch_seconds": step_s, "data_wait_seconds": row["data_wait_s"], "precision": result.config.train.precision,
-            "compile": compile, "first_epoch_seconds": first["epoch_time_s"] - first.get("val_time_s", 0.0)}
+            "compile": compile_setting, "first_epoch_seconds": first["epoch_time_s"] - first.get("val_time_s", 0.0)}
 
 
 def run_plain_monai(patch: int, steps: int) -> dict:
@@ -110,8 +110,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.pipeline == "monai_loop":
         result = run_plain_monai(args.patch, args.steps)
     else:  # "medseg": compiled, as `train.compile=auto` does for runs of >= 400 steps; "medseg_eager": not compiled
-        compile = "off" if args.pipeline == "medseg_eager" else "on"
-        result = run_medseg(args.patch, args.steps, common.WORK / "train_bench_run", compile)
+        setting = "off" if args.pipeline == "medseg_eager" else "on"
+        result = run_medseg(args.patch, args.steps, common.WORK / "train_bench_run", setting)
     Path(args.result).write_text(json.dumps(result))
 
 

@@ -28,7 +28,9 @@ def test_report_fills_every_block_of_the_performance_page(tmp_path, monkeypatch)
                 "medseg_matched": {"seconds_per_case": 18.5, "speedup": 3.25, "peak_rss_gib": 1.4, "rss_ratio": 0.32,
                                    "network_fraction": 0.8, "dice_vs_recipe": 0.991}}},
             "train": {"steps": 10, "batch": 2, "samples_per_image": 2, "patch": 64, "threads": 2, "pipelines": {
-                "monai_loop": {"epoch_seconds": 7.0, "data_wait_seconds": 0.7}, "medseg": {"epoch_seconds": 3.5, "data_wait_seconds": 0.1}}},
+                "monai_loop": {"epoch_seconds": 7.0, "data_wait_seconds": 0.7}, "medseg_eager": {"epoch_seconds": 5.0, "data_wait_seconds": 0.1},
+                "medseg": {"epoch_seconds": 3.5, "data_wait_seconds": 0.1, "first_epoch_seconds": 40.0,
+                           "cpu_steal_fraction": 0.004}}},
         },
         "run": {"quick": True, "seconds": 300.0},
         "machine": {"cpu_count": 2, "torch": "2.14.1", "avx512_bf16": True},
@@ -41,7 +43,9 @@ def test_report_fills_every_block_of_the_performance_page(tmp_path, monkeypatch)
     text = doc_path.read_text()
     assert "| `predict.speedup_matched` | predict at the recipe's windows, speed vs the recipe | 3.25 | >= 3 |" in text
     assert "| `medseg_matched` |" in text and "| 18.5 | 3.25 | 1.4 | 0.32 | 0.8 | 0.991 |" in text
-    assert "| `medseg` | 3.50 | 2.9% |" in text
+    assert "| `monai_loop` | 7.00 | 1.00 | 10.0% | - | - |" in text
+    assert "| `medseg_eager` | 5.00 | 1.40 | 2.0% | - | - |" in text
+    assert "| `medseg` | 3.50 | 2.00 | 2.9% | 40.0 | 0.4% |" in text
     assert "no scale section in summary.json yet" in text
     assert report.main() == 0 and doc_path.read_text() == text  # rewriting is stable
     sys.modules.pop("bench_report", None)

@@ -30,6 +30,10 @@ def _has_compiler() -> bool:
     return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
 
 
+def _has_triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def resolve_compile(setting: str, device: torch.device, planned_steps: int, time_budget_min: float | None,
                     distributed: bool, recompiles: bool = False) -> bool:
     """Whether to compile for ``setting`` (``auto``, ``on``, ``off``).
@@ -60,10 +64,6 @@ def resolve_compile(setting: str, device: torch.device, planned_steps: int, time
     if long_run and missing:
         logger.info("not compiling the network: %s", missing)
     return long_run and not distributed and not recompiles and missing is None
-
-
-def _has_triton() -> bool:
-    return importlib.util.find_spec("triton") is not None
 
 
 class _PlainInputs(torch.nn.Module):
