@@ -250,8 +250,8 @@ def test_argmax_classes_matches_torch_argmax():
 
 
 # ---------------------------------------------------------------- probabilities back to the source grid
-@pytest.mark.parametrize("flip_x", [False, True])
-def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x):
+@pytest.mark.parametrize("flip_x,num_classes", [(False, 3), (True, 3), (False, 2)])
+def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x, num_classes):
     from medseg_monai.engines.inversion import SlabScoreInverter
     from medseg_monai.engines.resampling import labels_to_source_grid
 
@@ -261,8 +261,9 @@ def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x)
     source_affine = np.diag([1.0, 1.0, 8.0 / 3.0, 1.0])
     if flip_x:  # the source stored LAS: its x axis runs against the grid's
         source_affine[0, 0], source_affine[0, 3] = -1.0, 29.0
-    logits = torch.from_numpy(rng.normal(size=(3, *grid_shape)).astype(np.float32))
+    logits = torch.from_numpy(rng.normal(size=(num_classes, *grid_shape)).astype(np.float32))
     inverter = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=0, probabilities=False)
+    assert inverter.labels_only  # no maps asked for: the class differences are interpolated
     for start in range(0, 20, 7):  # slabs along x as the sliding window emits them
         inverter(start, min(start + 7, 20), logits[:, start : start + 7])
     labels = inverter.result()
@@ -309,7 +310,12 @@ def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside
         for start in range(0, 16, 5):  # slabs along y
             inverter(start, min(start + 5, 16), scores[:, :, start : start + 5].movedim(2, 1))
         results.append((inverter.result(), *inverter.maps()))
+    labels_only = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, probabilities=False,
+                                    box=box, num_classes=3)
+    for start in range(0, 16, 5):
+        labels_only(start, min(start + 5, 16), logits[:, :, start : start + 5].movedim(2, 1))
     (labels, probs, entropy), (labels_whole, probs_whole, entropy_whole) = results
+    np.testing.assert_array_equal(labels_only.result(), labels)  # interpolated differences rank as the probabilities do
     assert 0 < (labels > 0).mean() < 0.5  # the box holds foreground, the rest is background
     np.testing.assert_array_equal(labels, labels_whole)
     np.testing.assert_allclose(probs, probs_whole, atol=1e-6)
