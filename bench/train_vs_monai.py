@@ -12,7 +12,12 @@ with its defaults (``SupervisedTrainer``, ``ThreadDataLoader``, ``train.precisio
 ``train.compile=on``, which ``auto`` picks for runs of 400 steps or more (``medseg_eager``: ``off``, as for
 shorter runs). The second epoch of each is timed (the first builds caches, picks kernels and compiles);
 validation is left out of all. The compilation's one-off cost (with an empty TorchInductor cache) is the
-difference of the first epochs of ``medseg`` and ``medseg_eager``. Results: ``summary.json`` section ``train``.
+difference of the first epochs of ``medseg`` and ``medseg_eager`` in the first round.
+
+A shared virtual machine's speed drifts by a factor of two within minutes, so the three loops run in
+``--rounds`` rounds of alternating order (plain, eager, compiled; then compiled, eager, plain; ...) and the
+speedups are the ratios of the epoch times summed over the rounds; each round's own ratios are kept in the
+details. Results: ``summary.json`` section ``train``.
 """
 
 from __future__ import annotations
@@ -102,6 +107,17 @@ def run_plain_monai(patch: int, steps: int) -> dict:
     return epochs[1]
 
 
+def pooled(rounds: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per loop: epoch and data-wait seconds averaged over the rounds; first-epoch time and CPU steal from the first round."""
+    out = {}
+    for name, first in rounds[0].items():
+        rows = [r[name] for r in rounds]
+        out[name] = {**first, **{key: sum(row[key] for row in rows) / len(rows) for key in ("epoch_seconds", "data_wait_seconds")}}
+        steals = [row["cpu_steal_fraction"] for row in rows if row.get("cpu_steal_fraction") is not None]
+        out[name]["cpu_steal_fraction"] = max(steals) if steals else None
+    return out
+
+
 def worker(args: argparse.Namespace) -> None:
     import torch
 
@@ -121,23 +137,33 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--patch", type=int)
     parser.add_argument("--steps", type=int)
+    parser.add_argument("--rounds", type=int, help="rounds of the three loops in alternating order (default 2, --quick 1)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pipeline", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.patch = args.patch or (64 if args.quick else 96)
     args.steps = args.steps or (10 if args.quick else 20)
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.worker:
         worker(args)
         return {}
     common.ct_train_data(common.WORK)
-    results = {}
-    for name in ("monai_loop", "medseg_eager", "medseg"):
-        common.log(f"train: {name}, {args.steps} steps of batch 2 x 2 patches of {args.patch}^3 ...")
-        with tempfile.TemporaryDirectory() as cache:  # a cold TorchInductor cache: the compile time a first run pays
-            results[name] = common.run_worker("train_vs_monai", ["--pipeline", name, "--patch", str(args.patch),
-                                                                 "--steps", str(args.steps)], args.threads,
-                                              env={"TORCHINDUCTOR_CACHE_DIR": cache})
+    names = ("monai_loop", "medseg_eager", "medseg")
+    rounds: list[dict[str, dict]] = []
+    with tempfile.TemporaryDirectory() as cache:  # TorchInductor's cache, cold in the first round: the compile time a first run pays
+        for round_index in range(args.rounds):
+            results: dict[str, dict] = {}
+            for name in names if round_index % 2 == 0 else names[::-1]:
+                common.log(f"train round {round_index + 1}/{args.rounds}: {name}, {args.steps} steps of batch 2 x 2 "
+                           f"patches of {args.patch}^3 ...")
+                results[name] = common.run_worker("train_vs_monai", ["--pipeline", name, "--patch", str(args.patch),
+                                                                     "--steps", str(args.steps)], args.threads,
+                                                  env={"TORCHINDUCTOR_CACHE_DIR": cache})
+            rounds.append(results)
+    results = pooled(rounds)
     plain, ours, eager = results["monai_loop"], results["medseg"], results["medseg_eager"]
     summary = {
         "epoch_speedup": round(plain["epoch_seconds"] / ours["epoch_seconds"], 2),
@@ -151,8 +177,12 @@ def main(argv: list[str] | None = None) -> dict:
         "data_wait_fraction": round(ours["data_wait_seconds"] / ours["epoch_seconds"], 4),
         "baseline_data_wait_fraction": round(plain["data_wait_seconds"] / plain["epoch_seconds"], 4),
     }
+    per_round = [{"epoch_speedup": round(r["monai_loop"]["epoch_seconds"] / r["medseg"]["epoch_seconds"], 2),
+                  "eager_epoch_speedup": round(r["monai_loop"]["epoch_seconds"] / r["medseg_eager"]["epoch_seconds"], 2)}
+                 for r in rounds]
     common.update_summary("train", summary, {"patch": args.patch, "steps": args.steps, "batch": 2, "samples_per_image": 2,
-                                             "threads": args.threads, "pipelines": results})
+                                             "threads": args.threads, "rounds": args.rounds, "pipelines": results,
+                                             "per_round": per_round})
     common.log(json.dumps(summary))
     return summary
 
