@@ -16,7 +16,7 @@ difference of the first epochs of ``medseg`` and ``medseg_eager`` in the first r
 
 A shared virtual machine's speed drifts by a factor of two within minutes, so the three loops run in
 ``--rounds`` rounds of alternating order (plain, eager, compiled; then compiled, eager, plain; ...) and the
-speedups are the ratios of the epoch times summed over the rounds; each round's own ratios are kept in the
+speedups are the ratios of the epoch times averaged over the rounds; each round's own ratios are kept in the
 details. Results: ``summary.json`` section ``train``.
 """
 

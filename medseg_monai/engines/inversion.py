@@ -179,6 +179,5 @@ def labels_from_differences(differences: np.ndarray) -> np.ndarray:
     """
     if len(differences) == 1:
         return (differences[0] > 0).astype(np.uint8)
-    labels = argmax_classes(torch.from_numpy(differences)).numpy() + 1
-    labels[differences.max(axis=0) <= 0] = 0
-    return labels.astype(np.uint8, copy=False)
+    background = np.zeros((1, *differences.shape[1:]), differences.dtype)  # p_0 - p_0
+    return argmax_classes(torch.from_numpy(np.concatenate([background, differences]))).numpy()
