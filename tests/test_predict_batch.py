@@ -31,7 +31,7 @@ from medseg_monai.engines.batch import Shard, wait_for_parts
 from medseg_monai.engines.manifest import case_flags
 from medseg_monai.engines.resampling import labels_to_source_grid, lean_spacing
 from medseg_monai.engines.stitching import sliding_window_stitch
-from medseg_monai.io import file_sha256, image_loader, mask_statistics
+from medseg_monai.io import file_sha256, image_loader, mask_statistics, value_counts
 from tests.helpers import ThresholdNet, predict_batch, threshold_predictor
 
 SPACING = (0.8, 0.9, 2.5)
@@ -391,6 +391,18 @@ def test_statistics_helpers():
     assert stats == {"1": {"name": "a", "count": 3, "components": 2}, "2": {"name": "b", "count": 0, "components": 0}}
     assert case_flags(stats, many_components=1) == ["many_components"]
     assert case_flags({"1": {"count": 0, "components": 0}}) == ["empty"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_, np.uint16, np.int16])
+def test_value_counts_match_unique_in_any_layout(dtype):
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2 if dtype == np.bool_ else 5, size=(9, 8, 7))
+    values[0, 0, 0] = 1
+    for array in (values.astype(dtype), np.asfortranarray(values.astype(dtype)), values.astype(dtype)[:, ::2]):
+        expected = dict(zip(*(v.tolist() for v in np.unique(array, return_counts=True))))
+        assert value_counts(array) == {int(k): v for k, v in expected.items()}
+        array.flags.writeable = False  # read-only (a memory-mapped mask): the same counts, no warning
+        assert value_counts(array) == {int(k): v for k, v in expected.items()}
 
 
 # ---------------------------------------------------------------------------------------------- engines

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import DataConfig
-from medseg_monai.data.transforms import build_infer_transforms, build_train_transforms, build_val_transforms
+from medseg_monai.data.transforms import IntensityWindowd, build_infer_transforms, build_train_transforms, build_val_transforms
 from medseg_monai.keys import IMAGE, LABEL
 
 
@@ -95,6 +95,25 @@ def test_ct_window_and_percentile_modes_bound_outliers(tmp_path, mode):
     image = build_infer_transforms(cfg)({IMAGE: str(tmp_path / "v.nii.gz")})[IMAGE]
     assert image.shape == (1, 12, 12, 8)
     assert float(image.max()) <= (1.0 if mode == "ct" else 20.0)
+
+
+def test_intensity_window_equals_monai_scale_intensity_range_and_keeps_metadata():
+    from monai.data import MetaTensor
+    from monai.transforms import ScaleIntensityRanged
+
+    rng = np.random.default_rng(0)
+    affine = torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0], dtype=torch.float64))
+    image = MetaTensor(torch.from_numpy(rng.normal(40, 400, (1, 12, 11, 9)).astype(np.float32)), affine=affine)
+    image.meta["filename_or_obj"] = "ct.nii.gz"
+    ours = IntensityWindowd(IMAGE, low=-57, high=164)({IMAGE: image})[IMAGE]
+    monai = ScaleIntensityRanged(IMAGE, a_min=-57, a_max=164, b_min=0.0, b_max=1.0, clip=True)({IMAGE: image})[IMAGE]
+    assert torch.equal(ours.as_tensor(), monai.as_tensor()) and ours.dtype == torch.float32
+    assert torch.equal(ours.affine, affine) and ours.meta["filename_or_obj"] == "ct.nii.gz"
+    assert float(image.min()) < -57  # the input is left as it was
+    integers = IntensityWindowd(IMAGE, low=0, high=10)({IMAGE: torch.arange(-5, 16, dtype=torch.int16)[None]})[IMAGE]
+    assert integers.dtype == torch.float32 and integers[0, 5].item() == 0.0 and integers[0, 10].item() == 0.5
+    with pytest.raises(ValueError, match=r"high > low, got \(5, 5\)"):
+        IntensityWindowd(IMAGE, low=5, high=5)
 
 
 @pytest.mark.parametrize("flip_axes, rotate90, may_turn_upside_down", [(None, True, True), ((1,), False, False)])

@@ -34,7 +34,6 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     ScaleIntensityd,
-    ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
     Spacingd,
     SpatialPadd,
@@ -47,6 +46,7 @@ from medseg_monai.io import image_loader
 from medseg_monai.keys import IMAGE, LABEL
 
 __all__ = [
+    "IntensityWindowd",
     "MapLabelValuesd",
     "MatchChannelsd",
     "build_preprocessing",
@@ -130,6 +130,28 @@ class MatchChannelsd(MapTransform):
         return d
 
 
+class IntensityWindowd(MapTransform):
+    """Clip to ``[low, high]`` and scale to ``[0, 1]``: ``ScaleIntensityRanged(a_min=low, a_max=high, b_min=0, b_max=1,
+    clip=True)`` with the same float32 arithmetic, in one new tensor instead of five (a 512x512x400 CT is 0.4 GB each)."""
+
+    def __init__(self, keys: KeysCollection, low: float, high: float, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if not high > low:
+            raise ValueError(f"intensity window must have high > low, got ({low}, {high})")
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            raw = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
+            if not raw.is_floating_point():
+                raw = raw.float()
+            scaled = torch.sub(raw, self.low).div_(self.high - self.low).clamp_(0.0, 1.0)
+            d[key] = MetaTensor(scaled, meta=img.meta, applied_operations=img.applied_operations) if isinstance(img, MetaTensor) else scaled
+        return d
+
+
 def _intensity(cfg: DataConfig) -> list:
     """Intensity normalisation. ``zscore`` and ``percentile`` work per channel; ``minmax`` too when the channels are
     separate images (``channel_names`` set), else (RGB) over all channels; ``ct``'s fixed window applies to each channel."""
@@ -138,7 +160,7 @@ def _intensity(cfg: DataConfig) -> list:
         return [ScaleIntensityd(keys=IMAGE, minv=0.0, maxv=1.0, channel_wise=cfg.channel_names is not None)]
     if mode == "ct":
         low, high = cfg.ct_window
-        return [ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+        return [IntensityWindowd(keys=IMAGE, low=low, high=high)]
     if mode == "zscore":
         return [NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True)]
     # percentile: robust to extreme outliers (mixed dtypes, per-image maxima over 1e6)

@@ -19,6 +19,7 @@ no window covers come out as background (class 0).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -147,19 +148,29 @@ def sliding_window_stitch(
         starts = [covering_starts(starts[d], roi[d], lo + crop_lo[d], hi + crop_lo[d]) for d, (lo, hi) in enumerate(bounds)]
     partial = region is not None or foreground is not None
     weight = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device=stitch_device, dtype=torch.float32)
+    constant = bool((weight == 1).all())
     weight_a = weight.movedim(axis, 0)  # (roi_a, *roi_others)
 
     # cropping the padding back out: along the slab axis in the emitted ranges, elsewhere per slab
     other_crop = tuple(slice(crop_lo[d], crop_lo[d] + spatial[d]) for d in others)
     emitted = 0
 
-    def emit(lo: int, hi: int, acc: torch.Tensor, count: torch.Tensor) -> None:
+    def emit(lo: int, hi: int, acc: torch.Tensor | None, count: torch.Tensor | None, classes: int = 0) -> None:
+        """Blend ``acc / count`` over ``[lo, hi)`` (padded coordinates) into the sink; ``acc=None``: no window covers it."""
         nonlocal emitted
         a0, a1 = max(lo, crop_lo[axis]), min(hi, crop_lo[axis] + spatial[axis])
         if a1 <= a0:
             return
-        plane = acc[:, 0][(slice(None), *other_crop)].numel()
-        step = max(1, _EMIT_VOXELS // max(plane, 1))  # a few planes at a time: small temporaries
+        plane = [spatial[d] for d in others]
+        step = max(1, _EMIT_VOXELS // max(math.prod(plane) * max(classes, 1), 1))  # a few planes at a time: small temporaries
+        if acc is None:  # constant blocks, expanded without memory: the sinks only read them
+            certain = torch.full((classes,), _UNCOVERED_LOGIT if logits else 0.0, dtype=torch.float32, device=stitch_device)
+            certain[0] = 0.0 if logits else 1.0
+            for b0 in range(a0, a1, step):
+                b1 = min(b0 + step, a1)
+                sink(b0 - crop_lo[axis], b1 - crop_lo[axis], certain.view(-1, *([1] * nd)).expand(classes, b1 - b0, *plane))
+            emitted = a1 - crop_lo[axis]
+            return
         for b0 in range(a0, a1, step):
             b1 = min(b0 + step, a1)
             part = acc[:, b0 - lo : b1 - lo][(slice(None), slice(None), *other_crop)]
@@ -197,16 +208,20 @@ def sliding_window_stitch(
                 acc = torch.zeros([out.shape[1], roi_a, *other_shape], dtype=torch.float32, device=stitch_device)
             for w_out, pos in zip(out, chunk):
                 placed = tuple(slice(p, p + roi[d]) for p, d in zip(pos, others))
-                acc[(slice(None), slice(None), *placed)].add_(w_out * weight_a)
-                count[(slice(None), *placed)].add_(weight_a)
+                if constant:  # all-ones importance map: no product to form
+                    acc[(slice(None), slice(None), *placed)].add_(w_out)
+                    count[(slice(None), *placed)].add_(1.0)
+                else:
+                    acc[(slice(None), slice(None), *placed)].add_(w_out * weight_a)
+                    count[(slice(None), *placed)].add_(weight_a)
         if acc is None:  # no window run yet: the class count comes from the first window that runs
             acc = _first_output_shape(forward, image, roi, device, stitch_device, axis, other_shape)
         if g == 0 and lo > 0:  # before the first window that runs: background
-            _emit_background(emit, 0, lo, acc, roi_a)
+            emit(0, lo, None, None, acc.shape[0])
         nxt = axis_starts[g + 1] if g + 1 < len(axis_starts) else min(lo + roi_a, padded[axis])
-        emit(lo, nxt, acc[:, : nxt - lo], count[: nxt - lo])
+        emit(lo, nxt, acc[:, : nxt - lo], count[: nxt - lo], acc.shape[0])
         if g + 1 == len(axis_starts) and nxt < padded[axis]:  # after the last window that runs: background
-            _emit_background(emit, nxt, padded[axis], acc, roi_a)
+            emit(nxt, padded[axis], None, None, acc.shape[0])
         if nxt < padded[axis]:  # shift the still-open part to the front; zero the rest
             keep = lo + roi_a - nxt
             acc[:, :keep] = acc[:, nxt - lo : nxt - lo + keep].clone()
@@ -216,14 +231,6 @@ def sliding_window_stitch(
     if emitted != spatial[axis]:
         raise RuntimeError(f"sliding window covered {emitted} of {spatial[axis]} positions along axis {axis}")
     return axis
-
-
-def _emit_background(emit: Callable, lo: int, hi: int, like: torch.Tensor, length: int) -> None:
-    """Hand ``lo:hi`` along the slab axis to ``emit`` as uncovered positions, ``length`` at a time."""
-    zeros = torch.zeros_like(like[:, :length])
-    for start in range(lo, hi, length):
-        stop = min(start + length, hi)
-        emit(start, stop, zeros[:, : stop - start], zeros[0, : stop - start])
 
 
 def _first_output_shape(forward: Callable, image: torch.Tensor, roi: Sequence[int], device: torch.device | str,

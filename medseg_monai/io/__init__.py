@@ -28,7 +28,9 @@ from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype
 from medseg_monai.io.dicom import DicomSeries, expand_dicom_inputs, is_dicom_input
 from medseg_monai.io.dicom_seg import write_seg  # registers the "seg" writer
 from medseg_monai.io.validation import recorded_warnings
-from medseg_monai.io.outputs import as_label_map, count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries
+from medseg_monai.io.outputs import (
+    as_label_map, count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries, value_counts,
+)
 
 __all__ = [
     "DicomSeries",
@@ -64,6 +66,7 @@ __all__ = [
     "remove_stale_temporaries",
     "spatial_dims_of",
     "split_suffix",
+    "value_counts",
     "write_mask",
     "write_seg",
 ]
