@@ -365,6 +365,8 @@ class InferConfig:
                      "`data.intensity=ct`, `nonzero` when every border voxel is 0, else `none`; `none` runs every window.")
     crop_margin_mm: float = setting(
         20.0, help="Margin kept around the foreground box by `foreground_crop` (mm in 3D, pixels in 2D).", metavar="MM")
+    windows_only: bool = setting(True, help="CT volumes with `foreground_crop`: resample and normalise only what the windows read "
+                                            "(same windows, same values, less time); `false` resamples the whole image.")
 
     def __post_init__(self) -> None:
         check_choices(self)

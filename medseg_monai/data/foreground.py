@@ -19,7 +19,7 @@ import numpy as np
 
 from medseg_monai.errors import ConfigError
 
-__all__ = ["CT_BODY_HU", "Foreground", "find_foreground", "foreground_mode"]
+__all__ = ["CT_BODY_HU", "Foreground", "find_foreground", "foreground_mode", "map_foreground"]
 
 #: CT voxels above this many Hounsfield units are body (air is about -1000, lung -850 .. -500 sits inside the body)
 CT_BODY_HU = -500.0
@@ -120,6 +120,30 @@ def find_foreground(image: np.ndarray, mode: str, margin: Sequence[float], windo
     if keep.mean() > _MIN_GAIN:
         return None
     return Foreground(slices=slices, mask=keep, mode=mode)
+
+
+def map_foreground(region: Foreground, positions: Sequence[np.ndarray], window: Sequence[int]) -> Foreground | None:
+    """``region`` of a source image carried to a resampled grid whose index ``i`` along axis ``d`` samples the
+    source at ``positions[d][i]`` (continuous source indices).
+
+    The box takes every grid index whose linear interpolation reads a source voxel of the box, grown to at
+    least ``window``; the mask is the source mask at the nearest source voxel, inside the box. ``None`` when
+    the mask covers nearly the whole grid (nothing to gain).
+    """
+    shape = tuple(len(p) for p in positions)
+    slices = []
+    for part, pos, w, size in zip(region.slices, positions, window, shape):
+        inside = np.flatnonzero((pos > part.start - 1) & (pos < part.stop))
+        lo, hi = (int(inside[0]), int(inside[-1]) + 1) if inside.size else (0, 0)
+        slices.append(_at_least(lo, hi, int(w), size))
+    mask = region.mask
+    for axis, pos in enumerate(positions):
+        mask = np.take(mask, np.clip(np.rint(pos).astype(np.int64), 0, mask.shape[axis] - 1), axis=axis)
+    keep = np.zeros(shape, dtype=bool)
+    keep[tuple(slices)] = mask[tuple(slices)]
+    if keep.mean() > _MIN_GAIN:
+        return None
+    return Foreground(slices=tuple(slices), mask=keep, mode=region.mode)
 
 
 def _at_least(lo: int, hi: int, length: int, size: int) -> slice:

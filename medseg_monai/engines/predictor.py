@@ -6,14 +6,12 @@ Shared by the ``medseg predict`` CLI, the Python API, the bundles and the recipe
     mask = predictor.predict_image("scan.nii.gz")                  # label values in the source's voxel grid
     predictor.predict_file("scan.nii.gz", "masks/scan.nii.gz")     # ... written with the source's geometry
 
-One image goes ``LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> intensity`` (the
-training chain), through the sliding window, to class indices, back to the source grid, to the mask
-values, and into :func:`~medseg_monai.io.write_mask`. With ``infer.stitching="slab"`` (default) the
-peak memory is a few copies of the float32 image plus ``uint8`` label maps: windows are blended one
-slab at a time (:mod:`~medseg_monai.engines.stitching`) and resampling is separable
-(:mod:`~medseg_monai.engines.resampling`). ``"full"`` runs MONAI's whole-image ``SlidingWindowInferer``
-and ``Invertd`` instead. Folders and lists of images (skip-done, sharding, the manifest, the QA report)
-are :func:`medseg_monai.engines.batch.run_batch`'s job.
+One image goes ``LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> intensity`` (the training
+chain; on CT volumes only where the windows read, :mod:`~medseg_monai.engines.windows_only`), through the
+sliding window, to class indices, back to the source grid, to the mask values, and into
+:func:`~medseg_monai.io.write_mask`. With ``infer.stitching="slab"`` (default) windows are blended a slab
+at a time (:mod:`~medseg_monai.engines.stitching`) and resampling is separable; ``"full"`` runs MONAI's
+``SlidingWindowInferer`` and ``Invertd`` on the whole image. Folders are :func:`~medseg_monai.engines.batch.run_batch`'s job.
 """
 
 from __future__ import annotations
@@ -45,6 +43,7 @@ from medseg_monai.engines.provenance import model_facts
 from medseg_monai.engines.precision import autocast, resolve_memory_format, resolve_precision
 from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
+from medseg_monai.engines.windows_only import prepare_windows_only
 from medseg_monai.errors import CheckpointError, ConfigError, InputError
 from medseg_monai.io import RASTER_FORMATS, detect_format, recorded_warnings, write_mask
 from medseg_monai.keys import IMAGE, PRED
@@ -117,6 +116,8 @@ class Predictor:
         #: loading to the network grid (separable resampling) with the source's intensities, then normalisation
         self.geometry = Compose([AxisAlignedSpacingd.replaces(t) or t for t in geometry.transforms])
         self.normalisation = normalisation
+        *loading, last = self.geometry.transforms  # reading to the oriented source grid, for windows-only preparation
+        self._loading = Compose(loading) if isinstance(last, AxisAlignedSpacingd) else None
         self.lean_transforms = Compose([*self.geometry.transforms, *normalisation.transforms])
         self.inferer = SlidingWindowInferer(
             roi_size=self.config.window_size(),
@@ -315,10 +316,7 @@ class Predictor:
                 outside = torch.ones(spatial, dtype=torch.bool)
                 outside[foreground.slices] = False
                 labels[0][outside] = 0
-        labels = labels.cpu()
-        for step in self._postprocess:
-            labels = torch.as_tensor(step(labels)).to(labels.dtype)
-        return labels
+        return self._postprocessed(labels.cpu())
 
     # ------------------------------------------------------------------ files
     def predict_image(self, path: str | Path | ChannelCase | Sequence[str | Path]) -> np.ndarray:
@@ -351,10 +349,14 @@ class Predictor:
         source = as_source(path)
         self.check_channels(source)
         with recorded_warnings() as warnings:
-            data = self.geometry({IMAGE: loader_input(source)})
-        self.check_channels(source, int(data[IMAGE].shape[0]))
-        region = self.find_foreground(data[IMAGE])
-        image = self.normalisation(data).pop(IMAGE)
+            data = (self._loading or self.geometry)({IMAGE: loader_input(source)})
+            self.check_channels(source, int(data[IMAGE].shape[0]))
+            lean = self._loading is not None  # the grid step is the lean resampling: windows-only preparation may apply
+            found = lean and prepare_windows_only(data[IMAGE], self.config, self.geometry.transforms[-1].pixdim, self._window_roi,
+                                                  lambda x: self.normalisation({IMAGE: x})[IMAGE])
+            data = self.geometry.transforms[-1](data) if lean and not found else data  # else: the whole image
+        image, region = found or (None, self.find_foreground(data[IMAGE]))
+        image = self.normalisation(data).pop(IMAGE) if image is None else image
         return PreparedImage(
             source=source,
             image=image.as_tensor(),
@@ -389,11 +391,13 @@ class Predictor:
             probs = entropy = None
         return PredictionMaps(self._value_table(prepared.source)[classes], probs, entropy)
 
-    def _postprocessed(self, classes: np.ndarray) -> np.ndarray:
-        labels = torch.from_numpy(classes)[None]
+    def _postprocessed(self, labels: torch.Tensor | np.ndarray) -> Any:
+        """Post-processing of a ``(1, *spatial)`` label tensor, or of a ``(*spatial)`` array (returned as one)."""
+        array = isinstance(labels, np.ndarray)
+        labels = torch.from_numpy(labels)[None] if array else labels
         for step in self._postprocess:
             labels = torch.as_tensor(step(labels)).to(labels.dtype)
-        return labels[0].numpy()
+        return labels[0].numpy() if array else labels
 
     @torch.inference_mode()
     def _linear_classes(self, prepared: PreparedImage, request: MapRequest) -> tuple[np.ndarray, Any, Any] | None:

@@ -16,6 +16,7 @@ direction cosines), so they are separable:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -27,8 +28,10 @@ from monai.data.utils import compute_shape_offset, to_affine_nd, zoom_affine
 from monai.transforms import MapTransform, Spacingd
 
 __all__ = [
-    "AxisAlignedSpacingd", "axis_map", "labels_to_source_grid", "lean_spacing", "linear_along", "linear_at", "sample_positions",
+    "AxisAlignedSpacingd", "SpacingPlan", "axis_map", "labels_to_source_grid", "lean_spacing", "linear_along", "linear_at", "resample_extent",
+    "sample_positions",
     "source_index_map",
+    "spacing_plan",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,25 +93,42 @@ def linear_at(x: np.ndarray, axis: int, pos: np.ndarray) -> np.ndarray:
             tuple(slice(i, i + per) if a == chunk_axis else slice(None) for a in range(x.ndim))
             for i in range(0, x.shape[chunk_axis], per)
         ]
+    spare = np.empty(0, dtype=x.dtype)  # one buffer for every chunk's upper neighbours: fresh memory costs page faults
     for index in chunks:
-        part = x[index]
-        block = np.take(part, low, axis=axis)
+        part, dest = x[index], out[index]
+        block = dest if dest.flags.c_contiguous else np.empty(dest.shape, dtype=x.dtype)
+        np.take(part, low, axis=axis, out=block, mode="clip")  # indices are in range; "clip" writes without buffering
         if linear:
-            upper = np.take(part, high, axis=axis)
+            spare = spare if spare.size >= block.size else np.empty(block.size, dtype=x.dtype)
+            upper = spare[: block.size].reshape(block.shape)
+            np.take(part, high, axis=axis, out=upper, mode="clip")
             upper -= block
             upper *= frac
             block += upper
-        out[index] = block
+        if block is not dest:
+            dest[...] = block
     return out
 
 
-def lean_spacing(img: MetaTensor, pixdim: Sequence[float]) -> MetaTensor:
-    """``Spacing(pixdim)`` of a channel-first ``MetaTensor`` without a dense sampling grid (float32 output).
+@dataclasses.dataclass(frozen=True)
+class SpacingPlan:
+    """Where ``Spacing(pixdim)`` puts a channel-first image: the output ``shape`` and index-to-world ``affine``
+    (MONAI's), and for each output axis ``j`` its input position ``scale * i + shift`` (``axes``; ``None`` when
+    the transform is not a per-axis scaling, or ``identity`` when nothing moves)."""
 
-    Output affine and shape are MONAI's (``diagonal=False``, ``scale_extent=False``); values are trilinear
-    with border padding, as ``Spacingd(mode="bilinear")``. Falls back to MONAI when the transform is not
-    a per-axis scaling (never the case for ``Spacing`` itself).
-    """
+    shape: tuple[int, ...]
+    affine: np.ndarray
+    axes: tuple[tuple[float, float], ...] | None
+    identity: bool
+
+    def positions(self, axis: int, n_in: int) -> np.ndarray:
+        """Input positions (clamped to ``[0, n_in - 1]``) of every output index along ``axis``."""
+        scale, shift = self.axes[axis]
+        return sample_positions(self.shape[axis], scale, shift, n_in)
+
+
+def spacing_plan(img: MetaTensor, pixdim: Sequence[float]) -> SpacingPlan:
+    """The :class:`SpacingPlan` of ``Spacing(pixdim)`` (``diagonal=False``, ``scale_extent=False``) for ``img``."""
     spatial = tuple(int(s) for s in img.shape[1:])
     sr = len(spatial)
     src = np.asarray(to_affine_nd(sr, np.asarray(img.affine, dtype=np.float64)), dtype=np.float64)
@@ -118,27 +138,64 @@ def lean_spacing(img: MetaTensor, pixdim: Sequence[float]) -> MetaTensor:
     dst[:sr, -1] = offset[:sr]
     shape = tuple(int(s) for s in shape)
     xform = np.linalg.solve(src, dst)  # output index -> input index
+    identity = shape == spatial and bool(np.allclose(xform, np.eye(sr + 1), atol=1e-3))  # MONAI's "unchanged" test
+    found = axis_map(xform)
+    axes = None if found is None or any(a != j for j, (a, _, _) in enumerate(found)) else tuple((s, t) for _, s, t in found)
+    return SpacingPlan(shape, dst, axes, identity)
+
+
+def lean_spacing(img: MetaTensor, pixdim: Sequence[float], extent: Sequence[slice] | None = None) -> MetaTensor:
+    """``Spacing(pixdim)`` of a channel-first ``MetaTensor`` without a dense sampling grid (float32 output).
+
+    Output affine and shape are MONAI's (``diagonal=False``, ``scale_extent=False``); values are trilinear
+    with border padding, as ``Spacingd(mode="bilinear")``. Falls back to MONAI when the transform is not
+    a per-axis scaling (never the case for ``Spacing`` itself). With ``extent`` (one ``slice`` per output
+    axis) only that part is resampled, from only the input it needs, and equals the same part of the
+    whole resampling exactly; the rest of the output is 0.
+    """
+    spatial = tuple(int(s) for s in img.shape[1:])
+    sr = len(spatial)
+    plan = spacing_plan(img, pixdim)
     data = img.as_tensor().to(device="cpu", dtype=torch.float32)
-    if shape == spatial and np.allclose(xform, np.eye(sr + 1), atol=1e-3):  # MONAI's "unchanged" test
+    if plan.identity and extent is None:
         out = data
+    elif plan.axes is None:
+        if extent is not None:
+            raise ValueError("an extent needs a per-axis scaling")
+        logger.debug("spacing transform is not a per-axis scaling; using MONAI's Spacing")
+        return Spacingd("x", pixdim=pixdim, mode="bilinear", dtype=np.float32)({"x": img})["x"]
     else:
-        axes = axis_map(xform)
-        if axes is None or any(a != j for j, (a, _, _) in enumerate(axes)):
-            logger.debug("spacing transform is not a per-axis scaling; using MONAI's Spacing")
-            return Spacingd("x", pixdim=pixdim, mode="bilinear", dtype=np.float32)({"x": img})["x"]
-        # shrink first so the intermediates stay small
-        order = sorted(range(sr), key=lambda j: shape[j] / spatial[j])
-        array = data.numpy()
-        for j in order:
-            _, scale, shift = axes[j]
-            array = linear_along(array, j + 1, shape[j], scale, shift)
-        out = torch.from_numpy(array)
+        extent = tuple(slice(0, n) for n in plan.shape) if extent is None else extent
+        block = resample_extent(data, plan, extent)
+        if tuple(block.shape[1:]) == plan.shape:
+            out = block
+        else:
+            out = torch.zeros((data.shape[0], *plan.shape), dtype=torch.float32)
+            out[(slice(None), *extent)] = block
     meta = dict(img.meta)
     affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64), dtype=torch.float64).clone()
-    affine[:sr, :sr] = torch.as_tensor(dst[:sr, :sr])
-    affine[:sr, -1] = torch.as_tensor(dst[:sr, -1])
+    affine[:sr, :sr] = torch.as_tensor(plan.affine[:sr, :sr])
+    affine[:sr, -1] = torch.as_tensor(plan.affine[:sr, -1])
     meta["affine"] = affine
     return MetaTensor(out.contiguous(), meta=meta, applied_operations=list(img.applied_operations))
+
+
+def resample_extent(data: torch.Tensor, plan: SpacingPlan, extent: Sequence[slice]) -> torch.Tensor:
+    """The part ``extent`` (one ``slice`` per output axis) of the per-axis resampling ``plan`` of ``data``
+    ``(C, *spatial)``, from only the input it reads: ``(C, *extent's shape)`` float32, equal to that part of
+    the whole resampling."""
+    spatial = tuple(int(s) for s in data.shape[1:])
+    shape = plan.shape
+    extent = tuple(slice(*e.indices(n)[:2]) for e, n in zip(extent, shape))
+    positions = [plan.positions(j, spatial[j])[extent[j]] for j in range(len(spatial))]
+    # the input that the positions read; integer offsets keep their fractions exact
+    lows = [int(np.floor(p.min())) if p.size else 0 for p in positions]
+    highs = [min(int(np.floor(p.max())) + 2, n) if p.size else 0 for p, n in zip(positions, spatial)]
+    array = data.to(device="cpu", dtype=torch.float32).numpy()[(slice(None), *(slice(lo, hi) for lo, hi in zip(lows, highs)))]
+    # shrink first so the intermediates stay small (the whole image's order, so every extent's values are the same)
+    for j in sorted(range(len(spatial)), key=lambda j: shape[j] / spatial[j]):
+        array = linear_at(array, j + 1, positions[j] - lows[j])
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 class AxisAlignedSpacingd(MapTransform):

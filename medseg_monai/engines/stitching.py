@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
-__all__ = ["Sink", "argmax_classes", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch"]
+__all__ = ["Sink", "argmax_classes", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch", "window_extent"]
 
 #: score of a foreground class where no window ran, with logits: its softmax is 0 in float32
 _UNCOVERED_LOGIT = -1.0e4
@@ -76,6 +76,21 @@ def covering_starts(starts: Sequence[int], roi: int, lo: int, hi: int) -> list[i
     while len(kept) > 1 and kept[-2] + roi >= min(hi, kept[-1] + roi):
         kept.pop()
     return kept
+
+
+def window_extent(spatial: Sequence[int], roi: Sequence[int], overlap: float | Sequence[float],
+                  region: Sequence[slice]) -> tuple[slice, ...]:
+    """The part of an image of ``spatial`` shape that the windows :func:`sliding_window_stitch` runs to cover
+    ``region`` read (images smaller than a window are read whole)."""
+    overlaps = [float(o) for o in overlap] if isinstance(overlap, Sequence) else [float(overlap)] * len(spatial)
+    extent = []
+    for size, r, o, part in zip(spatial, roi, overlaps, region):
+        size, r = int(size), int(r)
+        padded, crop_lo = max(size, r), max(r - size, 0) // 2
+        lo, hi = part.indices(size)[:2]
+        starts = covering_starts(scan_starts(padded, r, o), r, lo + crop_lo, hi + crop_lo) or [crop_lo]
+        extent.append(slice(max(min(starts) - crop_lo, 0), min(max(starts) + r - crop_lo, size)))
+    return tuple(extent)
 
 
 def slab_axis(spatial: Sequence[int], roi: Sequence[int]) -> int:
