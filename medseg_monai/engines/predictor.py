@@ -116,8 +116,8 @@ class Predictor:
         #: loading to the network grid (separable resampling) with the source's intensities, then normalisation
         self.geometry = Compose([AxisAlignedSpacingd.replaces(t) or t for t in geometry.transforms])
         self.normalisation = normalisation
-        *loading, last = self.geometry.transforms  # reading to the oriented source grid, for windows-only preparation
-        self._loading = Compose(loading) if isinstance(last, AxisAlignedSpacingd) else None
+        *loading, last = self.geometry.transforms  # with the lean resampling last: windows-only preparation may apply
+        self._loading, self._spacing = (Compose(loading), last) if isinstance(last, AxisAlignedSpacingd) else (self.geometry, None)
         self.lean_transforms = Compose([*self.geometry.transforms, *normalisation.transforms])
         self.inferer = SlidingWindowInferer(
             roi_size=self.config.window_size(),
@@ -349,14 +349,17 @@ class Predictor:
         source = as_source(path)
         self.check_channels(source)
         with recorded_warnings() as warnings:
-            data = (self._loading or self.geometry)({IMAGE: loader_input(source)})
+            data = self._loading({IMAGE: loader_input(source)})  # in the network grid unless the lean resampling is to come
             self.check_channels(source, int(data[IMAGE].shape[0]))
-            lean = self._loading is not None  # the grid step is the lean resampling: windows-only preparation may apply
-            found = lean and prepare_windows_only(data[IMAGE], self.config, self.geometry.transforms[-1].pixdim, self._window_roi,
-                                                  lambda x: self.normalisation({IMAGE: x})[IMAGE])
-            data = self.geometry.transforms[-1](data) if lean and not found else data  # else: the whole image
-        image, region = found or (None, self.find_foreground(data[IMAGE]))
-        image = self.normalisation(data).pop(IMAGE) if image is None else image
+            found = None if self._spacing is None else prepare_windows_only(
+                data[IMAGE], self.config, self._spacing.pixdim, self._window_roi, lambda x: self.normalisation({IMAGE: x})[IMAGE])
+            if self._spacing is not None and found is None:  # windows-only does not apply: the whole image
+                data = self._spacing(data)
+        if found is None:
+            region = self.find_foreground(data[IMAGE])  # on the raw intensities
+            image = self.normalisation(data)[IMAGE]
+        else:
+            image, region = found
         return PreparedImage(
             source=source,
             image=image.as_tensor(),
@@ -391,13 +394,10 @@ class Predictor:
             probs = entropy = None
         return PredictionMaps(self._value_table(prepared.source)[classes], probs, entropy)
 
-    def _postprocessed(self, labels: torch.Tensor | np.ndarray) -> Any:
-        """Post-processing of a ``(1, *spatial)`` label tensor, or of a ``(*spatial)`` array (returned as one)."""
-        array = isinstance(labels, np.ndarray)
-        labels = torch.from_numpy(labels)[None] if array else labels
+    def _postprocessed(self, labels: torch.Tensor) -> torch.Tensor:  # (1, *spatial) labels: largest component, holes
         for step in self._postprocess:
             labels = torch.as_tensor(step(labels)).to(labels.dtype)
-        return labels[0].numpy() if array else labels
+        return labels
 
     @torch.inference_mode()
     def _linear_classes(self, prepared: PreparedImage, request: MapRequest) -> tuple[np.ndarray, Any, Any] | None:
@@ -413,7 +413,7 @@ class Predictor:
             logger.info("%s: %s; labels are mapped back nearest-neighbour", prepared.source, err)
             return None
         self._stitch(prepared.image, inverter, prepared.region)
-        return (self._postprocessed(inverter.result()), *inverter.maps())
+        return (self._postprocessed(torch.from_numpy(inverter.result())[None])[0].numpy(), *inverter.maps())
 
     @torch.inference_mode()
     def _grid_maps(self, prepared: PreparedImage, request: MapRequest) -> tuple[np.ndarray, Any, Any]:
@@ -423,7 +423,7 @@ class Predictor:
                         self.config.data.num_classes, None if prepared.region is None else prepared.region.slices)
         self._stitch(prepared.image, sink, prepared.region)
         sink.background_outside()
-        labels = self._postprocessed(sink.labels)
+        labels = self._postprocessed(torch.from_numpy(sink.labels)[None])[0].numpy()
         classes = labels_to_source_grid(labels, prepared.grid_affine, prepared.source_affine, prepared.source_shape)
         return (classes, *sink.to_source(prepared.grid_affine, prepared.source_affine, prepared.source_shape))
 

@@ -121,6 +121,14 @@ class SpacingPlan:
     axes: tuple[tuple[float, float], ...] | None
     identity: bool
 
+    def meta(self, img: MetaTensor) -> dict[str, Any]:
+        """``img``'s metadata with the output grid's affine."""
+        sr = len(self.shape)
+        affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64), dtype=torch.float64).clone()
+        affine[:sr, :sr] = torch.as_tensor(self.affine[:sr, :sr])
+        affine[:sr, -1] = torch.as_tensor(self.affine[:sr, -1])
+        return {**img.meta, "affine": affine}
+
     def positions(self, axis: int, n_in: int) -> np.ndarray:
         """Input positions (clamped to ``[0, n_in - 1]``) of every output index along ``axis``."""
         scale, shift = self.axes[axis]
@@ -144,40 +152,23 @@ def spacing_plan(img: MetaTensor, pixdim: Sequence[float]) -> SpacingPlan:
     return SpacingPlan(shape, dst, axes, identity)
 
 
-def lean_spacing(img: MetaTensor, pixdim: Sequence[float], extent: Sequence[slice] | None = None) -> MetaTensor:
+def lean_spacing(img: MetaTensor, pixdim: Sequence[float]) -> MetaTensor:
     """``Spacing(pixdim)`` of a channel-first ``MetaTensor`` without a dense sampling grid (float32 output).
 
     Output affine and shape are MONAI's (``diagonal=False``, ``scale_extent=False``); values are trilinear
     with border padding, as ``Spacingd(mode="bilinear")``. Falls back to MONAI when the transform is not
-    a per-axis scaling (never the case for ``Spacing`` itself). With ``extent`` (one ``slice`` per output
-    axis) only that part is resampled, from only the input it needs, and equals the same part of the
-    whole resampling exactly; the rest of the output is 0.
+    a per-axis scaling (never the case for ``Spacing`` itself).
     """
-    spatial = tuple(int(s) for s in img.shape[1:])
-    sr = len(spatial)
     plan = spacing_plan(img, pixdim)
     data = img.as_tensor().to(device="cpu", dtype=torch.float32)
-    if plan.identity and extent is None:
+    if plan.identity:
         out = data
     elif plan.axes is None:
-        if extent is not None:
-            raise ValueError("an extent needs a per-axis scaling")
         logger.debug("spacing transform is not a per-axis scaling; using MONAI's Spacing")
         return Spacingd("x", pixdim=pixdim, mode="bilinear", dtype=np.float32)({"x": img})["x"]
     else:
-        extent = tuple(slice(0, n) for n in plan.shape) if extent is None else extent
-        block = resample_extent(data, plan, extent)
-        if tuple(block.shape[1:]) == plan.shape:
-            out = block
-        else:
-            out = torch.zeros((data.shape[0], *plan.shape), dtype=torch.float32)
-            out[(slice(None), *extent)] = block
-    meta = dict(img.meta)
-    affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64), dtype=torch.float64).clone()
-    affine[:sr, :sr] = torch.as_tensor(plan.affine[:sr, :sr])
-    affine[:sr, -1] = torch.as_tensor(plan.affine[:sr, -1])
-    meta["affine"] = affine
-    return MetaTensor(out.contiguous(), meta=meta, applied_operations=list(img.applied_operations))
+        out = resample_extent(data, plan, tuple(slice(0, n) for n in plan.shape))
+    return MetaTensor(out.contiguous(), meta=plan.meta(img), applied_operations=list(img.applied_operations))
 
 
 def resample_extent(data: torch.Tensor, plan: SpacingPlan, extent: Sequence[slice]) -> torch.Tensor:

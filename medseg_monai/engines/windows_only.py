@@ -48,11 +48,11 @@ def prepare_windows_only(
     infer, data = config.infer, config.data
     if not (infer.windows_only and data.resolved_intensity == "ct" and data.image_dims == 3 and data.slice_axis is None):
         return None
+    plan = spacing_plan(image, pixdim)
+    if plan.axes is None or plan.identity:
+        return None
     raw = image.as_tensor().detach().cpu().numpy()
     mode = foreground_mode(infer.foreground_crop, data.resolved_intensity, raw)
-    plan = spacing_plan(image, pixdim)
-    if plan.axes is None or plan.identity or mode == "none":
-        return None
     spatial = raw.shape[1:]
     affine = np.asarray(image.affine, dtype=np.float64)[: len(spatial), : len(spatial)]
     spacing = np.sqrt((affine**2).sum(axis=0))
@@ -64,12 +64,7 @@ def prepare_windows_only(
     if grid_region is None:
         return None
     extent = window_extent(plan.shape, roi, config.window_overlap, grid_region.slices)
-    meta = dict(image.meta)
-    grid_affine = torch.as_tensor(np.asarray(image.affine, dtype=np.float64), dtype=torch.float64).clone()
-    nd = len(spatial)
-    grid_affine[:nd, :nd] = torch.as_tensor(plan.affine[:nd, :nd])
-    grid_affine[:nd, -1] = torch.as_tensor(plan.affine[:nd, -1])
-    meta["affine"] = grid_affine
+    meta = plan.meta(image)
     normalised = normalise(MetaTensor(resample_extent(image.as_tensor(), plan, extent), meta=meta))
     out = torch.zeros((normalised.shape[0], *plan.shape), dtype=normalised.dtype)
     out[(slice(None), *extent)] = normalised.as_tensor()
