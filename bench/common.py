@@ -76,7 +76,7 @@ def spleen_model(work: Path) -> Path:
     """The spleen bundle's network (residual UNet 16-32-64-128-256, 2 residual units, batch norm), trained
     for a few minutes on small synthetic CT with the recipe's spacing and HU window (cached)."""
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     run = work / "spleen_model"
     if (run / "checkpoints" / "best.pt").exists():

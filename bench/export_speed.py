@@ -33,7 +33,7 @@ def untrained_run(folder: Path, roi: int, batch: int) -> Path:
     import torch
 
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
-    from medseg_monai.engines.checkpoint import save_checkpoint
+    from medseg_monai.models.checkpoint import save_checkpoint
     from medseg_monai.networks import build_network
 
     config = RunConfig(
@@ -52,8 +52,8 @@ def untrained_run(folder: Path, roi: int, batch: int) -> Path:
 def measure(model: Path, batch: int, repeats: int) -> dict:
     import torch
 
-    from medseg_monai.engines import Predictor
-    from medseg_monai.engines.artefact import example_windows, export_artefact, load_artefact
+    from medseg_monai.inference import Predictor
+    from medseg_monai.models.artefact import example_windows, export_artefact, load_artefact
 
     predictor = Predictor.from_run(model, infer={"device": "cpu", "precision": "fp32", "memory_format": "contiguous"})
     x = example_windows(predictor.config, batch=batch, seed=3)

@@ -102,7 +102,7 @@ def blobs(shape: tuple[int, ...], classes: int, seed: int = 0) -> np.ndarray:
 
 
 def row_window_starts() -> dict:
-    from medseg_monai.engines.stitching import scan_starts
+    from medseg_monai.inference.stitching import scan_starts
 
     cases = [(size, roi, overlap) for size in range(1, 300, 7) for roi in (8, 16, 32, 96, 128) for overlap in (0.0, 0.25, 0.5, 0.625, 0.9)]
     same = sum(scan_starts(*case) == old_scan_starts(*case) for case in cases)
@@ -111,7 +111,7 @@ def row_window_starts() -> dict:
 
 
 def row_small_components(shape) -> dict:
-    from medseg_monai.engines.postprocessing import RemoveSmallComponents
+    from medseg_monai.transforms.postprocessing import RemoveSmallComponents
 
     labels = blobs(shape, 3)
     ours_s, ours = best_of(lambda: old_remove_small(labels, (1, 2), 50))
@@ -130,7 +130,7 @@ def _oblique(deg: float) -> np.ndarray:
 
 
 def row_oblique_back(grid_shape, source_shape) -> dict:
-    from medseg_monai.engines.resampling import labels_to_source_grid
+    from medseg_monai.transforms.resampling import labels_to_source_grid
 
     labels = blobs(grid_shape, 3)
     xform = _oblique(17.3)  # source index -> grid index; labels_to_source_grid takes the affines
@@ -146,7 +146,7 @@ def row_axis_aligned_back(grid_shape, source_shape) -> dict:
     import SimpleITK as sitk
     from scipy.ndimage import affine_transform
 
-    from medseg_monai.engines.resampling import labels_to_source_grid
+    from medseg_monai.transforms.resampling import labels_to_source_grid
 
     labels = blobs(grid_shape, 3)
     scale = np.asarray(grid_shape, float) / np.asarray(source_shape, float)
@@ -224,7 +224,7 @@ def row_checkpoint() -> dict:
 def row_label_mapping(shape) -> dict:
     from monai.transforms import MapLabelValued
 
-    from medseg_monai.data.transforms import MapLabelValuesd
+    from medseg_monai.transforms.chains import MapLabelValuesd
 
     mask = torch.from_numpy((blobs(shape, 2) * 255).astype(np.float32)[None])
     old_s, old = best_of(lambda: old_map_label_values(mask, (0, 255)))

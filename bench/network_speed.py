@@ -47,8 +47,8 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
 
     import torch
 
-    from medseg_monai.engines import Predictor
-    from medseg_monai.engines.precision import cpu_supports_bf16
+    from medseg_monai.inference import Predictor
+    from medseg_monai.networks.precision import cpu_supports_bf16
 
     predictor = Predictor.from_run(model, infer={"precision": "fp32", "memory_format": "contiguous"})
     x = windows(predictor, image_file, batch)

@@ -24,7 +24,7 @@ import common  # noqa: E402
 def check(run: Path, images: list[Path]) -> dict:
     import numpy as np
 
-    from medseg_monai.engines import Predictor
+    from medseg_monai.inference import Predictor
 
     fp32 = Predictor.from_run(run, infer={"precision": "fp32"})
     bf16 = fp32.with_infer(precision="bf16")

@@ -66,7 +66,7 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     )
 
     from medseg_monai.config import RunConfig
-    from medseg_monai.engines.checkpoint import load_checkpoint
+    from medseg_monai.models.checkpoint import load_checkpoint
     from medseg_monai.networks import build_network
 
     config = RunConfig.load(model / "config.json")
@@ -109,7 +109,8 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
 
 def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
     from medseg_monai.config import BatchOptions
-    from medseg_monai.engines import Predictor, run_batch
+    from medseg_monai.batch import run_batch
+    from medseg_monai.inference import Predictor
 
     predictor = Predictor.from_run(model, infer=infer or None)
     network_s = [0.0]

@@ -38,8 +38,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from medseg_monai.config import BatchOptions
-    from medseg_monai.engines import Predictor
-    from medseg_monai.engines.batch import run_batch
+    from medseg_monai.inference import Predictor
+    from medseg_monai.batch.runner import run_batch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -56,7 +56,7 @@ def inputs(count: int) -> Path:
 def model() -> Path:
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
     from medseg_monai.data.synthetic import make_synthetic_3d
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
     from medseg_monai.recipes.catalog import UNET_3D
 
     run = common.WORK / "hippo_model"
@@ -77,7 +77,8 @@ def model() -> Path:
 
 def steady_medseg(run: Path, folder: Path, output: Path) -> dict:
     from medseg_monai.config import BatchOptions
-    from medseg_monai.engines import Predictor, run_batch
+    from medseg_monai.batch import run_batch
+    from medseg_monai.inference import Predictor
 
     predictor = Predictor.from_run(run, infer={"tta_flips": False})
     results = run_batch(predictor, folder, output, BatchOptions(overwrite=True, progress=False))
@@ -91,7 +92,7 @@ def steady_monai(run: Path, folder: Path, output: Path) -> dict:
     from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, NormalizeIntensityd, Orientationd, SaveImaged, Spacingd
 
     from medseg_monai.config import RunConfig
-    from medseg_monai.engines.checkpoint import load_checkpoint
+    from medseg_monai.models.checkpoint import load_checkpoint
     from medseg_monai.networks import build_network
 
     config = RunConfig.load(run / "config.json")

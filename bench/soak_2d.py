@@ -55,7 +55,7 @@ def tiny_model(work: Path) -> Path:
     """A one-epoch tiny 2D UNet run folder (cached in ``work``)."""
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
     from medseg_monai.data.synthetic import make_synthetic_2d
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     run = work / "model"
     if (run / "checkpoints" / "best.pt").is_file():
@@ -96,7 +96,8 @@ def run_soak(images: int, work: Path, plot: Path | None = PLOT, threads: int = 1
     import torch
 
     from medseg_monai.config import BatchOptions
-    from medseg_monai.engines import Predictor, run_batch
+    from medseg_monai.batch import run_batch
+    from medseg_monai.inference import Predictor
 
     if images < 200:
         raise ValueError(f"--images must be >= 200 (the time ratio uses cases 50-150 and the last 100), got {images}")

@@ -53,7 +53,7 @@ def config_for(patch: int, steps: int, precision: str = "auto", compile_setting:
 def run_medseg(patch: int, steps: int, work: Path, compile_setting: str) -> dict:
     import shutil
 
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     shutil.rmtree(work, ignore_errors=True)
     result = train(config_for(patch, steps, compile_setting=compile_setting), work)
@@ -69,8 +69,8 @@ def run_plain_monai(patch: int, steps: int) -> dict:
     from monai.losses import DiceCELoss
 
     from medseg_monai.data.properties import resolve_data_config
-    from medseg_monai.data.transforms import build_train_transforms
-    from medseg_monai.engines.train import make_splits
+    from medseg_monai.transforms.chains import build_train_transforms
+    from medseg_monai.training.trainer import make_splits
     from medseg_monai.networks import build_network
     from medseg_monai.utils import set_seed
 

@@ -26,10 +26,10 @@ _EXPORTS = {
     "ModelConfig": "medseg_monai.config",
     "RunConfig": "medseg_monai.config",
     "TrainConfig": "medseg_monai.config",
-    "CaseResult": "medseg_monai.engines",
-    "Predictor": "medseg_monai.engines",
-    "TrainResult": "medseg_monai.engines",
-    "run_batch": "medseg_monai.engines",
+    "CaseResult": "medseg_monai.batch",
+    "Predictor": "medseg_monai.inference",
+    "TrainResult": "medseg_monai.training",
+    "run_batch": "medseg_monai.batch",
     "build_network": "medseg_monai.networks",
     "resolve_data_config": "medseg_monai.data",
     "EvaluationResult": "medseg_monai.evaluation",
@@ -65,7 +65,9 @@ if TYPE_CHECKING:  # static analysers see the real names
     from medseg_monai.data import resolve_data_config
     from medseg_monai.data.datalist import discover_pairs
     from medseg_monai.data.synthetic import generate_dataset
-    from medseg_monai.engines import CaseResult, Predictor, TrainResult, run_batch
+    from medseg_monai.batch import CaseResult, run_batch
+    from medseg_monai.inference import Predictor
+    from medseg_monai.training import TrainResult
     from medseg_monai.errors import CheckpointError, ConfigError, InputError, MedsegError
     from medseg_monai.evaluation import EvaluationResult
     from medseg_monai.io import write_mask

@@ -172,7 +172,7 @@ def _train_config(args: argparse.Namespace):
 def _batch_options(args: argparse.Namespace) -> BatchOptions:
     fields = {"progress": not args.quiet, **settings_from_args(args, "batch")}
     if fields.get("report") == BARE_FLAG:  # a bare --report: the page goes beside the masks
-        from medseg_monai.engines.batch import REPORT_NAME
+        from medseg_monai.batch.runner import REPORT_NAME
 
         fields["report"] = str(args.output / REPORT_NAME)
     return BatchOptions(**fields)
@@ -204,9 +204,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from medseg_monai.engines import MANIFEST_NAME, Predictor, failures, resolve_shard, run_batch
-    from medseg_monai.engines.batch import wait_for_parts
-    from medseg_monai.engines.case_outputs import STATISTICS_NAME
+    from medseg_monai.batch import MANIFEST_NAME, failures, resolve_shard, run_batch
+    from medseg_monai.inference import Predictor
+    from medseg_monai.batch.runner import wait_for_parts
+    from medseg_monai.batch.case_outputs import STATISTICS_NAME
 
     options = _batch_options(args)
     shard = resolve_shard(options.num_parts, options.part_id)
@@ -234,8 +235,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from medseg_monai.engines import Predictor
-    from medseg_monai.engines.artefact import ARTEFACT_SUFFIXES, artefact_format, export_artefact
+    from medseg_monai.inference import Predictor
+    from medseg_monai.models.artefact import ARTEFACT_SUFFIXES, artefact_format, export_artefact
 
     fmt = artefact_format(args.artefact, args.format)
     if str(args.model).lower().endswith(ARTEFACT_SUFFIXES):

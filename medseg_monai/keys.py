@@ -1,4 +1,4 @@
-"""Dictionary keys used across transforms, engines and writers."""
+"""Dictionary keys used across transforms, training, inference and writers."""
 
 IMAGE = "image"
 LABEL = "label"

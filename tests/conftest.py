@@ -55,13 +55,13 @@ def synth_3d(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def run_2d(synth_2d, tmp_path_factory):
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     return train(tiny_config(synth_2d, 2), tmp_path_factory.mktemp("run2d"))
 
 
 @pytest.fixture(scope="session")
 def run_3d(synth_3d, tmp_path_factory):
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     return train(tiny_config(synth_3d, 3), tmp_path_factory.mktemp("run3d"))

@@ -976,8 +976,8 @@ def _train_long_warmup(ws: Workspace) -> list[str]:
 # ---------------------------------------------------------------------------------------------- exported models
 def _artefact(ws: Workspace, suffix: str, dims: int = 2) -> Path:
     """The trained run of ``dims`` exported (``medseg export``) to ``ws.root/model{suffix}``."""
-    from medseg_monai.engines import Predictor
-    from medseg_monai.engines.artefact import export_artefact
+    from medseg_monai.inference import Predictor
+    from medseg_monai.models.artefact import export_artefact
 
     predictor = Predictor.from_run(ws.runs[dims])
     return export_artefact(predictor.network, predictor.config, ws.root / f"model{suffix}").path
@@ -1031,7 +1031,7 @@ def _two_channel_model(ws: Workspace) -> Path:
     import torch
 
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
-    from medseg_monai.engines.checkpoint import save_checkpoint
+    from medseg_monai.models.checkpoint import save_checkpoint
     from medseg_monai.networks import build_network
 
     config = RunConfig(

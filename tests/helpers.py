@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-from medseg_monai.engines import CaseResult, Predictor, run_batch
+from medseg_monai.batch import CaseResult, run_batch
+from medseg_monai.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 

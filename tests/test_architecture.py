@@ -49,7 +49,7 @@ def _layers() -> dict[str, int]:
 
 
 def _unit(module: str) -> str:
-    """The first part below the package (``engines`` for ``medseg_monai.engines.batch``), or the package itself."""
+    """The first part below the package (``batch`` for ``medseg_monai.batch.runner``), or the package itself."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 

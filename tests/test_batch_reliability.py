@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg_monai.engines import MANIFEST_NAME
-from medseg_monai.engines.claims import Claims, claim_path, process_start_time
+from medseg_monai.batch import MANIFEST_NAME
+from medseg_monai.batch.claims import Claims, claim_path, process_start_time
 from tests.helpers import REPO, predict_batch, threshold_predictor
 
 #: record fields that depend on when a case ran, and the status that says which run wrote the mask

@@ -9,9 +9,9 @@ import torch
 
 from medseg_monai.config import TrainConfig
 from medseg_monai.errors import ConfigError
-from medseg_monai.engines import compilation
-from medseg_monai.engines.compilation import MIN_BUDGET_MIN, MIN_STEPS, resolve_compile
-from medseg_monai.engines.train import train
+from medseg_monai.training import compilation
+from medseg_monai.training.compilation import MIN_BUDGET_MIN, MIN_STEPS, resolve_compile
+from medseg_monai.training.trainer import train
 from tests.helpers import tiny_config
 
 CPU = torch.device("cpu")

@@ -17,7 +17,7 @@ import torch
 from medseg_monai.cli import main
 from medseg_monai.config import DataConfig, InferConfig, RunConfig
 from medseg_monai.data import collect_inputs
-from medseg_monai.engines import Predictor
+from medseg_monai.inference import Predictor
 from medseg_monai.errors import InputError
 from medseg_monai.io import detect_format, is_complete, load_image, mask_filename, read_geometry, write_mask
 from medseg_monai.io.dicom import DicomSeries, dicom_series_files
@@ -268,7 +268,7 @@ def test_a_zip_of_a_series_is_read_and_its_extraction_removed(tmp_path: Path, mo
 
 def test_each_series_of_a_folder_gets_its_maps_and_statistics(tmp_path: Path) -> None:
     from medseg_monai.config import BatchOptions
-    from medseg_monai.engines.batch import run_batch
+    from medseg_monai.batch.runner import run_batch
 
     folder, t1, t2 = _two_series_folder(tmp_path)
     options = BatchOptions(statistics=True, save_probabilities=True, progress=False, read_ahead=False)

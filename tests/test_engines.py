@@ -15,7 +15,10 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import RunConfig
-from medseg_monai.engines import Predictor, load_checkpoint, predict_case, train
+from medseg_monai.batch import predict_case
+from medseg_monai.inference import Predictor
+from medseg_monai.models import load_checkpoint
+from medseg_monai.training import train
 from medseg_monai.utils import atomic_path
 from tests.helpers import predict_batch, threshold_predictor, tiny_config
 
@@ -55,7 +58,7 @@ def test_resume_continues_from_last_epoch(synth_2d, tmp_path):
 def test_learning_rate_follows_the_elapsed_share_of_the_time_budget(synth_2d, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from medseg_monai.engines import handlers
+    from medseg_monai.training import handlers
 
     # the run's clock advances 0.25 s per reading, so the schedule sees the same time however busy the machine is
     readings = iter(range(10**6))
@@ -77,7 +80,7 @@ def test_learning_rate_follows_the_elapsed_share_of_the_time_budget(synth_2d, tm
 
 
 def test_time_budget_schedule_curves():
-    from medseg_monai.engines.handlers import TimeBudgetSchedule
+    from medseg_monai.training.handlers import TimeBudgetSchedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     cosine = TimeBudgetSchedule(optimizer, "cosine", None, 60.0)

@@ -20,8 +20,8 @@ from PIL import Image
 
 from medseg_monai.cli import main
 from medseg_monai.config import RunConfig
-from medseg_monai.engines import Predictor
-from medseg_monai.engines.artefact import (
+from medseg_monai.inference import Predictor
+from medseg_monai.models.artefact import (
     ARTEFACT_FORMAT_VERSION,
     OnnxNetwork,
     example_windows,

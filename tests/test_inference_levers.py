@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from medseg_monai.config import RunConfig
-from medseg_monai.data.foreground import find_foreground, foreground_mode
-from medseg_monai.engines import Predictor, train
-from medseg_monai.engines.precision import FastForward, cpu_supports_bf16, resolve_precision
-from medseg_monai.engines.stitching import covering_starts, scan_starts, sliding_window_stitch
+from medseg_monai.transforms.foreground import find_foreground, foreground_mode
+from medseg_monai.inference import Predictor
+from medseg_monai.training import train
+from medseg_monai.networks.precision import FastForward, cpu_supports_bf16, resolve_precision
+from medseg_monai.inference.stitching import covering_starts, scan_starts, sliding_window_stitch
 from tests.helpers import ThresholdNet, threshold_predictor, tiny_config
 
 
@@ -219,7 +220,7 @@ def test_read_ahead_gives_the_same_masks_and_reports_a_bad_case(run_3d, synth_3d
 
 # ---------------------------------------------------------------- memory layout
 def test_memory_format_auto_is_channels_last_except_for_unetpp():
-    from medseg_monai.engines.precision import resolve_memory_format
+    from medseg_monai.networks.precision import resolve_memory_format
 
     assert resolve_memory_format("auto", 3, "unet") is torch.channels_last_3d
     assert resolve_memory_format("auto", 2, "deeplabv3") is torch.channels_last
@@ -241,7 +242,7 @@ def test_channels_last_predictor_agrees_with_contiguous(run_3d, synth_3d):
 
 
 def test_argmax_classes_matches_torch_argmax():
-    from medseg_monai.engines.stitching import argmax_classes
+    from medseg_monai.inference.stitching import argmax_classes
 
     scores = torch.randn(4, 9, 7, 5)
     scores[:, 0, 0, 0] = 1.0  # a tie: the first class wins, as in torch.argmax
@@ -252,8 +253,8 @@ def test_argmax_classes_matches_torch_argmax():
 # ---------------------------------------------------------------- probabilities back to the source grid
 @pytest.mark.parametrize("flip_x,num_classes", [(False, 3), (True, 3), (False, 2)])
 def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x, num_classes):
-    from medseg_monai.engines.inversion import SlabScoreInverter
-    from medseg_monai.engines.resampling import labels_to_source_grid
+    from medseg_monai.inference.inversion import SlabScoreInverter
+    from medseg_monai.transforms.resampling import labels_to_source_grid
 
     rng = np.random.default_rng(0)
     grid_shape, source_shape = (20, 16, 12), (30, 16, 9)  # the source is finer along x, coarser along z
@@ -286,8 +287,8 @@ def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x,
 @pytest.mark.parametrize("flip_x", [False, True])
 def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside_it(flip_x):
     """Only the grid around the box is interpolated in-plane; labels, probabilities and entropy equal the whole grid's."""
-    from medseg_monai.engines.inversion import SlabScoreInverter
-    from medseg_monai.engines.maps import MapRequest
+    from medseg_monai.inference.inversion import SlabScoreInverter
+    from medseg_monai.inference.maps import MapRequest
 
     rng = np.random.default_rng(1)
     grid_shape, source_shape = (20, 16, 12), (30, 21, 9)
@@ -323,7 +324,7 @@ def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside
 
 
 def test_linear_inversion_refuses_oblique_grids():
-    from medseg_monai.engines.inversion import SlabScoreInverter
+    from medseg_monai.inference.inversion import SlabScoreInverter
 
     angle = np.deg2rad(20)
     oblique = np.eye(4)

@@ -13,9 +13,9 @@ import SimpleITK as sitk
 from PIL import Image
 
 from medseg_monai.config import BatchOptions
-from medseg_monai.engines import Predictor
-from medseg_monai.engines.batch import run_batch
-from medseg_monai.engines.maps import MapRequest, entropy_nats
+from medseg_monai.inference import Predictor
+from medseg_monai.batch.runner import run_batch
+from medseg_monai.inference.maps import MapRequest, entropy_nats
 from medseg_monai.errors import ConfigError
 from medseg_monai.io.label_statistics import STATISTICS_COLUMNS, label_statistics
 from tests.helpers import threshold_predictor
@@ -226,7 +226,7 @@ def test_a_changed_probability_type_predicts_again(synth_3d, tmp_path):
 
 
 def test_a_case_whose_map_cannot_be_written_leaves_no_mask(synth_3d, tmp_path, monkeypatch):
-    import medseg_monai.engines.case_outputs as case_outputs
+    import medseg_monai.batch.case_outputs as case_outputs
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -16,8 +16,9 @@ from medseg_monai.data.channels import ChannelCase, dataset_channel_names
 from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist
 from medseg_monai.data.properties import resolve_data_config
 from medseg_monai.data.synthetic_channels import CHANNEL_NAMES, make_synthetic_two_channel, synth_two_channel_3d
-from medseg_monai.data.transforms import build_infer_transforms, build_val_transforms
-from medseg_monai.engines import MANIFEST_NAME, Predictor
+from medseg_monai.transforms.chains import build_infer_transforms, build_val_transforms
+from medseg_monai.batch import MANIFEST_NAME
+from medseg_monai.inference import Predictor
 from medseg_monai.errors import InputError, root_cause
 from tests.helpers import predict_batch, tiny_config
 from tests.test_predict_batch import assert_same_geometry
@@ -34,7 +35,7 @@ def two_channel(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_two_channel(two_channel, tmp_path_factory) -> Path:
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     result = train(tiny_config(two_channel, 3, epochs=1), tmp_path_factory.mktemp("run_two_channel"))
     return Path(result.run_dir)

@@ -26,11 +26,12 @@ from PIL import Image
 
 from medseg_monai.cli import main
 from medseg_monai.config import InferConfig
-from medseg_monai.engines import MANIFEST_NAME, REPORT_NAME, Predictor, predict_case, resolve_shard
-from medseg_monai.engines.batch import Shard, wait_for_parts
-from medseg_monai.engines.manifest import case_flags
-from medseg_monai.engines.resampling import labels_to_source_grid, lean_spacing
-from medseg_monai.engines.stitching import sliding_window_stitch
+from medseg_monai.batch import MANIFEST_NAME, REPORT_NAME, predict_case, resolve_shard
+from medseg_monai.inference import Predictor
+from medseg_monai.batch.runner import Shard, wait_for_parts
+from medseg_monai.batch.manifest import case_flags
+from medseg_monai.transforms.resampling import labels_to_source_grid, lean_spacing
+from medseg_monai.inference.stitching import sliding_window_stitch
 from medseg_monai.io import file_sha256, image_loader, mask_statistics, value_counts
 from tests.helpers import ThresholdNet, predict_batch, threshold_predictor
 
@@ -532,7 +533,8 @@ def test_ct_sized_volume_stays_within_memory_bound(tmp_path):
     code = f"""
 import torch
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
-from medseg_monai.engines import Predictor, predict_case
+from medseg_monai.batch import predict_case
+from medseg_monai.inference import Predictor
 from medseg_monai.networks import build_network
 torch.manual_seed(0)
 cfg = RunConfig(data=DataConfig(spatial_dims=3, patch_size=(96, 96, 96), in_channels=1, label_values=(0, 1, 2), intensity="ct",

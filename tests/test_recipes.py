@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-from medseg_monai.engines import load_checkpoint
+from medseg_monai.models import load_checkpoint
 from medseg_monai.io import mask_filename
 from medseg_monai.recipes import (
     RECIPES,

@@ -25,8 +25,8 @@ import torch
 
 from medseg_monai import cli
 from medseg_monai.config import RunConfig
-from medseg_monai.engines.checkpoint import load_checkpoint
-from medseg_monai.engines.train import train
+from medseg_monai.models.checkpoint import load_checkpoint
+from medseg_monai.training.trainer import train
 from medseg_monai.errors import CheckpointError
 from tests.helpers import REPO, tiny_config
 

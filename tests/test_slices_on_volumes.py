@@ -12,10 +12,11 @@ import torch
 from monai.data import MetaTensor
 
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
-from medseg_monai.data import SlicesToChannelsd, resolve_data_config, stack_context
-from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
-from medseg_monai.engines import Predictor
-from medseg_monai.engines.train import train
+from medseg_monai.data import resolve_data_config
+from medseg_monai.transforms import SlicesToChannelsd, stack_context
+from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
+from medseg_monai.inference import Predictor
+from medseg_monai.training.trainer import train
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL
 from medseg_monai.networks import SliceWindowNetwork, build_network

@@ -11,7 +11,10 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import ModelConfig, RunConfig
-from medseg_monai.engines import Predictor, load_checkpoint, predict_case, train
+from medseg_monai.batch import predict_case
+from medseg_monai.inference import Predictor
+from medseg_monai.models import load_checkpoint
+from medseg_monai.training import train
 from medseg_monai.networks import DeepLabV3Wrapper, build_network
 from tests.helpers import TINY_NETWORKS, tiny_config
 

@@ -14,9 +14,9 @@ from monai.networks.nets import UNet
 
 from medseg_monai.config import RunConfig, TrainConfig
 from medseg_monai.errors import ConfigError
-from medseg_monai.engines import train
-from medseg_monai.engines.schedules import GradientClipper, LinearWarmup, build_scheduler, epoch_factor
-from medseg_monai.engines.tensorboard import TENSORBOARD_DIR
+from medseg_monai.training import train
+from medseg_monai.training.schedules import GradientClipper, LinearWarmup, build_scheduler, epoch_factor
+from medseg_monai.training.tensorboard import TENSORBOARD_DIR
 from tests.helpers import tiny_config
 
 

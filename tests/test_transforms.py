@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import DataConfig
-from medseg_monai.data.transforms import IntensityWindowd, build_infer_transforms, build_train_transforms, build_val_transforms
+from medseg_monai.transforms.chains import IntensityWindowd, build_infer_transforms, build_train_transforms, build_val_transforms
 from medseg_monai.keys import IMAGE, LABEL
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from medseg_monai.data.foreground import Foreground, map_foreground
-from medseg_monai.engines.resampling import lean_spacing, resample_extent, spacing_plan
-from medseg_monai.engines.windows_only import prepare_windows_only
-from medseg_monai.engines.stitching import scan_starts, sliding_window_stitch, window_extent
+from medseg_monai.transforms.foreground import Foreground, map_foreground
+from medseg_monai.transforms.resampling import lean_spacing, resample_extent, spacing_plan
+from medseg_monai.inference.windows_only import prepare_windows_only
+from medseg_monai.inference.stitching import scan_starts, sliding_window_stitch, window_extent
 from tests.helpers import ThresholdNet, threshold_predictor
 
 

@@ -2,8 +2,8 @@
 
 A bundle config only wires these functions together (``"_target_": "medseg_monai.bundle...."``), so
 ``python -m monai.bundle run`` trains, predicts and evaluates with the same :class:`RunConfig`,
-:func:`~medseg_monai.engines.train`, :class:`~medseg_monai.engines.Predictor` and
-:func:`~medseg_monai.engines.run_batch` as the command line::
+:func:`~medseg_monai.training.train`, :class:`~medseg_monai.inference.Predictor` and
+:func:`~medseg_monai.batch.run_batch` as the command line::
 
     configs/train.json      run_config(...) -> train_bundle(...)  -> models/model.pt + models/config.json
     configs/inference.json  network_def(...) + load_predictor(...) -> predict_bundle(...)  -> masks in the source format
@@ -111,11 +111,13 @@ def train_bundle(config: RunConfig, run_dir: str | Path, model_dir: str | Path, 
     """Train into ``run_dir`` and export the best weights to ``model_dir/model.pt`` (+ ``config.json``).
 
     Under ``torchrun`` every process trains; only rank 0 writes. Returns the
-    :class:`~medseg_monai.engines.TrainResult`.
+    :class:`~medseg_monai.training.TrainResult`.
     """
     import torch
 
-    from medseg_monai.engines import load_checkpoint, train
+    from medseg_monai.models import load_checkpoint
+
+    from medseg_monai.training import train
 
     result = train(config, run_dir, resume=resume)
     if not _is_main_process():
@@ -133,7 +135,7 @@ def train_bundle(config: RunConfig, run_dir: str | Path, model_dir: str | Path, 
 
 
 def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: Mapping[str, Any] | None = None):
-    """A :class:`~medseg_monai.engines.Predictor` of the declared ``network`` with the weights of ``checkpoint``.
+    """A :class:`~medseg_monai.inference.Predictor` of the declared ``network`` with the weights of ``checkpoint``.
 
     Args:
         network: the configs' ``network_def``.
@@ -147,7 +149,8 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
         BundleError: an unknown inference field, or weights that do not fit the declared network (naming what
             training used).
     """
-    from medseg_monai.engines import Predictor, load_checkpoint
+    from medseg_monai.inference import Predictor
+    from medseg_monai.models import load_checkpoint
 
     path = Path(config)
     if not path.is_file():
@@ -175,12 +178,12 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
 
 
 def predict_bundle(predictor, inputs: str | Sequence[str] | None, output_dir: str | Path, overwrite: bool = False) -> list:
-    """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :func:`~medseg_monai.engines.run_batch`.
+    """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :func:`~medseg_monai.batch.run_batch`.
 
     Raises:
         BundleError: no inputs given, or some cases failed (after the batch went on past them).
     """
-    from medseg_monai.engines import failures, run_batch
+    from medseg_monai.batch import failures, run_batch
 
     if not inputs:
         raise BundleError("dataset_dir is required: pass --dataset_dir with the images to segment (file, folder, glob or list)")

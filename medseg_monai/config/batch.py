@@ -17,7 +17,7 @@ ProbabilityDtype = Literal["uint8", "float32"]
 @documented
 @dataclasses.dataclass(frozen=True)
 class BatchOptions:
-    """How a batch of predictions runs (:func:`medseg_monai.engines.run_batch`); not saved with a run."""
+    """How a batch of predictions runs (:func:`medseg_monai.batch.run_batch`); not saved with a run."""
 
     overwrite: bool = setting(False, help="Predict cases again whose complete mask already exists (else they are skipped).")
     progress: bool = setting(True, help="Show a progress bar (`medseg predict`: unless `-q`).", cli=False)

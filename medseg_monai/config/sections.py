@@ -1,7 +1,7 @@
 """The settings of a run, one frozen dataclass per concern.
 
 One :class:`RunConfig` describes a whole run (data, network, training, inference). It is saved as
-``config.json`` in every run folder and read back by :class:`~medseg_monai.engines.Predictor`, so a
+``config.json`` in every run folder and read back by :class:`~medseg_monai.inference.Predictor`, so a
 model folder always carries what is needed to preprocess new images exactly as in training.
 :class:`~medseg_monai.config.BatchOptions` (its own module) says how a batch of predictions is run; it is not part of a run.
 

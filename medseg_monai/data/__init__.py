@@ -1,31 +1,22 @@
-"""Data: pair discovery and splits, MONAI transform chains, the data-dependent settings of a run
-(:func:`resolve_data_config`), synthetic data."""
+"""Data: pair discovery and splits, cases of several channel files, the data-dependent settings of a run
+(:func:`resolve_data_config`), synthetic data. The MONAI transforms are in :mod:`medseg_monai.transforms`."""
 
 from medseg_monai.data.channels import ChannelCase
 from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist, split_pairs
-from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
 from medseg_monai.data.properties import check_pairs, resolve_data_config
-from medseg_monai.data.slicing import ContextChannelsd, SlicesToChannelsd, in_plane_axes, stack_context
 from medseg_monai.data.synthetic import generate_dataset, make_synthetic_2d, make_synthetic_3d
 from medseg_monai.data.synthetic_channels import make_synthetic_two_channel
 
 __all__ = [
     "ChannelCase",
-    "ContextChannelsd",
-    "Foreground",
-    "SlicesToChannelsd",
     "check_pairs",
     "collect_inputs",
     "discover_pairs",
-    "find_foreground",
-    "foreground_mode",
     "generate_dataset",
-    "in_plane_axes",
     "load_datalist",
     "make_synthetic_2d",
     "make_synthetic_3d",
     "make_synthetic_two_channel",
     "resolve_data_config",
     "split_pairs",
-    "stack_context",
 ]

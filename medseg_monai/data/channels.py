@@ -10,8 +10,8 @@ Three ways to give a case several channels:
   reader gives the channels.
 
 :class:`ChannelCase` is how a prediction input of several files travels from
-:func:`~medseg_monai.data.collect_inputs` to :meth:`~medseg_monai.engines.Predictor.prepare` and
-:meth:`~medseg_monai.engines.Predictor.save_mask`. Channel 0 gives the geometry of the mask.
+:func:`~medseg_monai.data.collect_inputs` to :meth:`~medseg_monai.inference.Predictor.prepare` and
+:meth:`~medseg_monai.inference.Predictor.save_mask`. Channel 0 gives the geometry of the mask.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :func:`resolve_data_config` fills every ``None`` field of :class:`~medseg_monai.config.DataConfig` that
 depends on the data: 2D or 3D (from the images' format), the patch size (its default for that), input
 channels, label values and names, and the target spacing. ``medseg train``, the Python API and the
-bundles all train through :func:`medseg_monai.engines.train`, which calls it, so the same folder gives
+bundles all train through :func:`medseg_monai.training.train`, which calls it, so the same folder gives
 the same configuration whichever way it is trained.
 """
 

@@ -1,6 +1,6 @@
 """The common recipe flow: split -> fit the schedule to the budget -> train -> predict -> evaluate -> report.
 
-A run folder ``OUT/<network>/`` receives what :func:`medseg_monai.engines.train.train` writes
+A run folder ``OUT/<network>/`` receives what :func:`medseg_monai.training.trainer.train` writes
 (``config.json``, ``splits.json``, ``metrics.csv``, ``curves.png``, ``checkpoints/``) plus
 ``datalist.json`` (the split), ``predictions/`` (validation masks in the source format),
 ``evaluation/metrics_per_case.csv`` and ``metrics_summary.json`` (Dice, IoU, precision, recall,
@@ -115,7 +115,7 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
     Returns:
         The config to train with (``epochs``, ``val_interval``, ``time_budget_min`` set) and the timings.
     """
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     steps = _steps_per_epoch(config, n_train)
     probe_steps = min(steps, PROBE_STEPS)
@@ -269,7 +269,7 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
              pretrained: str | None, epochs: int | None, checkpoint: str, overrides: Mapping[str, Any] | None,
              score_only: bool = False) -> dict:
     from medseg_monai.data.datalist import discover_pairs
-    from medseg_monai.engines.train import train
+    from medseg_monai.training.trainer import train
 
     run_dir = out / network
     if score_only:
@@ -338,7 +338,8 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
 
 def _evaluate(recipe: Recipe, network: str, run_dir: Path, dataset_dir: Path, val_items: Sequence[dict], checkpoint: str,
               infer: InferConfig | None = None) -> dict:
-    from medseg_monai.engines import Predictor, run_batch
+    from medseg_monai.batch import run_batch
+    from medseg_monai.inference import Predictor
 
     predictions_dir = run_dir / "predictions"
     shutil.rmtree(predictions_dir, ignore_errors=True)

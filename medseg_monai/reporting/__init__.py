@@ -5,7 +5,7 @@
 - :mod:`~medseg_monai.reporting.qa_page`: the HTML QA page of a prediction batch;
 - :mod:`~medseg_monai.reporting.results`: the Markdown results tables of the recipes.
 
-It depends on :mod:`medseg_monai.io` only (to read images), so the engines can draw their run folder's
+It depends on :mod:`medseg_monai.io` only (to read images), so training and the batch runner can draw their run folder's
 figures and pages.
 """
 

@@ -2,7 +2,7 @@
 
 A CT of 512 x 512 pixels is often half air. :func:`prepare_windows_only` finds the body on the source grid
 (after ``Orientationd``), carries its box and mask to the network grid, and resamples and normalises only
-the extent of the windows that cover the box (:func:`~medseg_monai.engines.stitching.window_extent`); the
+the extent of the windows that cover the box (:func:`~medseg_monai.inference.stitching.window_extent`); the
 rest of the grid stays 0 and no window reads it. The windows are the whole grid's windows, so the masks do
 not move; the values inside the extent equal those of resampling the whole image.
 """
@@ -16,9 +16,9 @@ import torch
 from monai.data import MetaTensor
 
 from medseg_monai.config import RunConfig
-from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode, map_foreground
-from medseg_monai.engines.resampling import resample_extent, spacing_plan
-from medseg_monai.engines.stitching import window_extent
+from medseg_monai.transforms.foreground import Foreground, find_foreground, foreground_mode, map_foreground
+from medseg_monai.transforms.resampling import resample_extent, spacing_plan
+from medseg_monai.inference.stitching import window_extent
 
 __all__ = ["prepare_windows_only"]
 

@@ -2,7 +2,7 @@
 
 What a resume restores, from ``checkpoints/last.pt`` (the last *completed* epoch):
 
-* network, optimiser, scheduler (or :class:`~medseg_monai.engines.handlers.TimeBudgetSchedule`), the CUDA
+* network, optimiser, scheduler (or :class:`~medseg_monai.training.handlers.TimeBudgetSchedule`), the CUDA
   grad scaler, epoch and iteration counters, best metric and epoch, metric history;
 * the time-budget accounting (wall-clock seconds spent on completed epochs; the partial epoch a crash
   interrupted is not charged);
@@ -16,7 +16,7 @@ with deterministic kernels (CPU, or cuDNN in MONAI's deterministic mode as :func
 sets it) ends with the same weights and metrics. Runs scheduled by time (``train.schedule_by_time``)
 depend on wall-clock time and are not reproducible, resumed or not.
 
-Fallback: :func:`~medseg_monai.engines.checkpoint.save_checkpoint` keeps the previous ``last.pt`` as
+Fallback: :func:`~medseg_monai.models.checkpoint.save_checkpoint` keeps the previous ``last.pt`` as
 ``last.prev.pt``; :func:`open_for_resume` uses it, with a warning naming the bad file, when ``last.pt``
 is missing, truncated or corrupt (the bad file is kept as ``last.corrupt.pt`` and the good one copied onto
 ``last.pt``, so the next save rotates a good file into ``last.prev.pt``). It also removes temporary files a killed write left behind and
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from medseg_monai.engines.checkpoint import load_checkpoint, load_latest_checkpoint
+from medseg_monai.models.checkpoint import load_checkpoint, load_latest_checkpoint
 from medseg_monai.errors import CheckpointError
 from medseg_monai.utils import atomic_path
 

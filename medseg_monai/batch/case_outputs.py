@@ -1,7 +1,7 @@
 """What a case writes besides its mask: probability and entropy maps, and per-label statistics.
 
 ``run_batch`` asks for them through :class:`CaseOutputs` (from :class:`~medseg_monai.config.BatchOptions`);
-the maps come from :meth:`~medseg_monai.engines.predictor.Predictor.predict_maps` with the mask, the
+the maps come from :meth:`~medseg_monai.inference.predictor.Predictor.predict_maps` with the mask, the
 statistics from the mask and the source image read again in its own units. The batch's statistics
 become ``predict_statistics.csv`` once all parts are done.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from medseg_monai.config import BatchOptions, ProbabilityDtype
-from medseg_monai.engines.maps import MapRequest, PredictionMaps
-from medseg_monai.engines.predictor import Predictor
+from medseg_monai.inference.maps import MapRequest, PredictionMaps
+from medseg_monai.inference.predictor import Predictor
 from medseg_monai.errors import ConfigError
 from medseg_monai.io import is_complete, label_sidecar_path, load_image, read_geometry, split_suffix
 from medseg_monai.io.label_statistics import label_statistics, write_statistics_csv

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from medseg_monai.config import ProbabilityDtype
-from medseg_monai.engines.resampling import labels_to_source_grid
-from medseg_monai.engines.stitching import argmax_classes
+from medseg_monai.transforms.resampling import labels_to_source_grid
+from medseg_monai.inference.stitching import argmax_classes
 from medseg_monai.errors import ConfigError
 
 __all__ = ["MapRequest", "PredictionMaps", "GridMaps", "entropy_nats", "store_probabilities"]

@@ -40,7 +40,7 @@ from monai.transforms import (
 )
 
 from medseg_monai.config import DataConfig, InputChecks
-from medseg_monai.data.slicing import ContextChannelsd, slice_patch_steps
+from medseg_monai.transforms.slicing import ContextChannelsd, slice_patch_steps
 from medseg_monai.errors import InputError
 from medseg_monai.io import image_loader
 from medseg_monai.keys import IMAGE, LABEL
@@ -236,7 +236,7 @@ def _augmentation(cfg: DataConfig) -> list:
 
 def build_train_transforms(cfg: DataConfig) -> Compose:
     """Preprocessing + pad to patch + pos/neg patch sampling + augmentation. Output image ``(C, *patch)``
-    (``(C * (2k + 1), *patch)`` for a 2D network on volumes, :mod:`~medseg_monai.data.slicing`)."""
+    (``(C * (2k + 1), *patch)`` for a 2D network on volumes, :mod:`~medseg_monai.transforms.slicing`)."""
     keys = (IMAGE, LABEL)
     pos = cfg.foreground_ratio
     steps = build_preprocessing(cfg, keys)

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from medseg_monai.engines.case_outputs import CaseOutputs, case_complete
-from medseg_monai.engines.predictor import PreparedImage, Predictor
+from medseg_monai.batch.case_outputs import CaseOutputs, case_complete
+from medseg_monai.inference.predictor import PreparedImage, Predictor
 
 __all__ = ["ReadAhead"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from medseg_monai.engines.checkpoint import save_checkpoint
+from medseg_monai.models.checkpoint import save_checkpoint
 from medseg_monai.errors import ConfigError
 from medseg_monai.utils import atomic_write_text
 

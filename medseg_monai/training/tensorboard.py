@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import TensorBoardStatsHandler
 
-from medseg_monai.engines.handlers import KEY_METRIC, training_loss
+from medseg_monai.training.handlers import KEY_METRIC, training_loss
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.reporting import colour_table, overlay, window
 

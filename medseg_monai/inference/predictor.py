@@ -7,11 +7,11 @@ Shared by the ``medseg predict`` CLI, the Python API, the bundles and the recipe
     predictor.predict_file("scan.nii.gz", "masks/scan.nii.gz")     # ... written with the source's geometry
 
 One image goes ``LoadImaged -> EnsureChannelFirstd -> Orientationd -> Spacingd -> intensity`` (the training
-chain; on CT volumes only where the windows read, :mod:`~medseg_monai.engines.windows_only`), through the
+chain; on CT volumes only where the windows read, :mod:`~medseg_monai.inference.windows_only`), through the
 sliding window, to class indices, back to the source grid, to the mask values, and into
 :func:`~medseg_monai.io.write_mask`. With ``infer.stitching="slab"`` (default) windows are blended a slab
-at a time (:mod:`~medseg_monai.engines.stitching`) and resampling is separable; ``"full"`` runs MONAI's
-``SlidingWindowInferer`` and ``Invertd`` on the whole image. Folders are :func:`~medseg_monai.engines.batch.run_batch`'s job.
+at a time (:mod:`~medseg_monai.inference.stitching`) and resampling is separable; ``"full"`` runs MONAI's
+``SlidingWindowInferer`` and ``Invertd`` on the whole image. Folders are :func:`~medseg_monai.batch.runner.run_batch`'s job.
 """
 
 from __future__ import annotations
@@ -32,18 +32,18 @@ from medseg_monai.config import SLICES_PER_WINDOW, InferConfig, InputChecks, Run
 from medseg_monai.data.channels import (
     ChannelCase, Source, as_source, check_channels, check_image_channels, geometry_source, loader_input, source_mask_filename,
 )
-from medseg_monai.data.foreground import Foreground, find_foreground, foreground_mode
-from medseg_monai.data.slicing import in_plane_axes, stack_context
-from medseg_monai.data.transforms import build_infer_stages, build_infer_transforms
-from medseg_monai.engines.checkpoint import load_checkpoint
-from medseg_monai.engines.postprocessing import build_postprocessing
-from medseg_monai.engines.inversion import SlabScoreInverter
-from medseg_monai.engines.maps import GridMaps, MapRequest, PredictionMaps
-from medseg_monai.engines.provenance import model_facts
-from medseg_monai.engines.precision import autocast, resolve_memory_format, resolve_precision
-from medseg_monai.engines.resampling import AxisAlignedSpacingd, labels_to_source_grid
-from medseg_monai.engines.stitching import argmax_classes, slab_axis, sliding_window_stitch
-from medseg_monai.engines.windows_only import prepare_windows_only
+from medseg_monai.transforms.foreground import Foreground, find_foreground, foreground_mode
+from medseg_monai.transforms.slicing import in_plane_axes, stack_context
+from medseg_monai.transforms.chains import build_infer_stages, build_infer_transforms
+from medseg_monai.models.checkpoint import load_checkpoint
+from medseg_monai.transforms.postprocessing import build_postprocessing
+from medseg_monai.inference.inversion import SlabScoreInverter
+from medseg_monai.inference.maps import GridMaps, MapRequest, PredictionMaps
+from medseg_monai.models.provenance import model_facts
+from medseg_monai.networks.precision import autocast, resolve_memory_format, resolve_precision
+from medseg_monai.transforms.resampling import AxisAlignedSpacingd, labels_to_source_grid
+from medseg_monai.inference.stitching import argmax_classes, slab_axis, sliding_window_stitch
+from medseg_monai.inference.windows_only import prepare_windows_only
 from medseg_monai.errors import CheckpointError, ConfigError, InputError
 from medseg_monai.io import RASTER_FORMATS, detect_format, recorded_warnings, write_mask
 from medseg_monai.keys import IMAGE, PRED
@@ -170,7 +170,7 @@ class Predictor:
     @classmethod
     def from_artefact(cls, path: str | Path, infer: InferSettings = None, checks: InputChecks | None = None) -> Predictor:
         """Build from an exported model (``medseg export``: ``.onnx``, ``.ts``); it runs in float32, contiguous."""
-        from medseg_monai.engines.artefact import load_artefact
+        from medseg_monai.models.artefact import load_artefact
 
         network, config = load_artefact(path)
         fixed = {"precision": "fp32", "memory_format": "contiguous"}  # as exported
@@ -343,7 +343,7 @@ class Predictor:
         """Read one image (or a case of one file per channel, a :class:`~medseg_monai.data.channels.ChannelCase` or a list
         of files) into the network grid, normalised, with its foreground (``slab`` stitching).
 
-        Thread-safe: :func:`~medseg_monai.engines.batch.run_batch` prepares the next case while the
+        Thread-safe: :func:`~medseg_monai.batch.runner.run_batch` prepares the next case while the
         network runs on this one.
         """
         source = as_source(path)
@@ -492,7 +492,7 @@ class Predictor:
 
     # ------------------------------------------------------------------ provenance
     def describe(self) -> dict[str, Any]:
-        """Model, configuration and device facts for the run manifest (:func:`~medseg_monai.engines.provenance.model_facts`)."""
+        """Model, configuration and device facts for the run manifest (:func:`~medseg_monai.models.provenance.model_facts`)."""
         return model_facts(self.network, self.config, self.source, self.device, self.stitch_device)
 
 

@@ -3,7 +3,7 @@
 A run folder receives ``config.json`` (the resolved config), ``splits.json``, ``metrics.csv``,
 ``curves.png`` and ``checkpoints/{best,last,last.prev}.pt``. ``resume=True`` continues from ``last.pt`` (or
 ``last.prev.pt`` when ``last.pt`` is unusable) with every state an uninterrupted run would have had, random
-states included: see :mod:`medseg_monai.engines.resume`.
+states included: see :mod:`medseg_monai.training.resume`.
 
 Launched by ``torchrun`` with ``WORLD_SIZE > 1`` (or with ``train.distributed``), every process trains
 a ``DistributedDataParallel`` replica on its ``DistributedSampler`` share of the training cases
@@ -37,13 +37,13 @@ from monai.transforms import AsDiscreted, Compose
 from medseg_monai.config import RunConfig, TrainConfig
 from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pairs
 from medseg_monai.data.properties import check_pairs, resolve_data_config
-from medseg_monai.data.transforms import build_train_transforms, build_val_transforms
-from medseg_monai.engines.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
-from medseg_monai.engines.compilation import compile_network, resolve_compile
-from medseg_monai.engines.precision import FastForward, resolve_memory_format, resolve_precision
-from medseg_monai.engines.resume import RngState, ScalerState, open_for_resume, restore_states
-from medseg_monai.engines.schedules import GradientClipper, LinearWarmup, build_scheduler, early_stopping, schedule_handlers, stopped_early
-from medseg_monai.engines.tensorboard import TensorBoardLogger
+from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
+from medseg_monai.training.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
+from medseg_monai.training.compilation import compile_network, resolve_compile
+from medseg_monai.networks.precision import FastForward, resolve_memory_format, resolve_precision
+from medseg_monai.training.resume import RngState, ScalerState, open_for_resume, restore_states
+from medseg_monai.training.schedules import GradientClipper, LinearWarmup, build_scheduler, early_stopping, schedule_handlers, stopped_early
+from medseg_monai.training.tensorboard import TensorBoardLogger
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import SliceWindowNetwork, backbone_parameters, build_network

@@ -7,7 +7,7 @@ A checkpoint is a plain dict of tensors and JSON-like values::
      "best_metric": float, "best_epoch": int, "history": [per-epoch metric rows]}
 
 so a run folder's ``checkpoints/best.pt`` alone is enough to rebuild the network and its preprocessing.
-Training checkpoints add ``"rng"`` (random states, see :mod:`medseg_monai.engines.resume`), ``"scaler"``
+Training checkpoints add ``"rng"`` (random states, see :mod:`medseg_monai.training.resume`), ``"scaler"``
 and ``trainer["elapsed_s"]``; random states are tensors and plain lists, never pickled objects.
 
 Writes go to a temporary file that is flushed to disk and renamed onto the target, so a crash leaves the

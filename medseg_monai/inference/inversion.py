@@ -8,7 +8,7 @@ map of the whole image: each blended slab from the sliding window is interpolate
 axes at once, and source planes along the slab axis are finished as soon as the two network planes
 they lie between have arrived. Axis-aligned grids only (a reorientation and a spacing change); the
 predictor falls back to the label inversion for oblique ones. Asked to, it keeps the interpolated
-probabilities and their entropy too (:class:`~medseg_monai.engines.maps.MapRequest`), so the maps and the
+probabilities and their entropy too (:class:`~medseg_monai.inference.maps.MapRequest`), so the maps and the
 labels come from the same values.
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from monai.data.utils import to_affine_nd
 
-from medseg_monai.engines.maps import MapRequest, entropy_nats, store_probabilities
-from medseg_monai.engines.resampling import axis_map, linear_at, sample_positions, source_index_map
-from medseg_monai.engines.stitching import argmax_classes
+from medseg_monai.inference.maps import MapRequest, entropy_nats, store_probabilities
+from medseg_monai.transforms.resampling import axis_map, linear_at, sample_positions, source_index_map
+from medseg_monai.inference.stitching import argmax_classes
 
 __all__ = ["SlabScoreInverter"]
 

@@ -89,7 +89,7 @@ def _summary(records: Sequence[Mapping[str, Any]], total: int) -> dict[str, Any]
 class Manifest:
     """The manifest of one part, rewritten atomically after every case (``path=None``: kept in memory).
 
-    With ``lock`` (a context manager factory, e.g. :meth:`~medseg_monai.engines.claims.Claims.locked`)
+    With ``lock`` (a context manager factory, e.g. :meth:`~medseg_monai.batch.claims.Claims.locked`)
     every save happens under it and first takes in the records other processes of the same batch wrote
     to the file meanwhile; this process's own records win, except that a ``written`` record of the same
     file replaces an own ``skipped`` one. Cases are written one compact line each, so a save costs one

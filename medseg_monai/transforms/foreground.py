@@ -4,7 +4,7 @@ A CT scan of 512 x 512 pixels is often half air; a skull-stripped MR is zero out
 :func:`find_foreground` finds the voxels worth segmenting on the *unnormalised* image in the network
 grid: the box of its sizeable connected components, and the foreground inside it, both grown by a
 margin. The predictor runs only the windows of the image's own window grid needed to cover the box
-(:func:`~medseg_monai.engines.stitching.covering_starts`) that hold foreground, and writes background
+(:func:`~medseg_monai.inference.stitching.covering_starts`) that hold foreground, and writes background
 outside the box and where only skipped windows lie. The windows that run stay where they would run
 without the crop: re-gridding the box instead moved every window and changed the masks of a briefly
 trained model (label Dice 0.79 against its uncropped masks), while this keeps them (Dice >= 0.99).

@@ -1,17 +1,17 @@
 """Batches of cases: the only place that loops over inputs.
 
-:func:`run_batch` takes a loaded :class:`~medseg_monai.engines.Predictor` and one frozen
+:func:`run_batch` takes a loaded :class:`~medseg_monai.inference.Predictor` and one frozen
 :class:`~medseg_monai.config.BatchOptions`, and owns everything about a batch:
 
 - **skip-done and resume**: every mask is written atomically (temporary file, then rename), so an
   output under its final name is complete; :func:`~medseg_monai.io.is_complete` also checks that it
   reads back with the source's shape, and an interrupted run's temporaries are removed when their
   case is redone. A batch goes on past a failing case and reports it;
-- **the manifest** (:mod:`~medseg_monai.engines.manifest`), rewritten after every case, so a batch
+- **the manifest** (:mod:`~medseg_monai.batch.manifest`), rewritten after every case, so a batch
   killed at any point keeps the record of everything finished; a rerun skips those cases and carries
   their records over (or recomputes them from the mask when no record matches);
 - **several processes on one folder**: a case is worked on only under its claim
-  (:mod:`~medseg_monai.engines.claims`); a process skips cases another one holds, comes back to them at
+  (:mod:`~medseg_monai.batch.claims`); a process skips cases another one holds, comes back to them at
   the end (taking over the claim of a process that died), and merges the others' records into the
   shared manifest under the folder lock, so every case is recorded once;
 - **sharding**: :class:`Shard` splits the sorted case list round-robin (``cases[part::parts]``): no
@@ -34,8 +34,8 @@ import numpy as np
 
 from medseg_monai.config import BatchOptions
 from medseg_monai.data.channels import ChannelCase, as_source, source_files, source_label, source_mask_filename
-from medseg_monai.engines.claims import Claims
-from medseg_monai.engines.manifest import (
+from medseg_monai.batch.claims import Claims
+from medseg_monai.batch.manifest import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
     Manifest,
@@ -46,7 +46,7 @@ from medseg_monai.engines.manifest import (
     previous_records,
     read_manifest,
 )
-from medseg_monai.engines.case_outputs import (
+from medseg_monai.batch.case_outputs import (
     STATISTICS_NAME,
     CaseOutputs,
     case_complete,
@@ -56,8 +56,8 @@ from medseg_monai.engines.case_outputs import (
     write_batch_statistics,
     write_maps,
 )
-from medseg_monai.engines.predictor import PreparedImage, Predictor
-from medseg_monai.engines.read_ahead import ReadAhead
+from medseg_monai.inference.predictor import PreparedImage, Predictor
+from medseg_monai.batch.read_ahead import ReadAhead
 from medseg_monai.errors import ConfigError, InputError, OutputError, error_message, is_expected, write_traceback
 from medseg_monai.io import file_sha256, load_image, mask_statistics, read_geometry, remove_stale_temporaries
 from medseg_monai.utils import package_versions
@@ -87,7 +87,7 @@ class CaseResult:
     ``internal`` marks a failure that is a bug in this package rather than a problem of the input.
     ``labels`` maps each foreground mask value (as a string) to ``{"name", "count", "components"}``
     plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
-    ``extras`` holds what :class:`~medseg_monai.engines.case_outputs.CaseOutputs` asked for: ``probabilities``
+    ``extras`` holds what :class:`~medseg_monai.batch.case_outputs.CaseOutputs` asked for: ``probabilities``
     and ``entropy`` (files, scale, mean foreground entropy) and ``statistics`` (rows per label).
     """
 
