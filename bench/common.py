@@ -63,8 +63,9 @@ def ct_cases(work: Path, depths: Sequence[int], size: int = 512, seed: int = 0) 
     shutil.rmtree(tmp, ignore_errors=True)
     for i, depth in enumerate(depths):
         log(f"writing synthetic CT {size}x{size}x{depth} ...")
-        make_synthetic_3d(tmp / str(i), n_cases=1, shape=(size, size, depth), modality="ct", seed=seed + i,
-                          body_scale=CT_BODY_SCALE)
+        make_synthetic_3d(
+            tmp / str(i), n_cases=1, shape=(size, size, depth), modality="ct", seed=seed + i, body_scale=CT_BODY_SCALE
+        )
         (tmp / str(i) / "imagesTr" / "case_000.nii.gz").rename(tmp / f"ct_{i:02d}_{depth}.nii.gz")
         shutil.rmtree(tmp / str(i))
     shutil.rmtree(folder, ignore_errors=True)
@@ -85,12 +86,21 @@ def spleen_model(work: Path) -> Path:
     data = ct_train_data(work)
     config = RunConfig(
         data=DataConfig(
-            data_dir=str(data), spatial_dims=3, patch_size=(64, 64, 64), intensity="ct", ct_window=RECIPE_HU,
-            target_spacing=RECIPE_SPACING, samples_per_image=2, val_fraction=0.2, label_values=(0, 1, 2),
+            data_dir=str(data),
+            spatial_dims=3,
+            patch_size=(64, 64, 64),
+            intensity="ct",
+            ct_window=RECIPE_HU,
+            target_spacing=RECIPE_SPACING,
+            samples_per_image=2,
+            val_fraction=0.2,
+            label_values=(0, 1, 2),
             label_names=("background", "organ", "lesion"),
         ),
         model=ModelConfig(name="unet"),
-        train=TrainConfig(epochs=EPOCHS, iterations_per_epoch=15, batch_size=2, learning_rate=3e-3, val_interval=EPOCHS),
+        train=TrainConfig(
+            epochs=EPOCHS, iterations_per_epoch=15, batch_size=2, learning_rate=3e-3, val_interval=EPOCHS
+        ),
         infer=InferConfig(roi_size=RECIPE_WINDOW["roi_size"], sw_batch_size=4, overlap=0.25),
     )
     shutil.rmtree(run, ignore_errors=True)
@@ -136,7 +146,9 @@ def run_worker(module: str, args: Sequence[str], threads: int | None = None, env
         result.unlink(missing_ok=True)
     if before and after:  # time the hypervisor gave to other machines: a noisy neighbour skews every figure of the run
         total = sum(after) - sum(before)
-        values["cpu_steal_fraction"] = round((after[7] - before[7]) / total, 4) if total > 0 and len(after) > 7 else None
+        values["cpu_steal_fraction"] = (
+            round((after[7] - before[7]) / total, 4) if total > 0 and len(after) > 7 else None
+        )
     return values
 
 

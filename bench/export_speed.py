@@ -37,8 +37,16 @@ def untrained_run(folder: Path, roi: int, batch: int) -> Path:
     from medseg_monai.networks import build_network
 
     config = RunConfig(
-        data=DataConfig(spatial_dims=3, in_channels=1, patch_size=(64, 64, 64), intensity="ct", ct_window=common.RECIPE_HU,
-                        target_spacing=common.RECIPE_SPACING, label_values=(0, 1, 2), label_names=("background", "organ", "lesion")),
+        data=DataConfig(
+            spatial_dims=3,
+            in_channels=1,
+            patch_size=(64, 64, 64),
+            intensity="ct",
+            ct_window=common.RECIPE_HU,
+            target_spacing=common.RECIPE_SPACING,
+            label_values=(0, 1, 2),
+            label_names=("background", "organ", "lesion"),
+        ),
         model=ModelConfig(name="unet"),
         infer=InferConfig(roi_size=(roi,) * 3, sw_batch_size=batch, overlap=0.25),
     )
@@ -64,9 +72,13 @@ def measure(model: Path, batch: int, repeats: int) -> dict:
         for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".ts")):
             export_artefact(network, predictor.config, Path(tmp) / f"model{suffix}", fmt)
             variants[fmt] = (load_artefact(Path(tmp) / f"model{suffix}")[0], x)
-        variants["torch_fp32_channels_last"] = (copy.deepcopy(network).to(memory_format=channels_last), x.contiguous(memory_format=channels_last))
+        variants["torch_fp32_channels_last"] = (
+            copy.deepcopy(network).to(memory_format=channels_last),
+            x.contiguous(memory_format=channels_last),
+        )
         rows, reference = {}, None
         for name, (net, inp) in variants.items():
+
             def run(net=net, inp=inp):
                 with torch.inference_mode():
                     return net(inp).float()
@@ -74,13 +86,23 @@ def measure(model: Path, batch: int, repeats: int) -> dict:
             run()  # warm-up: oneDNN and ONNX Runtime pick their kernels on the first call
             seconds, out = common.best_of(run, repeats)
             reference = out if reference is None else reference
-            rows[name] = {"seconds": round(seconds, 4), "windows_per_s": round(batch / seconds, 3),
-                          "max_abs_logit_diff": float((out - reference).abs().max())}
+            rows[name] = {
+                "seconds": round(seconds, 4),
+                "windows_per_s": round(batch / seconds, 3),
+                "max_abs_logit_diff": float((out - reference).abs().max()),
+            }
     base = rows["torch_fp32"]["seconds"]
     for row in rows.values():
         row["ratio_to_torch_fp32"] = round(base / row["seconds"], 3)
-    return {"model": str(model), "roi_size": list(predictor.config.roi_size), "windows": batch, "repeats": repeats,
-            "threads": torch.get_num_threads(), "machine": common.machine(), "variants": rows}
+    return {
+        "model": str(model),
+        "roi_size": list(predictor.config.roi_size),
+        "windows": batch,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "machine": common.machine(),
+        "variants": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['windows']} windows of {result['roi_size']}, {result['threads']} threads, best of {repeats}")
     print(f"{'variant':26s} {'s/batch':>8s} {'windows/s':>10s} {'x torch fp32':>13s} {'max |dlogit|':>13s}")
     for name, row in result["variants"].items():
-        print(f"{name:26s} {row['seconds']:8.3f} {row['windows_per_s']:10.2f} {row['ratio_to_torch_fp32']:13.2f} "
-              f"{row['max_abs_logit_diff']:13.2e}")
+        print(
+            f"{name:26s} {row['seconds']:8.3f} {row['windows_per_s']:10.2f} {row['ratio_to_torch_fp32']:13.2f} "
+            f"{row['max_abs_logit_diff']:13.2e}"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

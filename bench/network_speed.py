@@ -36,8 +36,10 @@ def windows(predictor, image_file: Path, count: int):
     centre = [s // 2 for s in image.shape[1:]]
     out = []
     for i in range(count):
-        start = [max(0, min(c - r // 2 + (i - count // 2) * r // 2 * (d == 0), s - r))
-                 for d, (c, r, s) in enumerate(zip(centre, roi, image.shape[1:]))]
+        start = [
+            max(0, min(c - r // 2 + (i - count // 2) * r // 2 * (d == 0), s - r))
+            for d, (c, r, s) in enumerate(zip(centre, roi, image.shape[1:]))
+        ]
         out.append(image[(slice(None), *(slice(a, a + r) for a, r in zip(start, roi)))])
     return torch.stack(out).contiguous()
 
@@ -68,13 +70,20 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
         seconds, out = common.best_of(run, repeats)
         labels = out.argmax(dim=1)
         reference = labels if reference is None else reference
-        rows[name] = {"seconds": round(seconds, 4), "argmax_agreement": round(float((labels == reference).float().mean()), 5)}
+        rows[name] = {
+            "seconds": round(seconds, 4),
+            "argmax_agreement": round(float((labels == reference).float().mean()), 5),
+        }
     base = rows["fp32"]["seconds"]
     for row in rows.values():
         row["speedup"] = round(base / row["seconds"], 3)
     per_window = {}  # the window batch (infer.sw_batch_size): seconds per window, bf16 channels-last
     for size in (1, 2, 4, 8):
-        inp = x_cl[:size] if size <= batch else torch.cat([x_cl] * (size // batch + 1))[:size].contiguous(memory_format=torch.channels_last_3d)
+        inp = (
+            x_cl[:size]
+            if size <= batch
+            else torch.cat([x_cl] * (size // batch + 1))[:size].contiguous(memory_format=torch.channels_last_3d)
+        )
 
         def run_batch(inp=inp):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -82,8 +91,14 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
 
         run_batch()
         per_window[str(size)] = round(common.best_of(run_batch, repeats)[0] / size, 4)
-    return {"batch": batch, "roi": list(predictor.config.roi_size), "threads": torch.get_num_threads(),
-            "bf16_native": cpu_supports_bf16(), "variants": rows, "seconds_per_window_by_batch": per_window}
+    return {
+        "batch": batch,
+        "roi": list(predictor.config.roi_size),
+        "threads": torch.get_num_threads(),
+        "bf16_native": cpu_supports_bf16(),
+        "variants": rows,
+        "seconds_per_window_by_batch": per_window,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -102,15 +117,26 @@ def main(argv: list[str] | None = None) -> dict:
     image = sorted(common.ct_cases(common.WORK, [150]).glob("*.nii.gz"))[0]
     result = measure(model, image, args.batch, 3 if args.quick else args.repeats)
     v = result["variants"]
-    common.update_summary("network", {
-        "bf16_speedup": v["bf16"]["speedup"], "bf16_channels_last_speedup": v["bf16_channels_last"]["speedup"],
-        "fp32_channels_last_speedup": v["fp32_channels_last"]["speedup"],
-        "bf16_argmax_agreement": v["bf16"]["argmax_agreement"],
-        "window_batch_1_vs_4": round(result["seconds_per_window_by_batch"]["1"] / result["seconds_per_window_by_batch"]["4"], 3),
-        "window_batch_8_vs_4": round(result["seconds_per_window_by_batch"]["8"] / result["seconds_per_window_by_batch"]["4"], 3),
-    }, details=result)
+    common.update_summary(
+        "network",
+        {
+            "bf16_speedup": v["bf16"]["speedup"],
+            "bf16_channels_last_speedup": v["bf16_channels_last"]["speedup"],
+            "fp32_channels_last_speedup": v["fp32_channels_last"]["speedup"],
+            "bf16_argmax_agreement": v["bf16"]["argmax_agreement"],
+            "window_batch_1_vs_4": round(
+                result["seconds_per_window_by_batch"]["1"] / result["seconds_per_window_by_batch"]["4"], 3
+            ),
+            "window_batch_8_vs_4": round(
+                result["seconds_per_window_by_batch"]["8"] / result["seconds_per_window_by_batch"]["4"], 3
+            ),
+        },
+        details=result,
+    )
     for name, row in v.items():
-        common.log(f"{name:20s} {row['seconds']:.3f} s  x{row['speedup']:.2f}  argmax agreement {row['argmax_agreement']:.4f}")
+        common.log(
+            f"{name:20s} {row['seconds']:.3f} s  x{row['speedup']:.2f}  argmax agreement {row['argmax_agreement']:.4f}"
+        )
     return result
 
 

@@ -29,7 +29,11 @@ def check(run: Path, images: list[Path]) -> dict:
     fp32 = Predictor.from_run(run, infer={"precision": "fp32"})
     bf16 = fp32.with_infer(precision="bf16")
     scores = [common.label_dice(fp32.predict_image(path), bf16.predict_image(path)) for path in images]
-    return {"cases": len(scores), "mean_dice": round(float(np.mean(scores)), 5), "min_dice": round(float(np.min(scores)), 5)}
+    return {
+        "cases": len(scores),
+        "mean_dice": round(float(np.mean(scores)), 5),
+        "min_dice": round(float(np.min(scores)), 5),
+    }
 
 
 def validation_images(run: Path) -> list[Path]:
@@ -56,9 +60,15 @@ def main(argv: list[str] | None = None) -> dict:
         common.log(f"precision: {name}, {len(images)} case(s) in fp32 and bf16 ...")
         rows[name] = check(model if name == "benchmark CT model" else Path(name), images)
         common.log(json.dumps(rows[name]))
-    previous = json.loads(common.SUMMARY.read_text()).get("details", {}).get("precision", {}).get("runs", {}) if common.SUMMARY.is_file() else {}
+    previous = (
+        json.loads(common.SUMMARY.read_text()).get("details", {}).get("precision", {}).get("runs", {})
+        if common.SUMMARY.is_file()
+        else {}
+    )
     rows = {**previous, **rows}
-    common.update_summary("precision", {"bf16_min_dice_vs_fp32": min(r["min_dice"] for r in rows.values())}, {"runs": rows})
+    common.update_summary(
+        "precision", {"bf16_min_dice_vs_fp32": min(r["min_dice"] for r in rows.values())}, {"runs": rows}
+    )
     return rows
 
 

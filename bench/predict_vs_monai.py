@@ -46,8 +46,12 @@ MEDSEG = {
 }
 #: the levers one at a time at the recipe's windows (full run)
 LEVERS = {
-    "matched_fp32_all_windows": {**MEDSEG["medseg_matched"], "precision": "fp32", "memory_format": "contiguous",
-                                 "foreground_crop": "none"},
+    "matched_fp32_all_windows": {
+        **MEDSEG["medseg_matched"],
+        "precision": "fp32",
+        "memory_format": "contiguous",
+        "foreground_crop": "none",
+    },
     "matched_bf16_all_windows": {**MEDSEG["medseg_matched"], "precision": "bf16", "foreground_crop": "none"},
     "matched_fp32_body_windows": {**MEDSEG["medseg_matched"], "precision": "fp32", "memory_format": "contiguous"},
     "matched_labels_inversion": {**MEDSEG["medseg_matched"], "inversion": "labels"},
@@ -61,8 +65,17 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     from monai.data import Dataset
     from monai.inferers import SlidingWindowInferer
     from monai.transforms import (
-        Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, EnsureTyped, Invertd, LoadImaged,
-        Orientationd, SaveImaged, ScaleIntensityRanged, Spacingd,
+        Activationsd,
+        AsDiscreted,
+        Compose,
+        EnsureChannelFirstd,
+        EnsureTyped,
+        Invertd,
+        LoadImaged,
+        Orientationd,
+        SaveImaged,
+        ScaleIntensityRanged,
+        Spacingd,
     )
 
     from medseg_monai.config import RunConfig
@@ -74,22 +87,33 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     network.load_state_dict(load_checkpoint(model / "checkpoints" / "best.pt")["network"])
     network.eval()
     low, high = config.data.ct_window
-    preprocessing = Compose([
-        LoadImaged(keys="image"),
-        EnsureChannelFirstd(keys="image"),
-        Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        Spacingd(keys="image", pixdim=config.data.target_spacing, mode="bilinear"),
-        ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
-        EnsureTyped(keys="image"),
-    ])
+    preprocessing = Compose(
+        [
+            LoadImaged(keys="image"),
+            EnsureChannelFirstd(keys="image"),
+            Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            Spacingd(keys="image", pixdim=config.data.target_spacing, mode="bilinear"),
+            ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
+            EnsureTyped(keys="image"),
+        ]
+    )
     inferer = SlidingWindowInferer(**common.RECIPE_WINDOW)
-    postprocessing = Compose([
-        Activationsd(keys="pred", softmax=True),
-        Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
-        AsDiscreted(keys="pred", argmax=True),
-        SaveImaged(keys="pred", output_dir=str(output), output_ext=".nii.gz", output_dtype="float32",
-                   output_postfix="trans", separate_folder=True, print_log=False),
-    ])
+    postprocessing = Compose(
+        [
+            Activationsd(keys="pred", softmax=True),
+            Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
+            AsDiscreted(keys="pred", argmax=True),
+            SaveImaged(
+                keys="pred",
+                output_dir=str(output),
+                output_ext=".nii.gz",
+                output_dtype="float32",
+                output_postfix="trans",
+                separate_folder=True,
+                print_log=False,
+            ),
+        ]
+    )
     files = sorted(str(p) for p in inputs.glob("*.nii.gz"))
     dataset = Dataset([{"image": f} for f in files], transform=preprocessing)
     seconds, network_s = [], 0.0
@@ -104,12 +128,17 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
         seconds.append(time.perf_counter() - t0)
     stem = lambda f: Path(f).name.replace(".nii.gz", "")  # noqa: E731
     outputs = {Path(f).name: str(output / stem(f) / f"{stem(f)}_trans.nii.gz") for f in files}
-    return {"batch_seconds": time.perf_counter() - start, "case_seconds": seconds, "outputs": outputs, "network_seconds": network_s}
+    return {
+        "batch_seconds": time.perf_counter() - start,
+        "case_seconds": seconds,
+        "outputs": outputs,
+        "network_seconds": network_s,
+    }
 
 
 def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
-    from medseg_monai.config import BatchOptions
     from medseg_monai.batch import run_batch
+    from medseg_monai.config import BatchOptions
     from medseg_monai.inference import Predictor
 
     predictor = Predictor.from_run(model, infer=infer or None)
@@ -128,7 +157,16 @@ def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"medseg failed on {len(failed)} case(s): {failed[:3]}")
-    keys = ("roi_size", "overlap", "sw_batch_size", "blend_mode", "precision", "memory_format", "foreground_crop", "inversion")
+    keys = (
+        "roi_size",
+        "overlap",
+        "sw_batch_size",
+        "blend_mode",
+        "precision",
+        "memory_format",
+        "foreground_crop",
+        "inversion",
+    )
     return {
         "batch_seconds": time.perf_counter() - start,
         "case_seconds": [r.seconds for r in results],
@@ -165,8 +203,18 @@ def predict_section(model: Path, depths: tuple[int, ...], threads: int, levers: 
     results: dict[str, dict] = {}
     for name, infer in pipelines.items():
         common.log(f"predict: {name} on {len(depths)} case(s) ...")
-        args = ["--pipeline", name, "--model", str(model), "--inputs", str(inputs),
-                "--output", str(common.WORK / "out" / name), "--infer", json.dumps(infer or {})]
+        args = [
+            "--pipeline",
+            name,
+            "--model",
+            str(model),
+            "--inputs",
+            str(inputs),
+            "--output",
+            str(common.WORK / "out" / name),
+            "--infer",
+            json.dumps(infer or {}),
+        ]
         results[name] = common.run_worker("predict_vs_monai", args, threads)
 
     def mask(path: str) -> np.ndarray:
@@ -184,7 +232,9 @@ def predict_section(model: Path, depths: tuple[int, ...], threads: int, levers: 
             "network_fraction": round(result["network_seconds"] / result["batch_seconds"], 3),
         }
         if name != RECIPE:
-            scores = [common.label_dice(mask(recipe["outputs"][case]), mask(path)) for case, path in result["outputs"].items()]
+            scores = [
+                common.label_dice(mask(recipe["outputs"][case]), mask(path)) for case, path in result["outputs"].items()
+            ]
             row["dice_vs_recipe"] = round(float(np.mean(scores)), 4)
             row["infer"] = result["infer"]
         rows[name] = row
@@ -247,11 +297,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(common.REPO / "bench" / "precision_check.py"), "--threads", str(args.threads)]
         subprocess.run(cmd + (["--quick"] if args.quick else []), check=True, cwd=common.REPO)  # the benchmark CT model
         if trained_runs():
-            subprocess.run(cmd + [str(p) for p in trained_runs()] + (["--quick"] if args.quick else []), check=True, cwd=common.REPO)
+            subprocess.run(
+                cmd + [str(p) for p in trained_runs()] + (["--quick"] if args.quick else []),
+                check=True,
+                cwd=common.REPO,
+            )
     for section, script in (("train", "train_vs_monai.py"), ("small", "small_cases.py"), ("scale", "scale_out.py")):
         if section in sections:
             run_section_script(script, args.quick, args.threads)
-    common.update_summary("run", {"quick": args.quick, "sections": sections, "seconds": round(time.perf_counter() - start, 1)})
+    common.update_summary(
+        "run", {"quick": args.quick, "sections": sections, "seconds": round(time.perf_counter() - start, 1)}
+    )
     common.log(f"summary: {common.SUMMARY} ({time.perf_counter() - start:.0f} s)")
     return 0
 

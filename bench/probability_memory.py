@@ -37,9 +37,9 @@ VARIANTS = {
 def worker(args: argparse.Namespace) -> None:
     import torch
 
+    from medseg_monai.batch.runner import run_batch
     from medseg_monai.config import BatchOptions
     from medseg_monai.inference import Predictor
-    from medseg_monai.batch.runner import run_batch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,18 +76,24 @@ def main() -> None:
     rows = {}
     for name in (v for v in VARIANTS if args.entropy or v != "entropy_with_flips"):
         common.log(f"{name} on {case.name} ...")
-        rows[name] = common.run_worker("probability_memory", ["--variant", name, "--model", str(model), "--case", str(case)],
-                                       threads=args.threads)
+        rows[name] = common.run_worker(
+            "probability_memory", ["--variant", name, "--model", str(model), "--case", str(case)], threads=args.threads
+        )
     base = rows["mask"]
     for row in rows.values():
         row["rss_ratio"] = round(row["peak_rss_bytes"] / base["peak_rss_bytes"], 3)
         row["time_ratio"] = round(row["seconds"] / base["seconds"], 3)
         row["peak_rss_gib"] = round(row["peak_rss_bytes"] / 2**30, 3)
-    common.update_summary("probability_maps", {f"{name}.rss_ratio": row["rss_ratio"] for name, row in rows.items()},
-                          {"shape": [512, 512, depth], "threads": args.threads, "variants": rows, "machine": common.machine()})
+    common.update_summary(
+        "probability_maps",
+        {f"{name}.rss_ratio": row["rss_ratio"] for name, row in rows.items()},
+        {"shape": [512, 512, depth], "threads": args.threads, "variants": rows, "machine": common.machine()},
+    )
     print(f"{'variant':<24} {'s/case':>8} {'peak GiB':>9} {'x mask RSS':>10} {'x mask time':>11}")
     for name, row in rows.items():
-        print(f"{name:<24} {row['seconds']:>8.1f} {row['peak_rss_gib']:>9.2f} {row['rss_ratio']:>10.2f} {row['time_ratio']:>11.2f}")
+        print(
+            f"{name:<24} {row['seconds']:>8.1f} {row['peak_rss_gib']:>9.2f} {row['rss_ratio']:>10.2f} {row['time_ratio']:>11.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write the table of ``bench/results/summary.json`` into docs/performance.md (between its bench markers).
 
-    python bench/report.py
+python bench/report.py
 """
 
 from __future__ import annotations
@@ -57,11 +57,17 @@ def table(summary: dict) -> str:
     if sections and len(sections) < 6:
         invocation += " --sections " + " ".join(sections)
     lines.append("")
-    lines.append(f"Last measured with `{invocation}` ({run.get('seconds', '?')} s)"
-                 + ("; the other sections keep the figures of the invocation before it" if sections and len(sections) < 6 else "")
-                 + f". {machine.get('cpu_count', '?')} CPU cores, torch {machine.get('torch', '?')}, "
-                 f"AVX512-BF16 {'yes' if machine.get('avx512_bf16') else 'no'}. Every figure is a ratio of two runs "
-                 "in one invocation, except the seconds.")
+    lines.append(
+        f"Last measured with `{invocation}` ({run.get('seconds', '?')} s)"
+        + (
+            "; the other sections keep the figures of the invocation before it"
+            if sections and len(sections) < 6
+            else ""
+        )
+        + f". {machine.get('cpu_count', '?')} CPU cores, torch {machine.get('torch', '?')}, "
+        f"AVX512-BF16 {'yes' if machine.get('avx512_bf16') else 'no'}. Every figure is a ratio of two runs "
+        "in one invocation, except the seconds."
+    )
     return "\n".join(lines)
 
 
@@ -80,12 +86,19 @@ def pipelines(summary: dict) -> str:
     details = summary.get("details", {}).get("predict")
     if not details:
         return "(no predict section in summary.json yet)"
-    lines = ["| pipeline | what | s/case | speed vs recipe | peak RSS GiB | RSS vs recipe | network share | label Dice vs recipe |",
-             "|---|---|---|---|---|---|---|---|"]
-    ordered = sorted(details["pipelines"].items(), key=lambda item: list(PIPELINE_NOTES).index(item[0]) if item[0] in PIPELINE_NOTES else 99)
+    lines = [
+        "| pipeline | what | s/case | speed vs recipe | peak RSS GiB | RSS vs recipe | network share | label Dice vs recipe |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ordered = sorted(
+        details["pipelines"].items(),
+        key=lambda item: list(PIPELINE_NOTES).index(item[0]) if item[0] in PIPELINE_NOTES else 99,
+    )
     for name, row in ordered:
-        lines.append(f"| `{name}` | {PIPELINE_NOTES.get(name, '')} | {row['seconds_per_case']} | {row['speedup']} | "
-                     f"{row['peak_rss_gib']} | {row['rss_ratio']} | {row['network_fraction']} | {row.get('dice_vs_recipe', '-')} |")
+        lines.append(
+            f"| `{name}` | {PIPELINE_NOTES.get(name, '')} | {row['seconds_per_case']} | {row['speedup']} | "
+            f"{row['peak_rss_gib']} | {row['rss_ratio']} | {row['network_fraction']} | {row.get('dice_vs_recipe', '-')} |"
+        )
     depths = ", ".join(str(d) for d in details["depths"])
     lines += ["", f"Cases: 512 x 512 x ({depths}) synthetic CT, {details['threads']} threads per process."]
     return "\n".join(lines)
@@ -96,8 +109,10 @@ def training(summary: dict) -> str:
     if not details:
         return "(no train section in summary.json yet)"
     rows = details["pipelines"]
-    lines = ["| loop | s per epoch | vs the plain loop | waiting for data | first epoch, s | CPU stolen by other machines |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| loop | s per epoch | vs the plain loop | waiting for data | first epoch, s | CPU stolen by other machines |",
+        "|---|---|---|---|---|---|",
+    ]
     plain = rows["monai_loop"]["epoch_seconds"]
     for name in ("monai_loop", "medseg_eager", "medseg"):
         if name not in rows:
@@ -105,11 +120,16 @@ def training(summary: dict) -> str:
         row = rows[name]
         first = row.get("first_epoch_seconds")
         steal = row.get("cpu_steal_fraction")
-        lines.append(f"| `{name}` | {row['epoch_seconds']:.2f} | {plain / row['epoch_seconds']:.2f} | "
-                     f"{row['data_wait_seconds'] / row['epoch_seconds']:.1%} | {'-' if first is None else f'{first:.1f}'} | "
-                     f"{'-' if steal is None else f'{steal:.1%}'} |")
-    lines += ["", f"{details['steps']} steps of batch {details['batch']} x {details['samples_per_image']} patches of "
-              f"{details['patch']}^3, {details['threads']} threads; `medseg` compiled (`train.compile=on`), `medseg_eager` not."]
+        lines.append(
+            f"| `{name}` | {row['epoch_seconds']:.2f} | {plain / row['epoch_seconds']:.2f} | "
+            f"{row['data_wait_seconds'] / row['epoch_seconds']:.1%} | {'-' if first is None else f'{first:.1f}'} | "
+            f"{'-' if steal is None else f'{steal:.1%}'} |"
+        )
+    lines += [
+        "",
+        f"{details['steps']} steps of batch {details['batch']} x {details['samples_per_image']} patches of "
+        f"{details['patch']}^3, {details['threads']} threads; `medseg` compiled (`train.compile=on`), `medseg_eager` not.",
+    ]
     return "\n".join(lines)
 
 
@@ -119,8 +139,13 @@ def scale(summary: dict) -> str:
         return "(no scale section in summary.json yet: run `python bench/scale_out.py`)"
     lines = ["| processes x threads | cases/min | 1 process x same threads, cases/min | ratio |", "|---|---|---|---|"]
     for n, row in details["rows"].items():
-        lines.append(f"| {n} x 1 | {row['parts_cases_per_minute']} | {row['single_cases_per_minute']} | {row['ratio']} |")
-    lines += ["", f"{details['cases']} hippocampus-sized cases on {details['cpu_count']} cores, model loading included."]
+        lines.append(
+            f"| {n} x 1 | {row['parts_cases_per_minute']} | {row['single_cases_per_minute']} | {row['ratio']} |"
+        )
+    lines += [
+        "",
+        f"{details['cases']} hippocampus-sized cases on {details['cpu_count']} cores, model loading included.",
+    ]
     return "\n".join(lines)
 
 

@@ -36,9 +36,27 @@ def run_parts(run: Path, folder: Path, parts: int, threads: int) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     procs = [
-        subprocess.Popen([medseg, "-q", "predict", "--model", str(run), "--input", str(folder), "--output", str(output),
-                          "--no-tta", "--num-parts", str(parts), "--part-id", str(i)], env=env, cwd=common.REPO,
-                         stdout=subprocess.DEVNULL)
+        subprocess.Popen(
+            [
+                medseg,
+                "-q",
+                "predict",
+                "--model",
+                str(run),
+                "--input",
+                str(folder),
+                "--output",
+                str(output),
+                "--no-tta",
+                "--num-parts",
+                str(parts),
+                "--part-id",
+                str(i),
+            ],
+            env=env,
+            cwd=common.REPO,
+            stdout=subprocess.DEVNULL,
+        )
         for i in range(parts)
     ]
     codes = [p.wait() for p in procs]
@@ -66,8 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
             "single_cases_per_minute": round(cases / single_s * 60, 1),
             "ratio": round(single_s / parts_s, 2),
         }
-    common.update_summary("scale", {f"parts_{n}_vs_threads_{n}": row["ratio"] for n, row in rows.items()},
-                          {"cases": cases, "cpu_count": os.cpu_count(), "rows": rows})
+    common.update_summary(
+        "scale",
+        {f"parts_{n}_vs_threads_{n}": row["ratio"] for n, row in rows.items()},
+        {"cases": cases, "cpu_count": os.cpu_count(), "rows": rows},
+    )
     common.log(json.dumps(rows))
     return rows
 

@@ -56,8 +56,8 @@ def inputs(count: int) -> Path:
 def model() -> Path:
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
     from medseg_monai.data.synthetic import make_synthetic_3d
-    from medseg_monai.training.trainer import train
     from medseg_monai.recipes.catalog import UNET_3D
+    from medseg_monai.training.trainer import train
 
     run = common.WORK / "hippo_model"
     if (run / "checkpoints" / "best.pt").is_file():
@@ -65,8 +65,14 @@ def model() -> Path:
     data = common.WORK / "hippo_train"
     make_synthetic_3d(data, n_cases=4, shape=(36, 50, 36), spacing=(1.0, 1.0, 1.0), seed=5)
     config = RunConfig(
-        data=DataConfig(data_dir=str(data), spatial_dims=3, patch_size=(32, 48, 32), target_spacing=(1.0, 1.0, 1.0),
-                        intensity="zscore", val_fraction=0.25),
+        data=DataConfig(
+            data_dir=str(data),
+            spatial_dims=3,
+            patch_size=(32, 48, 32),
+            target_spacing=(1.0, 1.0, 1.0),
+            intensity="zscore",
+            val_fraction=0.25,
+        ),
         model=ModelConfig(name="unet", options=UNET_3D),
         train=TrainConfig(epochs=1, iterations_per_epoch=4, batch_size=2),
         infer=InferConfig(overlap=0.5),
@@ -76,8 +82,8 @@ def model() -> Path:
 
 
 def steady_medseg(run: Path, folder: Path, output: Path) -> dict:
-    from medseg_monai.config import BatchOptions
     from medseg_monai.batch import run_batch
+    from medseg_monai.config import BatchOptions
     from medseg_monai.inference import Predictor
 
     predictor = Predictor.from_run(run, infer={"tta_flips": False})
@@ -89,7 +95,16 @@ def steady_medseg(run: Path, folder: Path, output: Path) -> dict:
 def steady_monai(run: Path, folder: Path, output: Path) -> dict:
     import torch
     from monai.inferers import SlidingWindowInferer
-    from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, NormalizeIntensityd, Orientationd, SaveImaged, Spacingd
+    from monai.transforms import (
+        Compose,
+        EnsureChannelFirstd,
+        Invertd,
+        LoadImaged,
+        NormalizeIntensityd,
+        Orientationd,
+        SaveImaged,
+        Spacingd,
+    )
 
     from medseg_monai.config import RunConfig
     from medseg_monai.models.checkpoint import load_checkpoint
@@ -99,13 +114,29 @@ def steady_monai(run: Path, folder: Path, output: Path) -> dict:
     network = build_network(config, load_pretrained=False)
     network.load_state_dict(load_checkpoint(run / "checkpoints" / "best.pt")["network"])
     network.eval()
-    pre = Compose([LoadImaged(keys="image"), EnsureChannelFirstd(keys="image"),
-                   Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-                   Spacingd(keys="image", pixdim=config.data.target_spacing), NormalizeIntensityd(keys="image", nonzero=True)])
-    inferer = SlidingWindowInferer(roi_size=config.roi_size, sw_batch_size=config.infer.sw_batch_size,
-                                   overlap=config.infer.overlap, mode=config.infer.blend_mode)
-    post = Compose([Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True),
-                    SaveImaged(keys="pred", output_dir=str(output), output_dtype="uint8", separate_folder=False, print_log=False)])
+    pre = Compose(
+        [
+            LoadImaged(keys="image"),
+            EnsureChannelFirstd(keys="image"),
+            Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            Spacingd(keys="image", pixdim=config.data.target_spacing),
+            NormalizeIntensityd(keys="image", nonzero=True),
+        ]
+    )
+    inferer = SlidingWindowInferer(
+        roi_size=config.roi_size,
+        sw_batch_size=config.infer.sw_batch_size,
+        overlap=config.infer.overlap,
+        mode=config.infer.blend_mode,
+    )
+    post = Compose(
+        [
+            Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True),
+            SaveImaged(
+                keys="pred", output_dir=str(output), output_dtype="uint8", separate_folder=False, print_log=False
+            ),
+        ]
+    )
     seconds = []
     for path in sorted(folder.glob("*.nii.gz")):
         t0 = time.perf_counter()
@@ -137,9 +168,28 @@ Compose([Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=T
 
 
 def cold_start(run: Path, image: Path, threads: int, repeats: int) -> dict:
-    medseg = [str(Path(sys.executable).with_name("medseg")), "-q", "predict", "--model", str(run), "--input", str(image),
-              "--output", str(common.WORK / "cold_out"), "--overwrite", "--no-tta"]
-    plain = [sys.executable, "-c", PLAIN_COLD_START, str(run / "checkpoints" / "best.pt"), str(image), str(common.WORK / "cold_plain"), str(threads)]
+    medseg = [
+        str(Path(sys.executable).with_name("medseg")),
+        "-q",
+        "predict",
+        "--model",
+        str(run),
+        "--input",
+        str(image),
+        "--output",
+        str(common.WORK / "cold_out"),
+        "--overwrite",
+        "--no-tta",
+    ]
+    plain = [
+        sys.executable,
+        "-c",
+        PLAIN_COLD_START,
+        str(run / "checkpoints" / "best.pt"),
+        str(image),
+        str(common.WORK / "cold_plain"),
+        str(threads),
+    ]
     imports = [sys.executable, "-c", "import medseg_monai.cli"]
     import_monai = [sys.executable, "-c", "import monai"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -192,8 +242,11 @@ def main(argv: list[str] | None = None) -> dict:
         "import_seconds": cold["import_cli"],
         "import_monai_seconds": cold["import_monai"],
     }
-    common.update_summary("small", summary, {"cases": len(list(folder.glob("*.nii.gz"))), "threads": args.threads,
-                                             "steady": steady, "cold_start": cold})
+    common.update_summary(
+        "small",
+        summary,
+        {"cases": len(list(folder.glob("*.nii.gz"))), "threads": args.threads, "steady": steady, "cold_start": cold},
+    )
     common.log(json.dumps(summary))
     return summary
 

@@ -63,7 +63,9 @@ def tiny_model(work: Path) -> Path:
     data = work / "train"
     make_synthetic_2d(data, n_cases=8, shape=(64, 64), seed=3)
     config = RunConfig(
-        data=DataConfig(data_dir=str(data), spatial_dims=2, patch_size=(32, 32), samples_per_image=1, val_fraction=0.25),
+        data=DataConfig(
+            data_dir=str(data), spatial_dims=2, patch_size=(32, 32), samples_per_image=1, val_fraction=0.25
+        ),
         model=ModelConfig(name="unet", options={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}),
         train=TrainConfig(epochs=1, batch_size=2, learning_rate=1e-2),
         infer=InferConfig(overlap=0.25, sw_batch_size=2),
@@ -95,8 +97,8 @@ def run_soak(images: int, work: Path, plot: Path | None = PLOT, threads: int = 1
     """Predict ``images`` synthetic PNGs in this process, sampling RSS and seconds after every case."""
     import torch
 
-    from medseg_monai.config import BatchOptions
     from medseg_monai.batch import run_batch
+    from medseg_monai.config import BatchOptions
     from medseg_monai.inference import Predictor
 
     if images < 200:
@@ -128,13 +130,20 @@ def run_soak(images: int, work: Path, plot: Path | None = PLOT, threads: int = 1
     grow = rss[-1] / rss[WARM - 1] - 1.0
     ratio = (sum(seconds[-100:]) / len(seconds[-100:])) / (sum(seconds[WARM:150]) / len(seconds[WARM:150]))
     figures = {
-        "images": images, "image_size": [64, 64], "threads": threads, "wall_seconds": round(wall, 2),
-        "rss_mb_case_50": round(rss[WARM - 1] / 2**20, 2), "rss_mb_last": round(rss[-1] / 2**20, 2),
-        "rss_mb_max": round(max(rss) / 2**20, 2), "rss_growth_fraction": round(grow, 4),
+        "images": images,
+        "image_size": [64, 64],
+        "threads": threads,
+        "wall_seconds": round(wall, 2),
+        "rss_mb_case_50": round(rss[WARM - 1] / 2**20, 2),
+        "rss_mb_last": round(rss[-1] / 2**20, 2),
+        "rss_mb_max": round(max(rss) / 2**20, 2),
+        "rss_growth_fraction": round(grow, 4),
         "mean_case_seconds_50_150": round(sum(seconds[WARM:150]) / len(seconds[WARM:150]), 5),
         "mean_case_seconds_last_100": round(sum(seconds[-100:]) / len(seconds[-100:]), 5),
-        "time_ratio": round(ratio, 4), "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in load_after], "cpu_count": os.cpu_count(),
+        "time_ratio": round(ratio, 4),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "cpu_count": os.cpu_count(),
         "rss_source": "psutil" if _has_psutil() else "/proc/self/status VmRSS",
     }
     if plot is not None:
@@ -162,8 +171,10 @@ def _plot(rss: list[int], seconds: list[float], figures: dict[str, Any], path: P
     top.plot(range(1, len(rss) + 1), [r / 2**20 for r in rss], lw=1)
     top.axvline(WARM, color="gray", ls=":")
     top.set_ylabel("RSS (MiB)")
-    top.set_title(f"soak: {figures['images']} 2D cases, RSS growth {100 * figures['rss_growth_fraction']:.2f} % "
-                  f"(case {WARM} -> last), time ratio {figures['time_ratio']:.3f}")
+    top.set_title(
+        f"soak: {figures['images']} 2D cases, RSS growth {100 * figures['rss_growth_fraction']:.2f} % "
+        f"(case {WARM} -> last), time ratio {figures['time_ratio']:.3f}"
+    )
     bottom.plot(range(2, len(seconds) + 2), [s * 1000 for s in seconds], lw=0.6)
     bottom.set_ylabel("ms per case")
     bottom.set_xlabel("case index")

@@ -40,13 +40,27 @@ def config_for(patch: int, steps: int, precision: str = "auto", compile_setting:
 
     return RunConfig(
         data=DataConfig(
-            data_dir=str(common.ct_train_data(common.WORK)), spatial_dims=3, patch_size=(patch,) * 3, intensity="ct",
-            ct_window=common.RECIPE_HU, target_spacing=common.RECIPE_SPACING, samples_per_image=2, val_fraction=0.2,
-            label_values=(0, 1, 2), label_names=("background", "organ", "lesion"),
+            data_dir=str(common.ct_train_data(common.WORK)),
+            spatial_dims=3,
+            patch_size=(patch,) * 3,
+            intensity="ct",
+            ct_window=common.RECIPE_HU,
+            target_spacing=common.RECIPE_SPACING,
+            samples_per_image=2,
+            val_fraction=0.2,
+            label_values=(0, 1, 2),
+            label_names=("background", "organ", "lesion"),
         ),
         model=ModelConfig(name="unet"),
-        train=TrainConfig(epochs=2, iterations_per_epoch=steps, batch_size=2, learning_rate=1e-3, val_interval=2,
-                          precision=precision, compile=compile_setting),
+        train=TrainConfig(
+            epochs=2,
+            iterations_per_epoch=steps,
+            batch_size=2,
+            learning_rate=1e-3,
+            val_interval=2,
+            precision=precision,
+            compile=compile_setting,
+        ),
     )
 
 
@@ -59,8 +73,13 @@ def run_medseg(patch: int, steps: int, work: Path, compile_setting: str) -> dict
     result = train(config_for(patch, steps, compile_setting=compile_setting), work)
     first, row = result.history[0], result.history[1]
     step_s = row["epoch_time_s"] - row.get("val_time_s", 0.0)
-    return {"epoch_seconds": step_s, "data_wait_seconds": row["data_wait_s"], "precision": result.config.train.precision,
-            "compile": compile_setting, "first_epoch_seconds": first["epoch_time_s"] - first.get("val_time_s", 0.0)}
+    return {
+        "epoch_seconds": step_s,
+        "data_wait_seconds": row["data_wait_s"],
+        "precision": result.config.train.precision,
+        "compile": compile_setting,
+        "first_epoch_seconds": first["epoch_time_s"] - first.get("val_time_s", 0.0),
+    }
 
 
 def run_plain_monai(patch: int, steps: int) -> dict:
@@ -69,9 +88,9 @@ def run_plain_monai(patch: int, steps: int) -> dict:
     from monai.losses import DiceCELoss
 
     from medseg_monai.data.properties import resolve_data_config
-    from medseg_monai.transforms.chains import build_train_transforms
-    from medseg_monai.training.trainer import make_splits
     from medseg_monai.networks import build_network
+    from medseg_monai.training.trainer import make_splits
+    from medseg_monai.transforms.chains import build_train_transforms
     from medseg_monai.utils import set_seed
 
     config = config_for(patch, steps)
@@ -112,7 +131,10 @@ def pooled(rounds: list[dict[str, dict]]) -> dict[str, dict]:
     out = {}
     for name, first in rounds[0].items():
         rows = [r[name] for r in rounds]
-        out[name] = {**first, **{key: sum(row[key] for row in rows) / len(rows) for key in ("epoch_seconds", "data_wait_seconds")}}
+        out[name] = {
+            **first,
+            **{key: sum(row[key] for row in rows) / len(rows) for key in ("epoch_seconds", "data_wait_seconds")},
+        }
         steals = [row["cpu_steal_fraction"] for row in rows if row.get("cpu_steal_fraction") is not None]
         out[name]["cpu_steal_fraction"] = max(steals) if steals else None
     return out
@@ -137,7 +159,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--patch", type=int)
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--rounds", type=int, help="rounds of the three loops in alternating order (default 2, --quick 1)")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of the three loops in alternating order (default 2, --quick 1)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pipeline", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -153,15 +177,22 @@ def main(argv: list[str] | None = None) -> dict:
     common.ct_train_data(common.WORK)
     names = ("monai_loop", "medseg_eager", "medseg")
     rounds: list[dict[str, dict]] = []
-    with tempfile.TemporaryDirectory() as cache:  # TorchInductor's cache, cold in the first round: the compile time a first run pays
+    with (
+        tempfile.TemporaryDirectory() as cache
+    ):  # TorchInductor's cache, cold in the first round: the compile time a first run pays
         for round_index in range(args.rounds):
             results: dict[str, dict] = {}
             for name in names if round_index % 2 == 0 else names[::-1]:
-                common.log(f"train round {round_index + 1}/{args.rounds}: {name}, {args.steps} steps of batch 2 x 2 "
-                           f"patches of {args.patch}^3 ...")
-                results[name] = common.run_worker("train_vs_monai", ["--pipeline", name, "--patch", str(args.patch),
-                                                                     "--steps", str(args.steps)], args.threads,
-                                                  env={"TORCHINDUCTOR_CACHE_DIR": cache})
+                common.log(
+                    f"train round {round_index + 1}/{args.rounds}: {name}, {args.steps} steps of batch 2 x 2 "
+                    f"patches of {args.patch}^3 ..."
+                )
+                results[name] = common.run_worker(
+                    "train_vs_monai",
+                    ["--pipeline", name, "--patch", str(args.patch), "--steps", str(args.steps)],
+                    args.threads,
+                    env={"TORCHINDUCTOR_CACHE_DIR": cache},
+                )
             rounds.append(results)
     results = pooled(rounds)
     plain, ours, eager = results["monai_loop"], results["medseg"], results["medseg_eager"]
@@ -171,18 +202,38 @@ def main(argv: list[str] | None = None) -> dict:
         # the one-off cost of compiling, and the steps it takes to pay it back
         "compile_seconds": round(ours["first_epoch_seconds"] - eager["first_epoch_seconds"], 1),
         # None when the compiled epoch was not the faster one in this run
-        "compile_break_even_steps": (round((ours["first_epoch_seconds"] - eager["first_epoch_seconds"])
-                                           / ((eager["epoch_seconds"] - ours["epoch_seconds"]) / args.steps))
-                                     if eager["epoch_seconds"] > ours["epoch_seconds"] else None),
+        "compile_break_even_steps": (
+            round(
+                (ours["first_epoch_seconds"] - eager["first_epoch_seconds"])
+                / ((eager["epoch_seconds"] - ours["epoch_seconds"]) / args.steps)
+            )
+            if eager["epoch_seconds"] > ours["epoch_seconds"]
+            else None
+        ),
         "data_wait_fraction": round(ours["data_wait_seconds"] / ours["epoch_seconds"], 4),
         "baseline_data_wait_fraction": round(plain["data_wait_seconds"] / plain["epoch_seconds"], 4),
     }
-    per_round = [{"epoch_speedup": round(r["monai_loop"]["epoch_seconds"] / r["medseg"]["epoch_seconds"], 2),
-                  "eager_epoch_speedup": round(r["monai_loop"]["epoch_seconds"] / r["medseg_eager"]["epoch_seconds"], 2)}
-                 for r in rounds]
-    common.update_summary("train", summary, {"patch": args.patch, "steps": args.steps, "batch": 2, "samples_per_image": 2,
-                                             "threads": args.threads, "rounds": args.rounds, "pipelines": results,
-                                             "per_round": per_round})
+    per_round = [
+        {
+            "epoch_speedup": round(r["monai_loop"]["epoch_seconds"] / r["medseg"]["epoch_seconds"], 2),
+            "eager_epoch_speedup": round(r["monai_loop"]["epoch_seconds"] / r["medseg_eager"]["epoch_seconds"], 2),
+        }
+        for r in rounds
+    ]
+    common.update_summary(
+        "train",
+        summary,
+        {
+            "patch": args.patch,
+            "steps": args.steps,
+            "batch": 2,
+            "samples_per_image": 2,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "pipelines": results,
+            "per_round": per_round,
+        },
+    )
     common.log(json.dumps(summary))
     return summary
 

@@ -36,7 +36,9 @@ def _fixed_terminal():
                 os.environ[key] = value
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser], dict[str, str]]:
+def _subcommands(
+    parser: argparse.ArgumentParser,
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser], dict[str, str]]:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     summaries = {choice.dest: choice.help or "" for choice in action._choices_actions}
     return parser, dict(action.choices), summaries

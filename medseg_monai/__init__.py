@@ -61,14 +61,22 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the real names
     from medseg_monai.api import evaluate, predict, train
-    from medseg_monai.config import BatchOptions, DataConfig, InferConfig, InputChecks, ModelConfig, RunConfig, TrainConfig
+    from medseg_monai.batch import CaseResult, run_batch
+    from medseg_monai.config import (
+        BatchOptions,
+        DataConfig,
+        InferConfig,
+        InputChecks,
+        ModelConfig,
+        RunConfig,
+        TrainConfig,
+    )
     from medseg_monai.data import resolve_data_config
     from medseg_monai.data.datalist import discover_pairs
     from medseg_monai.data.synthetic import generate_dataset
-    from medseg_monai.batch import CaseResult, run_batch
-    from medseg_monai.inference import Predictor
-    from medseg_monai.training import TrainResult
     from medseg_monai.errors import CheckpointError, ConfigError, InputError, MedsegError
     from medseg_monai.evaluation import EvaluationResult
+    from medseg_monai.inference import Predictor
     from medseg_monai.io import write_mask
     from medseg_monai.networks import available_networks, build_network, create_network
+    from medseg_monai.training import TrainResult

@@ -1,12 +1,12 @@
-"""Python API: the stages the ``medseg`` command runs, as functions.
+"""Python API: the one front door. The ``medseg`` command, the bundles and the recipes call these functions.
 
     from medseg_monai import RunConfig, DataConfig, BatchOptions, train, predict, evaluate
     result = train(RunConfig(data=DataConfig(data_dir="data/liver")), "runs/liver")
     predict("runs/liver", "new_scans/", "masks/", options=BatchOptions(report="masks/predict_report.html"))
     evaluate("masks/", "data/liver_test/")
 
-For more control, load a :class:`~medseg_monai.inference.Predictor` once and hand it to
-:func:`~medseg_monai.batch.run_batch` (many inputs) or call its ``predict_image`` (one image).
+For more control, load a :class:`~medseg_monai.inference.Predictor` once (:func:`load_predictor`) and hand it
+to :func:`predict` (many inputs) or call its ``predict_image`` (one image).
 """
 
 from __future__ import annotations
@@ -14,18 +14,66 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from medseg_monai.batch import (
+    MANIFEST_NAME,
+    REPORT_NAME,
+    STATISTICS_NAME,
+    CaseResult,
+    Shard,
+    failures,
+    resolve_shard,
+    run_batch,
+    wait_for_parts,
+)
 from medseg_monai.config import BatchOptions, InputChecks
-from medseg_monai.batch import CaseResult, run_batch
-from medseg_monai.inference import Predictor
-from medseg_monai.training import TrainResult, train
-from medseg_monai.inference.predictor import InferSettings
 from medseg_monai.evaluation import EvaluationResult, evaluate_folders
+from medseg_monai.inference import InferSettings, Predictor
+from medseg_monai.models import ARTEFACT_SUFFIXES, ExportResult, artefact_format, export_artefact, load_checkpoint
+from medseg_monai.training import TrainResult, make_splits, train
 
-__all__ = ["CaseResult", "EvaluationResult", "TrainResult", "evaluate", "predict", "train"]
+__all__ = [
+    "ARTEFACT_SUFFIXES",
+    "MANIFEST_NAME",
+    "REPORT_NAME",
+    "STATISTICS_NAME",
+    "CaseResult",
+    "EvaluationResult",
+    "ExportResult",
+    "InferSettings",
+    "Predictor",
+    "Shard",
+    "TrainResult",
+    "evaluate",
+    "export",
+    "failures",
+    "load_checkpoint",
+    "load_predictor",
+    "make_splits",
+    "predict",
+    "resolve_shard",
+    "train",
+    "wait_for_parts",
+]
+
+
+def load_predictor(
+    model: str | Path,
+    *,
+    checkpoint: str = "best",
+    infer: InferSettings = None,
+    checks: InputChecks | None = None,
+) -> Predictor:
+    """The :class:`~medseg_monai.inference.Predictor` of a run folder, a checkpoint file or an exported model.
+
+    ``checkpoint`` is ``best``, ``last`` or a file path (run folders only); ``infer`` an
+    :class:`~medseg_monai.config.InferConfig` or a mapping of changes to the run's own inference settings;
+    ``checks`` how odd images are handled (:class:`~medseg_monai.config.InputChecks`: NaN voxels, 4D volumes).
+    """
+    return Predictor.from_run(model, checkpoint=checkpoint, infer=infer, checks=checks)
 
 
 def predict(
-    model: str | Path,
+    model: str | Path | Predictor,
     inputs: str | Path | Sequence[str | Path],
     output_dir: str | Path,
     *,
@@ -34,14 +82,30 @@ def predict(
     options: BatchOptions | None = None,
     checks: InputChecks | None = None,
 ) -> list[CaseResult]:
-    """Write a mask for every input into ``output_dir`` with the model in run folder (or checkpoint) ``model``.
+    """Write a mask for every input into ``output_dir``; one :class:`CaseResult` per case of this part.
 
-    ``infer`` is an :class:`~medseg_monai.config.InferConfig` or a mapping of changes to the run's own
-    inference settings; ``options`` says how the batch runs (see :func:`~medseg_monai.batch.run_batch`);
-    ``checks`` how odd images are handled (:class:`~medseg_monai.config.InputChecks`: NaN voxels, 4D volumes).
+    ``model`` is a loaded Predictor, or what :func:`load_predictor` takes (with ``checkpoint``, ``infer``
+    and ``checks``); ``options`` says how the batch runs (see :func:`~medseg_monai.batch.run_batch`).
     """
-    predictor = Predictor.from_run(model, checkpoint=checkpoint, infer=infer, checks=checks)
+    if isinstance(model, Predictor):
+        predictor = model.with_infer(**dict(infer)) if isinstance(infer, dict) and infer else model
+    else:
+        predictor = load_predictor(model, checkpoint=checkpoint, infer=infer, checks=checks)
     return run_batch(predictor, inputs, output_dir, options)
+
+
+def export(model: str | Path, path: str | Path, *, checkpoint: str = "best", fmt: str | None = None) -> ExportResult:
+    """Write the model of a run folder or checkpoint as one ONNX or TorchScript file (``fmt``: from the suffix).
+
+    The file carries the network and the run's whole config, so :func:`load_predictor` runs it end to end.
+    """
+    from medseg_monai.errors import ConfigError
+
+    chosen = artefact_format(path, fmt)
+    if str(model).lower().endswith(ARTEFACT_SUFFIXES):
+        raise ConfigError(f"--model {model}: already an exported model; export takes a run folder or checkpoint")
+    predictor = load_predictor(model, checkpoint=checkpoint)
+    return export_artefact(predictor.network, predictor.config, path, chosen)
 
 
 evaluate = evaluate_folders

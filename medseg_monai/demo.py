@@ -82,7 +82,12 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
         predictions = run_dir / "predictions"
         results = predict(run_dir, val_images, predictions, options=BatchOptions(overwrite=True, progress=False))
         failed = [r for r in results if not r.ok]
-        evaluation = evaluate(predictions, _truth_folder(config, splits, run_dir), output_dir=run_dir / "evaluation", label_names=dict(enumerate(LABEL_NAMES)))
+        evaluation = evaluate(
+            predictions,
+            _truth_folder(config, splits, run_dir),
+            output_dir=run_dir / "evaluation",
+            label_names=dict(enumerate(LABEL_NAMES)),
+        )
         lesion = evaluation.mean("dice", label=2)
         organ = evaluation.mean("dice", label=1)
         _prediction_figure(splits["validation"][:4], predictions, run_dir / "predictions.png", name)
@@ -120,6 +125,9 @@ def _prediction_figure(cases: list[dict], predictions: Path, path: Path, title: 
     from medseg_monai.io import mask_filename
     from medseg_monai.reporting import CaseRow, save_case_figure
 
-    rows = [CaseRow(case["name"], case["image"], case["label"], predictions / mask_filename(case["image"]))
-            for case in cases if (predictions / mask_filename(case["image"])).exists()]
+    rows = [
+        CaseRow(case["name"], case["image"], case["label"], predictions / mask_filename(case["image"]))
+        for case in cases
+        if (predictions / mask_filename(case["image"])).exists()
+    ]
     save_case_figure(rows, path, label_values=(1, 2), title=title)

@@ -85,7 +85,7 @@ def set_seed(seed: int) -> None:
     set_determinism(seed=seed)
 
 
-def resolve_device(name: str | None) -> "torch.device":  # noqa: F821
+def resolve_device(name: str | None) -> torch.device:  # noqa: F821
     """``auto`` -> CUDA when available else CPU; anything else is passed to ``torch.device``.
 
     Under a multi-process ``torchrun`` launch (``WORLD_SIZE > 1``) on a machine with several GPUs, ``auto``

@@ -19,9 +19,16 @@ from medseg_monai.recipes import write_results_table
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("roots", nargs="*", type=Path, default=[Path("runs")], help="folders searched for summary.json (default: runs)")
+    parser.add_argument(
+        "roots", nargs="*", type=Path, default=[Path("runs")], help="folders searched for summary.json (default: runs)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
-    parser.add_argument("--archive", type=Path, default=Path("docs/results"), help="folder of published full-run summaries (default: docs/results)")
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=Path("docs/results"),
+        help="folder of published full-run summaries (default: docs/results)",
+    )
     parser.add_argument("--no-archive", action="store_true", help="render only the runs under ROOTS; publish nothing")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

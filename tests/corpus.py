@@ -60,8 +60,16 @@ class Workspace:
         return self.root / "out"
 
     # ------------------------------------------------------------------ files
-    def volume(self, name: str, folder: Path | None = None, *, seed: int = 0, shape: Sequence[int] = VOLUME_SHAPE,
-               spacing: Sequence[float] = SPACING, compress: bool = False) -> Path:
+    def volume(
+        self,
+        name: str,
+        folder: Path | None = None,
+        *,
+        seed: int = 0,
+        shape: Sequence[int] = VOLUME_SHAPE,
+        spacing: Sequence[float] = SPACING,
+        compress: bool = False,
+    ) -> Path:
         """A valid volume ``name`` (format by suffix; a name without suffix is a DICOM series folder)."""
         folder = folder or self.inputs
         folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +88,9 @@ class Workspace:
             write_dicom_series(path, array)
         return path
 
-    def raster(self, name: str, folder: Path | None = None, *, seed: int = 0, shape: Sequence[int] = RASTER_SHAPE) -> Path:
+    def raster(
+        self, name: str, folder: Path | None = None, *, seed: int = 0, shape: Sequence[int] = RASTER_SHAPE
+    ) -> Path:
         """A valid 8-bit gray raster image ``name`` (PNG, TIF or JPG by suffix)."""
         from PIL import Image
 
@@ -98,16 +108,47 @@ class Workspace:
         return target
 
     # ------------------------------------------------------------------ command lines
-    def predict(self, dims: int, *extra: str, model: Path | None = None, inputs: Path | str | None = None,
-                output: Path | None = None) -> list[str]:
+    def predict(
+        self,
+        dims: int,
+        *extra: str,
+        model: Path | None = None,
+        inputs: Path | str | None = None,
+        output: Path | None = None,
+    ) -> list[str]:
         """``medseg -q predict`` with the trained run of ``dims`` on ``inputs`` (default: the inputs folder)."""
-        return ["-q", "predict", "--model", str(model or self.runs[dims]), "--input", str(inputs or self.inputs),
-                "--output", str(output or self.output), *extra]
+        return [
+            "-q",
+            "predict",
+            "--model",
+            str(model or self.runs[dims]),
+            "--input",
+            str(inputs or self.inputs),
+            "--output",
+            str(output or self.output),
+            *extra,
+        ]
 
     def train(self, data: Path | str, *extra: str) -> list[str]:
         """``medseg -q train`` of a tiny 2D network on ``data`` for one epoch."""
-        return ["-q", "train", "--data", str(data), "--out", str(self.output), "--epochs", "1", "--batch-size", "2",
-                "--patch-size", "16", "16", "--set", 'model.options={"channels": [4, 8], "strides": [2]}', *extra]
+        return [
+            "-q",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(self.output),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--patch-size",
+            "16",
+            "16",
+            "--set",
+            'model.options={"channels": [4, 8], "strides": [2]}',
+            *extra,
+        ]
 
     def evaluate(self, pred: Path, truth: Path, *extra: str) -> list[str]:
         return ["-q", "evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(self.output), *extra]
@@ -215,9 +256,17 @@ def _write_dicom_series(folder: Path, array: np.ndarray) -> None:
     writer.KeepOriginalImageUIDOn()
     for k in range(array.shape[2]):
         plane = volume[:, :, k]
-        tags = {"0008|0060": "CT", "0020|000d": uid + ".0", "0020|000e": uid, "0008|0018": f"{uid}.{k + 1}", "0020|0052": uid + ".1",
-                "0020|0013": str(k + 1), "0020|0037": "1\\0\\0\\0\\1\\0", "0018|0050": "2.5",
-                "0020|0032": "\\".join(f"{v:.6f}" for v in volume.TransformIndexToPhysicalPoint((0, 0, k)))}
+        tags = {
+            "0008|0060": "CT",
+            "0020|000d": uid + ".0",
+            "0020|000e": uid,
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|0052": uid + ".1",
+            "0020|0013": str(k + 1),
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0018|0050": "2.5",
+            "0020|0032": "\\".join(f"{v:.6f}" for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
+        }
         for tag, value in tags.items():
             plane.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
@@ -300,11 +349,17 @@ for _fmt, (_suffix, _dims, _mask_suffix) in _FORMATS.items():
     _kinds = ["zero", "truncated", "random" if _dims == 2 else "png-bytes"] + (["random"] if _fmt == "niigz" else [])
     for _kind in _kinds:
         _bad = re.escape(f"bad{_suffix}") if _fmt != "dicom" else r"bad(/slice_00\d\.dcm)?"
-        register(Case(
-            f"predict-{_fmt}-{_kind}", "predict", _broken_file(_fmt, _kind), EXIT_FAILED,
-            message=rf"^FAILED .*{_bad}: {_READ_PROBLEM}" + _PROBLEM.get((_fmt, _kind), ""),
-            written=(f"out/good{_mask_suffix}",), marks=_MARKS.get((_fmt, _kind), ()),
-        ))
+        register(
+            Case(
+                f"predict-{_fmt}-{_kind}",
+                "predict",
+                _broken_file(_fmt, _kind),
+                EXIT_FAILED,
+                message=rf"^FAILED .*{_bad}: {_READ_PROBLEM}" + _PROBLEM.get((_fmt, _kind), ""),
+                written=(f"out/good{_mask_suffix}",),
+                marks=_MARKS.get((_fmt, _kind), ()),
+            )
+        )
 
 
 def _missing_data_file(suffix: str) -> Builder:
@@ -318,10 +373,22 @@ def _missing_data_file(suffix: str) -> Builder:
 
 
 register(
-    Case("predict-mhd-missing-raw", "predict", _missing_data_file(".mhd"), EXIT_FAILED,
-         message=allof(r"^FAILED .*bad\.mhd: ", r"bad\.raw.*missing"), written=("out/good.mha",)),
-    Case("predict-nhdr-missing-data-file", "predict", _missing_data_file(".nhdr"), EXIT_FAILED,
-         message=allof(r"^FAILED .*bad\.nhdr: cannot read image", r"bad\.raw"), written=("out/good.nrrd",)),
+    Case(
+        "predict-mhd-missing-raw",
+        "predict",
+        _missing_data_file(".mhd"),
+        EXIT_FAILED,
+        message=allof(r"^FAILED .*bad\.mhd: ", r"bad\.raw.*missing"),
+        written=("out/good.mha",),
+    ),
+    Case(
+        "predict-nhdr-missing-data-file",
+        "predict",
+        _missing_data_file(".nhdr"),
+        EXIT_FAILED,
+        message=allof(r"^FAILED .*bad\.nhdr: cannot read image", r"bad\.raw"),
+        written=("out/good.nrrd",),
+    ),
 )
 
 
@@ -369,11 +436,18 @@ def _read_only_output(ws: Workspace) -> list[str]:
     return ws.predict(3)
 
 
-register(Case(
-    "predict-read-only-output-folder", "predict", _read_only_output, EXIT_BAD,
-    message=allof(r"^medseg predict: error: .*out/", r"cannot write \(Permission denied\)"), marks=(
-        pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores folder permissions"),),
-))
+register(
+    Case(
+        "predict-read-only-output-folder",
+        "predict",
+        _read_only_output,
+        EXIT_BAD,
+        message=allof(r"^medseg predict: error: .*out/", r"cannot write \(Permission denied\)"),
+        marks=(
+            pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores folder permissions"),
+        ),
+    )
+)
 
 
 def _deny_writes(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
@@ -390,15 +464,25 @@ def _deny_writes(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
-@case("predict-unwritable-output-folder", "predict", EXIT_BAD,
-      allof(r"^medseg predict: error: .*out/", r"cannot write \(Permission denied\)"), patch=_deny_writes)
+@case(
+    "predict-unwritable-output-folder",
+    "predict",
+    EXIT_BAD,
+    allof(r"^medseg predict: error: .*out/", r"cannot write \(Permission denied\)"),
+    patch=_deny_writes,
+)
 def _unwritable_output(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     ws.output.mkdir()
     return ws.predict(3)
 
 
-@case("predict-output-is-a-file", "predict", EXIT_BAD, allof(r"^medseg predict: error: ", r"/out\b", r"not a (directory|folder)|is a file"))
+@case(
+    "predict-output-is-a-file",
+    "predict",
+    EXIT_BAD,
+    allof(r"^medseg predict: error: ", r"/out\b", r"not a (directory|folder)|is a file"),
+)
 def _output_is_file(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     ws.output.write_text("not a folder\n")
@@ -407,6 +491,7 @@ def _output_is_file(ws: Workspace) -> list[str]:
 
 def _bad_beside_good(suffix: str) -> Builder:
     """Two valid volumes, ``bad`` and ``good``; the case's patch makes ``bad`` fail."""
+
     def build(ws: Workspace) -> list[str]:
         ws.volume(f"bad{suffix}")
         ws.volume(f"good{suffix}", seed=1)
@@ -430,9 +515,17 @@ def _disk_fills(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     monkeypatch.setitem(writers.MASK_WRITERS, "nifti", writer)
 
 
-register(Case("predict-disk-full-mid-write", "predict", _bad_beside_good(".nii.gz"), EXIT_FAILED,
-              allof(r"^FAILED .*in/bad\.nii\.gz", r"out/bad\.nii\.gz: cannot write \(No space left on device\)"),
-              written=("out/good.nii.gz",), patch=_disk_fills))
+register(
+    Case(
+        "predict-disk-full-mid-write",
+        "predict",
+        _bad_beside_good(".nii.gz"),
+        EXIT_FAILED,
+        allof(r"^FAILED .*in/bad\.nii\.gz", r"out/bad\.nii\.gz: cannot write \(No space left on device\)"),
+        written=("out/good.nii.gz",),
+        patch=_disk_fills,
+    )
+)
 
 
 def _disk_fills_itk(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
@@ -444,16 +537,26 @@ def _disk_fills_itk(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     def write(image: Any, name: str, *args: Any, **kwargs: Any) -> None:
         if Path(name).name.startswith(".bad"):
             Path(name).write_bytes(b"ObjectType = Image\n")
-            raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute: itkMetaImageIO.cxx:1012:\n"
-                               "ITK ERROR: MetaImageIO(0x1): File cannot be written: No space left on device")
+            raise RuntimeError(
+                "Exception thrown in SimpleITK ImageFileWriter_Execute: itkMetaImageIO.cxx:1012:\n"
+                "ITK ERROR: MetaImageIO(0x1): File cannot be written: No space left on device"
+            )
         real(image, name, *args, **kwargs)
 
     monkeypatch.setattr(sitk, "WriteImage", write)
 
 
-register(Case("predict-disk-full-mid-write-simpleitk", "predict", _bad_beside_good(".mha"), EXIT_FAILED,
-              allof(r"^FAILED .*in/bad\.mha", r"out/bad\.mha: cannot write the mask \(.*No space left on device\)"),
-              written=("out/good.mha",), patch=_disk_fills_itk))
+register(
+    Case(
+        "predict-disk-full-mid-write-simpleitk",
+        "predict",
+        _bad_beside_good(".mha"),
+        EXIT_FAILED,
+        allof(r"^FAILED .*in/bad\.mha", r"out/bad\.mha: cannot write the mask \(.*No space left on device\)"),
+        written=("out/good.mha",),
+        patch=_disk_fills_itk,
+    )
+)
 
 
 def _manifest_disk_full(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
@@ -469,8 +572,13 @@ def _manifest_disk_full(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> None:
     monkeypatch.setattr(Path, "write_text", write_text)
 
 
-@case("predict-disk-full-before-any-case", "predict", EXIT_BAD,
-      r"^medseg predict: error: .*out/predict_manifest\.json: cannot write \(No space left on device\)", patch=_manifest_disk_full)
+@case(
+    "predict-disk-full-before-any-case",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*out/predict_manifest\.json: cannot write \(No space left on device\)",
+    patch=_manifest_disk_full,
+)
 def _disk_full_manifest(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     return ws.predict(3)
@@ -483,7 +591,9 @@ def _missing_checkpoint(ws: Workspace) -> list[str]:
     return ws.predict(3, "--checkpoint", str(ws.root / "nowhere.pt"))
 
 
-@case("predict-missing-model-folder", "predict", EXIT_BAD, r"^medseg predict: error: .*no_model: model folder not found")
+@case(
+    "predict-missing-model-folder", "predict", EXIT_BAD, r"^medseg predict: error: .*no_model: model folder not found"
+)
 def _missing_model(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     return ws.predict(3, model=ws.root / "no_model")
@@ -506,11 +616,23 @@ def _broken_checkpoint(kind: str) -> Builder:
 
 
 for _kind in ("random", "truncated", "zero"):
-    register(Case(f"predict-checkpoint-{_kind}", "predict", _broken_checkpoint(_kind), EXIT_BAD,
-                  r"^medseg predict: error: .*best\.pt: not a readable checkpoint"))
+    register(
+        Case(
+            f"predict-checkpoint-{_kind}",
+            "predict",
+            _broken_checkpoint(_kind),
+            EXIT_BAD,
+            r"^medseg predict: error: .*best\.pt: not a readable checkpoint",
+        )
+    )
 
 
-@case("predict-checkpoint-of-another-network", "predict", EXIT_BAD, r"^medseg predict: error: .*best\.pt: weights do not fit network")
+@case(
+    "predict-checkpoint-of-another-network",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*best\.pt: weights do not fit network",
+)
 def _foreign_checkpoint(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     run = ws.copy_run(3)
@@ -554,8 +676,16 @@ def _pickle_checkpoint(kind: str) -> Builder:
 
 
 for _kind in ("torch", "plain"):
-    register(Case(f"predict-checkpoint-pickle-payload-{_kind}", "predict", _pickle_checkpoint(_kind), EXIT_BAD,
-                  r"^medseg predict: error: .*best\.pt: not a readable checkpoint", check=_no_marker))
+    register(
+        Case(
+            f"predict-checkpoint-pickle-payload-{_kind}",
+            "predict",
+            _pickle_checkpoint(_kind),
+            EXIT_BAD,
+            r"^medseg predict: error: .*best\.pt: not a readable checkpoint",
+            check=_no_marker,
+        )
+    )
 
 
 def _edited_config(edit: Callable[[Path], None]) -> Builder:
@@ -580,30 +710,56 @@ def _unknown_field(path: Path) -> None:
 
 
 register(
-    Case("predict-config-future-version", "predict", _edited_config(_future_version), EXIT_BAD,
-         r"^medseg predict: error: .*config\.json: config version 99 is newer"),
-    Case("predict-config-malformed-json", "predict", _edited_config(lambda p: p.write_text('{"data": {"spatial_dims": 3,')),
-         EXIT_BAD, r"^medseg predict: error: .*config\.json: not valid JSON"),
-    Case("predict-config-unknown-field", "predict", _edited_config(_unknown_field), EXIT_BAD,
-         r"^medseg predict: error: .*config\.json: .*from_the_future"),
+    Case(
+        "predict-config-future-version",
+        "predict",
+        _edited_config(_future_version),
+        EXIT_BAD,
+        r"^medseg predict: error: .*config\.json: config version 99 is newer",
+    ),
+    Case(
+        "predict-config-malformed-json",
+        "predict",
+        _edited_config(lambda p: p.write_text('{"data": {"spatial_dims": 3,')),
+        EXIT_BAD,
+        r"^medseg predict: error: .*config\.json: not valid JSON",
+    ),
+    Case(
+        "predict-config-unknown-field",
+        "predict",
+        _edited_config(_unknown_field),
+        EXIT_BAD,
+        r"^medseg predict: error: .*config\.json: .*from_the_future",
+    ),
 )
 
 
 # ---------------------------------------------------------------------------------------------- predict: input lists
-@case("predict-empty-input-folder", "predict", EXIT_BAD, r"^medseg predict: error: .*in: no images or DICOM series found")
+@case(
+    "predict-empty-input-folder", "predict", EXIT_BAD, r"^medseg predict: error: .*in: no images or DICOM series found"
+)
 def _empty_folder(ws: Workspace) -> list[str]:
     ws.inputs.mkdir()
     (ws.inputs / "notes.txt.bak").write_text("no images here\n")
     return ws.predict(3)
 
 
-@case("predict-missing-input", "predict", EXIT_BAD, allof(r"^medseg predict: error: ", r"nowhere\.nii\.gz", r"do not exist"))
+@case(
+    "predict-missing-input",
+    "predict",
+    EXIT_BAD,
+    allof(r"^medseg predict: error: ", r"nowhere\.nii\.gz", r"do not exist"),
+)
 def _missing_input(ws: Workspace) -> list[str]:
     return ws.predict(3, inputs=ws.root / "nowhere.nii.gz")
 
 
-@case("predict-csv-names-a-missing-file", "predict", EXIT_BAD,
-      allof(r"^medseg predict: error: ", r"do not exist", r"in/missing\.nii\.gz \(listed in .*in/list\.csv\)"))
+@case(
+    "predict-csv-names-a-missing-file",
+    "predict",
+    EXIT_BAD,
+    allof(r"^medseg predict: error: ", r"do not exist", r"in/missing\.nii\.gz \(listed in .*in/list\.csv\)"),
+)
 def _csv_missing(ws: Workspace) -> list[str]:
     ws.volume("a.nii.gz")
     listing = ws.inputs / "list.csv"
@@ -611,7 +767,12 @@ def _csv_missing(ws: Workspace) -> list[str]:
     return ws.predict(3, inputs=listing)
 
 
-@case("predict-csv-without-image-column", "predict", EXIT_BAD, r"^medseg predict: error: .*list\.csv: CSV needs a column named 'image'")
+@case(
+    "predict-csv-without-image-column",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*list\.csv: CSV needs a column named 'image'",
+)
 def _csv_no_column(ws: Workspace) -> list[str]:
     ws.volume("a.nii.gz")
     listing = ws.inputs / "list.csv"
@@ -619,15 +780,24 @@ def _csv_no_column(ws: Workspace) -> list[str]:
     return ws.predict(3, inputs=listing)
 
 
-@case("predict-same-case-name-two-suffixes", "predict", EXIT_BAD,
-      allof(r"^medseg predict: error: ", r"in/a\.mha", r"in/a\.nii\.gz", r"name clash"))
+@case(
+    "predict-same-case-name-two-suffixes",
+    "predict",
+    EXIT_BAD,
+    allof(r"^medseg predict: error: ", r"in/a\.mha", r"in/a\.nii\.gz", r"name clash"),
+)
 def _name_clash(ws: Workspace) -> list[str]:
     ws.volume("a.nii.gz")
     ws.volume("a.mha", seed=1)
     return ws.predict(3, "--output-format", "nifti")
 
 
-@case("predict-input-folder-is-output-folder", "predict", EXIT_BAD, r"^medseg predict: error: .*in: output folder is the input folder")
+@case(
+    "predict-input-folder-is-output-folder",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*in: output folder is the input folder",
+)
 def _same_folder(ws: Workspace) -> list[str]:
     ws.volume("a.nii.gz")
     return ws.predict(3, output=ws.inputs)
@@ -654,15 +824,21 @@ def _train_missing(ws: Workspace) -> list[str]:
     return ws.train(ws.root / "nowhere")
 
 
-@case("train-images-without-masks", "train", EXIT_BAD, r"^medseg train: error: .*data: images/ has no masks/ or labels/")
+@case(
+    "train-images-without-masks", "train", EXIT_BAD, r"^medseg train: error: .*data: images/ has no masks/ or labels/"
+)
 def _train_no_masks(ws: Workspace) -> list[str]:
     for k in range(3):
         ws.raster(f"c{k}.png", ws.root / "data" / "images", seed=k)
     return ws.train(ws.root / "data")
 
 
-@case("train-mask-of-another-size", "train", EXIT_BAD,
-      allof(r"^medseg train: error: ", r"image/mask mismatch", r"c1\.png is \(40, 40\)", r"c1_mask\.png is \(32, 48\)"))
+@case(
+    "train-mask-of-another-size",
+    "train",
+    EXIT_BAD,
+    allof(r"^medseg train: error: ", r"image/mask mismatch", r"c1\.png is \(40, 40\)", r"c1_mask\.png is \(32, 48\)"),
+)
 def _train_mask_size(ws: Workspace) -> list[str]:
     data = ws.root / "data"
     _pairs(ws, data)
@@ -678,8 +854,12 @@ def _train_bad_json(ws: Workspace) -> list[str]:
     return ws.train(listing)
 
 
-@case("train-datalist-names-a-missing-file", "train", EXIT_BAD,
-      r"^medseg train: error: .*datalist\.json: 1 listed file\(s\) do not exist: .*c9_mask\.png")
+@case(
+    "train-datalist-names-a-missing-file",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*datalist\.json: 1 listed file\(s\) do not exist: .*c9_mask\.png",
+)
 def _train_missing_item(ws: Workspace) -> list[str]:
     _pairs(ws, ws.root / "data")
     listing = ws.root / "data" / "datalist.json"
@@ -689,7 +869,12 @@ def _train_missing_item(ws: Workspace) -> list[str]:
     return ws.train(listing)
 
 
-@case("train-datalist-without-training-list", "train", EXIT_BAD, r"^medseg train: error: .*datalist\.json: no 'training' list")
+@case(
+    "train-datalist-without-training-list",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*datalist\.json: no 'training' list",
+)
 def _train_no_list(ws: Workspace) -> list[str]:
     _pairs(ws, ws.root / "data")
     listing = ws.root / "data" / "datalist.json"
@@ -724,23 +909,37 @@ def _eval_missing(ws: Workspace) -> list[str]:
     return ws.evaluate(ws.root / "pred", _truth(ws, ["a"]))
 
 
-@case("evaluate-no-prediction-matches-truth", "evaluate", EXIT_BAD,
-      r"^medseg evaluate: error: .*pred: no prediction matches a mask in .*truth")
+@case(
+    "evaluate-no-prediction-matches-truth",
+    "evaluate",
+    EXIT_BAD,
+    r"^medseg evaluate: error: .*pred: no prediction matches a mask in .*truth",
+)
 def _eval_no_match(ws: Workspace) -> list[str]:
     pred = _predictions(ws, ["x"])
     return ws.evaluate(pred, _truth(ws, ["a"]))
 
 
-@case("evaluate-prediction-of-another-shape", "evaluate", EXIT_FAILED,
-      r"^FAILED .*a\.nii\.gz.*(shape|size)", written=("out/metrics_per_case.csv", "out/metrics_summary.json"))
+@case(
+    "evaluate-prediction-of-another-shape",
+    "evaluate",
+    EXIT_FAILED,
+    r"^FAILED .*a\.nii\.gz.*(shape|size)",
+    written=("out/metrics_per_case.csv", "out/metrics_summary.json"),
+)
 def _eval_shape(ws: Workspace) -> list[str]:
     pred = _predictions(ws, ["a"], shape=(16, 16, 12))
     shutil.copy(_truth(ws, ["b"]) / "b.nii.gz", pred / "b.nii.gz")
     return ws.evaluate(pred, _truth(ws, ["a", "b"]))
 
 
-@case("evaluate-unreadable-prediction", "evaluate", EXIT_FAILED, r"^FAILED .*a\.nii\.gz: cannot read image",
-      written=("out/metrics_per_case.csv",))
+@case(
+    "evaluate-unreadable-prediction",
+    "evaluate",
+    EXIT_FAILED,
+    r"^FAILED .*a\.nii\.gz: cannot read image",
+    written=("out/metrics_per_case.csv",),
+)
 def _eval_unreadable(ws: Workspace) -> list[str]:
     pred = _predictions(ws, ["b"])
     (pred / "a.nii.gz").write_bytes(PNG_BYTES)
@@ -748,30 +947,82 @@ def _eval_unreadable(ws: Workspace) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- bundle run
-@case("bundle-unknown-name", "bundle", EXIT_BAD, r"^medseg bundle: error: bundle 'no_such_bundle' not found.*available: unet2d_png")
+@case(
+    "bundle-unknown-name",
+    "bundle",
+    EXIT_BAD,
+    r"^medseg bundle: error: bundle 'no_such_bundle' not found.*available: unet2d_png",
+)
 def _bundle_unknown(ws: Workspace) -> list[str]:
     return ["-q", "bundle", "run", "no_such_bundle", "train", "--root", str(ws.bundles())]
 
 
 @case("bundle-missing-dataset-dir", "bundle", EXIT_BAD, r"^medseg bundle: error: .*dataset_dir is required")
 def _bundle_no_dataset(ws: Workspace) -> list[str]:
-    return ["-q", "bundle", "run", "unet2d_png", "train", "--root", str(ws.bundles()),
-            "--output_dir", str(ws.output), "--model_dir", str(ws.output / "models")]
+    return [
+        "-q",
+        "bundle",
+        "run",
+        "unet2d_png",
+        "train",
+        "--root",
+        str(ws.bundles()),
+        "--output_dir",
+        str(ws.output),
+        "--model_dir",
+        str(ws.output / "models"),
+    ]
 
 
 @case("bundle-dataset-dir-does-not-exist", "bundle", EXIT_BAD, r"^medseg bundle: error: .*nowhere.*no such folder")
 def _bundle_dataset_missing(ws: Workspace) -> list[str]:
-    return ["-q", "bundle", "run", "unet2d_png", "train", "--root", str(ws.bundles()), "--dataset_dir", str(ws.root / "nowhere"),
-            "--output_dir", str(ws.output), "--model_dir", str(ws.output / "models")]
+    return [
+        "-q",
+        "bundle",
+        "run",
+        "unet2d_png",
+        "train",
+        "--root",
+        str(ws.bundles()),
+        "--dataset_dir",
+        str(ws.root / "nowhere"),
+        "--output_dir",
+        str(ws.output),
+        "--model_dir",
+        str(ws.output / "models"),
+    ]
 
 
-@case("bundle-override-names-no-config-id", "bundle", EXIT_BAD, r"^medseg bundle: error: .*override --epochz names no config id")
+@case(
+    "bundle-override-names-no-config-id",
+    "bundle",
+    EXIT_BAD,
+    r"^medseg bundle: error: .*override --epochz names no config id",
+)
 def _bundle_bad_override(ws: Workspace) -> list[str]:
-    return ["-q", "bundle", "run", "unet2d_png", "train", "--root", str(ws.bundles()), "--dataset_dir", str(ws.root),
-            "--epochz", "2", "--output_dir", str(ws.output)]
+    return [
+        "-q",
+        "bundle",
+        "run",
+        "unet2d_png",
+        "train",
+        "--root",
+        str(ws.bundles()),
+        "--dataset_dir",
+        str(ws.root),
+        "--epochz",
+        "2",
+        "--output_dir",
+        str(ws.output),
+    ]
 
 
-@case("bundle-unknown-config-name", "bundle", EXIT_BAD, r"^medseg bundle: error: .*trian\.json: config not found; available:")
+@case(
+    "bundle-unknown-config-name",
+    "bundle",
+    EXIT_BAD,
+    r"^medseg bundle: error: .*trian\.json: config not found; available:",
+)
 def _bundle_bad_config(ws: Workspace) -> list[str]:
     return ["-q", "bundle", "run", "unet2d_png", "trian", "--root", str(ws.bundles())]
 
@@ -800,37 +1051,63 @@ def _nan_mask_matches_clean(ws: Workspace) -> None:
     assert spoiled.any() and (spoiled == clean).mean() > 0.999, "one NaN voxel must not change the mask"
 
 
-@case("predict-one-nan-voxel", "predict", EXIT_OK, warning=r"bad\.nii\.gz: 1 NaN voxel\(s\) of [\d,]+ replaced",
-      written=("out/bad.nii.gz", "out/good.nii.gz"), check=_nan_mask_matches_clean)
+@case(
+    "predict-one-nan-voxel",
+    "predict",
+    EXIT_OK,
+    warning=r"bad\.nii\.gz: 1 NaN voxel\(s\) of [\d,]+ replaced",
+    written=("out/bad.nii.gz", "out/good.nii.gz"),
+    check=_nan_mask_matches_clean,
+)
 def _one_nan(ws: Workspace) -> list[str]:
     _spoiled(ws)  # bad.nii.gz is good.nii.gz with one NaN voxel
     return ws.predict(3)
 
 
-@case("predict-one-nan-voxel-strict", "predict", EXIT_FAILED, r"^FAILED .*bad\.nii\.gz: 1 NaN voxel\(s\) \(without --strict",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-one-nan-voxel-strict",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*bad\.nii\.gz: 1 NaN voxel\(s\) \(without --strict",
+    written=("out/good.nii.gz",),
+)
 def _one_nan_strict(ws: Workspace) -> list[str]:
     _spoiled(ws)
     return ws.predict(3, "--strict")
 
 
-@case("predict-4d-volume", "predict", EXIT_FAILED,
-      r"^FAILED .*bad\.nii\.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); choose one with --volume-index \(0\.\.2\)",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-4d-volume",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*bad\.nii\.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); choose one with --volume-index \(0\.\.2\)",
+    written=("out/good.nii.gz",),
+)
 def _four_d(ws: Workspace) -> list[str]:
     ws.volume("good.nii.gz")
     _nifti(ws.inputs / "bad.nii.gz", np.stack([_blob(VOLUME_SHAPE, k) for k in range(3)], axis=-1))
     return ws.predict(3)
 
 
-@case("predict-4d-volume-index", "predict", EXIT_OK, warning=r"dyn\.nii\.gz: 3 volumes, segmenting volume 1", written=("out/dyn.nii.gz",))
+@case(
+    "predict-4d-volume-index",
+    "predict",
+    EXIT_OK,
+    warning=r"dyn\.nii\.gz: 3 volumes, segmenting volume 1",
+    written=("out/dyn.nii.gz",),
+)
 def _four_d_chosen(ws: Workspace) -> list[str]:
     _nifti(ws.inputs / "dyn.nii.gz", np.stack([_blob(VOLUME_SHAPE, k) for k in range(3)], axis=-1))
     return ws.predict(3, "--volume-index", "1")
 
 
-@case("predict-complex-volume", "predict", EXIT_FAILED, r"^FAILED .*bad\.nii\.gz: complex-valued voxels \(complex64\)",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-complex-volume",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*bad\.nii\.gz: complex-valued voxels \(complex64\)",
+    written=("out/good.nii.gz",),
+)
 def _complex(ws: Workspace) -> list[str]:
     ws.volume("good.nii.gz")
     blob = _blob(VOLUME_SHAPE, 0)
@@ -838,8 +1115,13 @@ def _complex(ws: Workspace) -> list[str]:
     return ws.predict(3)
 
 
-@case("predict-sheared-direction", "predict", EXIT_FAILED, r"^FAILED .*bad\.nii\.gz: the direction axes are not orthonormal",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-sheared-direction",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*bad\.nii\.gz: the direction axes are not orthonormal",
+    written=("out/good.nii.gz",),
+)
 def _sheared(ws: Workspace) -> list[str]:
     import nibabel as nib
 
@@ -850,8 +1132,13 @@ def _sheared(ws: Workspace) -> list[str]:
     return ws.predict(3)
 
 
-@case("predict-header-over-max-voxels", "predict", EXIT_FAILED, r"^FAILED .*bad\.nii\.gz: header claims .* more than max_voxels 100",
-      written=())
+@case(
+    "predict-header-over-max-voxels",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*bad\.nii\.gz: header claims .* more than max_voxels 100",
+    written=(),
+)
 def _too_big(ws: Workspace) -> list[str]:
     ws.volume("bad.nii.gz")
     return ws.predict(3, "--max-voxels", "100")
@@ -869,16 +1156,29 @@ def _two_series(ws: Workspace) -> Path:
     return folder
 
 
-@case("predict-dicom-folder-with-two-series", "predict", EXIT_OK,
-      written=("out/good.nii.gz", "out/mixed_1.2.826.0.1.3680043.2.1125.77.dcm", "out/mixed_1.2.826.0.1.3680043.2.1125.78.dcm"))
+@case(
+    "predict-dicom-folder-with-two-series",
+    "predict",
+    EXIT_OK,
+    written=(
+        "out/good.nii.gz",
+        "out/mixed_1.2.826.0.1.3680043.2.1125.77.dcm",
+        "out/mixed_1.2.826.0.1.3680043.2.1125.78.dcm",
+    ),
+)
 def _dicom_two(ws: Workspace) -> list[str]:
     ws.volume("good.nii.gz")
     _two_series(ws)
     return ws.predict(3)
 
 
-@case("predict-dicom-series-missing-slice", "predict", EXIT_FAILED, r"^FAILED .*gap: missing slice\(s\): a gap of",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-dicom-series-missing-slice",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*gap: missing slice\(s\): a gap of",
+    written=("out/good.nii.gz",),
+)
 def _dicom_gap(ws: Workspace) -> list[str]:
     ws.volume("good.nii.gz")
     ws.volume("gap")
@@ -913,15 +1213,26 @@ def _anti_aliased(k: int) -> np.ndarray:
     return mask
 
 
-@case("train-anti-aliased-mask", "train", EXIT_BAD,
-      allof(r"^medseg train: error: .*c1_mask\.png: mask values \[0, 128, 255\]", r"do not look like class labels",
-            r"data\.label_values \(--label-values 0 128 255\)"))
+@case(
+    "train-anti-aliased-mask",
+    "train",
+    EXIT_BAD,
+    allof(
+        r"^medseg train: error: .*c1_mask\.png: mask values \[0, 128, 255\]",
+        r"do not look like class labels",
+        r"data\.label_values \(--label-values 0 128 255\)",
+    ),
+)
 def _train_anti_aliased(ws: Workspace) -> list[str]:
     return ws.train(_label_pairs(ws, _anti_aliased))
 
 
-@case("train-mask-value-outside-label-values", "train", EXIT_BAD,
-      r"^medseg train: error: .*c1_mask\.png: mask values \[128\] are not in data\.label_values \[0, 255\]")
+@case(
+    "train-mask-value-outside-label-values",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*c1_mask\.png: mask values \[128\] are not in data\.label_values \[0, 255\]",
+)
 def _train_outside(ws: Workspace) -> list[str]:
     return ws.train(_label_pairs(ws, _anti_aliased), "--label-values", "0", "255")
 
@@ -931,7 +1242,12 @@ def _train_0_255(ws: Workspace) -> list[str]:
     return ws.train(_label_pairs(ws, _binary))
 
 
-@case("train-colour-mask", "train", EXIT_BAD, r"^medseg train: error: .*_mask\.png: a colour mask \(3 channels that differ\)")
+@case(
+    "train-colour-mask",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*_mask\.png: a colour mask \(3 channels that differ\)",
+)
 def _train_colour(ws: Workspace) -> list[str]:
     def colour(k: int) -> np.ndarray:
         rgb = np.zeros((*RASTER_SHAPE, 3), np.uint8)
@@ -942,7 +1258,12 @@ def _train_colour(ws: Workspace) -> list[str]:
     return ws.train(_label_pairs(ws, colour))
 
 
-@case("train-float-label-values", "train", EXIT_BAD, r"^medseg train: error: .*labelsTr/c\d\.nii\.gz: mask values 0, 0\.37, 0\.74 are not integers")
+@case(
+    "train-float-label-values",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*labelsTr/c\d\.nii\.gz: mask values 0, 0\.37, 0\.74 are not integers",
+)
 def _train_float_labels(ws: Workspace) -> list[str]:
     data = ws.root / "data"
     for k in range(3):
@@ -950,15 +1271,39 @@ def _train_float_labels(ws: Workspace) -> list[str]:
         labels = np.zeros(VOLUME_SHAPE, np.float32)
         labels[4:10, 4:10, 2:6], labels[12:16, 12:16, 2:6] = 0.37, 0.74
         _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
-    return ["-q", "train", "--data", str(data), "--out", str(ws.output), "--epochs", "1", "--patch-size", "16", "16", "8"]
+    return [
+        "-q",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(ws.output),
+        "--epochs",
+        "1",
+        "--patch-size",
+        "16",
+        "16",
+        "8",
+    ]
 
 
-@case("train-plateau-with-time-schedule", "train", EXIT_BAD,
-      r"^medseg train: error: .*schedule_by_time follows the budget with cosine, poly or none, not scheduler='plateau'")
+@case(
+    "train-plateau-with-time-schedule",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*schedule_by_time follows the budget with cosine, poly or none, not scheduler='plateau'",
+)
 def _train_plateau_by_time(ws: Workspace) -> list[str]:
     _pairs(ws, ws.root / "data")
-    return ws.train(ws.root / "data", "--set", "train.scheduler=plateau", "--set", "train.schedule_by_time=true",
-                    "--set", "train.time_budget_min=1")
+    return ws.train(
+        ws.root / "data",
+        "--set",
+        "train.scheduler=plateau",
+        "--set",
+        "train.schedule_by_time=true",
+        "--set",
+        "train.time_budget_min=1",
+    )
 
 
 @case("train-no-accumulation-steps", "train", EXIT_BAD, r"^medseg train: error: .*accumulate_steps must be >= 1, got 0")
@@ -967,7 +1312,12 @@ def _train_no_accumulation(ws: Workspace) -> list[str]:
     return ws.train(ws.root / "data", "--set", "train.accumulate_steps=0")
 
 
-@case("train-warmup-longer-than-the-run", "train", EXIT_BAD, r"^medseg train: error: .*warmup_epochs must be in \[0, epochs=1\), got 3")
+@case(
+    "train-warmup-longer-than-the-run",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*warmup_epochs must be in \[0, epochs=1\), got 3",
+)
 def _train_long_warmup(ws: Workspace) -> list[str]:
     _pairs(ws, ws.root / "data")
     return ws.train(ws.root / "data", "--set", "train.warmup_epochs=3")
@@ -983,8 +1333,12 @@ def _artefact(ws: Workspace, suffix: str, dims: int = 2) -> Path:
     return export_artefact(predictor.network, predictor.config, ws.root / f"model{suffix}").path
 
 
-@case("predict-artefact-onnx-truncated", "predict", EXIT_BAD,
-      r"^medseg predict: error: .*model\.onnx: not a readable ONNX model \(truncated, or another kind of file")
+@case(
+    "predict-artefact-onnx-truncated",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*model\.onnx: not a readable ONNX model \(truncated, or another kind of file",
+)
 def _truncated_onnx(ws: Workspace) -> list[str]:
     ws.raster("scan.png")
     model = _artefact(ws, ".onnx")
@@ -992,8 +1346,12 @@ def _truncated_onnx(ws: Workspace) -> list[str]:
     return ws.predict(2, model=model)
 
 
-@case("predict-artefact-foreign-file-as-ts", "predict", EXIT_BAD,
-      r"^medseg predict: error: .*model\.ts: not a readable TorchScript archive \(truncated, or another kind of file")
+@case(
+    "predict-artefact-foreign-file-as-ts",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*model\.ts: not a readable TorchScript archive \(truncated, or another kind of file",
+)
 def _foreign_ts(ws: Workspace) -> list[str]:
     ws.raster("scan.png")
     model = ws.root / "model.ts"
@@ -1001,8 +1359,12 @@ def _foreign_ts(ws: Workspace) -> list[str]:
     return ws.predict(2, model=model)
 
 
-@case("predict-artefact-newer-format", "predict", EXIT_BAD,
-      r"^medseg predict: error: .*model\.onnx: written by a newer medseg-monai( \S+)? \(format version 2; this one reads 1\)")
+@case(
+    "predict-artefact-newer-format",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*model\.onnx: written by a newer medseg-monai( \S+)? \(format version 2; this one reads 1\)",
+)
 def _newer_artefact(ws: Workspace) -> list[str]:
     import onnx
 
@@ -1016,7 +1378,12 @@ def _newer_artefact(ws: Workspace) -> list[str]:
     return ws.predict(2, model=path)
 
 
-@case("export-format-contradicts-suffix", "export", EXIT_BAD, r"^medseg export: error: .*model\.ts: onnx models are named \*\.onnx")
+@case(
+    "export-format-contradicts-suffix",
+    "export",
+    EXIT_BAD,
+    r"^medseg export: error: .*model\.ts: onnx models are named \*\.onnx",
+)
 def _export_contradiction(ws: Workspace) -> list[str]:
     return ["-q", "export", "--model", str(ws.runs[2]), "--format", "onnx", "--out", str(ws.root / "model.ts")]
 
@@ -1035,8 +1402,15 @@ def _two_channel_model(ws: Workspace) -> Path:
     from medseg_monai.networks import build_network
 
     config = RunConfig(
-        data=DataConfig(spatial_dims=3, patch_size=(16, 16, 8), in_channels=2, channel_names=CHANNELS, label_values=(0, 1),
-                        label_names=("background", "lesion"), target_spacing=SPACING),
+        data=DataConfig(
+            spatial_dims=3,
+            patch_size=(16, 16, 8),
+            in_channels=2,
+            channel_names=CHANNELS,
+            label_values=(0, 1),
+            label_names=("background", "lesion"),
+            target_spacing=SPACING,
+        ),
         model=ModelConfig(name="unet", options={"channels": [4, 8], "strides": [2], "num_res_units": 0}),
         infer=InferConfig(device="cpu", sw_batch_size=2),
     )
@@ -1044,8 +1418,10 @@ def _two_channel_model(ws: Workspace) -> Path:
     run = ws.root / "model_2ch"
     run.mkdir()
     config.save(run / "config.json")
-    save_checkpoint(run / "checkpoints" / "best.pt", {"network": build_network(config, load_pretrained=False).state_dict(),
-                                                     "config": config.to_dict()})
+    save_checkpoint(
+        run / "checkpoints" / "best.pt",
+        {"network": build_network(config, load_pretrained=False).state_dict(), "config": config.to_dict()},
+    )
     return run
 
 
@@ -1054,17 +1430,26 @@ def _channel_case(ws: Workspace, name: str, channels: Sequence[int] = (0, 1), fo
         ws.volume(f"{name}_{k:04d}.nii.gz", folder, seed=k)
 
 
-@case("predict-case-missing-a-channel", "predict", EXIT_FAILED,
-      r"^FAILED .*in/bad: channel 1 \(ADC\) missing: bad_0001\.nii\.gz not found", written=("out/good.nii.gz",))
+@case(
+    "predict-case-missing-a-channel",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*in/bad: channel 1 \(ADC\) missing: bad_0001\.nii\.gz not found",
+    written=("out/good.nii.gz",),
+)
 def _missing_channel(ws: Workspace) -> list[str]:
     _channel_case(ws, "good")
     _channel_case(ws, "bad", channels=(0,))
     return ws.predict(3, model=_two_channel_model(ws))
 
 
-@case("predict-channels-on-different-grids", "predict", EXIT_FAILED,
-      r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 lies on another voxel grid than channel 0 \(bad_0000\.nii\.gz\)",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-channels-on-different-grids",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 lies on another voxel grid than channel 0 \(bad_0000\.nii\.gz\)",
+    written=("out/good.nii.gz",),
+)
 def _channels_moved(ws: Workspace) -> list[str]:
     import nibabel as nib
 
@@ -1076,9 +1461,13 @@ def _channels_moved(ws: Workspace) -> list[str]:
     return ws.predict(3, model=_two_channel_model(ws))
 
 
-@case("predict-channels-of-different-shapes", "predict", EXIT_FAILED,
-      r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 is \(16, 20, 12\) but channel 0 \(bad_0000\.nii\.gz\) is \(20, 20, 12\)",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-channels-of-different-shapes",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 is \(16, 20, 12\) but channel 0 \(bad_0000\.nii\.gz\) is \(20, 20, 12\)",
+    written=("out/good.nii.gz",),
+)
 def _channels_resized(ws: Workspace) -> list[str]:
     _channel_case(ws, "good")
     _channel_case(ws, "bad", channels=(0,))
@@ -1086,48 +1475,84 @@ def _channels_resized(ws: Workspace) -> list[str]:
     return ws.predict(3, model=_two_channel_model(ws))
 
 
-@case("predict-single-file-to-a-two-channel-model", "predict", EXIT_FAILED,
-      allof(r"^FAILED .*in/scan\.nii\.gz: channel 1 \(ADC\) missing: ", r"the model takes 2 channel\(s\): 0 \(T2\), 1 \(ADC\)"))
+@case(
+    "predict-single-file-to-a-two-channel-model",
+    "predict",
+    EXIT_FAILED,
+    allof(
+        r"^FAILED .*in/scan\.nii\.gz: channel 1 \(ADC\) missing: ",
+        r"the model takes 2 channel\(s\): 0 \(T2\), 1 \(ADC\)",
+    ),
+)
 def _single_file_two_channels(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     return ws.predict(3, model=_two_channel_model(ws))
 
 
-@case("train-case-missing-a-channel", "train", EXIT_BAD,
-      r"^medseg train: error: .*data/imagesTr/c1: channel 1 \(ADC\) missing: c1_0001\.nii\.gz not found")
+@case(
+    "train-case-missing-a-channel",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*data/imagesTr/c1: channel 1 \(ADC\) missing: c1_0001\.nii\.gz not found",
+)
 def _train_missing_channel(ws: Workspace) -> list[str]:
     data = ws.root / "data"
     for k in range(3):
         _channel_case(ws, f"c{k}", channels=(0,) if k == 1 else (0, 1), folder=data / "imagesTr")
         _nifti(data / "labelsTr" / f"c{k}.nii.gz", (_blob(VOLUME_SHAPE, k) > 0.5).astype(np.uint8))
-    (data / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T2", "1": "ADC"}, "file_ending": ".nii.gz",
-                                                   "labels": {"background": 0, "lesion": 1}}))
+    (data / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "T2", "1": "ADC"},
+                "file_ending": ".nii.gz",
+                "labels": {"background": 0, "lesion": 1},
+            }
+        )
+    )
     return ws.train(data)
 
 
 # ---------------------------------------------------------------------------------------------- maps and statistics
-@case("predict-uncertainty-without-flips", "predict", EXIT_BAD,
-      r"^medseg predict: error: save_uncertainty is the entropy over test-time flips; add --tta-flips")
+@case(
+    "predict-uncertainty-without-flips",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: save_uncertainty is the entropy over test-time flips; add --tta-flips",
+)
 def _uncertainty_without_flips(ws: Workspace) -> list[str]:
     ws.raster("scan.png")
     return ws.predict(2, "--save-uncertainty")
 
 
-@case("predict-probabilities-with-full-stitching", "predict", EXIT_BAD,
-      r"^medseg predict: error: probability and entropy maps need infer.stitching='slab', got 'full'")
+@case(
+    "predict-probabilities-with-full-stitching",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: probability and entropy maps need infer.stitching='slab', got 'full'",
+)
 def _probabilities_full_stitching(ws: Workspace) -> list[str]:
     ws.raster("scan.png")
     return ws.predict(2, "--save-probabilities", "--stitching", "full")
 
 
-@case("predict-negative-entropy-threshold", "predict", EXIT_BAD, r"^medseg predict: error: high_entropy must be >= 0, got -0.1")
+@case(
+    "predict-negative-entropy-threshold",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: high_entropy must be >= 0, got -0.1",
+)
 def _negative_entropy_threshold(ws: Workspace) -> list[str]:
     ws.raster("scan.png")
     return ws.predict(2, "--save-uncertainty", "--tta-flips", "--high-entropy", "-0.1")
 
 
-@case("predict-statistics-beside-a-bad-case", "predict", EXIT_FAILED, r"^FAILED .*broken\.png: ",
-      written=("out/good.png", "out/good_probabilities.tif", "out/predict_statistics.csv"))
+@case(
+    "predict-statistics-beside-a-bad-case",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*broken\.png: ",
+    written=("out/good.png", "out/good_probabilities.tif", "out/predict_statistics.csv"),
+)
 def _statistics_beside_bad(ws: Workspace) -> list[str]:
     ws.raster("good.png")
     (ws.inputs / "broken.png").write_bytes(PNG_BYTES[:30])
@@ -1152,15 +1577,24 @@ def _list_file(ws: Workspace, *paths: Path) -> Path:
     return listing
 
 
-@case("predict-seg-for-a-nifti-source", "predict", EXIT_BAD,
-      r"^medseg predict: error: .*in/scan\.nii\.gz: a DICOM SEG \('seg'\) needs a DICOM series source, this is a nifti image")
+@case(
+    "predict-seg-for-a-nifti-source",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: .*in/scan\.nii\.gz: a DICOM SEG \('seg'\) needs a DICOM series source, this is a nifti image",
+)
 def _seg_for_nifti(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
     return ws.predict(3, "--output-format", "seg")
 
 
-@case("predict-zip-corrupt", "predict", EXIT_FAILED, r"^FAILED .*in/bad\.zip: not a readable zip archive",
-      written=("out/good.nii.gz",))
+@case(
+    "predict-zip-corrupt",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*in/bad\.zip: not a readable zip archive",
+    written=("out/good.nii.gz",),
+)
 def _zip_corrupt(ws: Workspace) -> list[str]:
     good = ws.volume("good.nii.gz")
     bad = ws.inputs / "bad.zip"
@@ -1168,8 +1602,13 @@ def _zip_corrupt(ws: Workspace) -> list[str]:
     return ws.predict(3, inputs=_list_file(ws, good, bad))
 
 
-@case("predict-zip-without-dicom", "predict", EXIT_FAILED,
-      r"^FAILED .*in/notes\.zip: the zip holds no DICOM files \(2 other file\(s\)\)", written=("out/good.nii.gz",))
+@case(
+    "predict-zip-without-dicom",
+    "predict",
+    EXIT_FAILED,
+    r"^FAILED .*in/notes\.zip: the zip holds no DICOM files \(2 other file\(s\)\)",
+    written=("out/good.nii.gz",),
+)
 def _zip_without_dicom(ws: Workspace) -> list[str]:
     good = ws.volume("good.nii.gz")
     notes = _zip(ws.inputs / "notes.zip", {"readme.txt": b"no images here", "scan/picture.png": PNG_BYTES})
@@ -1184,15 +1623,24 @@ def _zip_series(ws: Workspace) -> list[str]:
     return ws.predict(3, inputs=archive)
 
 
-@case("predict-series-uid-not-present", "predict", EXIT_BAD,
-      r"^medseg predict: error: --series 1\.2\.3\.4: no DICOM series with this SeriesInstanceUID in the inputs \(.*in/ct\)")
+@case(
+    "predict-series-uid-not-present",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: --series 1\.2\.3\.4: no DICOM series with this SeriesInstanceUID in the inputs \(.*in/ct\)",
+)
 def _series_not_present(ws: Workspace) -> list[str]:
     ws.volume("ct")
     return ws.predict(3, "--series", "1.2.3.4")
 
 
-@case("predict-dicom-localizer-in-the-series", "predict", EXIT_OK, warning=r"in/ct: left out 1 localizer slice\(s\)",
-      written=("out/ct.dcm",))
+@case(
+    "predict-dicom-localizer-in-the-series",
+    "predict",
+    EXIT_OK,
+    warning=r"in/ct: left out 1 localizer slice\(s\)",
+    written=("out/ct.dcm",),
+)
 def _localizer_in_series(ws: Workspace) -> list[str]:
     series = ws.volume("ct")
     data = (series / "slice_000.dcm").read_bytes()
@@ -1202,9 +1650,15 @@ def _localizer_in_series(ws: Workspace) -> list[str]:
     return ws.predict(3)
 
 
-@case("predict-seg-of-a-series-without-frame-of-reference", "predict", EXIT_FAILED,
-      allof(r"^FAILED .*in/sc: cannot make a DICOM SEG of this series \(", r"Frame Of Reference", r"--output-format nifti"),
-      written=("out/good.nii.gz",))
+@case(
+    "predict-seg-of-a-series-without-frame-of-reference",
+    "predict",
+    EXIT_FAILED,
+    allof(
+        r"^FAILED .*in/sc: cannot make a DICOM SEG of this series \(", r"Frame Of Reference", r"--output-format nifti"
+    ),
+    written=("out/good.nii.gz",),
+)
 def _seg_without_frame_of_reference(ws: Workspace) -> list[str]:
     ws.volume("good.nii.gz")
     series = ws.volume("sc")

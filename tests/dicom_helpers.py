@@ -65,7 +65,7 @@ def write_mr_series(
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     folder.mkdir(parents=True, exist_ok=True)
     direction = oblique_direction() if direction is None else np.asarray(direction, dtype=float)
@@ -119,8 +119,17 @@ def write_mr_series(
         ds.PixelData = np.ascontiguousarray(volume[:, :, k].T).astype("<u2").tobytes()
         pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
         files.append(path)
-    return MRSeries(folder, study_uid, series_uid, frame_uid, tuple(files), tuple(float(s) for s in spacing),
-                    tuple(float(o) for o in origin), direction, volume)
+    return MRSeries(
+        folder,
+        study_uid,
+        series_uid,
+        frame_uid,
+        tuple(files),
+        tuple(float(s) for s in spacing),
+        tuple(float(o) for o in origin),
+        direction,
+        volume,
+    )
 
 
 def write_localizer(folder: Path, series: MRSeries, *, same_series: bool = True, name: str = "LOC0001.dcm") -> Path:
@@ -146,5 +155,7 @@ def zip_folder(folder: Path, target: Path, *, nested: str = "") -> Path:
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                archive.write(path, str(Path(nested) / path.relative_to(folder)) if nested else str(path.relative_to(folder)))
+                archive.write(
+                    path, str(Path(nested) / path.relative_to(folder)) if nested else str(path.relative_to(folder))
+                )
     return target

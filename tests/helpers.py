@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
 from medseg_monai.batch import CaseResult, run_batch
+from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
 from medseg_monai.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,8 +25,16 @@ def tiny_config(data_dir: Path, dims: int, epochs: int = 2, network: str = "unet
     """A two-epoch run of a tiny network on small patches of ``data_dir``."""
     patch = (32, 32) if dims == 2 else (16, 16, 16)
     return RunConfig(
-        data=DataConfig(**{"data_dir": str(data_dir), "spatial_dims": dims, "patch_size": patch, "samples_per_image": 1,
-                           "val_fraction": 0.25, **data_kw}),
+        data=DataConfig(
+            **{
+                "data_dir": str(data_dir),
+                "spatial_dims": dims,
+                "patch_size": patch,
+                "samples_per_image": 1,
+                "val_fraction": 0.25,
+                **data_kw,
+            }
+        ),
         model=ModelConfig(name=network, options=TINY_NETWORKS[network]),
         train=TrainConfig(epochs=epochs, batch_size=2, learning_rate=1e-2),
         infer=InferConfig(overlap=0.25, sw_batch_size=2),
@@ -44,9 +52,14 @@ def threshold_predictor(dims: int, patch=None, label_values=(0, 1), **data_kw) -
     """A Predictor around :class:`ThresholdNet` (min-max intensity, overlap 0.5, CPU)."""
     patch = patch or ((32, 32) if dims == 2 else (16, 16, 8))
     config = RunConfig(
-        data=DataConfig(spatial_dims=dims, patch_size=patch, in_channels=1, label_values=label_values,
-                        label_names=("background",) + tuple(f"class_{v}" for v in label_values[1:]),
-                        **{"intensity": "minmax", **data_kw}),
+        data=DataConfig(
+            spatial_dims=dims,
+            patch_size=patch,
+            in_channels=1,
+            label_values=label_values,
+            label_names=("background",) + tuple(f"class_{v}" for v in label_values[1:]),
+            **{"intensity": "minmax", **data_kw},
+        ),
         infer=InferConfig(overlap=0.5, sw_batch_size=2, device="cpu"),
     )
     return Predictor(ThresholdNet(), config)

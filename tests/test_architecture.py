@@ -14,7 +14,10 @@ PACKAGE = REPO / "medseg_monai"
 
 
 def _modules() -> dict[str, Path]:
-    return {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p for p in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in sorted(PACKAGE.rglob("*.py"))
+    }
 
 
 def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
@@ -38,7 +41,7 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
 def _layers() -> dict[str, int]:
     """``package or module -> layer`` from the table of docs/architecture.md."""
     text = (REPO / "docs" / "architecture.md").read_text()
-    section = text[text.index("## Layers"):]
+    section = text[text.index("## Layers") :]
     layers = {}
     for line in section.splitlines():
         row = re.match(r"^\| (\d+) \| (.+?) \|", line)
@@ -88,11 +91,17 @@ def test_private_monai_names_only_in_the_compatibility_module():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "monai":
-                offenders += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
-                              if any(p.startswith("_") for p in node.module.split(".") + [a.name])]
+                offenders += [
+                    f"{path.relative_to(REPO)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if any(p.startswith("_") for p in node.module.split(".") + [a.name])
+                ]
             elif isinstance(node, ast.Import):
-                offenders += [f"{path.relative_to(REPO)}: {a.name}" for a in node.names
-                              if a.name.split(".")[0] == "monai" and any(p.startswith("_") for p in a.name.split("."))]
+                offenders += [
+                    f"{path.relative_to(REPO)}: {a.name}"
+                    for a in node.names
+                    if a.name.split(".")[0] == "monai" and any(p.startswith("_") for p in a.name.split("."))
+                ]
             elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
                 base = node.value
                 while isinstance(base, ast.Attribute):

@@ -112,9 +112,12 @@ def test_a_broken_file_in_a_batch_gives_no_traceback_on_the_real_stderr(runs: di
     ws.volume("good.nii.gz")
     (ws.inputs / "bad.nii.gz").write_bytes(b"\x89PNG not a volume")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, "-m", "medseg_monai.cli", *ws.predict(3)], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "medseg_monai.cli", *ws.predict(3)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == EXIT_FAILED, result.stderr
     assert "Traceback" not in result.stderr
-    assert any("bad.nii.gz" in line and "cannot read image" in line for line in result.stderr.splitlines()), result.stderr
+    assert any("bad.nii.gz" in line and "cannot read image" in line for line in result.stderr.splitlines()), (
+        result.stderr
+    )
     assert "FAILED" in result.stdout and (ws.output / "good.nii.gz").is_file()

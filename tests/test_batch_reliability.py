@@ -115,8 +115,14 @@ print("REPORT " + json.dumps(report))
 
 def drive(spec: dict, timeout: float = 240) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(spec)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = [x for x in done.stdout.splitlines() if x.startswith("REPORT ")][-1]
     return json.loads(line.removeprefix("REPORT "))
@@ -133,8 +139,13 @@ def png_folder(synth_2d: Path, folder: Path, n: int) -> Path:
 def case_records(out: Path) -> list[dict]:
     """The manifest's records without timing fields; ``written``/``skipped`` both mean the mask is done."""
     records = json.loads((out / MANIFEST_NAME).read_text())["cases"]
-    return [{**{k: v for k, v in r.items() if k not in TIMING}, "status": "done" if r["status"] in ("written", "skipped") else r["status"]}
-            for r in records]
+    return [
+        {
+            **{k: v for k, v in r.items() if k not in TIMING},
+            "status": "done" if r["status"] in ("written", "skipped") else r["status"],
+        }
+        for r in records
+    ]
 
 
 def assert_same_outputs(out: Path, reference: Path) -> None:
@@ -159,8 +170,13 @@ def test_kill_9_at_random_points_then_rerun_equals_an_uninterrupted_run(run_2d, 
     kills = [("partial_mask", 1), ("partial_mask", 3), ("partial_manifest", 1), ("partial_manifest", 2)]
     kills += [(rng.choice(["before_replace", "after_replace"]), rng.randint(1, replaces)) for _ in range(8)]
     scenarios = [[str(tmp_path / f"kill{i}"), list(kill)] for i, kill in enumerate(kills)]
-    spec = {"mode": "kill", "model": str(run_2d.run_dir), "input": str(inputs), "reference": str(tmp_path / "ref"),
-            "scenarios": scenarios}
+    spec = {
+        "mode": "kill",
+        "model": str(run_2d.run_dir),
+        "input": str(inputs),
+        "reference": str(tmp_path / "ref"),
+        "scenarios": scenarios,
+    }
     report = drive(spec)
     assert report["reference"] == 0
     for (out, kill), (killed, rerun) in zip(scenarios, report["runs"]):
@@ -172,9 +188,25 @@ def test_two_processes_share_one_folder(run_2d, synth_2d, tmp_path):
     n = 16
     inputs = png_folder(synth_2d, tmp_path / "in", n)
     logs = [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
-    ref = drive({"mode": "kill", "model": str(run_2d.run_dir), "input": str(inputs), "reference": str(tmp_path / "ref"), "scenarios": []})
+    ref = drive(
+        {
+            "mode": "kill",
+            "model": str(run_2d.run_dir),
+            "input": str(inputs),
+            "reference": str(tmp_path / "ref"),
+            "scenarios": [],
+        }
+    )
     assert ref["reference"] == 0
-    report = drive({"mode": "pair", "model": str(run_2d.run_dir), "input": str(inputs), "output": str(tmp_path / "out"), "logs": logs})
+    report = drive(
+        {
+            "mode": "pair",
+            "model": str(run_2d.run_dir),
+            "input": str(inputs),
+            "output": str(tmp_path / "out"),
+            "logs": logs,
+        }
+    )
     assert report["codes"] == [0, 0]
     written = [int(Path(log).read_text().split(" written")[0].split()[-1]) for log in logs]
     assert sum(written) == n and min(written) > 0, written  # every case predicted once, by one of the two
@@ -183,8 +215,16 @@ def test_two_processes_share_one_folder(run_2d, synth_2d, tmp_path):
     # one of the two killed inside its third mask write, holding that case's claim: the other takes the claim
     # over (no claim file is left) and finishes the batch alone
     logs = [str(tmp_path / "c.txt"), str(tmp_path / "d.txt")]
-    report = drive({"mode": "pair", "model": str(run_2d.run_dir), "input": str(inputs), "output": str(tmp_path / "out2"),
-                    "logs": logs, "kills": [["partial_mask", 3], None]})
+    report = drive(
+        {
+            "mode": "pair",
+            "model": str(run_2d.run_dir),
+            "input": str(inputs),
+            "output": str(tmp_path / "out2"),
+            "logs": logs,
+            "kills": [["partial_mask", 3], None],
+        }
+    )
     assert report["codes"] == [-9, 0]
     assert_same_outputs(tmp_path / "out2", tmp_path / "ref")
 
@@ -199,7 +239,9 @@ def write_pngs(folder: Path, n: int) -> list[Path]:
 
 def fake_claim(folder: Path, name: str, pid: int, ticks: int | None, host: str | None = None) -> Path:
     path = claim_path(folder, name)
-    path.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(), "start_ticks": ticks, "token": f"t{pid}"}))
+    path.write_text(
+        json.dumps({"pid": pid, "host": host or socket.gethostname(), "start_ticks": ticks, "token": f"t{pid}"})
+    )
     return path
 
 
@@ -223,7 +265,9 @@ def test_claims_held_by_a_live_process_wait_and_stale_ones_are_taken_over(tmp_pa
     finally:
         holder.kill()
         holder.wait()
-    assert [r.status for r in results] == ["written"] * 4 and [r.input.name for r in results] == [p.name for p in sources]
+    assert [r.status for r in results] == ["written"] * 4 and [r.input.name for r in results] == [
+        p.name for p in sources
+    ]
     assert waited >= 1.0  # img1 was left to its holder until that process died
     assert [r["index"] for r in json.loads((out / MANIFEST_NAME).read_text())["cases"]] == [0, 1, 2, 3]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
@@ -236,7 +280,7 @@ def test_claims_unit(tmp_path):
         assert not other.claim("a.png") and other.holder("a.png")["token"] == mine.owner["token"]
         mine.release("a.png")
         assert not claim_path(tmp_path, "a.png").exists() and other.claim("a.png")
-        assert not other.wait("a.png", poll_s=0.01) is False  # its own claim: immediate
+        assert other.wait("a.png", poll_s=0.01) is not False  # its own claim: immediate
         assert not mine.wait("a.png", poll_s=0.01, timeout_s=0.05)
     finally:
         mine.close()

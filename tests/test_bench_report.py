@@ -23,14 +23,44 @@ def test_report_fills_every_block_of_the_performance_page(tmp_path, monkeypatch)
     summary = {
         "predict": {"speedup_matched": 3.25, "dice_vs_recipe_matched": 0.991},
         "details": {
-            "predict": {"depths": [150], "threads": 2, "pipelines": {
-                "monai_recipe": {"seconds_per_case": 60.0, "speedup": 1.0, "peak_rss_gib": 4.4, "rss_ratio": 1.0, "network_fraction": 0.7},
-                "medseg_matched": {"seconds_per_case": 18.5, "speedup": 3.25, "peak_rss_gib": 1.4, "rss_ratio": 0.32,
-                                   "network_fraction": 0.8, "dice_vs_recipe": 0.991}}},
-            "train": {"steps": 10, "batch": 2, "samples_per_image": 2, "patch": 64, "threads": 2, "pipelines": {
-                "monai_loop": {"epoch_seconds": 7.0, "data_wait_seconds": 0.7}, "medseg_eager": {"epoch_seconds": 5.0, "data_wait_seconds": 0.1},
-                "medseg": {"epoch_seconds": 3.5, "data_wait_seconds": 0.1, "first_epoch_seconds": 40.0,
-                           "cpu_steal_fraction": 0.004}}},
+            "predict": {
+                "depths": [150],
+                "threads": 2,
+                "pipelines": {
+                    "monai_recipe": {
+                        "seconds_per_case": 60.0,
+                        "speedup": 1.0,
+                        "peak_rss_gib": 4.4,
+                        "rss_ratio": 1.0,
+                        "network_fraction": 0.7,
+                    },
+                    "medseg_matched": {
+                        "seconds_per_case": 18.5,
+                        "speedup": 3.25,
+                        "peak_rss_gib": 1.4,
+                        "rss_ratio": 0.32,
+                        "network_fraction": 0.8,
+                        "dice_vs_recipe": 0.991,
+                    },
+                },
+            },
+            "train": {
+                "steps": 10,
+                "batch": 2,
+                "samples_per_image": 2,
+                "patch": 64,
+                "threads": 2,
+                "pipelines": {
+                    "monai_loop": {"epoch_seconds": 7.0, "data_wait_seconds": 0.7},
+                    "medseg_eager": {"epoch_seconds": 5.0, "data_wait_seconds": 0.1},
+                    "medseg": {
+                        "epoch_seconds": 3.5,
+                        "data_wait_seconds": 0.1,
+                        "first_epoch_seconds": 40.0,
+                        "cpu_steal_fraction": 0.004,
+                    },
+                },
+            },
         },
         "run": {"quick": True, "seconds": 300.0},
         "machine": {"cpu_count": 2, "torch": "2.14.1", "avx512_bf16": True},

@@ -51,8 +51,15 @@ def copy_bundle(name: str, dest: Path) -> Path:
 def smoke_overrides(name: str, data_dir: Path) -> dict:
     dims, network = SMOKE[name]
     return {
-        "dataset_dir": str(data_dir), "epochs": 1, "batch_size": 2, "samples_per_image": 1, "val_fraction": 0.25,
-        "patch_size": [32, 32] if dims == 2 else [16, 16, 16], "device": "cpu", **network, **TRAIN_ONLY.get(name, {}),
+        "dataset_dir": str(data_dir),
+        "epochs": 1,
+        "batch_size": 2,
+        "samples_per_image": 1,
+        "val_fraction": 0.25,
+        "patch_size": [32, 32] if dims == 2 else [16, 16, 16],
+        "device": "cpu",
+        **network,
+        **TRAIN_ONLY.get(name, {}),
     }
 
 
@@ -63,13 +70,19 @@ def test_every_shipped_model_has_a_bundle():
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_bundle_layout_and_metadata_follow_the_specification(name):
     root = BUNDLES_DIR / name
-    assert mb.verify_bundle(root) == []  # files, metadata keys and types, configs, targets, references, declared network
+    assert (
+        mb.verify_bundle(root) == []
+    )  # files, metadata keys and types, configs, targets, references, declared network
     for rel in mb.BUNDLE_FILES:
         assert (root / rel).is_file(), f"{name}: {rel} missing"
     meta = json.loads((root / "configs" / "metadata.json").read_text())
-    from monai.bundle.utils import DEFAULT_METADATA  # what MONAI's init_bundle writes: the specification's required keys
+    from monai.bundle.utils import (
+        DEFAULT_METADATA,
+    )  # what MONAI's init_bundle writes: the specification's required keys
 
-    assert set(DEFAULT_METADATA) <= set(mb.METADATA_REQUIRED) <= set(meta) and {"inputs", "outputs"} <= set(meta["network_data_format"])
+    assert set(DEFAULT_METADATA) <= set(mb.METADATA_REQUIRED) <= set(meta) and {"inputs", "outputs"} <= set(
+        meta["network_data_format"]
+    )
     assert meta["schema"].startswith("https://") and meta["schema"].endswith(".json")
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"]) and meta["version"] in meta["changelog"]
     assert "optional_packages_version" not in meta, "MONAI 1.6 renames it onto required_packages_version"
@@ -78,7 +91,9 @@ def test_bundle_layout_and_metadata_follow_the_specification(name):
     assert pred["channel_def"] == {"0": "background", "1": "organ", "2": "lesion"}
     for config in ("train", "inference"):
         declared = json.loads((root / "configs" / f"{config}.json").read_text())
-        assert declared["label_names"] == list(pred["channel_def"].values()), f"{config}.json labels and metadata channel_def differ"
+        assert declared["label_names"] == list(pred["channel_def"].values()), (
+            f"{config}.json labels and metadata channel_def differ"
+        )
 
 
 def _check_network_def(root: Path, tmp_path: Path, overrides: dict, ckpt: Path | None = None) -> None:
@@ -87,7 +102,11 @@ def _check_network_def(root: Path, tmp_path: Path, overrides: dict, ckpt: Path |
     network's own output."""
     from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
-    files = dict(meta_file=str(root / "configs" / "metadata.json"), config_file=str(root / "configs" / "inference.json"), bundle_root=str(root))
+    files = dict(
+        meta_file=str(root / "configs" / "metadata.json"),
+        config_file=str(root / "configs" / "inference.json"),
+        bundle_root=str(root),
+    )
     verify_net_in_out(net_id="network_def", device="cpu", **files, **overrides)
     parser = ConfigParser()
     parser.read_config(files["config_file"])
@@ -119,7 +138,9 @@ def test_weights_and_outputs_are_never_committed():
     assert {"*/models/", "*/runs/", "*/predictions/", "*/eval/"} <= set(ignored)
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    tracked = subprocess.run(["git", "ls-files", "bundles"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "bundles"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert not [t for t in tracked if t.endswith((".pt", ".ts", ".onnx", ".pth"))]
 
 
@@ -137,9 +158,15 @@ def test_verify_names_each_broken_key(tmp_path):
     (root / "configs" / "train.json").write_text(json.dumps(train))
     (root / "LICENSE").unlink()
     problems = "\n".join(mb.verify_bundle(root))
-    for expected in ("LICENSE: missing", "key 'task' missing", "'version' '1.0' is not semantic", "key 'num_channels' is str",
-                     "key 'run#0': medseg_monai.bundle.train_bundle takes no argument 'epochz'", "key 'model_dir': absolute path",
-                     "key 'config#data': refers to '@dataa'"):
+    for expected in (
+        "LICENSE: missing",
+        "key 'task' missing",
+        "'version' '1.0' is not semantic",
+        "key 'num_channels' is str",
+        "key 'run#0': medseg_monai.bundle.train_bundle takes no argument 'epochz'",
+        "key 'model_dir': absolute path",
+        "key 'config#data': refers to '@dataa'",
+    ):
         assert expected in problems, f"{expected!r} not in:\n{problems}"
     assert main(["bundle", "verify", str(root)]) == 1
 
@@ -176,32 +203,70 @@ def test_train_infer_evaluate_export_round(name, synth_2d, synth_3d, tmp_path):
     masks = tmp_path / "masks"
     suffix = ".png" if dims == 2 else ".nii.gz"
     image = data / f"case_000{suffix}" if dims == 2 else data / "imagesTr" / f"case_000{suffix}"
-    mb.run_bundle(root, ["inference"], {"dataset_dir": str(image), "output_dir": str(masks), "device": "cpu", "infer#overlap": 0.5, **network})
+    mb.run_bundle(
+        root,
+        ["inference"],
+        {"dataset_dir": str(image), "output_dir": str(masks), "device": "cpu", "infer#overlap": 0.5, **network},
+    )
     assert [p.name for p in masks.iterdir() if p.name.endswith(suffix)] == [image.name]
     assert json.loads((masks / "predict_manifest.json").read_text())["infer"]["overlap"] == 0.5
 
-    mb.run_bundle(root, ["evaluate"], {"dataset_dir": str(data), "device": "cpu", **network})  # merged over inference.json
+    mb.run_bundle(
+        root, ["evaluate"], {"dataset_dir": str(data), "device": "cpu", **network}
+    )  # merged over inference.json
     summary = json.loads((root / "eval" / "metrics_summary.json").read_text())
-    assert summary["cases"] == len(list(data.rglob(f"*{suffix}"))) // 2 and set(summary["per_label"]) == {"organ", "lesion"}
+    assert summary["cases"] == len(list(data.rglob(f"*{suffix}"))) // 2 and set(summary["per_label"]) == {
+        "organ",
+        "lesion",
+    }
     assert (root / "eval" / "metrics_per_case.csv").is_file()
 
     _check_network_def(root, tmp_path, network, ckpt=models / "model.pt")  # after training, with the trained weights
     if name == "unet2d_png":  # the shipped network does not fit weights trained with other options: a named error
-        with pytest.raises(mb.BundleError, match=r"key 'predictor'.*do not fit the network the configs declare.*trained as 'unet' with options"):
+        with pytest.raises(
+            mb.BundleError,
+            match=r"key 'predictor'.*do not fit the network the configs declare.*trained as 'unet' with options",
+        ):
             mb.run_bundle(root, ["inference"], {"dataset_dir": str(image), "output_dir": str(masks), "device": "cpu"})
 
 
 def test_monai_bundle_command_line_and_one_line_errors(synth_2d, tmp_path):
     """``python -m monai.bundle run`` as documented, and ``medseg bundle run`` naming the broken key."""
     root = copy_bundle("unet2d_png", tmp_path)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json"), "--bundle_root", str(root),
-           "--dataset_dir", str(synth_2d), "--epochs", "1", "--batch_size", "2", "--samples_per_image", "1", "--patch_size", "[32,32]",
-           "--network_options", json.dumps(TINY_UNET).replace(" ", ""), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(root / "configs" / "train.json"),
+        "--bundle_root",
+        str(root),
+        "--dataset_dir",
+        str(synth_2d),
+        "--epochs",
+        "1",
+        "--batch_size",
+        "2",
+        "--samples_per_image",
+        "1",
+        "--patch_size",
+        "[32,32]",
+        "--network_options",
+        json.dumps(TINY_UNET).replace(" ", ""),
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (root / "models" / "model.pt").is_file() and (root / "models" / "config.json").is_file()
 
-    missing = subprocess.run([sys.executable, "-m", "medseg_monai.cli", "bundle", "run", str(root), "train"], capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [sys.executable, "-m", "medseg_monai.cli", "bundle", "run", str(root), "train"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(lines) == 1, missing.stderr[-2000:]
     assert "key 'config'" in lines[0] and "dataset_dir is required" in lines[0]
@@ -212,10 +277,16 @@ def test_monai_bundle_command_line_and_one_line_errors(synth_2d, tmp_path):
     with pytest.raises(mb.BundleError, match=r"key 'config'.*unexpected keyword argument 'dataset_dirr'"):
         mb.run_bundle(root, ["train"], {"dataset_dir": str(synth_2d)})
     # an override that names no id would be added to the config and silently ignored: refused, with the id meant
-    with pytest.raises(mb.BundleError, match=r"inference.json: override --overlap names no config id; did you mean --infer#overlap\?"):
+    with pytest.raises(
+        mb.BundleError, match=r"inference.json: override --overlap names no config id; did you mean --infer#overlap\?"
+    ):
         mb.run_bundle(root, ["inference"], {"dataset_dir": str(synth_2d), "overlap": 0.5})
-    with pytest.raises(mb.BundleError, match=r"override --data#patch_size: data#patch_size is not used by these configs"):
-        mb.run_bundle(root, ["inference"], {"dataset_dir": str(synth_2d), "data#patch_size": [64, 64]})  # preprocessing is the trained one
+    with pytest.raises(
+        mb.BundleError, match=r"override --data#patch_size: data#patch_size is not used by these configs"
+    ):
+        mb.run_bundle(
+            root, ["inference"], {"dataset_dir": str(synth_2d), "data#patch_size": [64, 64]}
+        )  # preprocessing is the trained one
 
 
 def test_bundle_list_and_missing_bundle(capsys):

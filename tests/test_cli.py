@@ -15,7 +15,9 @@ from medseg_monai.cli import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medseg_monai.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "medseg_monai.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize("command", ["synth", "train", "predict", "evaluate", "demo"])
@@ -35,15 +37,51 @@ def test_help_does_not_import_torch():
 def test_synth_train_predict_evaluate_round(tmp_path):
     data, run, masks = tmp_path / "data", tmp_path / "run", tmp_path / "masks"
     assert main(["-q", "synth", "--dims", "2", "--cases", "6", "--shape", "48", "48", "--out", str(data)]) == 0
-    assert main([
-        "-q", "train", "--data", str(data), "--network", "unet", "--out", str(run), "--epochs", "1",
-        "--patch-size", "32", "32", "--batch-size", "2", "--set", 'model.options={"channels": [8, 16, 32], "strides": [2, 2]}',
-    ]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--data",
+                str(data),
+                "--network",
+                "unet",
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--patch-size",
+                "32",
+                "32",
+                "--batch-size",
+                "2",
+                "--set",
+                'model.options={"channels": [8, 16, 32], "strides": [2, 2]}',
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "config.json").read_text())["model"]["options"]["channels"] == [8, 16, 32]
     assert main(["-q", "predict", "--model", str(run), "--input", str(data), "--output", str(masks)]) == 0
     assert len(list(masks.glob("*.png"))) == 6
     cleaned = tmp_path / "cleaned"
-    assert main(["-q", "predict", "--model", str(run), "--input", str(data), "--output", str(cleaned), "--min-component-size", "20"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "predict",
+                "--model",
+                str(run),
+                "--input",
+                str(data),
+                "--output",
+                str(cleaned),
+                "--min-component-size",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert json.loads((cleaned / "predict_manifest.json").read_text())["infer"]["min_component_size"] == 20
     assert main(["-q", "evaluate", "--pred", str(masks), "--truth", str(data), "--out", str(tmp_path / "eval")]) == 0
     assert (tmp_path / "eval" / "metrics_per_case.csv").exists()
@@ -61,7 +99,16 @@ def test_predict_reports_failed_cases_with_exit_1(run_2d, tmp_path):
     good.parent.mkdir()
     Image.fromarray(np.full((40, 40), 100, np.uint8)).save(good)
     (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG broken")
-    result = run_cli("-q", "predict", "--model", str(run_2d.run_dir), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    result = run_cli(
+        "-q",
+        "predict",
+        "--model",
+        str(run_2d.run_dir),
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1
     assert "1 written, 0 skipped (already done), 1 failed" in result.stdout
     assert "FAILED" in result.stdout and "bad.png" in result.stdout
@@ -85,20 +132,55 @@ def test_every_setting_has_a_flag_named_after_its_field():
         if spec.kind == "bool":
             assert "--no-" + spec.name.replace("_", "-") in predict, spec.name
     # a flag named after every field, but where two sections share a name or a shorter name reads better
-    renamed = {"data.seed": "--split-seed", "data.spatial_dims": "--dims", "data.target_spacing": "--spacing",
-               "model.name": "--network", "model.options": "--network-options"}
+    renamed = {
+        "data.seed": "--split-seed",
+        "data.spatial_dims": "--dims",
+        "data.target_spacing": "--spacing",
+        "model.name": "--network",
+        "model.options": "--network-options",
+    }
     cli_less = {"data.data_dir", "data.datalist"}  # both come from --data
     for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
         for spec in field_specs(cls):
             key = f"{section}.{spec.name}"
             if key not in cli_less:
                 assert renamed.get(key, "--" + spec.name.replace("_", "-")) in train, key
-    assert {"--" + spec.name.replace("_", "-") for spec in field_specs(BatchOptions) if spec.name != "progress"} <= predict
+    assert {
+        "--" + spec.name.replace("_", "-") for spec in field_specs(BatchOptions) if spec.name != "progress"
+    } <= predict
     # the names users typed before stay
-    assert {"--tta", "--no-tta", "--keep-largest", "--fill-holes", "--roi-size", "--sw-batch-size", "--stitching", "--no-manifest",
-            "--report", "--num-parts", "--part-id", "--overwrite", "--min-component-size"} <= predict
-    assert {"--lr", "--val-data", "--spacing", "--dims", "--network", "--deep-supervision", "--pretrained", "--patch-size",
-            "--intensity", "--epochs", "--batch-size", "--time-budget-min", "--device", "--seed", "--distributed"} <= train
+    assert {
+        "--tta",
+        "--no-tta",
+        "--keep-largest",
+        "--fill-holes",
+        "--roi-size",
+        "--sw-batch-size",
+        "--stitching",
+        "--no-manifest",
+        "--report",
+        "--num-parts",
+        "--part-id",
+        "--overwrite",
+        "--min-component-size",
+    } <= predict
+    assert {
+        "--lr",
+        "--val-data",
+        "--spacing",
+        "--dims",
+        "--network",
+        "--deep-supervision",
+        "--pretrained",
+        "--patch-size",
+        "--intensity",
+        "--epochs",
+        "--batch-size",
+        "--time-budget-min",
+        "--device",
+        "--seed",
+        "--distributed",
+    } <= train
 
 
 def test_flags_become_exactly_the_settings_given(tmp_path):
@@ -106,21 +188,75 @@ def test_flags_become_exactly_the_settings_given(tmp_path):
     from medseg_monai.config.flags import settings_from_args
 
     parser = build_parser()
-    args = parser.parse_args(["train", "--data", str(tmp_path / "list.json"), "--out", str(tmp_path), "--lr", "0.02", "--no-augment",
-                              "--flip-axes", "1", "--spacing", "--network-options", '{"channels": [8, 16]}', "--split-seed", "3",
-                              "--set", "train.epochs=3"])
+    args = parser.parse_args(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "list.json"),
+            "--out",
+            str(tmp_path),
+            "--lr",
+            "0.02",
+            "--no-augment",
+            "--flip-axes",
+            "1",
+            "--spacing",
+            "--network-options",
+            '{"channels": [8, 16]}',
+            "--split-seed",
+            "3",
+            "--set",
+            "train.epochs=3",
+        ]
+    )
     config = _train_config(args)
     assert config.data.datalist == str(tmp_path / "list.json") and config.data.data_dir == ""
     assert config.train.learning_rate == 0.02 and config.train.epochs == 3 and config.data.augment is False
-    assert config.data.flip_axes == (1,) and config.data.target_spacing == () and config.data.seed == 3 and config.train.seed == 0
+    assert (
+        config.data.flip_axes == (1,)
+        and config.data.target_spacing == ()
+        and config.data.seed == 3
+        and config.train.seed == 0
+    )
     assert config.model.options == {"channels": [8, 16]} and config.data.spatial_dims is None  # 2D or 3D: from the data
-    args = parser.parse_args(["predict", "--model", "m", "--input", "i", "--output", str(tmp_path), "--tta", "--no-tta-flips",
-                              "--keep-largest-component", "--overlap", "0.5", "--report", "--no-manifest", "--roi-size", "null",
-                              "--output-format", "null", "--sw-device", "null"])
-    assert settings_from_args(args, "infer") == {"tta_flips": False, "keep_largest_component": True, "overlap": 0.5,
-                                                 "roi_size": None, "output_format": None, "sw_device": None}
+    args = parser.parse_args(
+        [
+            "predict",
+            "--model",
+            "m",
+            "--input",
+            "i",
+            "--output",
+            str(tmp_path),
+            "--tta",
+            "--no-tta-flips",
+            "--keep-largest-component",
+            "--overlap",
+            "0.5",
+            "--report",
+            "--no-manifest",
+            "--roi-size",
+            "null",
+            "--output-format",
+            "null",
+            "--sw-device",
+            "null",
+        ]
+    )
+    assert settings_from_args(args, "infer") == {
+        "tta_flips": False,
+        "keep_largest_component": True,
+        "overlap": 0.5,
+        "roi_size": None,
+        "output_format": None,
+        "sw_device": None,
+    }
     options = _batch_options(args)
-    assert options.report == str(tmp_path / "predict_report.html") and options.manifest is False and options.overwrite is False
+    assert (
+        options.report == str(tmp_path / "predict_report.html")
+        and options.manifest is False
+        and options.overwrite is False
+    )
     with pytest.raises(SystemExit):
         parser.parse_args(["predict", "--model", "m", "--input", "i", "--output", "o", "--blend-mode", "median"])
 
@@ -130,10 +266,37 @@ def test_medseg_train_and_the_api_write_the_same_configuration_for_a_folder(synt
     from medseg_monai import DataConfig, ModelConfig, RunConfig, TrainConfig, train
 
     options = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
-    assert main(["-q", "train", "--data", str(synth_3d), "--out", str(tmp_path / "cli"), "--epochs", "1", "--batch-size", "1",
-                 "--device", "cpu", "--network-options", json.dumps(options), "--samples-per-image", "1"]) == 0
-    train(RunConfig(data=DataConfig(data_dir=str(synth_3d), samples_per_image=1), model=ModelConfig(options=options),
-                    train=TrainConfig(epochs=1, batch_size=1, device="cpu")), tmp_path / "api")
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--data",
+                str(synth_3d),
+                "--out",
+                str(tmp_path / "cli"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "1",
+                "--device",
+                "cpu",
+                "--network-options",
+                json.dumps(options),
+                "--samples-per-image",
+                "1",
+            ]
+        )
+        == 0
+    )
+    train(
+        RunConfig(
+            data=DataConfig(data_dir=str(synth_3d), samples_per_image=1),
+            model=ModelConfig(options=options),
+            train=TrainConfig(epochs=1, batch_size=1, device="cpu"),
+        ),
+        tmp_path / "api",
+    )
     cli, api = (json.loads((tmp_path / run / "config.json").read_text()) for run in ("cli", "api"))
     assert cli == api
     data = cli["data"]

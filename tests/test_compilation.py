@@ -22,12 +22,15 @@ def compiler(monkeypatch):
     monkeypatch.setattr(compilation, "_has_compiler", lambda: True)
 
 
-@pytest.mark.parametrize("steps, budget, expected", [
-    (MIN_STEPS - 1, None, False),
-    (MIN_STEPS, None, True),
-    (10, MIN_BUDGET_MIN, True),
-    (10, MIN_BUDGET_MIN - 1, False),
-])
+@pytest.mark.parametrize(
+    "steps, budget, expected",
+    [
+        (MIN_STEPS - 1, None, False),
+        (MIN_STEPS, None, True),
+        (10, MIN_BUDGET_MIN, True),
+        (10, MIN_BUDGET_MIN - 1, False),
+    ],
+)
 def test_auto_compiles_runs_long_enough_to_repay_it(compiler, steps, budget, expected):
     assert resolve_compile("auto", CPU, steps, budget, distributed=False) is expected
 

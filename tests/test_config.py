@@ -9,7 +9,13 @@ from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConf
 
 def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
     config = RunConfig(
-        data=DataConfig(data_dir="d", spatial_dims=3, patch_size=(32, 32, 16), label_values=(0, 1, 2), target_spacing=(1.0, 1.0, 2.5)),
+        data=DataConfig(
+            data_dir="d",
+            spatial_dims=3,
+            patch_size=(32, 32, 16),
+            label_values=(0, 1, 2),
+            target_spacing=(1.0, 1.0, 2.5),
+        ),
         model=ModelConfig(name="unetpp", options={"features": [8, 8, 16, 32, 64, 8]}, deep_supervision=True),
         train=TrainConfig(epochs=3, learning_rate=1e-4),
         infer=InferConfig(roi_size=(32, 32, 16), overlap=0.5),
@@ -28,7 +34,10 @@ def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
         (lambda: DataConfig(spatial_dims=2, patch_size=(64,)), "patch_size must hold 2 positive sizes, got (64,)"),
         (lambda: DataConfig(patch_size=(64,)), "patch_size must hold 2 or 3 positive sizes, got (64,)"),
         (lambda: DataConfig(val_fraction=1.5), "val_fraction must be in [0, 1), got 1.5"),
-        (lambda: DataConfig(intensity="hu"), "intensity must be 'auto', 'minmax', 'ct', 'zscore' or 'percentile', got 'hu'"),
+        (
+            lambda: DataConfig(intensity="hu"),
+            "intensity must be 'auto', 'minmax', 'ct', 'zscore' or 'percentile', got 'hu'",
+        ),
         (lambda: DataConfig(label_values=(0, 0)), "label_values must be distinct"),
         (lambda: TrainConfig(epochs=0), "epochs must be >= 1, got 0"),
         (lambda: TrainConfig(optimizer="lbfgs"), "optimizer must be 'adamw', 'adam' or 'sgd', got 'lbfgs'"),
@@ -37,7 +46,10 @@ def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
         (lambda: InferConfig(blend_mode="median"), "blend_mode must be 'gaussian' or 'constant', got 'median'"),
         (lambda: DataConfig(spatial_dims=4), "spatial_dims must be 2 or 3, got 4"),
         (lambda: BatchOptions(report=True), "report must be the path of the HTML page (or None), got True"),
-        (lambda: RunConfig(data=DataConfig(spatial_dims=2), infer=InferConfig(roi_size=(8, 8, 8))), "infer.roi_size must hold 2 sizes"),
+        (
+            lambda: RunConfig(data=DataConfig(spatial_dims=2), infer=InferConfig(roi_size=(8, 8, 8))),
+            "infer.roi_size must hold 2 sizes",
+        ),
     ],
 )
 def test_invalid_values_are_named(factory, message):

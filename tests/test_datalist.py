@@ -76,7 +76,9 @@ def test_images_and_masks_folders(tmp_path: Path, mask_dir: str) -> None:
     items = discover_pairs(tmp_path)
     assert _names(items) == ["x1", "x2", "x3"]
     assert _rel(items, tmp_path, "label") == [
-        f"{mask_dir}/x1.png", f"{mask_dir}/x2_mask.png", f"{mask_dir}/x3_segmentation.png"
+        f"{mask_dir}/x1.png",
+        f"{mask_dir}/x2_mask.png",
+        f"{mask_dir}/x3_segmentation.png",
     ]
 
 
@@ -332,9 +334,7 @@ def test_collect_inputs_errors(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- shared data
 
 
-@pytest.mark.parametrize(
-    "folder, count", [("isbi2012_em", 30), ("drive_retina", 20), ("msd_hippocampus", 208)]
-)
+@pytest.mark.parametrize("folder, count", [("isbi2012_em", 30), ("drive_retina", 20), ("msd_hippocampus", 208)])
 def test_shared_datasets(folder: str, count: int) -> None:
     root = Path(os.environ.get("MEDSEG_DATA_DIR", REPO.parent / "shared" / "data")) / folder
     if not root.is_dir():

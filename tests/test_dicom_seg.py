@@ -17,8 +17,8 @@ import torch
 from medseg_monai.cli import main
 from medseg_monai.config import DataConfig, InferConfig, RunConfig
 from medseg_monai.data import collect_inputs
-from medseg_monai.inference import Predictor
 from medseg_monai.errors import InputError
+from medseg_monai.inference import Predictor
 from medseg_monai.io import detect_format, is_complete, load_image, mask_filename, read_geometry, write_mask
 from medseg_monai.io.dicom import DicomSeries, dicom_series_files
 from medseg_monai.io.seg_files import SEGMENTATION_STORAGE, seg_label_map
@@ -47,8 +47,14 @@ class BandNet(torch.nn.Module):
 
 def band_predictor(**infer) -> Predictor:
     config = RunConfig(
-        data=DataConfig(spatial_dims=3, patch_size=(16, 16, 8), in_channels=1, label_values=(0, 1, 2, 3),
-                        label_names=("background", "Liver", "tumour", "spleen"), intensity="minmax"),
+        data=DataConfig(
+            spatial_dims=3,
+            patch_size=(16, 16, 8),
+            in_channels=1,
+            label_values=(0, 1, 2, 3),
+            label_names=("background", "Liver", "tumour", "spleen"),
+            intensity="minmax",
+        ),
         infer=InferConfig(overlap=0.5, sw_batch_size=2, device="cpu", **infer),
     )
     return Predictor(BandNet(), config)
@@ -65,9 +71,14 @@ def _hashes(root: Path) -> dict[Path, str]:
 
 def _frames(ds) -> list[tuple[str, np.ndarray, int]]:
     """(source SOP instance, position, segment number) of every frame."""
-    return [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
-             np.array([float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]),
-             int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber)) for f in ds.PerFrameFunctionalGroupsSequence]
+    return [
+        (
+            f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
+            np.array([float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]),
+            int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+        )
+        for f in ds.PerFrameFunctionalGroupsSequence
+    ]
 
 
 def assert_seg_of(seg_path: Path, series: MRSeries) -> pydicom.Dataset:
@@ -78,11 +89,16 @@ def assert_seg_of(seg_path: Path, series: MRSeries) -> pydicom.Dataset:
     assert ds.SeriesInstanceUID != series.series_uid
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
     sources = {pydicom.dcmread(str(f)).SOPInstanceUID: pydicom.dcmread(str(f)) for f in series.files}
-    assert {i.ReferencedSOPInstanceUID for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == set(sources)
+    assert {i.ReferencedSOPInstanceUID for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == set(
+        sources
+    )
     shared = ds.SharedFunctionalGroupsSequence[0]
     first = next(iter(sources.values()))
-    np.testing.assert_allclose([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
-                               [float(v) for v in first.ImageOrientationPatient], atol=1e-7)
+    np.testing.assert_allclose(
+        [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
+        [float(v) for v in first.ImageOrientationPatient],
+        atol=1e-7,
+    )
     measures = shared.PixelMeasuresSequence[0]
     np.testing.assert_allclose([float(v) for v in measures.PixelSpacing], [float(v) for v in first.PixelSpacing])
     assert float(measures.SliceThickness) == float(first.SliceThickness)
@@ -167,7 +183,9 @@ def test_write_mask_seg_of_a_known_mask_and_refusals(tmp_path: Path) -> None:
     mask = np.zeros(SHAPE, np.uint8)
     mask[3:9, 4:7, 2] = 2  # one slice only, off-centre: the frame must land on slice 2
     mask[10, 11, 7] = 5
-    out = write_mask(mask, series.folder, tmp_path / "out" / mask_filename(series.folder), label_names={0: "bg", 2: "liver"})
+    out = write_mask(
+        mask, series.folder, tmp_path / "out" / mask_filename(series.folder), label_names={0: "bg", 2: "liver"}
+    )
     assert out.name == "mr.dcm"
     ds = assert_seg_of(out, series)
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["liver", "label_5"]
@@ -210,8 +228,15 @@ def test_medseg_predict_writes_a_seg_matching_its_nifti(run_3d, tmp_path: Path) 
 def _two_series_folder(tmp_path: Path) -> tuple[Path, MRSeries, MRSeries]:
     folder = tmp_path / "in" / "study"
     t1 = write_mr_series(folder, _phantom(seed=1), series_number=3, description="T1 AX", prefix="A")
-    t2 = write_mr_series(folder, _phantom(seed=2), series_number=4, description="T2/COR fs", prefix="B",
-                         study_uid=t1.study_uid, frame_of_reference_uid=t1.frame_of_reference_uid)
+    t2 = write_mr_series(
+        folder,
+        _phantom(seed=2),
+        series_number=4,
+        description="T2/COR fs",
+        prefix="B",
+        study_uid=t1.study_uid,
+        frame_of_reference_uid=t1.frame_of_reference_uid,
+    )
     return folder, t1, t2
 
 
@@ -267,8 +292,8 @@ def test_a_zip_of_a_series_is_read_and_its_extraction_removed(tmp_path: Path, mo
 
 
 def test_each_series_of_a_folder_gets_its_maps_and_statistics(tmp_path: Path) -> None:
-    from medseg_monai.config import BatchOptions
     from medseg_monai.batch.runner import run_batch
+    from medseg_monai.config import BatchOptions
 
     folder, t1, t2 = _two_series_folder(tmp_path)
     options = BatchOptions(statistics=True, save_probabilities=True, progress=False, read_ahead=False)

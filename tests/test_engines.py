@@ -14,8 +14,8 @@ import SimpleITK as sitk
 import torch
 from PIL import Image
 
-from medseg_monai.config import RunConfig
 from medseg_monai.batch import predict_case
+from medseg_monai.config import RunConfig
 from medseg_monai.inference import Predictor
 from medseg_monai.models import load_checkpoint
 from medseg_monai.training import train
@@ -34,7 +34,9 @@ def test_training_writes_a_complete_run_folder(run_2d):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train_loss", "lr", "val_mean_dice", "val_mean_iou", "val_dice_class_2"} <= set(rows[0])
     for row in rows:  # both classes in every validation case: the mean is the mean of the per-class Dice
-        assert float(row["val_mean_dice"]) == pytest.approx((float(row["val_dice_class_1"]) + float(row["val_dice_class_2"])) / 2, abs=1e-6)
+        assert float(row["val_mean_dice"]) == pytest.approx(
+            (float(row["val_dice_class_1"]) + float(row["val_dice_class_2"])) / 2, abs=1e-6
+        )
     assert run_2d.best_metric == pytest.approx(max(float(r["val_mean_dice"]) for r in rows))
     assert float(rows[run_2d.best_epoch - 1]["val_mean_dice"]) == pytest.approx(run_2d.best_metric)
     with Image.open(run / "curves.png") as png:
@@ -62,15 +64,20 @@ def test_learning_rate_follows_the_elapsed_share_of_the_time_budget(synth_2d, tm
 
     # the run's clock advances 0.25 s per reading, so the schedule sees the same time however busy the machine is
     readings = iter(range(10**6))
-    monkeypatch.setattr(handlers, "time", SimpleNamespace(monotonic=lambda: 0.25 * next(readings), perf_counter=lambda: 0.0))
+    monkeypatch.setattr(
+        handlers, "time", SimpleNamespace(monotonic=lambda: 0.25 * next(readings), perf_counter=lambda: 0.0)
+    )
     config = tiny_config(synth_2d, 2, epochs=500)
-    train_cfg = dataclasses.replace(config.train, time_budget_min=0.1, schedule_by_time=True, val_interval=2, learning_rate=1e-2)
+    train_cfg = dataclasses.replace(
+        config.train, time_budget_min=0.1, schedule_by_time=True, val_interval=2, learning_rate=1e-2
+    )
     result = train(dataclasses.replace(config, train=train_cfg), tmp_path)
     rates = [row["lr"] for row in result.history]
     assert 2 < result.epochs_run < 500  # stopped by the 6-second budget, not by the epoch cap
     assert result.history[-1]["elapsed_s"] >= 6.0 > result.history[-2]["elapsed_s"]
     assert rates[0] == pytest.approx(1e-2, rel=0.05)
     assert all(later < earlier for earlier, later in zip(rates, rates[1:]))  # falls every epoch
+
     # the last epoch's rate was set during the epoch before it: at a share of the budget between its start and end
     def cosine(elapsed: float) -> float:
         return 1e-2 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(elapsed / 6.0, 1.0))))
@@ -175,7 +182,9 @@ def test_oblique_nifti_round_trips_voxel_for_voxel(tmp_path, flip_x):
     volume = (rng.random((20, 24, 12)) > 0.7).astype(np.float32) * 100
     angle = np.deg2rad(12)
     affine = np.eye(4)
-    affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) @ np.diag([0.8, 0.9, 2.5])
+    affine[:3, :3] = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    ) @ np.diag([0.8, 0.9, 2.5])
     if flip_x:
         affine[:3, 0] *= -1
     affine[:3, 3] = (-12.5, 30.0, 7.25)
@@ -239,5 +248,3 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"partial")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-
-

@@ -38,7 +38,9 @@ def test_one_rule_for_empty_cases():
     assert missed["dice"] == missed["iou"] == missed["precision"] == missed["recall"] == 0.0
     invented = overlap_metrics(0, 5, 0, 11)  # predicted where the truth is empty: nothing to recall
     assert invented["dice"] == invented["precision"] == 0.0 and math.isnan(invented["recall"])
-    assert overlap_metrics(3, 1, 2, 10) == pytest.approx({"dice": 6 / 9, "iou": 3 / 6, "precision": 3 / 4, "recall": 3 / 5, "accuracy": 13 / 16})
+    assert overlap_metrics(3, 1, 2, 10) == pytest.approx(
+        {"dice": 6 / 9, "iou": 3 / 6, "precision": 3 / 4, "recall": 3 / 5, "accuracy": 13 / 16}
+    )
     assert math.isnan(overlap_metrics(0, 0, 0, 0)["accuracy"])  # an empty region of interest
 
 
@@ -61,7 +63,14 @@ def test_rows_carry_counts_and_cases_are_scored_one_at_a_time(tmp_path, monkeypa
 
     monkeypatch.setattr(folders, "load_image", counting_load)
     result = evaluate_folders(pred_dir, truth_dir)
-    assert loaded == ["c0_mask.png", "c0.png", "c1_mask.png", "c1.png", "c2_mask.png", "c2.png"]  # truth, prediction, next case
+    assert loaded == [
+        "c0_mask.png",
+        "c0.png",
+        "c1_mask.png",
+        "c1.png",
+        "c2_mask.png",
+        "c2.png",
+    ]  # truth, prediction, next case
     for i, row in enumerate(result.rows):
         side = 2 + i
         assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (3 * side, side, side, 64 - 5 * side)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from medseg_monai.cli import main
 from medseg_monai.config import RunConfig
+from medseg_monai.errors import EXIT_BAD_INPUT, EXIT_OK, CheckpointError, ConfigError
 from medseg_monai.inference import Predictor
 from medseg_monai.models.artefact import (
     ARTEFACT_FORMAT_VERSION,
@@ -28,7 +29,6 @@ from medseg_monai.models.artefact import (
     export_artefact,
     load_artefact,
 )
-from medseg_monai.errors import EXIT_BAD_INPUT, EXIT_OK, CheckpointError, ConfigError
 from medseg_monai.networks import build_network
 
 onnx = pytest.importorskip("onnx")
@@ -74,7 +74,9 @@ def test_artefact_masks_and_logits_match_the_run_folder(dims, fmt, runs, artefac
 
     windows = example_windows(run.config, batch=3, seed=7)  # a batch size other than the export's
     with torch.inference_mode():
-        diff = float((exported.network(windows) - run.network(windows.contiguous(memory_format=run.memory_format))).abs().max())
+        diff = float(
+            (exported.network(windows) - run.network(windows.contiguous(memory_format=run.memory_format))).abs().max()
+        )
     assert diff <= LOGIT_TOLERANCE[fmt], diff
 
     source = _source(dims, synth_2d, synth_3d)
@@ -152,7 +154,18 @@ def test_cli_export_then_predict_with_the_file(run_2d, synth_2d, tmp_path, capsy
     assert main(["-q", "export", "--model", str(run_2d.run_dir), "--checkpoint", "last", "--out", str(out)]) == EXIT_OK
     assert "wrote" in capsys.readouterr().out and out.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
-    status = main(["-q", "predict", "--model", str(out), "--input", str(synth_2d / "case_001.png"), "--output", str(tmp_path / "masks")])
+    status = main(
+        [
+            "-q",
+            "predict",
+            "--model",
+            str(out),
+            "--input",
+            str(synth_2d / "case_001.png"),
+            "--output",
+            str(tmp_path / "masks"),
+        ]
+    )
     assert status == EXIT_OK and (tmp_path / "masks" / "case_001.png").is_file()
 
 
@@ -193,7 +206,18 @@ def test_bad_artefacts_are_one_line_checkpoint_errors(kind, fmt, artefacts, synt
         load_artefact(bad)
     assert "\n" not in str(err.value) and str(bad) in str(err.value)
     capsys.readouterr()
-    status = main(["-q", "predict", "--model", str(bad), "--input", str(synth_2d / "case_000.png"), "--output", str(tmp_path / "o")])
+    status = main(
+        [
+            "-q",
+            "predict",
+            "--model",
+            str(bad),
+            "--input",
+            str(synth_2d / "case_000.png"),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert status == EXIT_BAD_INPUT and len(lines) == 1 and lines[0].startswith("medseg predict: error: "), lines
 
@@ -236,12 +260,22 @@ def test_missing_onnx_runtime_names_the_extra(artefacts, monkeypatch):
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_a_2_5d_artefact_segments_a_volume_like_its_network(fmt, synth_3d, tmp_path):
     torch.manual_seed(0)
-    config = RunConfig.from_dict({
-        "data": {"spatial_dims": 2, "slice_axis": 2, "context_slices": 1, "patch_size": [32, 32], "in_channels": 1,
-                 "label_values": [0, 1, 2], "intensity": "minmax", "target_spacing": []},
-        "model": {"name": "unet", "options": {"channels": [8, 16], "strides": [2], "num_res_units": 1}},
-        "infer": FP32 | {"overlap": 0.25, "foreground_crop": "none"},
-    })
+    config = RunConfig.from_dict(
+        {
+            "data": {
+                "spatial_dims": 2,
+                "slice_axis": 2,
+                "context_slices": 1,
+                "patch_size": [32, 32],
+                "in_channels": 1,
+                "label_values": [0, 1, 2],
+                "intensity": "minmax",
+                "target_spacing": [],
+            },
+            "model": {"name": "unet", "options": {"channels": [8, 16], "strides": [2], "num_res_units": 1}},
+            "infer": FP32 | {"overlap": 0.25, "foreground_crop": "none"},
+        }
+    )
     network = build_network(config).eval()
     direct = Predictor(network, config)
     artefact = export_artefact(network, config, tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'ts'}").path
@@ -252,7 +286,9 @@ def test_a_2_5d_artefact_segments_a_volume_like_its_network(fmt, synth_3d, tmp_p
     written = exported.predict_file(source, tmp_path / "artefact.nii.gz")
     assert nib.load(written).shape == nib.load(source).shape
     assert (np.asarray(nib.load(written).dataobj) == expected).mean() >= MASK_AGREEMENT
-    assert len(np.unique(expected)) > 1  # random weights still label more than one class: the comparison means something
+    assert (
+        len(np.unique(expected)) > 1
+    )  # random weights still label more than one class: the comparison means something
 
 
 def test_an_onnx_model_refuses_windows_of_another_size(artefacts):
@@ -261,4 +297,6 @@ def test_an_onnx_model_refuses_windows_of_another_size(artefacts):
     with pytest.raises(ConfigError, match=r"ONNX model takes its export's windows \[32, 32\] only, not \[48, 48\]"):
         Predictor.from_artefact(path, infer={"roi_size": [48, 48]})
     assert tuple(exported.config.roi_size) == (32, 32)
-    assert tuple(Predictor.from_artefact(artefacts[2, "torchscript"], infer={"roi_size": [48, 48]}).config.roi_size) == (48, 48)
+    assert tuple(
+        Predictor.from_artefact(artefacts[2, "torchscript"], infer={"roi_size": [48, 48]}).config.roi_size
+    ) == (48, 48)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from medseg_monai.config import RunConfig
-from medseg_monai.transforms.foreground import find_foreground, foreground_mode
 from medseg_monai.inference import Predictor
-from medseg_monai.training import train
-from medseg_monai.networks.precision import FastForward, cpu_supports_bf16, resolve_precision
 from medseg_monai.inference.stitching import covering_starts, scan_starts, sliding_window_stitch
+from medseg_monai.networks.precision import FastForward, cpu_supports_bf16, resolve_precision
+from medseg_monai.training import train
+from medseg_monai.transforms.foreground import find_foreground, foreground_mode
 from tests.helpers import ThresholdNet, threshold_predictor, tiny_config
 
 
@@ -43,7 +43,9 @@ def test_find_foreground_boxes_the_largest_component_with_its_margin():
     assert region.mask[30, 40].all() and not region.mask[:8].any()
     assert find_foreground(image, "none", (2, 2, 2), (16, 16, 8)) is None
     assert find_foreground(np.full((1, 32, 32, 8), 50.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None  # all body
-    assert find_foreground(np.full((1, 32, 32, 8), -1000.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None  # no body
+    assert (
+        find_foreground(np.full((1, 32, 32, 8), -1000.0, np.float32), "ct", (0, 0, 0), (16, 16, 8)) is None
+    )  # no body
 
 
 def test_find_foreground_keeps_every_sizeable_component():
@@ -104,7 +106,9 @@ def test_stitching_a_box_equals_the_whole_image_inside_it_and_is_background_outs
         def sink(start, stop, block, out=out):
             out[:, start:stop] = block
 
-        sliding_window_stitch(image, forward, sink, (16, 16, 8), overlap=0.5, sw_batch_size=4, mode="constant", axis=0, **kwargs)
+        sliding_window_stitch(
+            image, forward, sink, (16, 16, 8), overlap=0.5, sw_batch_size=4, mode="constant", axis=0, **kwargs
+        )
         results[name] = (out, sum(calls))
     (full, full_windows), (box, box_windows) = results["full"], results["box"]
     assert box_windows < full_windows / 2
@@ -135,7 +139,8 @@ def test_predictor_skips_windows_outside_the_body(tmp_path):
     counts = {}
     for crop in ("ct", "none"):
         predictor = threshold_predictor(3, patch=(16, 16, 8), intensity="ct", ct_window=(-100.0, 300.0)).with_infer(
-            foreground_crop=crop, crop_margin_mm=2.0)
+            foreground_crop=crop, crop_margin_mm=2.0
+        )
         calls = []
         net = predictor.network
         predictor.network = lambda x, calls=calls, net=net: calls.append(len(x)) or net(x)
@@ -158,7 +163,9 @@ def test_resolve_precision():
 
 def test_bf16_inference_agrees_with_fp32(run_3d, synth_3d):
     image = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[0]
-    masks = {p: Predictor.from_run(run_3d.run_dir, infer={"precision": p}).predict_image(image) for p in ("fp32", "bf16")}
+    masks = {
+        p: Predictor.from_run(run_3d.run_dir, infer={"precision": p}).predict_image(image) for p in ("fp32", "bf16")
+    }
     assert masks["bf16"].dtype == np.uint8 and masks["bf16"].shape == masks["fp32"].shape
     assert (masks["bf16"] == masks["fp32"]).mean() >= 0.99
 
@@ -306,13 +313,23 @@ def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside
     results = []
     for kind, scores, region in (("box", logits, box), ("whole", background, None)):
         request = MapRequest(probabilities="float32", entropy=True)
-        inverter = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, probabilities=False,
-                                     box=region, request=request, num_classes=3)
+        inverter = SlabScoreInverter(
+            grid_affine,
+            source_affine,
+            source_shape,
+            grid_shape,
+            slab_axis=1,
+            probabilities=False,
+            box=region,
+            request=request,
+            num_classes=3,
+        )
         for start in range(0, 16, 5):  # slabs along y
             inverter(start, min(start + 5, 16), scores[:, :, start : start + 5].movedim(2, 1))
         results.append((inverter.result(), *inverter.maps()))
-    labels_only = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, probabilities=False,
-                                    box=box, num_classes=3)
+    labels_only = SlabScoreInverter(
+        grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, probabilities=False, box=box, num_classes=3
+    )
     for start in range(0, 16, 5):
         labels_only(start, min(start + 5, 16), logits[:, :, start : start + 5].movedim(2, 1))
     (labels, probs, entropy), (labels_whole, probs_whole, entropy_whole) = results

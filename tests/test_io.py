@@ -20,7 +20,6 @@ from monai.transforms import Compose, EnsureChannelFirstd, Invertd, Orientationd
 from PIL import Image
 
 from medseg_monai.errors import InputError
-from medseg_monai.io.dicom import preserved_locale
 from medseg_monai.io import (
     MASK_WRITERS,
     detect_format,
@@ -30,6 +29,7 @@ from medseg_monai.io import (
     read_geometry,
     write_mask,
 )
+from medseg_monai.io.dicom import preserved_locale
 
 SHAPE = (7, 9, 5)  # distinct sizes so a swapped axis cannot pass
 SPACING = (0.7, 0.9, 3.0)
@@ -188,7 +188,9 @@ def test_mask_dtype_and_value_checks(tmp_path):
 
 def test_label_names_sidecar(tmp_path):
     src_path = make_nifti(tmp_path / "src.nii.gz", "ras")
-    out = write_mask(asymmetric_mask(), src_path, tmp_path / "m" / "src.nii.gz", label_names=["background", "liver", "tumor"])
+    out = write_mask(
+        asymmetric_mask(), src_path, tmp_path / "m" / "src.nii.gz", label_names=["background", "liver", "tumor"]
+    )
     sidecar = json.loads((out.parent / "src.labels.json").read_text())
     assert sidecar == {"labels": {"0": "background", "1": "liver", "2": "tumor"}}
     write_mask(asymmetric_mask(), src_path, tmp_path / "m" / "v.nii.gz", label_names={0: "background", 255: "vessel"})
@@ -318,7 +320,9 @@ def test_dicom_folder_with_two_series_is_refused_naming_both(tmp_path):
     make_dicom_series(tmp_path / "tmp_small", uid="1.2.826.0.1.3680043.2.1125.8", slices=2)
     for f in (tmp_path / "tmp_small").iterdir():
         f.rename(folder / f"b_{f.name}")
-    with pytest.raises(InputError, match=r"mixed: 2 DICOM series in one folder: .*4 files, UID 1.2.826.0.1.3680043.2.1125.7.*2 files"):
+    with pytest.raises(
+        InputError, match=r"mixed: 2 DICOM series in one folder: .*4 files, UID 1.2.826.0.1.3680043.2.1125.7.*2 files"
+    ):
         load_image(folder)
     with pytest.raises(ValueError, match="no DICOM"):
         load_image(tmp_path / "tmp_small")
@@ -510,16 +514,22 @@ def test_orientation_spacing_invert_then_write(tmp_path, kind):
     truth = data > 50
 
     def threshold_and_invert(pixdim) -> np.ndarray:
-        pre = Compose([
-            image_loader(("image",)),
-            EnsureChannelFirstd("image"),
-            Orientationd("image", axcodes="RAS"),
-            Spacingd("image", pixdim=pixdim, mode="bilinear"),
-        ])
+        pre = Compose(
+            [
+                image_loader(("image",)),
+                EnsureChannelFirstd("image"),
+                Orientationd("image", axcodes="RAS"),
+                Spacingd("image", pixdim=pixdim, mode="bilinear"),
+            ]
+        )
         item = pre({"image": str(src_path)})
         image = item["image"]
-        label = MetaTensor((image > 50).float(), meta=dict(image.meta), applied_operations=list(image.applied_operations))
-        inverted = Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True)({**item, "pred": label})["pred"]
+        label = MetaTensor(
+            (image > 50).float(), meta=dict(image.meta), applied_operations=list(image.applied_operations)
+        )
+        inverted = Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True)({**item, "pred": label})[
+            "pred"
+        ]
         assert tuple(inverted.shape) == (1,) + shape
         return torch.as_tensor(inverted)[0].round().to(torch.int64).numpy()
 
@@ -561,7 +571,10 @@ def test_real_nrrd_and_nifti_conversion_agree(shared_data_dir, tmp_path, case):
 
 
 def test_real_png_orientation(shared_data_dir):
-    paths = [next(iter(sorted((shared_data_dir / name / "images").glob("*.png"))), None) for name in ("drive_retina", "isbi2012_em")]
+    paths = [
+        next(iter(sorted((shared_data_dir / name / "images").glob("*.png"))), None)
+        for name in ("drive_retina", "isbi2012_em")
+    ]
     paths = [p for p in paths if p is not None]
     if not paths:
         pytest.skip("no real PNG images present")

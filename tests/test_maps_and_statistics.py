@@ -12,11 +12,10 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from medseg_monai.config import BatchOptions
-from medseg_monai.inference import Predictor
 from medseg_monai.batch.runner import run_batch
-from medseg_monai.inference.maps import MapRequest, entropy_nats
+from medseg_monai.config import BatchOptions
 from medseg_monai.errors import ConfigError
+from medseg_monai.inference.maps import MapRequest, entropy_nats
 from medseg_monai.io.label_statistics import STATISTICS_COLUMNS, label_statistics
 from tests.helpers import threshold_predictor
 
@@ -43,7 +42,9 @@ def _sitk_geometry(path: Path) -> tuple:
 def test_probability_maps_are_in_the_source_geometry_and_their_argmax_is_the_mask(synth_3d, tmp_path, case, dtype):
     predictor = threshold_predictor(3, target_spacing=(1.5, 1.5, 2.0))
     source = synth_3d / "imagesTr" / f"{case}.nii.gz"
-    (result,) = run_batch(predictor, source, tmp_path, BatchOptions(save_probabilities=True, probabilities_dtype=dtype, **QUIET))
+    (result,) = run_batch(
+        predictor, source, tmp_path, BatchOptions(save_probabilities=True, probabilities_dtype=dtype, **QUIET)
+    )
     probs_path = tmp_path / f"{case}_probabilities.nii.gz"
     maps, src, mask = nib.load(probs_path), nib.load(source), np.asarray(nib.load(result.output).dataobj)
     assert maps.shape == (*src.shape, 2) and maps.get_data_dtype() == np.dtype(dtype)
@@ -55,7 +56,9 @@ def test_probability_maps_are_in_the_source_geometry_and_their_argmax_is_the_mas
     total = probs.astype(np.float64).sum(axis=0)
     np.testing.assert_allclose(total, 255 if dtype == "uint8" else 1.0, atol=1 if dtype == "uint8" else 1e-5)
     record = json.loads((tmp_path / "predict_manifest.json").read_text())["cases"][0]
-    assert record["probabilities"]["classes"] == [0, 1] and record["probabilities"]["scale"] == (255 if dtype == "uint8" else 1)
+    assert record["probabilities"]["classes"] == [0, 1] and record["probabilities"]["scale"] == (
+        255 if dtype == "uint8" else 1
+    )
 
 
 def test_mha_maps_are_vector_images_with_the_source_grid(synth_3d, tmp_path):
@@ -91,8 +94,14 @@ def test_raster_maps_are_multi_page_tifs_of_the_source_size(synth_2d, tmp_path):
 def test_entropy_is_that_of_the_flip_averaged_probabilities_and_flags_uncertain_cases(synth_3d, tmp_path):
     predictor = threshold_predictor(3, flip_axes=(0, 1)).with_infer(tta_flips=True)
     source = synth_3d / "imagesTr" / "case_000.nii.gz"
-    options = BatchOptions(save_probabilities=True, probabilities_dtype="float32", save_uncertainty=True, high_entropy=0.0,
-                           report=str(tmp_path / "report.html"), **QUIET)
+    options = BatchOptions(
+        save_probabilities=True,
+        probabilities_dtype="float32",
+        save_uncertainty=True,
+        high_entropy=0.0,
+        report=str(tmp_path / "report.html"),
+        **QUIET,
+    )
     (result,) = run_batch(predictor, source, tmp_path, options)
     entropy_img = nib.load(tmp_path / "case_000_entropy.nii.gz")
     np.testing.assert_allclose(entropy_img.affine, nib.load(source).affine, atol=1e-6)
@@ -112,8 +121,12 @@ def test_uncertainty_without_flips_and_maps_with_full_stitching_are_refused(synt
     with pytest.raises(ConfigError, match="tta-flips"):
         run_batch(threshold_predictor(3), source, tmp_path, BatchOptions(save_uncertainty=True, **QUIET))
     with pytest.raises(ConfigError, match="stitching='slab'"):
-        run_batch(threshold_predictor(3).with_infer(stitching="full"), source, tmp_path,
-                  BatchOptions(save_probabilities=True, **QUIET))
+        run_batch(
+            threshold_predictor(3).with_infer(stitching="full"),
+            source,
+            tmp_path,
+            BatchOptions(save_probabilities=True, **QUIET),
+        )
     assert not list(tmp_path.iterdir())  # refused before any output
 
 
@@ -137,10 +150,18 @@ def test_label_statistics_of_a_known_cube():
     image[7, 10, 5] = 40.0
     affine = np.diag([2.0, 0.5, 3.0, 1.0])
     affine[:3, 3] = [10.0, -20.0, 5.0]
-    rows = {row["label"]: row for row in label_statistics(mask, image, affine, (2.0, 0.5, 3.0), {1: "liver", 2: "spleen", 3: "kidney"})}
+    rows = {
+        row["label"]: row
+        for row in label_statistics(mask, image, affine, (2.0, 0.5, 3.0), {1: "liver", 2: "spleen", 3: "kidney"})
+    }
     cube = rows[1]
     assert cube["name"] == "liver" and cube["voxels"] == 72 and cube["volume_ml"] == pytest.approx(72 * 3.0 / 1000)
-    assert cube["mean"] == pytest.approx(35.5) and cube["median"] == pytest.approx(35.5) and cube["min"] == 0 and cube["max"] == 71
+    assert (
+        cube["mean"] == pytest.approx(35.5)
+        and cube["median"] == pytest.approx(35.5)
+        and cube["min"] == 0
+        and cube["max"] == 71
+    )
     assert cube["std"] == pytest.approx(np.arange(72).std(), abs=1e-4)
     assert (cube["bbox_min_x"], cube["bbox_max_x"], cube["bbox_min_z"], cube["bbox_max_z"]) == (2, 4, 0, 3)
     assert (cube["bbox_size_mm_x"], cube["bbox_size_mm_y"], cube["bbox_size_mm_z"]) == (6.0, 3.0, 12.0)
@@ -167,9 +188,13 @@ def test_statistics_csv_and_manifest_hold_the_same_numbers(synth_3d, tmp_path):
         mask = np.asarray(nib.load(tmp_path / source.name).dataobj)
         image = nib.load(source).get_fdata()
         assert float(row["mean"]) == pytest.approx(image[mask == 1].mean(), abs=1e-4)
-        assert float(row["volume_ml"]) == pytest.approx(mask.sum() * np.prod(nib.load(source).header.get_zooms()[:3]) / 1000)
+        assert float(row["volume_ml"]) == pytest.approx(
+            mask.sum() * np.prod(nib.load(source).header.get_zooms()[:3]) / 1000
+        )
     again = run_batch(predictor, sources, tmp_path, BatchOptions(statistics=True, **QUIET))
-    assert {r.status for r in again} == {"skipped"} and (tmp_path / "predict_statistics.csv").read_text().count("\n") == 3
+    assert {r.status for r in again} == {"skipped"} and (tmp_path / "predict_statistics.csv").read_text().count(
+        "\n"
+    ) == 3
 
 
 def test_predict_maps_api_returns_the_mask_and_maps(synth_3d):
@@ -195,7 +220,9 @@ def _two_blob_volume(path: Path) -> Path:
 @pytest.mark.parametrize("tta", [False, True])
 def test_where_no_window_ran_the_maps_say_certain_background(tmp_path, inversion, tta):
     source = _two_blob_volume(tmp_path / "blobs.nii.gz")
-    predictor = threshold_predictor(3, flip_axes=(0,)).with_infer(foreground_crop="nonzero", inversion=inversion, tta_flips=tta)
+    predictor = threshold_predictor(3, flip_axes=(0,)).with_infer(
+        foreground_crop="nonzero", inversion=inversion, tta_flips=tta
+    )
     prepared = predictor.prepare(source)
     assert prepared.region is not None and prepared.region.slices[0] == slice(0, 96)  # the box holds the middle
     maps = predictor.predict_maps(prepared, MapRequest(probabilities="float32", entropy=tta))
@@ -213,14 +240,18 @@ def test_flips_without_mirrored_axes_still_give_probabilities_and_no_uncertainty
     maps = predictor.predict_maps(predictor.prepare(synth_3d / "imagesTr" / "case_000.nii.gz"), MapRequest("float32"))
     assert maps.probabilities.min() >= 0 and np.allclose(maps.probabilities.sum(axis=0), 1.0, atol=1e-5)
     with pytest.raises(ConfigError, match="mirrored no axis"):
-        run_batch(predictor, synth_3d / "imagesTr" / "case_000.nii.gz", tmp_path, BatchOptions(save_uncertainty=True, **QUIET))
+        run_batch(
+            predictor, synth_3d / "imagesTr" / "case_000.nii.gz", tmp_path, BatchOptions(save_uncertainty=True, **QUIET)
+        )
 
 
 def test_a_changed_probability_type_predicts_again(synth_3d, tmp_path):
     predictor = threshold_predictor(3)
     source = synth_3d / "imagesTr" / "case_000.nii.gz"
     run_batch(predictor, source, tmp_path, BatchOptions(save_probabilities=True, **QUIET))
-    again = run_batch(predictor, source, tmp_path, BatchOptions(save_probabilities=True, probabilities_dtype="float32", **QUIET))[0]
+    again = run_batch(
+        predictor, source, tmp_path, BatchOptions(save_probabilities=True, probabilities_dtype="float32", **QUIET)
+    )[0]
     assert again.status == "written"
     assert nib.load(tmp_path / "case_000_probabilities.nii.gz").get_data_dtype() == np.float32
 
@@ -232,8 +263,12 @@ def test_a_case_whose_map_cannot_be_written_leaves_no_mask(synth_3d, tmp_path, m
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(case_outputs, "write_probability_map", full_disk)
-    (result,) = run_batch(threshold_predictor(3), synth_3d / "imagesTr" / "case_000.nii.gz", tmp_path,
-                          BatchOptions(save_probabilities=True, manifest=False, **QUIET))
+    (result,) = run_batch(
+        threshold_predictor(3),
+        synth_3d / "imagesTr" / "case_000.nii.gz",
+        tmp_path,
+        BatchOptions(save_probabilities=True, manifest=False, **QUIET),
+    )
     assert result.status == "failed" and "No space left" in result.error
     assert [p.name for p in tmp_path.iterdir()] == []
 

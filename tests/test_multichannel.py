@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+from medseg_monai.batch import MANIFEST_NAME
 from medseg_monai.config import DataConfig, RunConfig
 from medseg_monai.data.channels import ChannelCase, dataset_channel_names
 from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist
 from medseg_monai.data.properties import resolve_data_config
 from medseg_monai.data.synthetic_channels import CHANNEL_NAMES, make_synthetic_two_channel, synth_two_channel_3d
-from medseg_monai.transforms.chains import build_infer_transforms, build_val_transforms
-from medseg_monai.batch import MANIFEST_NAME
-from medseg_monai.inference import Predictor
 from medseg_monai.errors import InputError, root_cause
+from medseg_monai.inference import Predictor
+from medseg_monai.transforms.chains import build_infer_transforms, build_val_transforms
 from tests.helpers import predict_batch, tiny_config
 from tests.test_predict_batch import assert_same_geometry
 
@@ -107,8 +107,14 @@ def test_msd_modality_names_a_4d_dataset(tmp_path: Path):
 
 def test_minmax_scales_each_separate_channel_but_rgb_jointly():
     image = torch.stack([torch.linspace(0, 10, 256), torch.linspace(100, 4000, 256)]).reshape(2, 16, 16).numpy()
-    separate = DataConfig(spatial_dims=2, patch_size=(16, 16), in_channels=2, channel_names=("a", "b"), intensity="minmax",
-                          label_values=(0, 1))
+    separate = DataConfig(
+        spatial_dims=2,
+        patch_size=(16, 16),
+        in_channels=2,
+        channel_names=("a", "b"),
+        intensity="minmax",
+        label_values=(0, 1),
+    )
     joint = DataConfig(spatial_dims=2, patch_size=(16, 16), in_channels=2, intensity="minmax", label_values=(0, 1))
     from monai.data import MetaTensor
 
@@ -127,13 +133,22 @@ def test_a_case_lacking_a_channel_at_train_time_is_one_line(tmp_path: Path):
     (tmp_path / "imagesTr" / "case_001_0001.nii.gz").unlink()
     with pytest.raises(InputError) as excinfo:
         discover_pairs(tmp_path)
-    assert _one_line_error(excinfo) == (f"{tmp_path / 'imagesTr' / 'case_001'}: channel 1 (ADC) missing: "
-                                        "case_001_0001.nii.gz not found")
+    assert _one_line_error(excinfo) == (
+        f"{tmp_path / 'imagesTr' / 'case_001'}: channel 1 (ADC) missing: case_001_0001.nii.gz not found"
+    )
 
 
 def test_a_datalist_with_several_images_per_case(two_channel: Path, tmp_path: Path):
-    training = [{"image": [f"{two_channel}/imagesTr/case_{i:03d}_0000.nii.gz", f"{two_channel}/imagesTr/case_{i:03d}_0001.nii.gz"],
-                 "label": f"{two_channel}/labelsTr/case_{i:03d}.nii.gz"} for i in range(3)]
+    training = [
+        {
+            "image": [
+                f"{two_channel}/imagesTr/case_{i:03d}_0000.nii.gz",
+                f"{two_channel}/imagesTr/case_{i:03d}_0001.nii.gz",
+            ],
+            "label": f"{two_channel}/labelsTr/case_{i:03d}.nii.gz",
+        }
+        for i in range(3)
+    ]
     listing = tmp_path / "list.json"
     listing.write_text(json.dumps({"training": training, "channel_names": {"0": "T2w", "1": "DWI"}}))
     items = load_datalist(listing)
@@ -141,10 +156,18 @@ def test_a_datalist_with_several_images_per_case(two_channel: Path, tmp_path: Pa
     cfg = resolve_data_config(DataConfig(datalist=str(listing), spatial_dims=3, patch_size=(16, 16, 16)), items)
     assert cfg.in_channels == 2 and cfg.channel_names == ("T2w", "DWI")
     # without names in the datalist: default names; a case of another channel count is refused
-    listing.write_text(json.dumps({"training": training + [{"image": [training[0]["image"][0]], "label": training[0]["label"],
-                                                                      "name": "short"}]}))
+    listing.write_text(
+        json.dumps(
+            {
+                "training": training
+                + [{"image": [training[0]["image"][0]], "label": training[0]["label"], "name": "short"}]
+            }
+        )
+    )
     items = load_datalist(listing)
-    with pytest.raises(InputError, match=r"case short has 1 image file\(s\) \(case_000_0000\.nii\.gz\) but case_000 has 2"):
+    with pytest.raises(
+        InputError, match=r"case short has 1 image file\(s\) \(case_000_0000\.nii\.gz\) but case_000 has 2"
+    ):
         resolve_data_config(DataConfig(datalist=str(listing), spatial_dims=3, patch_size=(16, 16, 16)), items)
     cfg = resolve_data_config(DataConfig(datalist=str(listing), spatial_dims=3, patch_size=(16, 16, 16)), items[:3])
     assert cfg.channel_names == ("channel_0", "channel_1")
@@ -176,7 +199,9 @@ def test_csv_list_with_a_column_per_channel(tmp_path: Path):
     listing.write_text("name,image_0,image_1\npat_x,x_t2.nii.gz,x_adc.nii.gz\n,y_t2.nii.gz,y_adc.nii.gz\n")
     found = collect_inputs(listing)
     assert [(c.name, [p.name for p in c.channels]) for c in found] == [
-        ("pat_x", ["x_t2.nii.gz", "x_adc.nii.gz"]), ("y_t2", ["y_t2.nii.gz", "y_adc.nii.gz"])]
+        ("pat_x", ["x_t2.nii.gz", "x_adc.nii.gz"]),
+        ("y_t2", ["y_t2.nii.gz", "y_adc.nii.gz"]),
+    ]
     listing.write_text("image_0,image_1\nx_t2.nii.gz,gone.nii.gz\n")
     with pytest.raises(FileNotFoundError, match=r"gone\.nii\.gz \(listed in .*cases\.csv\)"):
         collect_inputs(listing)
@@ -191,7 +216,9 @@ def test_two_channel_run_saves_its_channels(run_two_channel: Path):
     assert all(len(item["image"]) == 2 for item in splits["training"] + splits["validation"])
 
 
-def test_predicts_a_folder_of_grouped_cases_in_channel_0_geometry(predictor: Predictor, two_channel: Path, tmp_path: Path):
+def test_predicts_a_folder_of_grouped_cases_in_channel_0_geometry(
+    predictor: Predictor, two_channel: Path, tmp_path: Path
+):
     inputs = tmp_path / "in"
     for name in ("case_001", "case_002"):
         _copy_case(two_channel, name, inputs)
@@ -233,7 +260,10 @@ def test_a_single_file_to_a_two_channel_model_is_refused(predictor: Predictor, t
     assert message.startswith(f"{single}: channel 1 (ADC) missing: the model takes 2 channel(s): 0 (T2), 1 (ADC)")
     with pytest.raises(RuntimeError) as excinfo:  # whole-image stitching: refused by the channel step, not repeated
         predictor.with_infer(stitching="full").predict_image(single)
-    assert _one_line_error(excinfo) == f"{single}: 1 channel(s), but the model takes 2 separate channels (one file each: NAME_0000, NAME_0001, ...)"
+    assert (
+        _one_line_error(excinfo)
+        == f"{single}: 1 channel(s), but the model takes 2 separate channels (one file each: NAME_0000, NAME_0001, ...)"
+    )
 
 
 def test_channels_on_different_grids_are_refused(predictor: Predictor, two_channel: Path, tmp_path: Path):
@@ -254,6 +284,9 @@ def test_a_case_with_an_extra_channel_is_refused(predictor: Predictor, two_chann
     _copy_case(two_channel, "case_000", tmp_path)
     shutil.copy(tmp_path / "case_000_0001.nii.gz", tmp_path / "case_000_0002.nii.gz")
     (case,) = collect_inputs(tmp_path)
-    with pytest.raises(InputError, match=r"case_000: 3 channel files, but the model takes 2 channel\(s\): 0 \(T2\), 1 \(ADC\) "
-                                         r"\(extra: case_000_0002\.nii\.gz\)"):
+    with pytest.raises(
+        InputError,
+        match=r"case_000: 3 channel files, but the model takes 2 channel\(s\): 0 \(T2\), 1 \(ADC\) "
+        r"\(extra: case_000_0002\.nii\.gz\)",
+    ):
         predictor.prepare(case)

@@ -98,7 +98,9 @@ def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match=r"strides needs len\(channels\) - 1 = 2 entries; got \(2,\)"):
         create_network("unet", 2, 1, 2, channels=(4, 8, 16), strides=(2,))
     # neutral config values are accepted by every network
-    assert isinstance(create_network("unet", 2, 1, 2, deep_supervision=False, pretrained=None, **TINY_UNET), torch.nn.Module)
+    assert isinstance(
+        create_network("unet", 2, 1, 2, deep_supervision=False, pretrained=None, **TINY_UNET), torch.nn.Module
+    )
 
 
 def test_deeplab_is_2d_only() -> None:
@@ -228,7 +230,9 @@ def test_backbone_parameters() -> None:
 def test_deeplab_mobilenet_eval_mode_matches_training_after_a_short_run() -> None:
     """Batch-norm running statistics must follow a short CPU-scale run: eval() may not collapse to background."""
     torch.manual_seed(0)
-    model = create_network("deeplabv3", 2, 1, 2, backbone="mobilenet_v3_large")  # torchvision's 0.01 gives Dice ~0.4 here
+    model = create_network(
+        "deeplabv3", 2, 1, 2, backbone="mobilenet_v3_large"
+    )  # torchvision's 0.01 gives Dice ~0.4 here
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     generator = torch.Generator().manual_seed(0)
 

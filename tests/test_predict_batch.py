@@ -24,15 +24,15 @@ import SimpleITK as sitk
 import torch
 from PIL import Image
 
+from medseg_monai.batch import MANIFEST_NAME, REPORT_NAME, predict_case, resolve_shard
+from medseg_monai.batch.manifest import case_flags
+from medseg_monai.batch.runner import Shard, wait_for_parts
 from medseg_monai.cli import main
 from medseg_monai.config import InferConfig
-from medseg_monai.batch import MANIFEST_NAME, REPORT_NAME, predict_case, resolve_shard
 from medseg_monai.inference import Predictor
-from medseg_monai.batch.runner import Shard, wait_for_parts
-from medseg_monai.batch.manifest import case_flags
-from medseg_monai.transforms.resampling import labels_to_source_grid, lean_spacing
 from medseg_monai.inference.stitching import sliding_window_stitch
 from medseg_monai.io import file_sha256, image_loader, mask_statistics, value_counts
+from medseg_monai.transforms.resampling import labels_to_source_grid, lean_spacing
 from tests.helpers import ThresholdNet, predict_batch, threshold_predictor
 
 SPACING = (0.8, 0.9, 2.5)
@@ -87,9 +87,16 @@ def write_dicom_series(folder: Path, vol: np.ndarray, direction_lps: np.ndarray)
     writer.KeepOriginalImageUIDOn()
     for k in range(vol.shape[2]):
         plane = volume[:, :, k]
-        tags = {"0008|0060": "CT", "0020|000d": uid + ".0", "0020|000e": uid, "0008|0018": f"{uid}.{k + 1}", "0020|0013": str(k + 1),
-                "0020|0037": "\\".join(f"{v:.10f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])), "0018|0050": f"{SPACING[2]}",
-                "0020|0032": "\\".join(f"{v:.10f}" for v in volume.TransformIndexToPhysicalPoint((0, 0, k)))}
+        tags = {
+            "0008|0060": "CT",
+            "0020|000d": uid + ".0",
+            "0020|000e": uid,
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|0013": str(k + 1),
+            "0020|0037": "\\".join(f"{v:.10f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])),
+            "0018|0050": f"{SPACING[2]}",
+            "0020|0032": "\\".join(f"{v:.10f}" for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
+        }
         for tag, value in tags.items():
             plane.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
@@ -103,7 +110,9 @@ def read_sitk(path: Path) -> sitk.Image:
 
 
 def sitk_ras(img: sitk.Image) -> np.ndarray:
-    return ras_affine(LPS @ np.asarray(img.GetDirection()).reshape(3, 3), img.GetSpacing(), LPS @ np.asarray(img.GetOrigin()))
+    return ras_affine(
+        LPS @ np.asarray(img.GetDirection()).reshape(3, 3), img.GetSpacing(), LPS @ np.asarray(img.GetOrigin())
+    )
 
 
 def assert_same_geometry(source: Path, output: Path) -> None:
@@ -164,7 +173,10 @@ def test_volume_formats_round_trip_with_exact_geometry(tmp_path, case):
     assert_same_geometry(source, result.output)
     written = sitk.GetArrayFromImage(sitk.ReadImage(str(result.output))).T
     np.testing.assert_array_equal(written, (vol > 50).astype(np.uint8))  # no resampling: voxel for voxel
-    assert json.loads(result.output.with_name("scan.labels.json").read_text())["labels"] == {"0": "background", "1": "class_1"}
+    assert json.loads(result.output.with_name("scan.labels.json").read_text())["labels"] == {
+        "0": "background",
+        "1": "class_1",
+    }
 
 
 RASTER_CASES = {  # name: (file name, array, PIL mode)
@@ -220,8 +232,12 @@ def test_anisotropic_resampling_slab_matches_monai_full(tmp_path):
 
 def test_real_nrrd_and_nifti_cases_keep_geometry(shared_data_dir, run_3d, tmp_path):
     root = shared_data_dir / "radiomics_tumor3d_mini"
-    sources = [root / "nrrd" / "brain1_image.nrrd", root / "imagesTr" / "brain1.nii.gz",
-               root / "nrrd" / "breast1_image.nrrd", root / "imagesTr" / "breast1.nii.gz"]
+    sources = [
+        root / "nrrd" / "brain1_image.nrrd",
+        root / "imagesTr" / "brain1.nii.gz",
+        root / "nrrd" / "breast1_image.nrrd",
+        root / "imagesTr" / "breast1.nii.gz",
+    ]
     if not all(p.exists() for p in sources):
         pytest.skip(f"{root}: brain1/breast1 NRRD and NIfTI not present")
     infer = InferConfig(roi_size=(96, 96, 64), overlap=0.0, sw_batch_size=1, device="cpu")
@@ -277,7 +293,9 @@ def test_bad_case_in_the_middle_is_reported_and_the_batch_goes_on(run_3d, synth_
     (folder / "b_broken.nii.gz").write_bytes(good[1].read_bytes()[:500])  # truncated gzip
     (folder / "c.nii.gz").write_bytes(good[1].read_bytes())
     out = tmp_path / "out"
-    code = main(["-q", "predict", "--model", str(run_3d.run_dir), "--input", str(folder), "--output", str(out), "--report"])
+    code = main(
+        ["-q", "predict", "--model", str(run_3d.run_dir), "--input", str(folder), "--output", str(out), "--report"]
+    )
     printed = capsys.readouterr().out
     assert code == 1
     assert "2 written, 0 skipped (already done), 1 failed" in printed and "b_broken.nii.gz" in printed
@@ -323,16 +341,37 @@ def test_shard_resolution():
 def test_torchrun_two_processes_match_one(run_2d, synth_2d, tmp_path):
     sources = png_inputs(synth_2d, tmp_path / "in", 3)
     assert torch.get_num_threads() == 1  # as torchrun's workers (OMP_NUM_THREADS=1): the same arithmetic
-    single = {r.output.name: r.sha256 for r in predict_batch(Predictor.from_run(run_2d.run_dir), sources, tmp_path / "single")}
+    single = {
+        r.output.name: r.sha256 for r in predict_batch(Predictor.from_run(run_2d.run_dir), sources, tmp_path / "single")
+    }
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "medseg_monai.cli", "-q",
-           "predict", "--model", str(run_2d.run_dir), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "dist"), "--report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "medseg_monai.cli",
+        "-q",
+        "predict",
+        "--model",
+        str(run_2d.run_dir),
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "dist"),
+        "--report",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert {name: file_sha256(tmp_path / "dist" / name) for name in single} == single
     merged = json.loads((tmp_path / "dist" / MANIFEST_NAME).read_text())
     assert sorted(p["index"] for p in merged["parts"]) == [0, 1] and merged["summary"]["written"] == 3
-    assert {p["launcher"] for p in (json.loads(f.read_text())["part"] for f in (tmp_path / "dist").glob("*.part-*"))} == {"torchrun"}
+    assert {
+        p["launcher"] for p in (json.loads(f.read_text())["part"] for f in (tmp_path / "dist").glob("*.part-*"))
+    } == {"torchrun"}
     assert wait_for_parts(tmp_path / "dist", Shard(0, 2), timeout_s=0)
 
 
@@ -341,7 +380,9 @@ def test_output_name_clash_is_refused(tmp_path):
         (tmp_path / folder).mkdir()
         nib.save(nib.Nifti1Image(blob_volume(), np.eye(4)), str(tmp_path / folder / "scan.nii.gz"))
     with pytest.raises(ValueError, match="name clash.*scan.nii.gz"):
-        predict_batch(threshold_predictor(3), [tmp_path / "a" / "scan.nii.gz", tmp_path / "b" / "scan.nii.gz"], tmp_path / "out")
+        predict_batch(
+            threshold_predictor(3), [tmp_path / "a" / "scan.nii.gz", tmp_path / "b" / "scan.nii.gz"], tmp_path / "out"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- manifest and report
@@ -360,7 +401,18 @@ def test_manifest_fields_statistics_and_report(tmp_path):
     results = predict_batch(threshold_predictor(3, label_values=(0, 300)), folder, out, report=str(out / REPORT_NAME))
     assert all(r.ok for r in results)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
-    assert {"schema", "versions", "device", "model", "infer", "inputs_total", "inputs_sha256", "summary", "cases", "status"} <= set(manifest)
+    assert {
+        "schema",
+        "versions",
+        "device",
+        "model",
+        "infer",
+        "inputs_total",
+        "inputs_sha256",
+        "summary",
+        "cases",
+        "status",
+    } <= set(manifest)
     assert {"torch", "monai", "numpy", "nibabel", "SimpleITK", "python"} <= set(manifest["versions"])
     assert manifest["device"]["network"] == "cpu" and manifest["status"] == "finished"
     assert len(manifest["model"]["weights_sha256"]) == 64 and len(manifest["model"]["config_sha256"]) == 64
@@ -369,9 +421,16 @@ def test_manifest_fields_statistics_and_report(tmp_path):
     two_rec = by_name["two.nii.gz"]
     assert set(two_rec) >= {"input", "output", "shape", "spacing", "seconds", "labels", "sha256", "error", "flags"}
     assert two_rec["shape"] == [20, 24, 12] and two_rec["spacing"] == pytest.approx(SPACING)
-    assert two_rec["labels"]["300"] == {"name": "class_300", "count": 352, "volume_ml": pytest.approx(352 * voxel_ml), "components": 2}
+    assert two_rec["labels"]["300"] == {
+        "name": "class_300",
+        "count": 352,
+        "volume_ml": pytest.approx(352 * voxel_ml),
+        "components": 2,
+    }
     assert two_rec["sha256"] == file_sha256(two_rec["output"]) and two_rec["flags"] == []
-    assert by_name["many.nii.gz"]["labels"]["300"]["components"] == 126 and by_name["many.nii.gz"]["flags"] == ["many_components"]
+    assert by_name["many.nii.gz"]["labels"]["300"]["components"] == 126 and by_name["many.nii.gz"]["flags"] == [
+        "many_components"
+    ]
     assert by_name["empty.nii.gz"]["flags"] == ["empty", "input_warning"]  # an all-zero image: constant
     assert "the image is constant" in by_name["empty.nii.gz"]["warnings"][0]
     assert nib.load(two_rec["output"]).get_data_dtype() == np.uint16  # label value 300 does not fit uint8
@@ -407,8 +466,15 @@ def test_value_counts_match_unique_in_any_layout(dtype):
 
 
 # ---------------------------------------------------------------------------------------------- engines
-@pytest.mark.parametrize("size,roi,mode", [((37, 20), (16, 16), "gaussian"), ((9, 50), (16, 16), "constant"),
-                                            ((30, 17, 12), (8, 8, 16), "gaussian"), ((5, 40, 33), (8, 12, 10), "constant")])
+@pytest.mark.parametrize(
+    "size,roi,mode",
+    [
+        ((37, 20), (16, 16), "gaussian"),
+        ((9, 50), (16, 16), "constant"),
+        ((30, 17, 12), (8, 8, 16), "gaussian"),
+        ((5, 40, 33), (8, 12, 10), "constant"),
+    ],
+)
 def test_slab_stitching_equals_monai_sliding_window(size, roi, mode):
     from monai.inferers import sliding_window_inference
 
@@ -419,20 +485,34 @@ def test_slab_stitching_equals_monai_sliding_window(size, roi, mode):
         reference = sliding_window_inference(image[None], roi, 3, net, overlap=0.5, mode=mode)[0]
         for axis in range(len(size)):
             parts = []
-            sliding_window_stitch(image, net, lambda a, b, block: parts.append((a, b, block)), roi,
-                                  overlap=0.5, sw_batch_size=3, mode=mode, axis=axis)
+            sliding_window_stitch(
+                image,
+                net,
+                lambda a, b, block: parts.append((a, b, block)),
+                roi,
+                overlap=0.5,
+                sw_batch_size=3,
+                mode=mode,
+                axis=axis,
+            )
             assert [p[0] for p in parts] == sorted(p[0] for p in parts) and parts[-1][1] == size[axis]
             stitched = torch.cat([p[2] for p in parts], dim=1).movedim(1, axis + 1)
             torch.testing.assert_close(stitched, reference, atol=1e-5, rtol=1e-5)
 
 
 def test_lean_spacing_equals_monai_spacingd_and_inverse_maps_back(tmp_path):
-    from monai.transforms import Compose, EnsureChannelFirstd, Invertd, Orientationd, Spacingd
     from monai.data import MetaTensor
+    from monai.transforms import Compose, EnsureChannelFirstd, Invertd, Orientationd, Spacingd
 
     path = tmp_path / "v.nii.gz"
     rng = np.random.default_rng(1)
-    nib.save(nib.Nifti1Image(rng.normal(size=(33, 41, 17)).astype(np.float32), ras_affine(rotation(12) @ np.diag([-1.0, 1, 1]), (0.83, 0.91, 2.7))), str(path))
+    nib.save(
+        nib.Nifti1Image(
+            rng.normal(size=(33, 41, 17)).astype(np.float32),
+            ras_affine(rotation(12) @ np.diag([-1.0, 1, 1]), (0.83, 0.91, 2.7)),
+        ),
+        str(path),
+    )
     chain = [image_loader(("image",)), EnsureChannelFirstd("image"), Orientationd("image", axcodes="RAS")]
     item = Compose(chain)({"image": str(path)})
     pixdim = (1.1, 1.05, 1.3)
@@ -446,8 +526,15 @@ def test_lean_spacing_equals_monai_spacingd_and_inverse_maps_back(tmp_path):
     image = reference["image"]
     labels = torch.as_tensor(rng.integers(0, 3, size=image.shape)).float()
     pred = MetaTensor(labels, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-    monai_back = Invertd("pred", transform=full, orig_keys="image", nearest_interp=True)({**reference, "pred": pred})["pred"]
-    ours = labels_to_source_grid(labels[0].numpy().astype(np.uint8), np.asarray(image.affine), np.asarray(image.meta["original_affine"]), (33, 41, 17))
+    monai_back = Invertd("pred", transform=full, orig_keys="image", nearest_interp=True)({**reference, "pred": pred})[
+        "pred"
+    ]
+    ours = labels_to_source_grid(
+        labels[0].numpy().astype(np.uint8),
+        np.asarray(image.affine),
+        np.asarray(image.meta["original_affine"]),
+        (33, 41, 17),
+    )
     assert ours.dtype == np.uint8 and ours.shape == (33, 41, 17)
     assert (ours == monai_back[0].numpy().round()).mean() > 0.999  # ties (exactly half-way) may round either way
 
@@ -481,7 +568,9 @@ class RecordingNet(ThresholdNet):
         return super().forward(x)
 
 
-@pytest.mark.parametrize("flip_axes, expected_flips", [(None, [(), (2,), (3,), (2, 3)]), ((1,), [(), (3,)]), ((), [()])])
+@pytest.mark.parametrize(
+    "flip_axes, expected_flips", [(None, [(), (2,), (3,), (2, 3)]), ((1,), [(), (3,)]), ((), [()])]
+)
 def test_tta_flips_only_the_axes_training_mirrored(tmp_path, flip_axes, expected_flips):
     image = np.zeros((32, 32), np.uint8)
     image[2:12, 4:20] = 200  # asymmetric, so every flip gives a different window
@@ -490,7 +579,9 @@ def test_tta_flips_only_the_axes_training_mirrored(tmp_path, flip_axes, expected
     net = RecordingNet()
     config = threshold_predictor(2, flip_axes=flip_axes).config
     predictor = Predictor(net, dataclasses.replace(config, infer=dataclasses.replace(config.infer, tta_flips=True)))
-    np.testing.assert_array_equal(predictor.predict_image(source), np.where(image > 128, 255, 0))  # binary PNG masks: 0/255
+    np.testing.assert_array_equal(
+        predictor.predict_image(source), np.where(image > 128, 255, 0)
+    )  # binary PNG masks: 0/255
     window = torch.as_tensor(image / 200.0, dtype=torch.float32)[None, None]
     assert len(net.inputs) == len(expected_flips)
     for seen, dims in zip(net.inputs, expected_flips):
@@ -508,7 +599,9 @@ def test_tta_and_post_processing(tmp_path):
     plain = threshold_predictor(2)
     base = plain.predict_image(source)
     np.testing.assert_array_equal(base, np.where(image > 128, 255, 0))
-    np.testing.assert_array_equal(plain.with_infer(tta_flips=True).predict_image(source), base)  # threshold is flip-equivariant
+    np.testing.assert_array_equal(
+        plain.with_infer(tta_flips=True).predict_image(source), base
+    )  # threshold is flip-equivariant
     largest = plain.with_infer(keep_largest_component=True).predict_image(source)
     assert largest[38, 42] == 0 and largest[5, 5] == 255 and largest[14, 14] == 0
     filled = plain.with_infer(fill_holes=True).predict_image(source)

@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-from medseg_monai.models import load_checkpoint
+from medseg_monai.evaluation import best_and_worst, pooled_by_group, pooled_metrics
 from medseg_monai.io import mask_filename
+from medseg_monai.models import load_checkpoint
 from medseg_monai.recipes import (
     RECIPES,
     Recipe,
@@ -28,10 +29,8 @@ from medseg_monai.recipes import (
     split_cases,
     write_results_table,
 )
-from medseg_monai.evaluation import best_and_worst, pooled_by_group, pooled_metrics
-from medseg_monai.reporting import render_results
 from medseg_monai.recipes.runner import score_predictions
-
+from medseg_monai.reporting import render_results
 from tests.helpers import REPO, TINY_UNET
 
 EXPECTED = {"isbi2012_em": 2, "drive_retina": 2, "chaos_mr_liver2d": 2, "msd_hippocampus": 3}
@@ -76,7 +75,9 @@ def test_default_configs_are_consistent(name):
             assert train.batch_size * data.samples_per_image >= 2
         smoke = recipe.config(network, smoke=True)
         assert smoke.model == config.model and smoke.data == config.data and smoke.train.epochs <= 2
-        net = build_network(dataclasses.replace(config, model=dataclasses.replace(config.model, deep_supervision=False))).eval()
+        net = build_network(
+            dataclasses.replace(config, model=dataclasses.replace(config.model, deep_supervision=False))
+        ).eval()
         shape = (2 * steps,) * data.spatial_dims
         with torch.no_grad():
             out = net(torch.zeros(1, data.network_in_channels, *shape))
@@ -92,7 +93,11 @@ def test_chaos_keeps_the_anatomical_orientation_and_drops_specks():
 
 # ------------------------------------------------------------------------------------------- splits
 def test_chaos_split_validates_on_val_and_full_only():
-    names = [f"aug_Aug_No_{i}" for i in range(20)] + ["val_P1_T1_00038", "val_P13_T1_00028"] + [f"full_P01_s{i:03d}" for i in range(5)]
+    names = (
+        [f"aug_Aug_No_{i}" for i in range(20)]
+        + ["val_P1_T1_00038", "val_P13_T1_00028"]
+        + [f"full_P01_s{i:03d}" for i in range(5)]
+    )
     train, val = split_cases(RECIPES["chaos_mr_liver2d"].split, _pairs(names), seed=3)
     assert {c["name"] for c in train} == {n for n in names if n.startswith("aug_")}
     assert all(c["name"].startswith(("val_", "full_")) for c in val) and len(val) == 7
@@ -167,7 +172,7 @@ def test_drive_metrics_are_restricted_to_the_fov(tmp_path):
     for i in range(3):
         name = f"drive_{i}"
         truth = np.zeros((48, 40), np.uint8)
-        truth[10:38, 5 + i: 9 + i] = 255
+        truth[10:38, 5 + i : 9 + i] = 255
         fov = np.zeros_like(truth)
         fov[4:44, 2:38] = 255
         pred = truth.copy()
@@ -176,7 +181,13 @@ def test_drive_metrics_are_restricted_to_the_fov(tmp_path):
         _png(dataset / "masks" / f"{name}.png", truth)
         _png(dataset / "fov" / f"{name}.png", fov)
         _png(tmp_path / "run" / "predictions" / f"{name}.png", pred)
-        items.append({"image": str(dataset / "images" / f"{name}.png"), "label": str(dataset / "masks" / f"{name}.png"), "name": name})
+        items.append(
+            {
+                "image": str(dataset / "images" / f"{name}.png"),
+                "label": str(dataset / "masks" / f"{name}.png"),
+                "name": name,
+            }
+        )
     summary = score_predictions(recipe, "unet", tmp_path / "run", dataset, items, tmp_path / "run" / "predictions")
     assert summary["headline"]["value"] == pytest.approx(1.0)
     assert summary["metrics"]["vessel"]["accuracy"]["mean"] == pytest.approx(1.0)
@@ -189,8 +200,16 @@ def test_drive_metrics_are_restricted_to_the_fov(tmp_path):
 
 
 def test_pooled_metrics_and_ranking():
-    counts = {"val_P1_T1_1": (10, 0, 0, 90), "full_P01_s001": (0, 30, 0, 70), "full_P38_s001": (0, 0, 0, 100), "full_P38_s002": (10, 10, 10, 70)}
-    rows = [{"case": case, "label": 255, "label_name": "liver", **dict(zip(("tp", "fp", "fn", "tn"), c))} for case, c in counts.items()]
+    counts = {
+        "val_P1_T1_1": (10, 0, 0, 90),
+        "full_P01_s001": (0, 30, 0, 70),
+        "full_P38_s001": (0, 0, 0, 100),
+        "full_P38_s002": (10, 10, 10, 70),
+    }
+    rows = [
+        {"case": case, "label": 255, "label_name": "liver", **dict(zip(("tp", "fp", "fn", "tn"), c))}
+        for case, c in counts.items()
+    ]
     pooled = pooled_metrics(rows)["liver"]  # tp 20, fp 40, fn 10, tn 330: sums, not per-case means
     assert pooled["dice"] == pytest.approx(2 * 20 / (30 + 60))
     assert pooled["precision"] == pytest.approx(20 / 60) and pooled["recall"] == pytest.approx(20 / 30)
@@ -204,10 +223,19 @@ def test_pooled_metrics_and_ranking():
 # ------------------------------------------------------------------------------------ results table
 def _fake_summary(recipe: str, network: str, kind: str, value: float) -> dict:
     return {
-        "recipe": recipe, "dataset": recipe, "network": network, "kind": kind, "description": "d",
-        "time_budget_min": 30 if kind == "full" else 2, "epochs_run": 7, "distance_unit": "pixel", "roi": None,
+        "recipe": recipe,
+        "dataset": recipe,
+        "network": network,
+        "kind": kind,
+        "description": "d",
+        "time_budget_min": 30 if kind == "full" else 2,
+        "epochs_run": 7,
+        "distance_unit": "pixel",
+        "roi": None,
         "headline": {"name": "mean Dice", "value": value, "target": 0.87, "met": value >= 0.87},
-        "metrics": {"anterior": {m: {"mean": value, "median": value, "std": 0.0, "n": 3} for m in ("dice", "iou", "hd95")}},
+        "metrics": {
+            "anterior": {m: {"mean": value, "median": value, "std": 0.0, "n": 3} for m in ("dice", "iou", "hd95")}
+        },
         "pooled": {"anterior": {"dice": value}},
         "command": f"medseg run pipelines/{recipe}.py --network {network}",
     }
@@ -216,7 +244,11 @@ def _fake_summary(recipe: str, network: str, kind: str, value: float) -> dict:
 def test_results_table_is_generated_from_summaries(tmp_path):
     runs = tmp_path / "runs"
     for i, (recipe, network, kind, value) in enumerate(
-        [("msd_hippocampus", "unet", "full", 0.88), ("drive_retina", "unet", "smoke", 0.12), ("drive_retina", "deeplabv3", "full", 0.7)]
+        [
+            ("msd_hippocampus", "unet", "full", 0.88),
+            ("drive_retina", "unet", "smoke", 0.12),
+            ("drive_retina", "deeplabv3", "full", 0.7),
+        ]
     ):
         folder = runs / f"r{i}" / network
         folder.mkdir(parents=True)
@@ -240,14 +272,19 @@ def test_results_archive_keeps_full_runs_and_later_runs_replace_them(tmp_path):
     archive.mkdir()
     old = dict(_fake_summary("msd_hippocampus", "unet", "full", 0.80), note="run folder not kept")
     (archive / "msd_hippocampus.unet.json").write_text(json.dumps(old))
-    (archive / "drive_retina.unet.json").write_text(json.dumps(dict(_fake_summary("drive_retina", "unet", "full", 0.81), note="run folder not kept")))
+    (archive / "drive_retina.unet.json").write_text(
+        json.dumps(dict(_fake_summary("drive_retina", "unet", "full", 0.81), note="run folder not kept"))
+    )
     for network, kind, value in [("unet", "full", 0.88), ("unetpp", "smoke", 0.1)]:
         folder = runs / network
         folder.mkdir(parents=True)
         (folder / "summary.json").write_text(json.dumps(_fake_summary("msd_hippocampus", network, kind, value)))
 
     text = write_results_table([runs], tmp_path / "results.md", archive=archive).read_text()
-    assert sorted(path.name for path in archive.iterdir()) == ["drive_retina.unet.json", "msd_hippocampus.unet.json"]  # smoke runs stay out
+    assert sorted(path.name for path in archive.iterdir()) == [
+        "drive_retina.unet.json",
+        "msd_hippocampus.unet.json",
+    ]  # smoke runs stay out
     assert json.loads((archive / "msd_hippocampus.unet.json").read_text())["headline"]["value"] == 0.88
     rows = [line for line in text.splitlines() if line.startswith("| ") and "`medseg run" in line]
     assert len(rows) == 3 and "0.8000" not in text  # the new hippocampus run replaced the archived one
@@ -261,17 +298,30 @@ def test_results_archive_keeps_full_runs_and_later_runs_replace_them(tmp_path):
 # ----------------------------------------------------------------------------- end to end, synthetic
 def _tiny_recipe() -> Recipe:
     config = RunConfig(
-        data=DataConfig(spatial_dims=2, in_channels=1, label_values=(0, 1, 2), label_names=("background", "organ", "lesion"),
-                        patch_size=(32, 32), samples_per_image=1),
+        data=DataConfig(
+            spatial_dims=2,
+            in_channels=1,
+            label_values=(0, 1, 2),
+            label_names=("background", "organ", "lesion"),
+            patch_size=(32, 32),
+            samples_per_image=1,
+        ),
         model=ModelConfig(name="unet", options=TINY_UNET),
         train=TrainConfig(epochs=50, batch_size=2, learning_rate=1e-2, val_interval=1),
         infer=InferConfig(sw_batch_size=2),
     )
     smoke = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=2, iterations_per_epoch=2))
     return Recipe(
-        name="synthetic", dataset="synthetic", description="synthetic organ + lesion", spatial_dims=2,
-        split=SplitSpec(val_fraction=0.25), configs={"unet": config}, smoke_configs={"unet": smoke},
-        eval_labels={1: "organ", 2: "lesion"}, primary_labels=(1, 2), target=0.5,
+        name="synthetic",
+        dataset="synthetic",
+        description="synthetic organ + lesion",
+        spatial_dims=2,
+        split=SplitSpec(val_fraction=0.25),
+        configs={"unet": config},
+        smoke_configs={"unet": smoke},
+        eval_labels={1: "organ", 2: "lesion"},
+        primary_labels=(1, 2),
+        target=0.5,
     )
 
 
@@ -280,30 +330,52 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
 
     make_synthetic_2d(tmp_path / "data" / "synthetic", n_cases=8, shape=(48, 48), seed=1)
     recipe = _tiny_recipe()
-    summary = run_recipe(recipe, "unet", out=tmp_path / "out", time_budget_min=0.25, data_root=tmp_path / "data", seed=2)
+    summary = run_recipe(
+        recipe, "unet", out=tmp_path / "out", time_budget_min=0.25, data_root=tmp_path / "data", seed=2
+    )
     run = tmp_path / "out" / "unet"
-    for name in ("config.json", "metrics.csv", "curves.png", "best_worst.png", "datalist.json", "summary.json", "recipe.log",
-                 "checkpoints/last.pt", "evaluation/metrics_per_case.csv"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "best_worst.png",
+        "datalist.json",
+        "summary.json",
+        "recipe.log",
+        "checkpoints/last.pt",
+        "evaluation/metrics_per_case.csv",
+    ):
         assert (run / name).is_file(), name
     assert not (run / "schedule_probe").exists()
     assert summary["kind"] == "trial" and summary["cases"] == {"training": 6, "validation": 2}
     schedule = summary["schedule"]
-    assert 2 <= schedule["epochs"] <= summary["epochs_planned"] <= 50  # the plan; by time, train.epochs stays the upper bound
+    assert (
+        2 <= schedule["epochs"] <= summary["epochs_planned"] <= 50
+    )  # the plan; by time, train.epochs stays the upper bound
     # the budget re-fit may stretch or shorten the probe's plan once the run has timed its own epochs; it is never overrun
     fitted = load_checkpoint(run / "checkpoints" / "last.pt")["config"]["train"]["epochs"]
     assert 2 <= summary["epochs_run"] <= fitted
     assert set(summary["metrics"]) == {"organ", "lesion"}
     assert {"dice", "iou", "precision", "recall", "hd95", "asd"} <= set(summary["metrics"]["organ"])
     assert summary["failed_predictions"] == [] and summary["missing_predictions"] == []
-    assert summary["command"].startswith("medseg run pipelines/synthetic.py --network unet --time-budget-min 0.25 --seed 2")
+    assert summary["command"].startswith(
+        "medseg run pipelines/synthetic.py --network unet --time-budget-min 0.25 --seed 2"
+    )
     assert json.loads((run / "summary.json").read_text())["headline"]["name"] == "mean Dice"
     header = (run / "evaluation" / "metrics_per_case.csv").read_text().splitlines()[0]
     assert "hd95" in header and "asd" in header
     assert summary["infer"]["tta_flips"] is False
 
     # scoring again keeps the training and records the new inference settings
-    rescored = run_recipe(recipe, "unet", out=tmp_path / "out", data_root=tmp_path / "data", seed=2, score_only=True,
-                          overrides={"infer.tta_flips": True})
+    rescored = run_recipe(
+        recipe,
+        "unet",
+        out=tmp_path / "out",
+        data_root=tmp_path / "data",
+        seed=2,
+        score_only=True,
+        overrides={"infer.tta_flips": True},
+    )
     assert rescored["infer"]["tta_flips"] is True
     assert rescored["epochs_run"] == summary["epochs_run"] and rescored["schedule"] == summary["schedule"]
     assert rescored["rescored"]["previous_headline"] == summary["headline"]
@@ -311,8 +383,14 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert rescored["rescored"]["command"].endswith("--score-only --set infer.tta_flips=true")
     assert json.loads((run / "summary.json").read_text())["infer"]["tta_flips"] is True
     with pytest.raises(ValueError, match="infer"):
-        run_recipe(recipe, "unet", out=tmp_path / "out", data_root=tmp_path / "data", score_only=True,
-                   overrides={"train.epochs": 3})
+        run_recipe(
+            recipe,
+            "unet",
+            out=tmp_path / "out",
+            data_root=tmp_path / "data",
+            score_only=True,
+            overrides={"train.epochs": 3},
+        )
     with pytest.raises(FileNotFoundError, match="train it first"):
         run_recipe(recipe, "unet", out=tmp_path / "elsewhere", data_root=tmp_path / "data", score_only=True)
 
@@ -334,7 +412,9 @@ def test_deeplab_with_local_weights_trains_in_two_stages(tmp_path):
     recipe = dataclasses.replace(base, configs={"deeplabv3": deeplab}, smoke_configs={"deeplabv3": deeplab})
     with pytest.raises(ValueError, match="takes none"):
         run_recipe(base, "unet", out=tmp_path / "x", data_root=tmp_path / "data", smoke=True, pretrained=str(weights))
-    summary = run_recipe(recipe, "deeplabv3", out=tmp_path / "out", data_root=tmp_path / "data", smoke=True, pretrained=str(weights))
+    summary = run_recipe(
+        recipe, "deeplabv3", out=tmp_path / "out", data_root=tmp_path / "data", smoke=True, pretrained=str(weights)
+    )
     assert summary["freeze_backbone_epochs"] == 1 and summary["pretrained"] == str(weights.resolve())
     assert "--pretrained" in summary["command"]
     log = (tmp_path / "out" / "deeplabv3" / "recipe.log").read_text()
@@ -348,8 +428,19 @@ def test_recipe_smoke_on_real_data(name, shared_data_dir, tmp_path):
     if not (shared_data_dir / RECIPES[name].dataset).is_dir():
         pytest.skip(f"{RECIPES[name].dataset} not present under {shared_data_dir}")
     network = "all" if len(RECIPES[name].networks) > 1 else "unet"
-    command = [sys.executable, str(REPO / "pipelines" / f"{name}.py"), "--smoke", "--network", network,
-               "--out", str(tmp_path), "--data-root", str(shared_data_dir), "--time-budget-min", "3"]
+    command = [
+        sys.executable,
+        str(REPO / "pipelines" / f"{name}.py"),
+        "--smoke",
+        "--network",
+        network,
+        "--out",
+        str(tmp_path),
+        "--data-root",
+        str(shared_data_dir),
+        "--time-budget-min",
+        "3",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     for network in RECIPES[name].networks:

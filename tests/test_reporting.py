@@ -23,7 +23,10 @@ def test_a_label_keeps_its_colour_whether_or_not_other_labels_are_present():
         expected = ((1 - ALPHA) * np.float32(100) + ALPHA * np.asarray(PALETTE[1], np.float32)).astype(np.uint8)
         np.testing.assert_array_equal(picture[2, 2], expected)
         np.testing.assert_array_equal(picture[5, 5], [100, 100, 100])
-    assert colour_table((255,), present=[7, 255]) == {255: PALETTE[0], 7: PALETTE[1]}  # unexpected values after the model's
+    assert colour_table((255,), present=[7, 255]) == {
+        255: PALETTE[0],
+        7: PALETTE[1],
+    }  # unexpected values after the model's
 
 
 def test_window_is_the_images_own_percentiles():
@@ -49,7 +52,9 @@ def test_volumes_are_shown_radiologically_whatever_their_stored_orientation():
         np.testing.assert_array_equal(a.image, b.image)
     assert [v.name for v in views] == ["axial", "coronal", "sagittal"]
     assert (axial.row_mm, axial.col_mm) == (1.0, 1.0)
-    cut = volume_views(ras, [np.zeros_like(mask), mask], np.diag([0.5, 0.5, 3.0, 1.0]))  # the first non-empty mask picks the slice
+    cut = volume_views(
+        ras, [np.zeros_like(mask), mask], np.diag([0.5, 0.5, 3.0, 1.0])
+    )  # the first non-empty mask picks the slice
     assert cut[0].masks[1].any() and (cut[1].row_mm, cut[1].col_mm) == (3.0, 0.5)
 
 
@@ -61,8 +66,12 @@ def test_case_figure_shows_what_the_qa_page_shows(tmp_path):
         nib.save(nib.Nifti1Image(array, np.diag([0.8, 0.8, 2.0, 1.0])), tmp_path / f"{name}.nii.gz")
     views = image_views(volume, [truth], volume.shape, np.diag([0.8, 0.8, 2.0, 1.0]))
     assert views[0].image.dtype == np.uint8 and views[0].masks[0].any()
-    path = save_case_figure([CaseRow("case", tmp_path / "image.nii.gz", tmp_path / "truth.nii.gz", tmp_path / "pred.nii.gz")],
-                            tmp_path / "figure.png", label_values=(1, 2), title="check")
+    path = save_case_figure(
+        [CaseRow("case", tmp_path / "image.nii.gz", tmp_path / "truth.nii.gz", tmp_path / "pred.nii.gz")],
+        tmp_path / "figure.png",
+        label_values=(1, 2),
+        title="check",
+    )
     with Image.open(path) as png:
         rgb = np.asarray(png.convert("RGB"))
     assert png.format == "PNG"
@@ -80,10 +89,21 @@ def test_the_qa_page_follows_no_manifest_path_outside_its_output_folder(tmp_path
     out = tmp_path / "masks"
     out.mkdir()
     Image.fromarray((image > 0).astype(np.uint8)).save(out / "inside.png")
-    record = {"index": 0, "status": "written", "input": str(tmp_path / "secret.png"), "labels": {}, "flags": [], "shape": [12, 16],
-              "spacing": [1.0, 1.0], "seconds": 0.1}
-    manifest = {"output_dir": str(out), "model": {"label_values": [0, 1], "spatial_dims": 2},
-                "cases": [{**record, "output": str(tmp_path / "secret.png")}, {**record, "output": str(out / "inside.png")}]}
+    record = {
+        "index": 0,
+        "status": "written",
+        "input": str(tmp_path / "secret.png"),
+        "labels": {},
+        "flags": [],
+        "shape": [12, 16],
+        "spacing": [1.0, 1.0],
+        "seconds": 0.1,
+    }
+    manifest = {
+        "output_dir": str(out),
+        "model": {"label_values": [0, 1], "spatial_dims": 2},
+        "cases": [{**record, "output": str(tmp_path / "secret.png")}, {**record, "output": str(out / "inside.png")}],
+    }
     page = render_report(manifest)
     assert page.count("data:image/png;base64,") == 1
     assert "secret.png: no thumbnail (the mask is not inside the batch's output folder" in caplog.text

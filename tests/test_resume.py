@@ -25,9 +25,9 @@ import torch
 
 from medseg_monai import cli
 from medseg_monai.config import RunConfig
+from medseg_monai.errors import CheckpointError
 from medseg_monai.models.checkpoint import load_checkpoint
 from medseg_monai.training.trainer import train
-from medseg_monai.errors import CheckpointError
 from tests.helpers import REPO, tiny_config
 
 EPOCHS = 3
@@ -134,8 +134,13 @@ def _kill_during(phase: str, config: RunConfig, run: Path) -> None:
     config.save(config_file)
     marker = run.parent / f"{run.name}-{phase}.marker"
     argv = ["-q", "train", "--config", str(config_file), "--out", str(run)]
-    child = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(marker), phase, *argv], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(marker), phase, *argv],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while not marker.exists():
@@ -212,7 +217,9 @@ def test_resume_of_a_run_that_spent_its_time_budget_trains_nothing_more(config, 
     shutil.copytree(reference, run)
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     budget_min = last["trainer"]["elapsed_s"] / 60 / 2  # already spent twice over
-    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=EPOCHS + 2, time_budget_min=budget_min))
+    longer = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, epochs=EPOCHS + 2, time_budget_min=budget_min)
+    )
     last["config"]["train"]["time_budget_min"] = budget_min
     torch.save(last, run / "checkpoints" / "last.pt")
     result = train(longer, run, resume=True)

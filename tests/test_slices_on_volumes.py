@@ -13,13 +13,13 @@ from monai.data import MetaTensor
 
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
 from medseg_monai.data import resolve_data_config
-from medseg_monai.transforms import SlicesToChannelsd, stack_context
-from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
-from medseg_monai.inference import Predictor
-from medseg_monai.training.trainer import train
 from medseg_monai.errors import ConfigError
+from medseg_monai.inference import Predictor
 from medseg_monai.keys import IMAGE, LABEL
 from medseg_monai.networks import SliceWindowNetwork, build_network
+from medseg_monai.training.trainer import train
+from medseg_monai.transforms import SlicesToChannelsd, stack_context
+from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
 from tests.helpers import tiny_config
 from tests.test_predict_batch import assert_same_geometry
 
@@ -39,7 +39,9 @@ def test_stack_context_orders_channels_and_repeats_the_end_slices() -> None:
 
 def test_slices_to_channels_keeps_the_middle_label_and_in_plane_spacing() -> None:
     affine = torch.diag(torch.tensor([0.7, 0.8, 3.0, 1.0], dtype=torch.float64))
-    image = MetaTensor(torch.arange(60, dtype=torch.float32).reshape(1, 4, 3, 5), affine=affine)  # 3 slices across axis 1
+    image = MetaTensor(
+        torch.arange(60, dtype=torch.float32).reshape(1, 4, 3, 5), affine=affine
+    )  # 3 slices across axis 1
     label = MetaTensor((torch.arange(60).reshape(1, 4, 3, 5) % 2).float(), affine=image.affine)
     out = SlicesToChannelsd(slice_axis=1)({IMAGE: image, LABEL: label})
     assert out[IMAGE].shape == (3, 4, 5) and out[LABEL].shape == (1, 4, 5)
@@ -49,13 +51,24 @@ def test_slices_to_channels_keeps_the_middle_label_and_in_plane_spacing() -> Non
 
 
 def _sliced_data(data_dir: Path, context: int, **changes) -> DataConfig:
-    data = DataConfig(data_dir=str(data_dir), spatial_dims=2, patch_size=(24, 24), context_slices=context, in_channels=1,
-                      label_values=(0, 1, 2), intensity="minmax", **changes)
+    data = DataConfig(
+        data_dir=str(data_dir),
+        spatial_dims=2,
+        patch_size=(24, 24),
+        context_slices=context,
+        in_channels=1,
+        label_values=(0, 1, 2),
+        intensity="minmax",
+        **changes,
+    )
     return data
 
 
 def test_training_patches_of_a_volume_are_2d_with_context_channels(synth_3d: Path) -> None:
-    pair = {IMAGE: str(synth_3d / "imagesTr" / "case_000.nii.gz"), LABEL: str(synth_3d / "labelsTr" / "case_000.nii.gz")}
+    pair = {
+        IMAGE: str(synth_3d / "imagesTr" / "case_000.nii.gz"),
+        LABEL: str(synth_3d / "labelsTr" / "case_000.nii.gz"),
+    }
     data = resolve_data_config(_sliced_data(synth_3d, 2, augment=False, samples_per_image=6), [pair])
     assert data.slice_axis == 2 and data.image_dims == 3 and len(data.target_spacing) == 3
     assert data.network_in_channels == 5
@@ -67,8 +80,12 @@ def test_training_patches_of_a_volume_are_2d_with_context_channels(synth_3d: Pat
         # the middle channel is a slice of the preprocessed volume whose labels the patch carries
         middle = patch[IMAGE][2].numpy()
         assert np.abs(middle).sum() > 0
-        matches = [z for z in range(volume[IMAGE].shape[3])
-                   if _holds(volume[IMAGE][0, :, :, z].numpy(), middle) and _holds(volume[LABEL][0, :, :, z].numpy(), patch[LABEL][0].numpy())]
+        matches = [
+            z
+            for z in range(volume[IMAGE].shape[3])
+            if _holds(volume[IMAGE][0, :, :, z].numpy(), middle)
+            and _holds(volume[LABEL][0, :, :, z].numpy(), patch[LABEL][0].numpy())
+        ]
         assert matches, "a patch's middle channel and label come from one slice of the volume"
 
 
@@ -84,7 +101,10 @@ def _holds(plane: np.ndarray, patch: np.ndarray) -> bool:
 
 
 def test_validation_volumes_carry_stacked_context(synth_3d: Path) -> None:
-    pair = {IMAGE: str(synth_3d / "imagesTr" / "case_001.nii.gz"), LABEL: str(synth_3d / "labelsTr" / "case_001.nii.gz")}
+    pair = {
+        IMAGE: str(synth_3d / "imagesTr" / "case_001.nii.gz"),
+        LABEL: str(synth_3d / "labelsTr" / "case_001.nii.gz"),
+    }
     data = resolve_data_config(_sliced_data(synth_3d, 1), [pair])
     out = build_val_transforms(data)(pair)
     assert out[IMAGE].shape[0] == 3 and out[LABEL].shape[0] == 1
@@ -94,10 +114,20 @@ def test_validation_volumes_carry_stacked_context(synth_3d: Path) -> None:
 def _random_sliced_predictor(context: int, slice_axis: int = 2, tta: bool = False) -> Predictor:
     torch.manual_seed(0)
     config = RunConfig(
-        data=DataConfig(spatial_dims=2, slice_axis=slice_axis, context_slices=context, patch_size=(32, 32), in_channels=1,
-                        label_values=(0, 1, 2), intensity="minmax", target_spacing=()),
+        data=DataConfig(
+            spatial_dims=2,
+            slice_axis=slice_axis,
+            context_slices=context,
+            patch_size=(32, 32),
+            in_channels=1,
+            label_values=(0, 1, 2),
+            intensity="minmax",
+            target_spacing=(),
+        ),
         model=ModelConfig(name="unet", options={"channels": [8, 16], "strides": [2], "num_res_units": 1}),
-        infer=InferConfig(overlap=0.5, sw_batch_size=3, device="cpu", precision="fp32", tta_flips=tta, foreground_crop="none"),
+        infer=InferConfig(
+            overlap=0.5, sw_batch_size=3, device="cpu", precision="fp32", tta_flips=tta, foreground_crop="none"
+        ),
     )
     return Predictor(build_network(config).eval(), config)
 
@@ -113,7 +143,9 @@ def test_slice_wise_prediction_equals_the_2d_network_on_each_slice(slice_axis: i
             plane = stacked.select(slice_axis + 1, s)  # (3, a, b), smaller than the 32x32 window: padded as MONAI does
             a, b = plane.shape[1:]
             pad = (32 - b) // 2, 32 - b - (32 - b) // 2, (32 - a) // 2, 32 - a - (32 - a) // 2
-            logits = predictor.network(torch.nn.functional.pad(plane[None], pad))[0][:, pad[2] : pad[2] + a, pad[0] : pad[0] + b]
+            logits = predictor.network(torch.nn.functional.pad(plane[None], pad))[0][
+                :, pad[2] : pad[2] + a, pad[0] : pad[0] + b
+            ]
             torch.testing.assert_close(probs.select(slice_axis + 1, s), torch.softmax(logits, 0), atol=1e-5, rtol=1e-4)
     labels = predictor.predict_labels(image)
     assert labels.shape == (1, 20, 18, 11) and labels.dtype == torch.uint8
@@ -128,8 +160,9 @@ def test_flips_of_a_2d_network_on_volumes_are_in_plane() -> None:
 
 
 @pytest.mark.parametrize(("network", "context"), [("deeplabv3", 0), ("unet", 2)])
-def test_2d_networks_trained_on_volumes_write_masks_with_the_source_geometry(synth_3d: Path, tmp_path: Path, network: str,
-                                                                             context: int) -> None:
+def test_2d_networks_trained_on_volumes_write_masks_with_the_source_geometry(
+    synth_3d: Path, tmp_path: Path, network: str, context: int
+) -> None:
     config = tiny_config(synth_3d, 2, epochs=1, network=network, context_slices=context)
     run = tmp_path / network
     train(config, run)
@@ -147,8 +180,13 @@ def test_a_2_5d_model_segments_a_real_volume_in_its_geometry(shared_data_dir: Pa
     if not images:
         pytest.skip("msd_hippocampus is not in the real data folder")
     predictor = _random_sliced_predictor(context=2)
-    predictor = Predictor(predictor.network, dataclasses.replace(
-        predictor.config, data=dataclasses.replace(predictor.config.data, target_spacing=(1.0, 1.0, 1.0), intensity="percentile")))
+    predictor = Predictor(
+        predictor.network,
+        dataclasses.replace(
+            predictor.config,
+            data=dataclasses.replace(predictor.config.data, target_spacing=(1.0, 1.0, 1.0), intensity="percentile"),
+        ),
+    )
     written = predictor.predict_file(images[0], tmp_path / "hippocampus.nii.gz")
     assert_same_geometry(images[0], written)
 
@@ -166,7 +204,10 @@ def test_slicing_options_that_cannot_apply_are_config_errors(synth_2d: Path) -> 
 
 
 def test_a_2d_network_takes_three_spacings_for_volumes_and_two_for_images(synth_3d: Path, synth_2d: Path) -> None:
-    volume = {IMAGE: str(synth_3d / "imagesTr" / "case_000.nii.gz"), LABEL: str(synth_3d / "labelsTr" / "case_000.nii.gz")}
+    volume = {
+        IMAGE: str(synth_3d / "imagesTr" / "case_000.nii.gz"),
+        LABEL: str(synth_3d / "labelsTr" / "case_000.nii.gz"),
+    }
     data = resolve_data_config(_sliced_data(synth_3d, 0, target_spacing=(1.0, 1.0, 2.5)), [volume])
     assert data.slice_axis == 2 and data.target_spacing == (1.0, 1.0, 2.5)
     image = {IMAGE: str(synth_2d / "case_000.png"), LABEL: str(synth_2d / "case_000_mask.png")}

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from medseg_monai.config import ModelConfig, RunConfig
 from medseg_monai.batch import predict_case
+from medseg_monai.config import ModelConfig, RunConfig
 from medseg_monai.inference import Predictor
 from medseg_monai.models import load_checkpoint
-from medseg_monai.training import train
 from medseg_monai.networks import DeepLabV3Wrapper, build_network
+from medseg_monai.training import train
 from tests.helpers import TINY_NETWORKS, tiny_config
 
 NETWORKS = {
@@ -51,7 +51,8 @@ def test_deeplab_backbone_stays_frozen_in_the_first_stage_then_trains(synth_2d, 
     torch.save(DeepLabV3Wrapper(3, 5, backbone="mobilenet_v3_large").state_dict(), weights)
     config = tiny_config(synth_2d, 2, epochs=1, network="deeplabv3", samples_per_image=2)
     config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, pretrained=str(weights)),
+        config,
+        model=dataclasses.replace(config.model, pretrained=str(weights)),
         train=dataclasses.replace(config.train, freeze_backbone_epochs=1),
     )
     run = tmp_path / "run"
@@ -71,8 +72,14 @@ def test_deeplab_backbone_stays_frozen_in_the_first_stage_then_trains(synth_2d, 
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=2))
     train(longer, run, resume=True)
     unfrozen = load_checkpoint(run / "checkpoints" / "last.pt")
-    changed = [n for n, v in _parameters(unfrozen["network"], "model.backbone.", initial).items() if not torch.equal(v, start[n])]
-    assert len(changed) == n_backbone, f"{n_backbone - len(changed)} backbone parameters did not train in the second stage"
+    changed = [
+        n
+        for n, v in _parameters(unfrozen["network"], "model.backbone.", initial).items()
+        if not torch.equal(v, start[n])
+    ]
+    assert len(changed) == n_backbone, (
+        f"{n_backbone - len(changed)} backbone parameters did not train in the second stage"
+    )
     assert len(unfrozen["optimizer"]["state"]) == n_params
 
 

@@ -9,8 +9,13 @@ import torch
 from PIL import Image
 
 from medseg_monai.config import DataConfig
-from medseg_monai.transforms.chains import IntensityWindowd, build_infer_transforms, build_train_transforms, build_val_transforms
 from medseg_monai.keys import IMAGE, LABEL
+from medseg_monai.transforms.chains import (
+    IntensityWindowd,
+    build_infer_transforms,
+    build_train_transforms,
+    build_val_transforms,
+)
 
 
 def write_png_pair(folder, name, image, mask):
@@ -37,7 +42,15 @@ def test_train_chain_yields_patches_with_foreground(tmp_path):
     mask[30:36, 40:46] = 2
     mask[2:10, 2:10] = 1
     item = write_png_pair(tmp_path, "b", np.full((40, 50), 90, np.uint8), mask)
-    cfg = DataConfig(spatial_dims=2, patch_size=(48, 48), label_values=(0, 1, 2), in_channels=1, samples_per_image=3, foreground_ratio=1.0, augment=True)
+    cfg = DataConfig(
+        spatial_dims=2,
+        patch_size=(48, 48),
+        label_values=(0, 1, 2),
+        in_channels=1,
+        samples_per_image=3,
+        foreground_ratio=1.0,
+        augment=True,
+    )
     patches = build_train_transforms(cfg)(item)
     assert len(patches) == 3
     for patch in patches:
@@ -76,10 +89,19 @@ def test_volume_is_reoriented_resampled_and_zscored(tmp_path):
     affine = np.diag([-1.0, 1.0, 3.0, 1.0])  # LAS, 3 mm slices
     nib.save(nib.Nifti1Image(volume, affine), tmp_path / "v.nii.gz")
     nib.save(nib.Nifti1Image(label, affine), tmp_path / "l.nii.gz")
-    cfg = DataConfig(spatial_dims=3, patch_size=(16, 16, 16), label_values=(0, 1), in_channels=1, target_spacing=(1.0, 1.0, 1.5), intensity="zscore")
+    cfg = DataConfig(
+        spatial_dims=3,
+        patch_size=(16, 16, 16),
+        label_values=(0, 1),
+        in_channels=1,
+        target_spacing=(1.0, 1.0, 1.5),
+        intensity="zscore",
+    )
     out = build_val_transforms(cfg)({IMAGE: str(tmp_path / "v.nii.gz"), LABEL: str(tmp_path / "l.nii.gz")})
     assert out[IMAGE].shape == (1, 20, 16, 19) and out[LABEL].shape == (1, 20, 16, 19)  # 9 gaps x 3 mm / 1.5 mm + 1
-    assert torch.allclose(out[IMAGE].affine[:3, :3].diagonal().abs(), torch.tensor([1.0, 1.0, 1.5], dtype=out[IMAGE].affine.dtype))
+    assert torch.allclose(
+        out[IMAGE].affine[:3, :3].diagonal().abs(), torch.tensor([1.0, 1.0, 1.5], dtype=out[IMAGE].affine.dtype)
+    )
     assert out[IMAGE].affine[0, 0] > 0  # now RAS
     assert abs(float(out[IMAGE].mean())) < 0.1 and abs(float(out[IMAGE].std()) - 1) < 0.1
     assert set(torch.unique(out[LABEL]).tolist()) == {0.0, 1.0}
@@ -121,8 +143,16 @@ def test_augmentation_keeps_the_axes_it_is_told_to(tmp_path, flip_axes, rotate90
     mask = np.zeros((32, 32), np.uint8)
     mask[2:10, 2:10] = 255  # top-left corner
     item = write_png_pair(tmp_path, "corner", np.full((32, 32), 90, np.uint8), mask)
-    cfg = DataConfig(spatial_dims=2, patch_size=(32, 32), label_values=(0, 255), in_channels=1, samples_per_image=1,
-                     foreground_ratio=1.0, flip_axes=flip_axes, rotate90=rotate90)
+    cfg = DataConfig(
+        spatial_dims=2,
+        patch_size=(32, 32),
+        label_values=(0, 255),
+        in_channels=1,
+        samples_per_image=1,
+        foreground_ratio=1.0,
+        flip_axes=flip_axes,
+        rotate90=rotate90,
+    )
     chain = build_train_transforms(cfg).set_random_state(seed=0)
     rows, cols = [], []
     for _ in range(40):

@@ -48,8 +48,12 @@ def test_one_nan_voxel_is_replaced_with_a_warning_and_the_mask_is_unchanged(tmp_
     assert "spoiled.nii.gz: 1 NaN, 1 infinite voxel(s) of 5,760 replaced" in caplog.text
     warned = {r.input.name: r.warnings for r in results}
     assert warned["clean.nii.gz"] == () and "1 NaN, 1 infinite voxel(s)" in warned["spoiled.nii.gz"][0]
-    records = {Path(r["input"]).name: r for r in json.loads((tmp_path / "out" / "predict_manifest.json").read_text())["cases"]}
-    assert "input_warning" in records["spoiled.nii.gz"]["flags"] and records["spoiled.nii.gz"]["warnings"] == list(warned["spoiled.nii.gz"])
+    records = {
+        Path(r["input"]).name: r for r in json.loads((tmp_path / "out" / "predict_manifest.json").read_text())["cases"]
+    }
+    assert "input_warning" in records["spoiled.nii.gz"]["flags"] and records["spoiled.nii.gz"]["warnings"] == list(
+        warned["spoiled.nii.gz"]
+    )
     assert "input_warning" not in records["clean.nii.gz"]["flags"]
     masks = {r.input.name: np.asarray(nib.load(str(r.output)).dataobj) for r in results}
     assert masks["clean.nii.gz"].sum() == 10 * 9 * 6
@@ -73,7 +77,10 @@ def test_strict_refuses_non_finite_voxels_and_a_mask_never_has_them(tmp_path):
 def test_4d_volume_is_refused_unless_a_volume_is_chosen(tmp_path, caplog):
     frames = np.stack([blob_volume() * (k + 1) for k in range(3)], axis=-1)
     path = save_nifti(tmp_path / "dyn.nii.gz", frames)
-    with pytest.raises(InputError, match=r"dyn.nii.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); choose one with --volume-index \(0..2\)"):
+    with pytest.raises(
+        InputError,
+        match=r"dyn.nii.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); choose one with --volume-index \(0..2\)",
+    ):
         image_loader("image", channels=1)({"image": path})
     with caplog.at_level(logging.WARNING):
         chosen = image_loader("image", checks=InputChecks(volume_index=2), channels=1)({"image": path})["image"]
@@ -81,7 +88,9 @@ def test_4d_volume_is_refused_unless_a_volume_is_chosen(tmp_path, caplog):
     np.testing.assert_array_equal(np.asarray(chosen), frames[..., 2])
     with pytest.raises(InputError, match="volume_index 5 is out of range for 3 volumes"):
         image_loader("image", checks=InputChecks(volume_index=5), channels=1)({"image": path})
-    assert image_loader("image", channels=3)({"image": path})["image"].shape == frames.shape  # three channels: a 3-channel model
+    assert (
+        image_loader("image", channels=3)({"image": path})["image"].shape == frames.shape
+    )  # three channels: a 3-channel model
 
 
 def test_predict_refuses_a_4d_volume_and_segments_the_chosen_one(tmp_path):
@@ -89,7 +98,9 @@ def test_predict_refuses_a_4d_volume_and_segments_the_chosen_one(tmp_path):
     save_nifti(tmp_path / "in" / "dyn.nii.gz", np.stack([blob_volume(), blob_volume() * 0 + 100], axis=-1))
     failed = predict_batch(threshold_predictor(3), tmp_path / "in", tmp_path / "out")
     assert failed[0].status == "failed" and "a 4D image of 2 volumes" in failed[0].error and not failed[0].internal
-    chosen = threshold_predictor(3).__class__(threshold_predictor(3).network, threshold_predictor(3).config, checks=InputChecks(volume_index=0))
+    chosen = threshold_predictor(3).__class__(
+        threshold_predictor(3).network, threshold_predictor(3).config, checks=InputChecks(volume_index=0)
+    )
     written = predict_batch(chosen, tmp_path / "in", tmp_path / "out")
     mask = np.asarray(nib.load(str(written[0].output)).dataobj)
     assert mask.shape == (24, 20, 12) and mask.sum() == 10 * 9 * 6
@@ -125,7 +136,10 @@ def test_bad_spacing_and_directions_are_refused(tmp_path):
     sitk.WriteImage(image, path)
     text = (tmp_path / "neg.mha").read_bytes().replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 1 0 1")
     (tmp_path / "neg.mha").write_bytes(text)
-    with pytest.raises(InputError, match=r"neg.mha: cannot read image \(Zero-valued spacing is not supported.* Refusing to change spacing from \[1, 1, 1\] to \[1, 0, 1\]\)"):
+    with pytest.raises(
+        InputError,
+        match=r"neg.mha: cannot read image \(Zero-valued spacing is not supported.* Refusing to change spacing from \[1, 1, 1\] to \[1, 0, 1\]\)",
+    ):
         load_image(path)
 
 
@@ -162,8 +176,11 @@ def test_training_masks_that_are_not_label_maps_are_refused(tmp_path):
     smooth[4, 4:12] = 128  # an anti-aliased edge
     good, edge = _png(tmp_path / "a.png", base), _png(tmp_path / "b.png", smooth)
     assert collect_label_values([good], 2) == (0, 255)
-    with pytest.raises(InputError, match=r"b.png: mask values \[0, 128, 255\] .* do not look like class labels .* "
-                                         r"set data.label_values \(--label-values 0 128 255\)"):
+    with pytest.raises(
+        InputError,
+        match=r"b.png: mask values \[0, 128, 255\] .* do not look like class labels .* "
+        r"set data.label_values \(--label-values 0 128 255\)",
+    ):
         collect_label_values([good, edge], 2)
     assert collect_label_values([good, edge], 2, expected=(0, 128, 255)) == (0, 128, 255)
     with pytest.raises(InputError, match=r"b.png: mask values \[128\] are not in data.label_values \[0, 255\]"):
@@ -193,7 +210,9 @@ def test_image_and_mask_on_different_grids_are_refused(tmp_path):
         check_pairs([{"image": image, "label": label}])
     close = np.diag([1.5, 1.5, 3.0, 1.0])
     close[:3, 3] = (1e-4, 0.0, 0.0)
-    check_pairs([{"image": image, "label": save_nifti(tmp_path / "ok.nii.gz", np.zeros((24, 20, 12), np.uint8), close)}])
+    check_pairs(
+        [{"image": image, "label": save_nifti(tmp_path / "ok.nii.gz", np.zeros((24, 20, 12), np.uint8), close)}]
+    )
 
 
 def test_images_smaller_than_the_window_are_padded_and_cropped_back(tmp_path):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from medseg_monai.inference.stitching import scan_starts, sliding_window_stitch, window_extent
+from medseg_monai.inference.windows_only import prepare_windows_only
 from medseg_monai.transforms.foreground import Foreground, map_foreground
 from medseg_monai.transforms.resampling import lean_spacing, resample_extent, spacing_plan
-from medseg_monai.inference.windows_only import prepare_windows_only
-from medseg_monai.inference.stitching import scan_starts, sliding_window_stitch, window_extent
 from tests.helpers import ThresholdNet, threshold_predictor
 
 
@@ -21,7 +21,9 @@ def _image(shape=(50, 44, 30), seed=0) -> MetaTensor:
     return MetaTensor(data, affine=affine)
 
 
-@pytest.mark.parametrize("extent", [(slice(3, 20), slice(0, 31), slice(7, 40)), (slice(0, 40), slice(10, 11), slice(0, 1))])
+@pytest.mark.parametrize(
+    "extent", [(slice(3, 20), slice(0, 31), slice(7, 40)), (slice(0, 40), slice(10, 11), slice(0, 1))]
+)
 def test_resample_extent_equals_that_part_of_the_whole_resampling(extent):
     image, pixdim = _image(), (1.5, 1.25, 1.75)
     whole = lean_spacing(image, pixdim)
@@ -42,8 +44,9 @@ def test_window_extent_is_what_the_stitched_windows_read():
             read.view(-1)[window[0].flatten().long()] = True
         return ThresholdNet()(x)
 
-    sliding_window_stitch(image, forward, lambda *args: None, roi, overlap=0.5, sw_batch_size=4, mode="constant", axis=0,
-                          region=region)
+    sliding_window_stitch(
+        image, forward, lambda *args: None, roi, overlap=0.5, sw_batch_size=4, mode="constant", axis=0, region=region
+    )
     extent = window_extent(spatial, roi, 0.5, region)
     box = torch.zeros(spatial, dtype=torch.bool)
     box[extent] = True
@@ -65,7 +68,10 @@ def test_map_foreground_carries_the_box_and_mask_to_a_coarser_grid():
     assert grid.mask.shape == (20, 15) and grid.mask.sum() == 25 and grid.mask[5:10, 3:8].all()
     wide = map_foreground(region, positions, window=(8, 8))
     assert wide.slices[0].stop - wide.slices[0].start == 8
-    assert map_foreground(Foreground((slice(0, 40), slice(0, 30)), np.ones((40, 30), bool), "ct"), positions, (2, 2)) is None
+    assert (
+        map_foreground(Foreground((slice(0, 40), slice(0, 30)), np.ones((40, 30), bool), "ct"), positions, (2, 2))
+        is None
+    )
 
 
 def _ct_volume(tmp_path, shape=(90, 80, 36)):
@@ -81,7 +87,9 @@ def _ct_volume(tmp_path, shape=(90, 80, 36)):
 
 def test_predictor_windows_only_gives_the_same_image_where_windows_read_and_the_same_mask(tmp_path):
     path = _ct_volume(tmp_path)
-    base = threshold_predictor(3, patch=(16, 16, 8), intensity="ct", ct_window=(-100.0, 300.0), target_spacing=(1.2, 1.2, 2.0))
+    base = threshold_predictor(
+        3, patch=(16, 16, 8), intensity="ct", ct_window=(-100.0, 300.0), target_spacing=(1.2, 1.2, 2.0)
+    )
     whole = base.with_infer(windows_only=False, crop_margin_mm=4.0)
     lean = base.with_infer(windows_only=True, crop_margin_mm=4.0)
     a, b = whole.prepare(path), lean.prepare(path)
@@ -89,7 +97,9 @@ def test_predictor_windows_only_gives_the_same_image_where_windows_read_and_the_
     assert a.source_shape == b.source_shape == (90, 80, 36)
     spatial = tuple(b.image.shape[1:])
     extent = window_extent(spatial, lean._window_roi(spatial), lean.config.window_overlap, b.region.slices)
-    assert np.prod([e.stop - e.start for e in extent]) < 0.8 * np.prod(spatial)  # less than the whole grid was resampled
+    assert np.prod([e.stop - e.start for e in extent]) < 0.8 * np.prod(
+        spatial
+    )  # less than the whole grid was resampled
     inside = (slice(None), *extent)
     assert torch.equal(a.image[inside], b.image[inside])
     outside = torch.ones(spatial, dtype=torch.bool)

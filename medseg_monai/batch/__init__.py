@@ -1,7 +1,28 @@
 """Many inputs: :func:`run_batch` runs a Predictor over a batch of cases (skip-done, sharding across
 processes, claims, the manifest, maps and statistics beside the masks, reading ahead, the QA report)."""
 
+from medseg_monai.batch.case_outputs import STATISTICS_NAME
 from medseg_monai.batch.manifest import MANIFEST_NAME
-from medseg_monai.batch.runner import REPORT_NAME, CaseResult, Shard, failures, predict_case, resolve_shard, run_batch
+from medseg_monai.batch.runner import (
+    REPORT_NAME,
+    CaseResult,
+    Shard,
+    failures,
+    predict_case,
+    resolve_shard,
+    run_batch,
+    wait_for_parts,
+)
 
-__all__ = ["MANIFEST_NAME", "REPORT_NAME", "CaseResult", "Shard", "failures", "predict_case", "resolve_shard", "run_batch"]
+__all__ = [
+    "MANIFEST_NAME",
+    "REPORT_NAME",
+    "STATISTICS_NAME",
+    "CaseResult",
+    "Shard",
+    "failures",
+    "predict_case",
+    "resolve_shard",
+    "run_batch",
+    "wait_for_parts",
+]

@@ -16,14 +16,24 @@ from typing import Any
 import numpy as np
 
 from medseg_monai.config import BatchOptions, ProbabilityDtype
+from medseg_monai.errors import ConfigError
 from medseg_monai.inference.maps import MapRequest, PredictionMaps
 from medseg_monai.inference.predictor import Predictor
-from medseg_monai.errors import ConfigError
 from medseg_monai.io import is_complete, label_sidecar_path, load_image, read_geometry, split_suffix
 from medseg_monai.io.label_statistics import label_statistics, write_statistics_csv
 from medseg_monai.io.maps import map_path, read_map_info, write_probability_map, write_scalar_map
 
-__all__ = ["STATISTICS_NAME", "CaseOutputs", "case_complete", "case_statistics", "discard_case", "map_entries", "maps_complete", "write_batch_statistics", "write_maps"]
+__all__ = [
+    "STATISTICS_NAME",
+    "CaseOutputs",
+    "case_complete",
+    "case_statistics",
+    "discard_case",
+    "map_entries",
+    "maps_complete",
+    "write_batch_statistics",
+    "write_maps",
+]
 
 STATISTICS_NAME = "predict_statistics.csv"
 
@@ -38,8 +48,11 @@ class CaseOutputs:
 
     @classmethod
     def from_options(cls, options: BatchOptions) -> CaseOutputs:
-        return cls(options.statistics, options.probabilities_dtype if options.save_probabilities else None,
-                   options.save_uncertainty)
+        return cls(
+            options.statistics,
+            options.probabilities_dtype if options.save_probabilities else None,
+            options.save_uncertainty,
+        )
 
     @property
     def maps(self) -> MapRequest:
@@ -49,10 +62,14 @@ class CaseOutputs:
         """Refuse, before any work, maps the predictor's settings cannot give."""
         infer = predictor.config.infer
         if self.entropy and not infer.tta_flips:
-            raise ConfigError("save_uncertainty is the entropy over test-time flips; add --tta-flips (infer.tta_flips=true)")
+            raise ConfigError(
+                "save_uncertainty is the entropy over test-time flips; add --tta-flips (infer.tta_flips=true)"
+            )
         if self.entropy and predictor.tta_passes < 2:
-            raise ConfigError("save_uncertainty needs flips to average, but the model mirrored no axis in training "
-                              f"(data.flip_axes={list(predictor.config.data.mirror_axes)})")
+            raise ConfigError(
+                "save_uncertainty needs flips to average, but the model mirrored no axis in training "
+                f"(data.flip_axes={list(predictor.config.data.mirror_axes)})"
+            )
         self.maps.check_stitching(infer.stitching)
 
     def map_files(self, predictor: Predictor, source: Path, output_dir: Path) -> dict[str, Path]:
@@ -64,8 +81,9 @@ class CaseOutputs:
 
 def case_complete(predictor: Predictor, source: Path, output: Path, outputs: CaseOutputs) -> bool:
     """The mask (and every map asked for) is already there and readable: the case can be skipped."""
-    return (is_complete(output, source, sidecar=bool(predictor.label_names(source)))
-            and maps_complete(predictor, outputs, source, output.parent))
+    return is_complete(output, source, sidecar=bool(predictor.label_names(source))) and maps_complete(
+        predictor, outputs, source, output.parent
+    )
 
 
 def discard_case(predictor: Predictor, source: Path, output: Path, outputs: CaseOutputs) -> None:
@@ -78,8 +96,10 @@ def maps_complete(predictor: Predictor, outputs: CaseOutputs, source: Path, outp
     """True when every map asked for exists beside the mask with the source's spatial shape."""
     try:
         shape = read_geometry(source).shape
-        want = {"probabilities": (predictor.config.data.num_classes, np.dtype(outputs.probabilities or "uint8")),
-                "entropy": (1, np.dtype(np.float32))}
+        want = {
+            "probabilities": (predictor.config.data.num_classes, np.dtype(outputs.probabilities or "uint8")),
+            "entropy": (1, np.dtype(np.float32)),
+        }
         for kind, path in outputs.map_files(predictor, source, output_dir).items():
             if not path.is_file() or read_map_info(path) != (shape, *want[kind]):
                 return False
@@ -94,12 +114,17 @@ def _entropy_entry(path: Path, entropy: np.ndarray, foreground: np.ndarray) -> d
 
 
 def _probabilities_entry(predictor: Predictor, source: Path, path: Path, dtype: np.dtype) -> dict[str, Any]:
-    return {"path": str(path.resolve()), "classes": list(predictor.output_values(source)), "dtype": str(dtype),
-            "scale": 255 if dtype == np.uint8 else 1}
+    return {
+        "path": str(path.resolve()),
+        "classes": list(predictor.output_values(source)),
+        "dtype": str(dtype),
+        "scale": 255 if dtype == np.uint8 else 1,
+    }
 
 
-def map_entries(predictor: Predictor, source: Path, output_dir: Path, outputs: CaseOutputs,
-                mask: np.ndarray) -> dict[str, Any]:
+def map_entries(
+    predictor: Predictor, source: Path, output_dir: Path, outputs: CaseOutputs, mask: np.ndarray
+) -> dict[str, Any]:
     """The manifest entries of maps already written for ``source`` (a kept case), read back from the files."""
     entries: dict[str, Any] = {}
     for kind, path in outputs.map_files(predictor, source, output_dir).items():
@@ -113,23 +138,29 @@ def map_entries(predictor: Predictor, source: Path, output_dir: Path, outputs: C
     return entries
 
 
-def write_maps(predictor: Predictor, maps: PredictionMaps, source: Path, output_dir: Path,
-               outputs: CaseOutputs) -> dict[str, Any]:
+def write_maps(
+    predictor: Predictor, maps: PredictionMaps, source: Path, output_dir: Path, outputs: CaseOutputs
+) -> dict[str, Any]:
     """Write the maps of one case; its manifest entries: the files, the classes' order and scale, the mean
     entropy over the foreground (``None`` without foreground)."""
     entries: dict[str, Any] = {}
     files = outputs.map_files(predictor, source, output_dir)
     if maps.probabilities is not None:
         write_probability_map(maps.probabilities, source, files["probabilities"])
-        entries["probabilities"] = _probabilities_entry(predictor, source, files["probabilities"], maps.probabilities.dtype)
+        entries["probabilities"] = _probabilities_entry(
+            predictor, source, files["probabilities"], maps.probabilities.dtype
+        )
     if maps.entropy is not None:
         write_scalar_map(maps.entropy, source, files["entropy"])
-        entries["entropy"] = _entropy_entry(files["entropy"], maps.entropy, maps.mask != predictor.output_values(source)[0])
+        entries["entropy"] = _entropy_entry(
+            files["entropy"], maps.entropy, maps.mask != predictor.output_values(source)[0]
+        )
     return entries
 
 
-def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray,
-                    sizes: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+def case_statistics(
+    predictor: Predictor, source: Path, mask: np.ndarray, sizes: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Per-label statistics of ``mask`` over ``source`` read again in its own units (HU for CT); of a case with several
     channel files, over its first channel. ``sizes``: the manifest's label entries of this mask, when computed."""
     image = load_image(source)
@@ -138,16 +169,28 @@ def case_statistics(predictor: Predictor, source: Path, mask: np.ndarray,
     array = np.asarray(image)
     if array.ndim == mask.ndim + 1 and array.shape[:-1] != mask.shape and array.shape[1:] == mask.shape:
         array = np.moveaxis(array, 0, -1)  # channel-first multi-channel source: channels last
-    if mask.ndim == 3 and array.ndim == 4:  # a volume's channels are modalities, not colours: the first, as for separate files
+    if (
+        mask.ndim == 3 and array.ndim == 4
+    ):  # a volume's channels are modalities, not colours: the first, as for separate files
         array = array[..., 0]
-    return label_statistics(mask, array, np.asarray(geometry.affine_ras), geometry.spacing, predictor.label_names(source),
-                            background=values[0], sizes=sizes)
+    return label_statistics(
+        mask,
+        array,
+        np.asarray(geometry.affine_ras),
+        geometry.spacing,
+        predictor.label_names(source),
+        background=values[0],
+        sizes=sizes,
+    )
 
 
 def write_batch_statistics(records: Sequence[Mapping[str, Any]], output_dir: Path) -> Path | None:
     """``predict_statistics.csv`` from the manifest's records (cases in input order); ``None`` when none has any."""
-    rows = [dict(row, case=record["input"]) for record in sorted(records, key=lambda r: r["index"])
-            for row in (record.get("statistics") or [])]
+    rows = [
+        dict(row, case=record["input"])
+        for record in sorted(records, key=lambda r: r["index"])
+        for row in (record.get("statistics") or [])
+    ]
     if not rows and not any("statistics" in record for record in records):
         return None
     return write_statistics_csv(rows, output_dir / STATISTICS_NAME)

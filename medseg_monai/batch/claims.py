@@ -69,8 +69,13 @@ class Claims:
         self.folder = Path(folder)
         self.foreign_stale_s = foreign_stale_s
         pid = os.getpid()
-        self.owner = {"pid": pid, "host": socket.gethostname(), "start_ticks": process_start_time(pid),
-                      "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": secrets.token_hex(8)}
+        self.owner = {
+            "pid": pid,
+            "host": socket.gethostname(),
+            "start_ticks": process_start_time(pid),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "token": secrets.token_hex(8),
+        }
         try:
             self._fd: int | None = os.open(self.folder, os.O_RDONLY)
         except OSError as err:
@@ -128,8 +133,13 @@ class Claims:
             if owner is not None and owner.get("token") != self.owner["token"]:
                 if not self.is_stale(owner, path):
                     return False
-                logger.warning("%s: taking over the stale claim of pid %s on %s (started %s)", path,
-                               owner.get("pid"), owner.get("host"), owner.get("since"))
+                logger.warning(
+                    "%s: taking over the stale claim of pid %s on %s (started %s)",
+                    path,
+                    owner.get("pid"),
+                    owner.get("host"),
+                    owner.get("since"),
+                )
             for leftover in glob.glob(str(path.parent / f".{glob.escape(path.name)}.*.tmp*")):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)  # a claim write killed mid-way (claims are written only under the lock)

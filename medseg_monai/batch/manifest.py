@@ -65,7 +65,9 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA else None
 
 
-def case_flags(labels: Mapping[str, Mapping[str, Any]], many_components: int = BatchOptions.many_components) -> list[str]:
+def case_flags(
+    labels: Mapping[str, Mapping[str, Any]], many_components: int = BatchOptions.many_components
+) -> list[str]:
     """``empty`` (no foreground at all) and ``many_components`` (a class above the threshold)."""
     flags = []
     if labels and not any(entry.get("count", 0) for entry in labels.values()):
@@ -99,8 +101,13 @@ class Manifest:
     yet get them recomputed from their masks by the rerun).
     """
 
-    def __init__(self, path: Path | None, header: dict[str, Any],
-                 lock: Callable[[], AbstractContextManager[Any]] | None = None, max_share: float = 0.05):
+    def __init__(
+        self,
+        path: Path | None,
+        header: dict[str, Any],
+        lock: Callable[[], AbstractContextManager[Any]] | None = None,
+        max_share: float = 0.05,
+    ):
         self.path = path
         self.header = header
         self.lock = lock
@@ -122,8 +129,13 @@ class Manifest:
 
     def to_dict(self, status: str) -> dict[str, Any]:
         records = [self.records[i] for i in sorted(self.records)]
-        return {**self.header, "status": status, "updated": now(),
-                "summary": _summary(records, len(self.header["part"]["indices"])), "cases": records}
+        return {
+            **self.header,
+            "status": status,
+            "updated": now(),
+            "summary": _summary(records, len(self.header["part"]["indices"])),
+            "cases": records,
+        }
 
     def to_text(self, status: str) -> str:
         """The manifest as JSON text: the header indented, one line per case."""
@@ -146,7 +158,8 @@ class Manifest:
             return
         data = read_manifest(self.path) or {}
         same_batch = data.get("inputs_sha256") == self.header["inputs_sha256"] and (
-            (data.get("part") or {}).get("count") == self.header["part"]["count"])
+            (data.get("part") or {}).get("count") == self.header["part"]["count"]
+        )
         indices = set(self.header["part"]["indices"])
         for record in data.get("cases", []) if same_batch else []:
             index = record.get("index")
@@ -173,8 +186,11 @@ class Manifest:
 
 def _same_file_written(record: Mapping[str, Any], own: Mapping[str, Any]) -> bool:
     """Whether ``record`` (another process's) is the ``written`` record of the file ``own`` skipped."""
-    return own.get("status") == "skipped" and record.get("status") == "written" and all(
-        record.get(k) == own.get(k) for k in ("output", "sha256", "size_bytes", "mtime_ns"))
+    return (
+        own.get("status") == "skipped"
+        and record.get("status") == "written"
+        and all(record.get(k) == own.get(k) for k in ("output", "sha256", "size_bytes", "mtime_ns"))
+    )
 
 
 def previous_records(output_dir: Path) -> dict[str, dict[str, Any]]:
@@ -204,8 +220,14 @@ def merge_parts(output_dir: Path, count: int, inputs_sha256: str) -> dict[str, A
     records = sorted((r for p in parts for r in p["cases"]), key=lambda r: r["index"])
     merged = {key: value for key, value in parts[0].items() if key not in ("part", "cases", "summary", "status")}
     merged["parts"] = [
-        {"index": p["part"]["index"], "count": count, "started": p["started"], "updated": p["updated"],
-         "device": p["device"], "cases": len(p["cases"])}
+        {
+            "index": p["part"]["index"],
+            "count": count,
+            "started": p["started"],
+            "updated": p["updated"],
+            "device": p["device"],
+            "cases": len(p["cases"]),
+        }
         for p in parts
     ]
     merged.update(status="finished", updated=now(), summary=_summary(records, merged["inputs_total"]), cases=records)
@@ -213,4 +235,3 @@ def merge_parts(output_dir: Path, count: int, inputs_sha256: str) -> dict[str, A
     atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
     logger.info("merged %d part manifests into %s", count, path)
     return merged
-

@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from medseg_monai.batch.case_outputs import CaseOutputs, case_complete
-from medseg_monai.inference.predictor import PreparedImage, Predictor
+from medseg_monai.inference.predictor import Predictor, PreparedImage
 
 __all__ = ["ReadAhead"]
 
@@ -19,9 +19,17 @@ class ReadAhead:
     Reading errors surface in the case itself.
     """
 
-    def __init__(self, predictor: Predictor, sources: Sequence[Path], indices: Sequence[int], output_dir: Path,
-                 overwrite: bool, enabled: bool, taken: Callable[[Path], bool] = lambda output: False,
-                 outputs: CaseOutputs | None = None):
+    def __init__(
+        self,
+        predictor: Predictor,
+        sources: Sequence[Path],
+        indices: Sequence[int],
+        output_dir: Path,
+        overwrite: bool,
+        enabled: bool,
+        taken: Callable[[Path], bool] = lambda output: False,
+        outputs: CaseOutputs | None = None,
+    ):
         self.predictor, self.sources, self.indices = predictor, sources, list(indices)
         self.outputs = outputs or CaseOutputs()
         self.output_dir, self.overwrite, self.taken = output_dir, overwrite, taken
@@ -35,7 +43,9 @@ class ReadAhead:
         source = self.sources[self.indices[position]]
         try:
             output = self.predictor.mask_path(source, self.output_dir)
-            if self.taken(output) or (not self.overwrite and case_complete(self.predictor, source, output, self.outputs)):
+            if self.taken(output) or (
+                not self.overwrite and case_complete(self.predictor, source, output, self.outputs)
+            ):
                 return
         except (OSError, ValueError):
             return  # the case reports it

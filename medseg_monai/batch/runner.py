@@ -32,8 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from medseg_monai.config import BatchOptions
-from medseg_monai.data.channels import ChannelCase, as_source, source_files, source_label, source_mask_filename
+from medseg_monai.batch.case_outputs import (
+    STATISTICS_NAME,
+    CaseOutputs,
+    case_complete,
+    case_statistics,
+    discard_case,
+    map_entries,
+    write_batch_statistics,
+    write_maps,
+)
 from medseg_monai.batch.claims import Claims
 from medseg_monai.batch.manifest import (
     MANIFEST_NAME,
@@ -46,19 +54,11 @@ from medseg_monai.batch.manifest import (
     previous_records,
     read_manifest,
 )
-from medseg_monai.batch.case_outputs import (
-    STATISTICS_NAME,
-    CaseOutputs,
-    case_complete,
-    case_statistics,
-    discard_case,
-    map_entries,
-    write_batch_statistics,
-    write_maps,
-)
-from medseg_monai.inference.predictor import PreparedImage, Predictor
 from medseg_monai.batch.read_ahead import ReadAhead
+from medseg_monai.config import BatchOptions
+from medseg_monai.data.channels import ChannelCase, as_source, source_files, source_label, source_mask_filename
 from medseg_monai.errors import ConfigError, InputError, OutputError, error_message, is_expected, write_traceback
+from medseg_monai.inference.predictor import Predictor, PreparedImage
 from medseg_monai.io import file_sha256, load_image, mask_statistics, read_geometry, remove_stale_temporaries
 from medseg_monai.utils import package_versions
 
@@ -144,7 +144,9 @@ class Shard:
         return f"part {self.index + 1}/{self.count}" if self.sharded else ""
 
 
-def resolve_shard(num_parts: int | None = None, part_id: int | None = None, environ: Mapping[str, str] | None = None) -> Shard:
+def resolve_shard(
+    num_parts: int | None = None, part_id: int | None = None, environ: Mapping[str, str] | None = None
+) -> Shard:
     """The part this process runs: explicit ``num_parts``/``part_id``, else ``torchrun``'s ``WORLD_SIZE``/``RANK``.
 
     Raises:
@@ -190,8 +192,15 @@ def wait_for_parts(output_dir: str | Path, shard: Shard, poll_s: float = 2.0, ti
 
 
 # ---------------------------------------------------------------------------------------------- one case
-def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Path, *, overwrite: bool = False,
-                 prepared: Callable[[], PreparedImage] | None = None, outputs: CaseOutputs | None = None) -> CaseResult:
+def predict_case(
+    predictor: Predictor,
+    source: str | Path,
+    output_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    prepared: Callable[[], PreparedImage] | None = None,
+    outputs: CaseOutputs | None = None,
+) -> CaseResult:
     """Predict one input and write its mask into ``output_dir``; errors are returned, not raised.
 
     A complete output (readable, with the source's shape) is kept unless ``overwrite``; leftovers
@@ -228,8 +237,15 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
         if outputs.statistics:
             extras["statistics"] = case_statistics(predictor, source, mask, stats)
         return CaseResult(
-            source, output, "written", seconds=time.perf_counter() - start, shape=tuple(int(s) for s in mask.shape),
-            spacing=tuple(float(s) for s in spacing), labels=stats, sha256=file_sha256(output), warnings=warnings,
+            source,
+            output,
+            "written",
+            seconds=time.perf_counter() - start,
+            shape=tuple(int(s) for s in mask.shape),
+            spacing=tuple(float(s) for s in spacing),
+            labels=stats,
+            sha256=file_sha256(output),
+            warnings=warnings,
             extras=extras,
         )
     except Exception as err:  # one bad case must not stop a batch; the reason is reported
@@ -242,7 +258,9 @@ def predict_case(predictor: Predictor, source: str | Path, output_dir: str | Pat
             message = f"{source}: internal error ({type(err).__name__}: {error_message(err)}); traceback in {log}"
         logger.error("failed: %s", message)
         logger.debug("traceback for %s", source, exc_info=True)
-        return CaseResult(source, output, "failed", error=message, seconds=time.perf_counter() - start, internal=internal)
+        return CaseResult(
+            source, output, "failed", error=message, seconds=time.perf_counter() - start, internal=internal
+        )
 
 
 def _traceback_log(err: BaseException, output_dir: str | Path, source: Path) -> str:
@@ -257,13 +275,19 @@ def _uncertainty_flags(extras: Mapping[str, Any], high_entropy: float) -> list[s
     return ["high_uncertainty"] if mean is not None and mean > high_entropy else []
 
 
-def _record(index: int, result: CaseResult, many_components: int, high_entropy: float = BatchOptions.high_entropy) -> dict[str, Any]:
+def _record(
+    index: int, result: CaseResult, many_components: int, high_entropy: float = BatchOptions.high_entropy
+) -> dict[str, Any]:
     output = result.output if result.output is not None and result.status != "failed" else None
     stat = output.stat() if output is not None and output.exists() else None
     return {
         "index": index,
         "input": str(Path(result.input).resolve()),  # channel 0 of a case of several files
-        **({"channels": [str(p.resolve()) for p in result.input.channels]} if isinstance(result.input, ChannelCase) else {}),
+        **(
+            {"channels": [str(p.resolve()) for p in result.input.channels]}
+            if isinstance(result.input, ChannelCase)
+            else {}
+        ),
         "output": str(output.resolve()) if output is not None else None,
         "status": result.status,
         "error": result.error,
@@ -271,9 +295,13 @@ def _record(index: int, result: CaseResult, many_components: int, high_entropy: 
         "shape": list(result.shape) if result.shape else None,
         "spacing": [round(s, 6) for s in result.spacing] if result.spacing else None,
         "labels": result.labels,
-        "flags": (case_flags(result.labels, many_components) + ["input_warning"] * bool(result.warnings)
-                  + _uncertainty_flags(result.extras, high_entropy)
-                  if result.status != "failed" else ["failed"] + ["internal_error"] * result.internal),
+        "flags": (
+            case_flags(result.labels, many_components)
+            + ["input_warning"] * bool(result.warnings)
+            + _uncertainty_flags(result.extras, high_entropy)
+            if result.status != "failed"
+            else ["failed"] + ["internal_error"] * result.internal
+        ),
         "warnings": list(result.warnings),
         **{key: result.extras[key] for key in ("probabilities", "entropy", "statistics") if key in result.extras},
         "sha256": result.sha256,
@@ -287,17 +315,30 @@ def _complete_skipped(predictor: Predictor, result: CaseResult, previous: Mappin
     """Fill a skipped case's statistics from its earlier record when the file is unchanged, else from the mask."""
     output = Path(result.output)
     stat = output.stat()
-    if previous and previous.get("sha256") and previous.get("size_bytes") == stat.st_size and previous.get("mtime_ns") == stat.st_mtime_ns:
+    if (
+        previous
+        and previous.get("sha256")
+        and previous.get("size_bytes") == stat.st_size
+        and previous.get("mtime_ns") == stat.st_mtime_ns
+    ):
         return dataclasses.replace(
-            result, shape=tuple(previous.get("shape") or ()), spacing=tuple(previous.get("spacing") or ()),
-            labels=previous.get("labels") or {}, sha256=previous["sha256"], seconds=previous.get("seconds") or 0.0,
+            result,
+            shape=tuple(previous.get("shape") or ()),
+            spacing=tuple(previous.get("spacing") or ()),
+            labels=previous.get("labels") or {},
+            sha256=previous["sha256"],
+            seconds=previous.get("seconds") or 0.0,
             warnings=tuple(previous.get("warnings") or ()),
             extras={key: previous[key] for key in ("probabilities", "entropy", "statistics") if key in previous},
         )
     mask = np.asarray(load_image(output, role="mask"))
     geometry = read_geometry(output)
-    labels = mask_statistics(mask, geometry.spacing, predictor.label_names(result.input), predictor.output_values(result.input)[0])
-    return dataclasses.replace(result, shape=tuple(geometry.shape), spacing=tuple(geometry.spacing), labels=labels, sha256=file_sha256(output))
+    labels = mask_statistics(
+        mask, geometry.spacing, predictor.label_names(result.input), predictor.output_values(result.input)[0]
+    )
+    return dataclasses.replace(
+        result, shape=tuple(geometry.shape), spacing=tuple(geometry.spacing), labels=labels, sha256=file_sha256(output)
+    )
 
 
 def _recorded_by_another(book: Manifest, claims: Claims, index: int, result: CaseResult, started_ns: int) -> bool:
@@ -310,8 +351,11 @@ def _recorded_by_another(book: Manifest, claims: Claims, index: int, result: Cas
     with claims.locked():
         book.refresh()
     record = book.records.get(index) if index not in book.mine else None
-    return bool(record) and record.get("status") in ("written", "skipped") and (
-        record.get("size_bytes"), record.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+    return (
+        bool(record)
+        and record.get("status") in ("written", "skipped")
+        and (record.get("size_bytes"), record.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+    )
 
 
 def _check_outputs(sources: Sequence[Path], output_dir: Path, output_format: str | None, overwrite: bool) -> None:
@@ -330,12 +374,23 @@ def _check_outputs(sources: Sequence[Path], output_dir: Path, output_format: str
 
 
 def _inputs_sha256(sources: Sequence[Path]) -> str:
-    return hashlib.sha256("\n".join("\t".join(str(f.resolve()) for f in source_files(p)) for p in sources).encode()).hexdigest()
+    return hashlib.sha256(
+        "\n".join("\t".join(str(f.resolve()) for f in source_files(p)) for p in sources).encode()
+    ).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- the batch
-def _finish_case(predictor: Predictor, result: CaseResult, previous: Mapping[str, Any], bar: Any, failed: int,
-                 results: list[CaseResult], book: Manifest, index: int, options: BatchOptions) -> int:
+def _finish_case(
+    predictor: Predictor,
+    result: CaseResult,
+    previous: Mapping[str, Any],
+    bar: Any,
+    failed: int,
+    results: list[CaseResult],
+    book: Manifest,
+    index: int,
+    options: BatchOptions,
+) -> int:
     """Record one case's result (statistics of a skipped one from its earlier record); 1 when it failed."""
     if result.status == "skipped":
         try:
@@ -361,7 +416,9 @@ def _skipped_extras(predictor: Predictor, result: CaseResult, outputs: CaseOutpu
         extras = dict(result.extras)
         if "statistics" in wanted - set(extras):
             extras["statistics"] = case_statistics(predictor, Path(result.input), mask)
-        for kind, entry in map_entries(predictor, Path(result.input), Path(result.output).parent, outputs, mask).items():
+        for kind, entry in map_entries(
+            predictor, Path(result.input), Path(result.output).parent, outputs, mask
+        ).items():
             extras.setdefault(kind, entry)
     except (OSError, ValueError) as err:
         logger.warning("%s: statistics of the existing outputs unavailable (%s)", result.output, err)
@@ -388,7 +445,9 @@ def _finish_batch(book: Manifest, shard: Shard, output_dir: Path, inputs_sha: st
         logger.info("%s done; the report is written by the last part to finish", shard.label)
 
 
-def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options: BatchOptions | None = None) -> list[CaseResult]:
+def run_batch(
+    predictor: Predictor, inputs: Any, output_dir: str | Path, options: BatchOptions | None = None
+) -> list[CaseResult]:
     """Predict this part's share of ``inputs`` into ``output_dir`` with one loaded ``predictor``.
 
     Args:
@@ -443,16 +502,27 @@ def run_batch(predictor: Predictor, inputs: Any, output_dir: str | Path, options
         logger.info("%s: %d of %d cases", shard.label, len(indices), len(sources))
     results: list[CaseResult] = []
     position = shard.index if shard.launcher == "torchrun" else None
-    bar = tqdm(indices, desc=f"predict {shard.label}".strip(), unit="case", disable=not options.progress, position=position)
+    bar = tqdm(
+        indices, desc=f"predict {shard.label}".strip(), unit="case", disable=not options.progress, position=position
+    )
     failed = 0
-    read_ahead = ReadAhead(predictor, sources, indices, output_dir, options.overwrite, enabled=options.read_ahead,
-                            taken=lambda output: claims.holder(output.name) is not None, outputs=outputs)
+    read_ahead = ReadAhead(
+        predictor,
+        sources,
+        indices,
+        output_dir,
+        options.overwrite,
+        enabled=options.read_ahead,
+        taken=lambda output: claims.holder(output.name) is not None,
+        outputs=outputs,
+    )
     by_index: dict[int, CaseResult] = {}
 
     def run_case(index: int, prepared: Callable[[], PreparedImage] | None) -> None:
         nonlocal failed
-        result = predict_case(predictor, sources[index], output_dir, overwrite=options.overwrite, prepared=prepared,
-                              outputs=outputs)
+        result = predict_case(
+            predictor, sources[index], output_dir, overwrite=options.overwrite, prepared=prepared, outputs=outputs
+        )
         by_index[index] = result
         if result.status == "skipped" and _recorded_by_another(book, claims, index, result, started_ns):
             return

@@ -17,7 +17,14 @@ from medseg_monai.bundle.targets import (
     run_config,
     train_bundle,
 )
-from medseg_monai.bundle.tooling import BASE_CONFIGS, bundle_root_dir, describe_error, find_bundles, resolve_bundle, run_bundle
+from medseg_monai.bundle.tooling import (
+    BASE_CONFIGS,
+    bundle_root_dir,
+    describe_error,
+    find_bundles,
+    resolve_bundle,
+    run_bundle,
+)
 from medseg_monai.bundle.verify import BUNDLE_FILES, METADATA_REQUIRED, NETWORK_FIELDS, TENSOR_REQUIRED, verify_bundle
 
 __all__ = [

@@ -97,7 +97,10 @@ def network_def(model: Mapping[str, Any], data: Mapping[str, Any]):
 
     sections = _sections("network_def", model=model, data=data)
     try:
-        config = RunConfig(data=from_mapping(DataConfig, sections["data"], "data"), model=from_mapping(ModelConfig, sections["model"], "model"))
+        config = RunConfig(
+            data=from_mapping(DataConfig, sections["data"], "data"),
+            model=from_mapping(ModelConfig, sections["model"], "model"),
+        )
     except (TypeError, ValueError) as err:
         raise BundleError(f"network_def: {err}") from None
     return build_network(config, load_pretrained=False).eval()
@@ -116,7 +119,6 @@ def train_bundle(config: RunConfig, run_dir: str | Path, model_dir: str | Path, 
     import torch
 
     from medseg_monai.models import load_checkpoint
-
     from medseg_monai.training import train
 
     result = train(config, run_dir, resume=resume)
@@ -128,9 +130,19 @@ def train_bundle(config: RunConfig, run_dir: str | Path, model_dir: str | Path, 
     with atomic_path(model_dir / "model.pt") as tmp:
         torch.save(payload["network"], tmp)
     RunConfig.from_dict(payload["config"]).save(model_dir / "config.json")
-    summary = {"best_metric": result.best_metric, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "run_dir": str(result.run_dir)}
+    summary = {
+        "best_metric": result.best_metric,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "run_dir": str(result.run_dir),
+    }
     atomic_write_text(model_dir / "training_summary.json", json.dumps(summary, indent=2) + "\n")
-    logger.info("best validation mean Dice %.4f at epoch %d -> %s", result.best_metric, result.best_epoch, model_dir / "model.pt")
+    logger.info(
+        "best validation mean Dice %.4f at epoch %d -> %s",
+        result.best_metric,
+        result.best_epoch,
+        model_dir / "model.pt",
+    )
     return result
 
 
@@ -154,7 +166,9 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
 
     path = Path(config)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model config; run configs/train.json first (it writes models/model.pt and models/config.json)")
+        raise FileNotFoundError(
+            f"{path}: no trained model config; run configs/train.json first (it writes models/model.pt and models/config.json)"
+        )
     trained = RunConfig.load(path)
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: model weights not found; run configs/train.json first")
@@ -177,7 +191,9 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
     return predictor
 
 
-def predict_bundle(predictor, inputs: str | Sequence[str] | None, output_dir: str | Path, overwrite: bool = False) -> list:
+def predict_bundle(
+    predictor, inputs: str | Sequence[str] | None, output_dir: str | Path, overwrite: bool = False
+) -> list:
     """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :func:`~medseg_monai.batch.run_batch`.
 
     Raises:
@@ -186,17 +202,27 @@ def predict_bundle(predictor, inputs: str | Sequence[str] | None, output_dir: st
     from medseg_monai.batch import failures, run_batch
 
     if not inputs:
-        raise BundleError("dataset_dir is required: pass --dataset_dir with the images to segment (file, folder, glob or list)")
+        raise BundleError(
+            "dataset_dir is required: pass --dataset_dir with the images to segment (file, folder, glob or list)"
+        )
     results = run_batch(predictor, inputs, output_dir, BatchOptions(overwrite=overwrite, progress=False))
     failed = failures(results)
     written = sum(r.status == "written" for r in results)
-    logger.info("%d written, %d skipped, %d failed -> %s", written, len(results) - written - len(failed), len(failed), output_dir)
+    logger.info(
+        "%d written, %d skipped, %d failed -> %s",
+        written,
+        len(results) - written - len(failed),
+        len(failed),
+        output_dir,
+    )
     if failed:
         raise BundleError(f"{len(failed)} of {len(results)} cases failed, first: {failed[0].error}")
     return results
 
 
-def evaluate_bundle(predictor, dataset_dir: str | Path | None, output_dir: str | Path, surface: bool = False, overwrite: bool = True):
+def evaluate_bundle(
+    predictor, dataset_dir: str | Path | None, output_dir: str | Path, surface: bool = False, overwrite: bool = True
+):
     """Predict every image of a labelled dataset and score it against its masks.
 
     Writes ``output_dir/predictions/``, ``output_dir/metrics_per_case.csv`` and
@@ -215,5 +241,7 @@ def evaluate_bundle(predictor, dataset_dir: str | Path | None, output_dir: str |
     result = evaluate_folders(pred_dir, dataset_dir, output_dir=output_dir, label_names=names, surface=surface)
     for name, metrics in result.summary["per_label"].items():
         mean = metrics["dice"]["mean"]
-        logger.info("label %s: mean Dice %s over %d cases", name, "n/a" if mean is None else f"{mean:.4f}", metrics["dice"]["n"])
+        logger.info(
+            "label %s: mean Dice %s over %d cases", name, "n/a" if mean is None else f"{mean:.4f}", metrics["dice"]["n"]
+        )
     return result

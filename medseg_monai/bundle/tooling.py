@@ -105,15 +105,21 @@ def _check_overrides(files: Sequence[Path], overrides: Mapping[str, Any], where:
         root, _, field = str(key).partition("#")
         if root in config:
             if root in accepted and field and field.split("#")[0] not in accepted[root]:
-                raise BundleError(f"{where}: override --{key}: {root}#{field.split('#')[0]} is not used by these configs "
-                                  f"({root} takes {', '.join(sorted(accepted[root]))})")
+                raise BundleError(
+                    f"{where}: override --{key}: {root}#{field.split('#')[0]} is not used by these configs "
+                    f"({root} takes {', '.join(sorted(accepted[root]))})"
+                )
             continue
         sections = [name for name, fields in accepted.items() if root in fields]
         hint = f"; did you mean --{sections[0]}#{root}?" if sections else ""
-        raise BundleError(f"{where}: override --{key} names no config id{hint} (ids: {', '.join(sorted(i for i in config if i != '_meta_'))})")
+        raise BundleError(
+            f"{where}: override --{key} names no config id{hint} (ids: {', '.join(sorted(i for i in config if i != '_meta_'))})"
+        )
 
 
-def run_bundle(bundle: str | Path, configs: Sequence[str] = ("train",), overrides: Mapping[str, Any] | None = None) -> list:
+def run_bundle(
+    bundle: str | Path, configs: Sequence[str] = ("train",), overrides: Mapping[str, Any] | None = None
+) -> list:
     """``python -m monai.bundle run`` for ``configs`` (merged in order) of a bundle, with one-line errors.
 
     Args:

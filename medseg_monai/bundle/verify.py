@@ -135,7 +135,9 @@ def _metadata_problems(meta: Any, where: str) -> list[str]:
         pred = (fmt.get("outputs") or {}).get("pred") if isinstance(fmt.get("outputs"), dict) else None
         if isinstance(pred, dict) and isinstance(pred.get("channel_def"), dict):
             if isinstance(pred.get("num_channels"), int) and len(pred["channel_def"]) != pred["num_channels"]:
-                problems.append(f"{where}: key 'network_data_format#outputs#pred#channel_def' names {len(pred['channel_def'])} labels for {pred['num_channels']} channels")
+                problems.append(
+                    f"{where}: key 'network_data_format#outputs#pred#channel_def' names {len(pred['channel_def'])} labels for {pred['num_channels']} channels"
+                )
     return problems
 
 
@@ -248,22 +250,32 @@ def _network_problems(bundle: Path, metadata: Any) -> list[str]:
     problems = []
     (train_model, train_data), (infer_model, infer_data) = declared["train"], declared["inference"]
     if train_model != infer_model:
-        problems.append(f"{bundle / 'configs'}: train.json key 'model' {train_model} differs from inference.json's {infer_model}")
+        problems.append(
+            f"{bundle / 'configs'}: train.json key 'model' {train_model} differs from inference.json's {infer_model}"
+        )
     for key in NETWORK_FIELDS:
         if train_data[key] != infer_data[key]:
-            problems.append(f"{bundle / 'configs'}: key 'data#{key}' is {train_data[key]} in train.json but {infer_data[key]} in inference.json")
+            problems.append(
+                f"{bundle / 'configs'}: key 'data#{key}' is {train_data[key]} in train.json but {infer_data[key]} in inference.json"
+            )
     fmt = metadata.get("network_data_format", {}) if isinstance(metadata, dict) else {}
     image = fmt.get("inputs", {}).get("image", {})
     pred = fmt.get("outputs", {}).get("pred", {})
     where = bundle / "configs" / "metadata.json"
     if image.get("num_channels") != infer_data["in_channels"]:
-        problems.append(f"{where}: key 'network_data_format#inputs#image#num_channels' is {image.get('num_channels')}, "
-                        f"the configs declare in_channels {infer_data['in_channels']}")
+        problems.append(
+            f"{where}: key 'network_data_format#inputs#image#num_channels' is {image.get('num_channels')}, "
+            f"the configs declare in_channels {infer_data['in_channels']}"
+        )
     labels = infer_data["label_values"] or []
     if pred.get("num_channels") != len(labels):
-        problems.append(f"{where}: key 'network_data_format#outputs#pred#num_channels' is {pred.get('num_channels')}, "
-                        f"the configs declare {len(labels)} label values")
+        problems.append(
+            f"{where}: key 'network_data_format#outputs#pred#num_channels' is {pred.get('num_channels')}, "
+            f"the configs declare {len(labels)} label values"
+        )
     names = list((pred.get("channel_def") or {}).values())
     if infer_data["label_names"] is not None and names != list(infer_data["label_names"]):
-        problems.append(f"{where}: key 'network_data_format#outputs#pred#channel_def' names {names}, the configs {list(infer_data['label_names'])}")
+        problems.append(
+            f"{where}: key 'network_data_format#outputs#pred#channel_def' names {names}, the configs {list(infer_data['label_names'])}"
+        )
     return problems

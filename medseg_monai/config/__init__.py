@@ -12,10 +12,10 @@ from medseg_monai.config.fields import FieldSpec, field_specs, parse_override, r
 from medseg_monai.config.sections import (
     CONFIG_VERSION,
     DEFAULT_PATCH_SIZE,
-    SLICES_PER_WINDOW,
     INTENSITY_MODES,
     OUTPUT_FORMATS,
     SECTIONS,
+    SLICES_PER_WINDOW,
     DataConfig,
     InferConfig,
     ModelConfig,

@@ -19,30 +19,66 @@ ProbabilityDtype = Literal["uint8", "float32"]
 class BatchOptions:
     """How a batch of predictions runs (:func:`medseg_monai.batch.run_batch`); not saved with a run."""
 
-    overwrite: bool = setting(False, help="Predict cases again whose complete mask already exists (else they are skipped).")
+    overwrite: bool = setting(
+        False, help="Predict cases again whose complete mask already exists (else they are skipped)."
+    )
     progress: bool = setting(True, help="Show a progress bar (`medseg predict`: unless `-q`).", cli=False)
-    num_parts: int | None = setting(None, help="Split the sorted cases into this many parts (with `part_id`); `null`: "
-                                               "torchrun's `WORLD_SIZE`, else one part.")
-    part_id: int | None = setting(None, help="Which part this process runs, `0 .. num_parts - 1`; `null`: torchrun's `RANK`.")
-    manifest: bool = setting(True, help="Keep `predict_manifest.json` in the output folder up to date after every case.")
-    report: str | None = setting(None, help="Where to write the HTML QA page once all parts are done (`--report` alone: "
-                                            "predict_report.html in the output folder); `null` writes none.", nargs="?",
-                                 metavar="HTML")
-    many_components: int = setting(10, help="Flag a case when a class has more connected components than this.", metavar="N")
-    read_ahead: bool = setting(True, help="Read and preprocess the next case in a background thread while the network runs on "
-                                          "this one (one more image in memory).")
-    series: str | None = setting(None, help="Of DICOM folders holding several series, segment only the series with this "
-                                            "SeriesInstanceUID (`null`: every series, one output each).", metavar="UID")
-    statistics: bool = setting(False, help="Per case and label: voxels, volume, image intensity inside the mask, bounding box, "
-                                           "centroid, components and a border flag, in `predict_statistics.csv` and the manifest.")
-    save_probabilities: bool = setting(False, help="Write each class's softmax beside the mask, in the source's grid and "
-                                                   "geometry (`<name>_probabilities.<suffix>`; 2D sources: a multi-page TIF).")
-    probabilities_dtype: ProbabilityDtype = setting("uint8", help="Stored probability type: `uint8` (softmax x 255, rounded) "
-                                                                   "or `float32`.")
-    save_uncertainty: bool = setting(False, help="Write the per-voxel predictive entropy (nats) of the flip-averaged softmax "
-                                                 "(`<name>_entropy.<suffix>`); needs `--tta-flips`.")
-    high_entropy: float = setting(0.25, help="Flag a case in the report when the mean entropy over its foreground voxels "
-                                             "exceeds this (nats; `save_uncertainty` only).", metavar="NATS")
+    num_parts: int | None = setting(
+        None,
+        help="Split the sorted cases into this many parts (with `part_id`); `null`: "
+        "torchrun's `WORLD_SIZE`, else one part.",
+    )
+    part_id: int | None = setting(
+        None, help="Which part this process runs, `0 .. num_parts - 1`; `null`: torchrun's `RANK`."
+    )
+    manifest: bool = setting(
+        True, help="Keep `predict_manifest.json` in the output folder up to date after every case."
+    )
+    report: str | None = setting(
+        None,
+        help="Where to write the HTML QA page once all parts are done (`--report` alone: "
+        "predict_report.html in the output folder); `null` writes none.",
+        nargs="?",
+        metavar="HTML",
+    )
+    many_components: int = setting(
+        10, help="Flag a case when a class has more connected components than this.", metavar="N"
+    )
+    read_ahead: bool = setting(
+        True,
+        help="Read and preprocess the next case in a background thread while the network runs on "
+        "this one (one more image in memory).",
+    )
+    series: str | None = setting(
+        None,
+        help="Of DICOM folders holding several series, segment only the series with this "
+        "SeriesInstanceUID (`null`: every series, one output each).",
+        metavar="UID",
+    )
+    statistics: bool = setting(
+        False,
+        help="Per case and label: voxels, volume, image intensity inside the mask, bounding box, "
+        "centroid, components and a border flag, in `predict_statistics.csv` and the manifest.",
+    )
+    save_probabilities: bool = setting(
+        False,
+        help="Write each class's softmax beside the mask, in the source's grid and "
+        "geometry (`<name>_probabilities.<suffix>`; 2D sources: a multi-page TIF).",
+    )
+    probabilities_dtype: ProbabilityDtype = setting(
+        "uint8", help="Stored probability type: `uint8` (softmax x 255, rounded) or `float32`."
+    )
+    save_uncertainty: bool = setting(
+        False,
+        help="Write the per-voxel predictive entropy (nats) of the flip-averaged softmax "
+        "(`<name>_entropy.<suffix>`); needs `--tta-flips`.",
+    )
+    high_entropy: float = setting(
+        0.25,
+        help="Flag a case in the report when the mean entropy over its foreground voxels "
+        "exceeds this (nats; `save_uncertainty` only).",
+        metavar="NATS",
+    )
 
     def __post_init__(self) -> None:
         if self.report is not None:

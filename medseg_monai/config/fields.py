@@ -151,11 +151,22 @@ def field_specs(cls: type) -> tuple[FieldSpec, ...]:
         else:
             default = MISSING
         primary = meta["flag"] or "--" + field.name.replace("_", "-")
-        specs.append(FieldSpec(
-            name=field.name, help=meta["help"], default=default, kind=kind, item_type=item_type, choices=choices,
-            nullable=nullable, length=length, flags=(primary, *meta["aliases"]), nargs=meta["nargs"],
-            metavar=meta["metavar"], cli=meta["cli"],
-        ))
+        specs.append(
+            FieldSpec(
+                name=field.name,
+                help=meta["help"],
+                default=default,
+                kind=kind,
+                item_type=item_type,
+                choices=choices,
+                nullable=nullable,
+                length=length,
+                flags=(primary, *meta["aliases"]),
+                nargs=meta["nargs"],
+                metavar=meta["metavar"],
+                cli=meta["cli"],
+            )
+        )
     return tuple(specs)
 
 
@@ -181,7 +192,12 @@ def check_choices(obj: Any) -> None:
 def documented(cls: type[T]) -> type[T]:
     """Append an ``Attributes:`` section built from the fields' help texts to the class docstring."""
     lines = [f"    {spec.name}: {spec.help} Default ``{spec.default_text}``." for spec in field_specs(cls)]
-    cls.__doc__ = (cls.__doc__ or cls.__name__).rstrip() + "\n\n    Attributes:\n" + "\n".join("    " + line for line in lines) + "\n"
+    cls.__doc__ = (
+        (cls.__doc__ or cls.__name__).rstrip()
+        + "\n\n    Attributes:\n"
+        + "\n".join("    " + line for line in lines)
+        + "\n"
+    )
     return cls
 
 

@@ -33,6 +33,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def _or_null(item_type: type) -> Any:
     """argparse ``type`` of a field that may be ``None``: the word ``null`` gives ``None``."""
+
     def convert(text: str) -> Any:
         return None if text == "null" else item_type(text)
 
@@ -40,8 +41,9 @@ def _or_null(item_type: type) -> Any:
     return convert
 
 
-def add_setting_flags(parser: argparse.ArgumentParser, cls: type, section: str, *, title: str | None = None,
-                      show_defaults: bool = True) -> None:
+def add_setting_flags(
+    parser: argparse.ArgumentParser, cls: type, section: str, *, title: str | None = None, show_defaults: bool = True
+) -> None:
     """Add one flag per field of settings dataclass ``cls``; values land under ``"<section>.<field>"``.
 
     ``show_defaults=False`` leaves the dataclass defaults out of the help texts (where the defaults are
@@ -79,7 +81,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, cls: type, section: str, 
 def settings_from_args(args: argparse.Namespace, section: str) -> dict[str, Any]:
     """The fields of ``section`` given on the command line, by field name (``--field null`` gives ``None``)."""
     prefix = section + "."
-    given = {key[len(prefix):]: value for key, value in vars(args).items() if key.startswith(prefix)}
+    given = {key[len(prefix) :]: value for key, value in vars(args).items() if key.startswith(prefix)}
     return {key: None if isinstance(value, list) and value == [None] else value for key, value in given.items()}
 
 
@@ -93,5 +95,12 @@ def override_argument(text: str) -> tuple[str, Any]:
 
 def add_override_flag(parser: argparse.ArgumentParser, example: str) -> None:
     """``--set SECTION.FIELD=VALUE``, repeatable, collected in ``args.overrides`` as ``(key, value)`` pairs."""
-    parser.add_argument("--set", dest="overrides", action="append", type=override_argument, default=[],
-                        metavar="SECTION.FIELD=VALUE", help=f"any config field, value as JSON, e.g. {example}".replace("%", "%%"))
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        type=override_argument,
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help=f"any config field, value as JSON, e.g. {example}".replace("%", "%%"),
+    )

@@ -66,54 +66,106 @@ DEFAULT_PATCH_SIZE: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (96, 96, 64)
 class DataConfig:
     """Where the data is and how images become network input."""
 
-    data_dir: str = setting("", help="Dataset root in any supported layout (flat, images/+masks/, imagesTr/+labelsTr/); "
-                                     "`medseg train --data`.", cli=False)
-    val_dir: str | None = setting(None, help="Explicit validation dataset; when unset, `val_fraction` of `data_dir` is held out.",
-                                  aliases=("--val-data",))
-    datalist: str | None = setting(None, help="MONAI decathlon-style datalist JSON (`training`/`validation` lists); overrides "
-                                              "discovery; `medseg train --data LIST.json`.", cli=False)
+    data_dir: str = setting(
+        "",
+        help="Dataset root in any supported layout (flat, images/+masks/, imagesTr/+labelsTr/); `medseg train --data`.",
+        cli=False,
+    )
+    val_dir: str | None = setting(
+        None,
+        help="Explicit validation dataset; when unset, `val_fraction` of `data_dir` is held out.",
+        aliases=("--val-data",),
+    )
+    datalist: str | None = setting(
+        None,
+        help="MONAI decathlon-style datalist JSON (`training`/`validation` lists); overrides "
+        "discovery; `medseg train --data LIST.json`.",
+        cli=False,
+    )
     val_fraction: float = setting(0.2, help="Share of cases held out for validation when no validation set is given.")
     seed: int = setting(0, help="Seed of the train/validation split.", flag="--split-seed")
     spatial_dims: Literal[2, 3] | None = setting(
-        None, help="Network dims: 2 for slices (PNG/TIF/JPG) and for a 2D network on volumes (see `slice_axis`), 3 for volumes; `null`: the length of `patch_size` when it is given, "
-                   "else the format of the training images.", flag="--dims", aliases=("--spatial-dims",))
+        None,
+        help="Network dims: 2 for slices (PNG/TIF/JPG) and for a 2D network on volumes (see `slice_axis`), 3 for volumes; `null`: the length of `patch_size` when it is given, "
+        "else the format of the training images.",
+        flag="--dims",
+        aliases=("--spatial-dims",),
+    )
     slice_axis: int | None = setting(
-        None, help="A 2D network on volumes (`spatial_dims=2` with NIfTI/MHA/NRRD/DICOM images) trains on and predicts slices "
-                   "across this axis of the reoriented volume (2: axial in RAS); `null`: 2 for volumes, unused for 2D images.")
+        None,
+        help="A 2D network on volumes (`spatial_dims=2` with NIfTI/MHA/NRRD/DICOM images) trains on and predicts slices "
+        "across this axis of the reoriented volume (2: axial in RAS); `null`: 2 for volumes, unused for 2D images.",
+    )
     context_slices: int = setting(
-        0, help="2.5D: neighbouring slices on each side fed to a 2D network on volumes as extra input channels (edges repeat "
-                "the outermost slice).")
-    in_channels: int | None = setting(None, help="Image channels (1 gray, 3 RGB, or one per channel file of a case); `null` reads them "
-                                                 "from the training data.")
+        0,
+        help="2.5D: neighbouring slices on each side fed to a 2D network on volumes as extra input channels (edges repeat "
+        "the outermost slice).",
+    )
+    in_channels: int | None = setting(
+        None,
+        help="Image channels (1 gray, 3 RGB, or one per channel file of a case); `null` reads them "
+        "from the training data.",
+    )
     channel_names: tuple[str, ...] | None = setting(
-        None, help="Name of each input channel when a case has several images (`NAME_0000`, `NAME_0001`, ... files, a datalist "
-                   "`image` list, or a 4D MSD volume), e.g. `[\"T2\", \"ADC\"]`; `null` takes `channel_names`/`modality` of "
-                   "`dataset.json`, else `channel_0, channel_1, ...` for separate files. When set, every case must give exactly "
-                   "these channels and `minmax` scales each channel on its own.", metavar="NAME")
+        None,
+        help="Name of each input channel when a case has several images (`NAME_0000`, `NAME_0001`, ... files, a datalist "
+        '`image` list, or a 4D MSD volume), e.g. `["T2", "ADC"]`; `null` takes `channel_names`/`modality` of '
+        "`dataset.json`, else `channel_0, channel_1, ...` for separate files. When set, every case must give exactly "
+        "these channels and `minmax` scales each channel on its own.",
+        metavar="NAME",
+    )
     label_values: tuple[int, ...] | None = setting(
-        None, help="Raw mask value of each class index, e.g. `[0, 255]` for binary PNG masks; `null` collects the values "
-                   "present in the training masks.")
+        None,
+        help="Raw mask value of each class index, e.g. `[0, 255]` for binary PNG masks; `null` collects the values "
+        "present in the training masks.",
+    )
     label_names: tuple[str, ...] | None = setting(
-        None, help='One name per class, background first; `null` gives `["background", "class_1", ...]`.')
+        None, help='One name per class, background first; `null` gives `["background", "class_1", ...]`.'
+    )
     intensity: Intensity = setting(
-        "auto", help="`minmax` scales each image to [0, 1]; `ct` clips to `ct_window`, then [0, 1]; `zscore` per image on nonzero "
-                     "voxels; `percentile` clips to the image's 0.5/99.5 percentiles, then z-scores; `auto` is `minmax` in 2D "
-                     "and `zscore` in 3D.")
-    ct_window: tuple[float, float] = setting((-175.0, 250.0), help="Hounsfield window of `intensity=\"ct\"`.", metavar="HU")
-    orientation: str | None = setting("RAS", help="Axis codes volumes are reoriented to (volumes only, also under a 2D network); `null` keeps the stored order.")
+        "auto",
+        help="`minmax` scales each image to [0, 1]; `ct` clips to `ct_window`, then [0, 1]; `zscore` per image on nonzero "
+        "voxels; `percentile` clips to the image's 0.5/99.5 percentiles, then z-scores; `auto` is `minmax` in 2D "
+        "and `zscore` in 3D.",
+    )
+    ct_window: tuple[float, float] = setting(
+        (-175.0, 250.0), help='Hounsfield window of `intensity="ct"`.', metavar="HU"
+    )
+    orientation: str | None = setting(
+        "RAS",
+        help="Axis codes volumes are reoriented to (volumes only, also under a 2D network); `null` keeps the stored order.",
+    )
     target_spacing: tuple[float, ...] | None = setting(
-        None, help="Voxel spacing in mm volumes are resampled to (volumes only, three values also under a 2D network); `null` takes the median spacing of the training set; "
-                   "an empty list disables resampling.", flag="--spacing", aliases=("--target-spacing",), nargs="*", metavar="MM")
+        None,
+        help="Voxel spacing in mm volumes are resampled to (volumes only, three values also under a 2D network); `null` takes the median spacing of the training set; "
+        "an empty list disables resampling.",
+        flag="--spacing",
+        aliases=("--target-spacing",),
+        nargs="*",
+        metavar="MM",
+    )
     patch_size: tuple[int, ...] | None = setting(
-        None, help="Training patch and default sliding window, `[H, W]` or `[H, W, D]`; `null` is 128x128 in 2D and 96x96x64 in 3D.")
+        None,
+        help="Training patch and default sliding window, `[H, W]` or `[H, W, D]`; `null` is 128x128 in 2D and 96x96x64 in 3D.",
+    )
     samples_per_image: int = setting(2, help="Random patches drawn from each image per iteration.")
-    foreground_ratio: float = setting(0.5, help="Share of patches centred on a labelled voxel (`RandCropByPosNegLabeld`).")
-    augment: bool = setting(True, help="Random flips, quarter turns, small affine and intensity jitter during training.")
+    foreground_ratio: float = setting(
+        0.5, help="Share of patches centred on a labelled voxel (`RandCropByPosNegLabeld`)."
+    )
+    augment: bool = setting(
+        True, help="Random flips, quarter turns, small affine and intensity jitter during training."
+    )
     flip_axes: tuple[int, ...] | None = setting(
-        None, help="Spatial axes that training mirrors at random and that flip test-time augmentation averages over; `null` is "
-                   "every axis. Leave out axes with an anatomical sense: `[1]` keeps only left-right flips of axial slices "
-                   "stored `(H, W)`.", nargs="*", metavar="AXIS")
-    rotate90: bool = setting(True, help="Random quarter turns in the first two spatial axes during training (square patches only).")
+        None,
+        help="Spatial axes that training mirrors at random and that flip test-time augmentation averages over; `null` is "
+        "every axis. Leave out axes with an anatomical sense: `[1]` keeps only left-right flips of axial slices "
+        "stored `(H, W)`.",
+        nargs="*",
+        metavar="AXIS",
+    )
+    rotate90: bool = setting(
+        True, help="Random quarter turns in the first two spatial axes during training (square patches only)."
+    )
     cache_rate: float = setting(1.0, help="Share of the preprocessed training set kept in memory (`CacheDataset`).")
     num_workers: int = setting(0, help="Data-loader worker processes.")
 
@@ -126,8 +178,11 @@ class DataConfig:
         elif self.spatial_dims is not None:
             object.__setattr__(self, "patch_size", DEFAULT_PATCH_SIZE[self.spatial_dims])
         dims = self.spatial_dims
-        if self.patch_size is not None and (len(self.patch_size) != (dims or len(self.patch_size)) or len(self.patch_size) not in (2, 3)
-                                            or any(int(p) <= 0 for p in self.patch_size)):
+        if self.patch_size is not None and (
+            len(self.patch_size) != (dims or len(self.patch_size))
+            or len(self.patch_size) not in (2, 3)
+            or any(int(p) <= 0 for p in self.patch_size)
+        ):
             raise ConfigError(f"patch_size must hold {dims or '2 or 3'} positive sizes, got {self.patch_size}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
@@ -152,7 +207,9 @@ class DataConfig:
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", tuple(str(n) for n in self.channel_names))
             if not self.channel_names or (self.in_channels is not None and len(self.channel_names) != self.in_channels):
-                raise ConfigError(f"channel_names must name each of the {self.in_channels} input channel(s), got {list(self.channel_names)}")
+                raise ConfigError(
+                    f"channel_names must name each of the {self.in_channels} input channel(s), got {list(self.channel_names)}"
+                )
         if self.context_slices < 0:
             raise ConfigError(f"context_slices must be >= 0, got {self.context_slices}")
         if self.slice_axis is not None and (isinstance(self.slice_axis, bool) or self.slice_axis not in (0, 1, 2)):
@@ -162,17 +219,20 @@ class DataConfig:
         if dims is None:
             return
         if self.flip_axes is not None and (
-            len(set(self.flip_axes)) != len(self.flip_axes)
-            or any(not 0 <= int(a) < dims for a in self.flip_axes)
+            len(set(self.flip_axes)) != len(self.flip_axes) or any(not 0 <= int(a) < dims for a in self.flip_axes)
         ):
             raise ConfigError(f"flip_axes must hold distinct spatial axes in [0, {dims}), got {self.flip_axes}")
-        allowed = {2, 3} if dims == 2 and self.slice_axis is None else {self.image_dims}  # 2D network: images or volumes
+        allowed = (
+            {2, 3} if dims == 2 and self.slice_axis is None else {self.image_dims}
+        )  # 2D network: images or volumes
         if self.target_spacing and len(self.target_spacing) not in allowed:
             raise ConfigError(f"target_spacing must hold {self.image_dims} values, got {self.target_spacing}")
 
     def _dims(self) -> int:
         if self.spatial_dims is None:
-            raise ConfigError("data.spatial_dims is not resolved yet; train or set data.spatial_dims (or data.patch_size)")
+            raise ConfigError(
+                "data.spatial_dims is not resolved yet; train or set data.spatial_dims (or data.patch_size)"
+            )
         return self.spatial_dims
 
     @property
@@ -218,10 +278,17 @@ class ModelConfig:
 
     name: str = setting("unet", help="Registered network name: `unet`, `unetpp` or `deeplabv3`.", flag="--network")
     options: Mapping[str, Any] = setting(
-        default_factory=dict, help='Extra keyword arguments of the network as a JSON object, e.g. `{"channels": [8, 16, 32]}`.',
-        flag="--network-options", metavar="JSON")
-    deep_supervision: bool = setting(False, help="Train `unetpp` on all its decoder heads (inference always uses one head).")
-    pretrained: str | None = setting(None, help="Local weights file (state dict) for the DeepLabV3 backbone; nothing is ever downloaded.")
+        default_factory=dict,
+        help='Extra keyword arguments of the network as a JSON object, e.g. `{"channels": [8, 16, 32]}`.',
+        flag="--network-options",
+        metavar="JSON",
+    )
+    deep_supervision: bool = setting(
+        False, help="Train `unetpp` on all its decoder heads (inference always uses one head)."
+    )
+    pretrained: str | None = setting(
+        None, help="Local weights file (state dict) for the DeepLabV3 backbone; nothing is ever downloaded."
+    )
 
 
 @documented
@@ -230,61 +297,99 @@ class TrainConfig:
     """Optimisation schedule."""
 
     epochs: int = setting(50, help="Passes over the training set (an epoch is `iterations_per_epoch` steps when set).")
-    iterations_per_epoch: int | None = setting(None, help="Fixed number of steps per epoch; `null` is one pass over the data.")
+    iterations_per_epoch: int | None = setting(
+        None, help="Fixed number of steps per epoch; `null` is one pass over the data."
+    )
     batch_size: int = setting(4, help="Images per step (each contributes `samples_per_image` patches).")
     optimizer: Optimizer = setting("adamw", help="Optimiser.")
     learning_rate: float = setting(1e-3, help="Initial learning rate.", aliases=("--lr",))
     weight_decay: float = setting(1e-5, help="Weight decay of the optimiser.")
     scheduler: Scheduler = setting(
-        "cosine", help="Learning-rate schedule: `cosine` (down to 1 % over `epochs`), `poly` (power 0.9), `step` (times `lr_gamma` "
-                       "every `step_size` epochs), `plateau` (times `lr_gamma` when the validation mean Dice has not improved for "
-                       "`plateau_patience` validations; `ReduceLROnPlateau`) or `none`.")
+        "cosine",
+        help="Learning-rate schedule: `cosine` (down to 1 % over `epochs`), `poly` (power 0.9), `step` (times `lr_gamma` "
+        "every `step_size` epochs), `plateau` (times `lr_gamma` when the validation mean Dice has not improved for "
+        "`plateau_patience` validations; `ReduceLROnPlateau`) or `none`.",
+    )
     step_size: int = setting(30, help="Epochs between the drops of `scheduler=step`.")
     lr_gamma: float = setting(0.1, help="Factor of each learning-rate drop of `step` and `plateau`.")
     plateau_patience: int = setting(5, help="Validations without improvement before `plateau` drops the learning rate.")
     warmup_epochs: float = setting(
-        0.0, help="Linear warm-up: the learning rate rises from 0 to the schedule's over this many epochs (per step; fractions "
-                  "allowed), then the schedule goes on as if there had been none.")
+        0.0,
+        help="Linear warm-up: the learning rate rises from 0 to the schedule's over this many epochs (per step; fractions "
+        "allowed), then the schedule goes on as if there had been none.",
+    )
     early_stop_patience: int | None = setting(
-        None, help="Stop when the validation mean Dice has not improved by more than `early_stop_min_delta` for this many "
-                   "validations (ignite `EarlyStopping`); `null` never stops early.", metavar="N")
-    early_stop_min_delta: float = setting(0.0, help="Improvement of the validation mean Dice that resets `early_stop_patience`.")
+        None,
+        help="Stop when the validation mean Dice has not improved by more than `early_stop_min_delta` for this many "
+        "validations (ignite `EarlyStopping`); `null` never stops early.",
+        metavar="N",
+    )
+    early_stop_min_delta: float = setting(
+        0.0, help="Improvement of the validation mean Dice that resets `early_stop_patience`."
+    )
     accumulate_steps: int = setting(
-        1, help="Gradient accumulation: the optimiser steps once every N batches, so the effective batch is N x `batch_size` "
-                "(logged at the start).", metavar="N")
-    grad_clip: float | None = setting(None, help="Clip the gradients' global L2 norm to this before every optimiser step; `null`: "
-                                                 "no clipping.", metavar="NORM")
+        1,
+        help="Gradient accumulation: the optimiser steps once every N batches, so the effective batch is N x `batch_size` "
+        "(logged at the start).",
+        metavar="N",
+    )
+    grad_clip: float | None = setting(
+        None,
+        help="Clip the gradients' global L2 norm to this before every optimiser step; `null`: no clipping.",
+        metavar="NORM",
+    )
     tensorboard: bool = setting(
-        True, help="Write TensorBoard events into `RUN/tensorboard/`: training loss and learning rate per step, validation "
-                   "metrics per epoch, image | truth | prediction of a fixed validation case every `tensorboard_images_every` "
-                   "validations.")
-    tensorboard_images_every: int = setting(5, help="Validations between the image grids written to TensorBoard (0: none).",
-                                            metavar="N")
+        True,
+        help="Write TensorBoard events into `RUN/tensorboard/`: training loss and learning rate per step, validation "
+        "metrics per epoch, image | truth | prediction of a fixed validation case every `tensorboard_images_every` "
+        "validations.",
+    )
+    tensorboard_images_every: int = setting(
+        5, help="Validations between the image grids written to TensorBoard (0: none).", metavar="N"
+    )
     val_interval: int = setting(1, help="Validate every N epochs (and always after the last).")
-    device: str = setting("auto", help="`auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`.")
+    device: str = setting(
+        "auto", help="`auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`."
+    )
     precision: Precision = setting(
-        "auto", help="Training arithmetic: `auto` is float16 mixed precision on CUDA and bfloat16 autocast on CPUs with native "
-                     "bfloat16 (AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")
+        "auto",
+        help="Training arithmetic: `auto` is float16 mixed precision on CUDA and bfloat16 autocast on CPUs with native "
+        "bfloat16 (AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.",
+    )
     memory_format: MemoryFormat = setting(
-        "auto", help="Tensor layout of the network in training: `channels_last`, `contiguous`, or `auto`: channels-last "
-                     "except for `unetpp`, which it slows down.")
+        "auto",
+        help="Tensor layout of the network in training: `channels_last`, `contiguous`, or `auto`: channels-last "
+        "except for `unetpp`, which it slows down.",
+    )
     compile: Compile = setting(
-        "auto", help="`torch.compile` the network for training (about 1.3x per step on the CPU after a one-off compilation of "
-                     "1-2 min): `auto` compiles single-process runs of >= 400 steps or a time budget >= 10 min.")
+        "auto",
+        help="`torch.compile` the network for training (about 1.3x per step on the CPU after a one-off compilation of "
+        "1-2 min): `auto` compiles single-process runs of >= 400 steps or a time budget >= 10 min.",
+    )
     seed: int = setting(0, help="Seed for weights, sampling and augmentation.")
-    time_budget_min: float | None = setting(None, help="Stop after the epoch that crosses this wall-clock budget in minutes.")
+    time_budget_min: float | None = setting(
+        None, help="Stop after the epoch that crosses this wall-clock budget in minutes."
+    )
     schedule_by_time: bool = setting(
-        False, help="With `time_budget_min`: the learning rate follows the elapsed share of the budget (cosine or poly of "
-                    "elapsed / budget) rather than the epoch count, so it anneals as the budget ends however fast the epochs "
-                    "run; `epochs` stays an upper bound.")
+        False,
+        help="With `time_budget_min`: the learning rate follows the elapsed share of the budget (cosine or poly of "
+        "elapsed / budget) rather than the epoch count, so it anneals as the budget ends however fast the epochs "
+        "run; `epochs` stays an upper bound.",
+    )
     freeze_backbone_epochs: int = setting(
-        0, help="DeepLabV3 two-stage schedule: epochs with a frozen backbone before all layers train at "
-                "`learning_rate * finetune_lr_factor`.")
+        0,
+        help="DeepLabV3 two-stage schedule: epochs with a frozen backbone before all layers train at "
+        "`learning_rate * finetune_lr_factor`.",
+    )
     finetune_lr_factor: float = setting(0.1, help="Learning-rate factor of the second stage.")
     distributed: bool = setting(
-        False, help="Require a multi-process `torchrun` launch and train with `DistributedDataParallel`; a launch with "
-                    "`WORLD_SIZE > 1` switches it on by itself.")
-    dist_backend: DistBackend = setting("auto", help="Process-group backend: `auto` is `nccl` on CUDA and `gloo` on CPU.")
+        False,
+        help="Require a multi-process `torchrun` launch and train with `DistributedDataParallel`; a launch with "
+        "`WORLD_SIZE > 1` switches it on by itself.",
+    )
+    dist_backend: DistBackend = setting(
+        "auto", help="Process-group backend: `auto` is `nccl` on CUDA and `gloo` on CPU."
+    )
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -317,7 +422,9 @@ class TrainConfig:
         if self.tensorboard_images_every < 0:
             raise ConfigError(f"tensorboard_images_every must be >= 0, got {self.tensorboard_images_every}")
         if self.schedule_by_time and self.scheduler in ("step", "plateau"):
-            raise ConfigError(f"schedule_by_time follows the budget with cosine, poly or none, not scheduler={self.scheduler!r}")
+            raise ConfigError(
+                f"schedule_by_time follows the budget with cosine, poly or none, not scheduler={self.scheduler!r}"
+            )
 
 
 @documented
@@ -329,44 +436,68 @@ class InferConfig:
     overlap: float = setting(0.25, help="Window overlap in [0, 1).")
     sw_batch_size: int = setting(4, help="Windows per forward pass.")
     blend_mode: BlendMode = setting("gaussian", help="How overlapping windows are weighted.")
-    device: str = setting("auto", help="Where the network runs: `auto` (CUDA when available, one GPU per torchrun process), "
-                                       "`cpu` or `cuda[:N]`.")
+    device: str = setting(
+        "auto",
+        help="Where the network runs: `auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`.",
+    )
     sw_device: str | None = setting(None, help="Where windows are stitched; `null` is `device`.")
     tta_flips: bool = setting(
-        False, help="Average the softmax over flips of every combination of the axes training mirrored (`data.flip_axes`), as "
-                    "nnU-Net does.", aliases=("--tta",))
+        False,
+        help="Average the softmax over flips of every combination of the axes training mirrored (`data.flip_axes`), as "
+        "nnU-Net does.",
+        aliases=("--tta",),
+    )
     min_component_size: int = setting(
-        0, help="Remove connected components of a class with fewer voxels than this (0 keeps all): isolated false-positive "
-                "specks, e.g. on slices without the organ.", metavar="N")
-    keep_largest_component: bool = setting(False, help="Keep only the largest connected component of each class.",
-                                           aliases=("--keep-largest",))
+        0,
+        help="Remove connected components of a class with fewer voxels than this (0 keeps all): isolated false-positive "
+        "specks, e.g. on slices without the organ.",
+        metavar="N",
+    )
+    keep_largest_component: bool = setting(
+        False, help="Keep only the largest connected component of each class.", aliases=("--keep-largest",)
+    )
     fill_holes: bool = setting(False, help="Fill enclosed holes in each class.")
-    output_format: OutputFormat | None = setting(None, help="Mask format; `null` keeps the source's (DICOM series get a DICOM "
-                                                            "SEG, `seg`: DICOM sources only).")
+    output_format: OutputFormat | None = setting(
+        None, help="Mask format; `null` keeps the source's (DICOM series get a DICOM SEG, `seg`: DICOM sources only)."
+    )
     stitching: Stitching = setting(
-        "slab", help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
-                     "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "
-                     "whole image with `Spacingd`/`Invertd` (a float `classes x image` buffer; for comparison).")
+        "slab",
+        help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
+        "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "
+        "whole image with `Spacingd`/`Invertd` (a float `classes x image` buffer; for comparison).",
+    )
     inversion: Inversion = setting(
-        "linear", help="How predictions return to the source grid: `linear` interpolates the class probabilities into the "
-                       "source grid slab by slab and takes the argmax there, as MONAI's `Invertd` recipes do (smoother where "
-                       "the source is finer; axis-aligned grids, else `labels`); `labels` takes the argmax in the network "
-                       "grid and maps the `uint8` labels back nearest-neighbour (a little faster).")
+        "linear",
+        help="How predictions return to the source grid: `linear` interpolates the class probabilities into the "
+        "source grid slab by slab and takes the argmax there, as MONAI's `Invertd` recipes do (smoother where "
+        "the source is finer; axis-aligned grids, else `labels`); `labels` takes the argmax in the network "
+        "grid and maps the `uint8` labels back nearest-neighbour (a little faster).",
+    )
     precision: Precision = setting(
-        "auto", help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native bfloat16 "
-                     "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.")
+        "auto",
+        help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native bfloat16 "
+        "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.",
+    )
     memory_format: MemoryFormat = setting(
-        "auto", help="Tensor layout of the network: `channels_last` (`channels_last_3d` for volumes; 1.2-1.6x faster convolutions "
-                     "on CPUs), `contiguous`, or `auto`: channels-last except for `unetpp`, which it slows down.")
+        "auto",
+        help="Tensor layout of the network: `channels_last` (`channels_last_3d` for volumes; 1.2-1.6x faster convolutions "
+        "on CPUs), `contiguous`, or `auto`: channels-last except for `unetpp`, which it slows down.",
+    )
     foreground_crop: ForegroundCrop = setting(
-        "auto", help="Run windows only where the body is: of the image's own window grid, only the windows needed to cover the "
-                     "box of the foreground's sizeable components (plus `crop_margin_mm`) and holding foreground run; the rest "
-                     "is background. `ct`: above -500 HU; `nonzero`; `otsu`: above Otsu's threshold; `auto`: `ct` for "
-                     "`data.intensity=ct`, `nonzero` when every border voxel is 0, else `none`; `none` runs every window.")
+        "auto",
+        help="Run windows only where the body is: of the image's own window grid, only the windows needed to cover the "
+        "box of the foreground's sizeable components (plus `crop_margin_mm`) and holding foreground run; the rest "
+        "is background. `ct`: above -500 HU; `nonzero`; `otsu`: above Otsu's threshold; `auto`: `ct` for "
+        "`data.intensity=ct`, `nonzero` when every border voxel is 0, else `none`; `none` runs every window.",
+    )
     crop_margin_mm: float = setting(
-        20.0, help="Margin kept around the foreground box by `foreground_crop` (mm in 3D, pixels in 2D).", metavar="MM")
-    windows_only: bool = setting(True, help="CT volumes with `foreground_crop`: resample and normalise only what the windows read "
-                                            "(same windows, same values, less time); `false` resamples the whole image.")
+        20.0, help="Margin kept around the foreground box by `foreground_crop` (mm in 3D, pixels in 2D).", metavar="MM"
+    )
+    windows_only: bool = setting(
+        True,
+        help="CT volumes with `foreground_crop`: resample and normalise only what the windows read "
+        "(same windows, same values, less time); `false` resamples the whole image.",
+    )
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -488,7 +619,9 @@ class RunConfig:
                 raise ConfigError(f"unknown config field {dotted!r}; known: {sorted(known)}")
             changes.setdefault(section, {})[field] = value
         try:
-            sections = {name: replace_fields(getattr(self, name), fields, f"config.{name}") for name, fields in changes.items()}
+            sections = {
+                name: replace_fields(getattr(self, name), fields, f"config.{name}") for name, fields in changes.items()
+            }
             return dataclasses.replace(self, **sections)
         except TypeError as err:
             raise ConfigError(str(err)) from None

@@ -158,8 +158,9 @@ def describe_channels(count: int, names: Sequence[str] | None = None) -> str:
     return f"{count} channel(s): " + ", ".join(shown)
 
 
-def check_channels(source: Source, count: int | None, names: Sequence[str] | None = None,
-                   expected_by: str = "the model takes") -> None:
+def check_channels(
+    source: Source, count: int | None, names: Sequence[str] | None = None, expected_by: str = "the model takes"
+) -> None:
     """Refuse a case whose channel files are missing, or that has another number of channels than ``count``.
 
     Raises:
@@ -176,8 +177,10 @@ def check_channels(source: Source, count: int | None, names: Sequence[str] | Non
         raise InputError(f"{source.label}: {channel_label(index, names)} missing: {what}")
     if len(source.channels) > count:
         extra = ", ".join(p.name for p in source.channels[count:])
-        raise InputError(f"{source.label}: {len(source.channels)} channel files, but {expected_by} "
-                         f"{describe_channels(count, names)} (extra: {extra})")
+        raise InputError(
+            f"{source.label}: {len(source.channels)} channel files, but {expected_by} "
+            f"{describe_channels(count, names)} (extra: {extra})"
+        )
 
 
 def check_image_channels(source: Source, loaded: int, count: int | None, names: Sequence[str] | None) -> None:
@@ -189,8 +192,10 @@ def check_image_channels(source: Source, loaded: int, count: int | None, names: 
     if isinstance(source, ChannelCase) or names is None or count is None or loaded >= count:
         return
     stem = split_suffix(geometry_source(source))[0]
-    raise InputError(f"{source}: {channel_label(loaded, names)} missing: the model takes {describe_channels(count, names)}, "
-                     f"one file each ({stem}_0000, {stem}_0001, ... in one folder), but this is one image of {loaded} channel(s)")
+    raise InputError(
+        f"{source}: {channel_label(loaded, names)} missing: the model takes {describe_channels(count, names)}, "
+        f"one file each ({stem}_0000, {stem}_0001, ... in one folder), but this is one image of {loaded} channel(s)"
+    )
 
 
 def _channel_groups(files: Iterable[Path]) -> dict[tuple[Path, str], dict[int, Path]]:
@@ -205,7 +210,9 @@ def _channel_groups(files: Iterable[Path]) -> dict[tuple[Path, str], dict[int, P
 def _case(folder: Path, name: str, by_index: Mapping[int, Path]) -> ChannelCase:
     """The case of the channel files found; gaps become the names the missing files would have."""
     suffix = split_suffix(by_index[min(by_index)])[1]
-    return ChannelCase(name, tuple(by_index.get(k, folder / f"{name}_{k:04d}{suffix}") for k in range(max(by_index) + 1)))
+    return ChannelCase(
+        name, tuple(by_index.get(k, folder / f"{name}_{k:04d}{suffix}") for k in range(max(by_index) + 1))
+    )
 
 
 def group_channel_files(files: Sequence[Path]) -> list[Source]:
@@ -250,8 +257,10 @@ def _names_from(meta: Mapping[str, Any], path: Path) -> tuple[str, ...] | None:
         if key == "modality":
             logger.warning("%s: 'modality' %r does not map channel indices 0, 1, ... to names; ignored", path, value)
             return None
-        raise InputError(f"{path}: {key!r} must map the channel indices 0, 1, ... to names, e.g. "
-                         f"{{\"0\": \"T2\", \"1\": \"ADC\"}}, got {value!r}")
+        raise InputError(
+            f"{path}: {key!r} must map the channel indices 0, 1, ... to names, e.g. "
+            f'{{"0": "T2", "1": "ADC"}}, got {value!r}'
+        )
     return None
 
 
@@ -271,8 +280,9 @@ def dataset_channel_names(root: str | Path | None) -> tuple[str, ...] | None:
     return _names_from(meta, path) if isinstance(meta, dict) else None
 
 
-def group_training_channels(images_dir: Path, files: Sequence[Path], labels: Iterable[str],
-                            names: Sequence[str] | None) -> dict[str, tuple[Path, ...]] | None:
+def group_training_channels(
+    images_dir: Path, files: Sequence[Path], labels: Iterable[str], names: Sequence[str] | None
+) -> dict[str, tuple[Path, ...]] | None:
     """The channel files of each case of an nnU-Net ``imagesTr`` folder, checked; ``None`` for one channel per case.
 
     ``labels`` are the label stems (``NAME_0001`` with a label of that name is a case of its own); ``names``
@@ -294,8 +304,9 @@ def group_training_channels(images_dir: Path, files: Sequence[Path], labels: Ite
     return cases
 
 
-def resolve_channel_names(count: int, given: Sequence[str] | None, declared: Sequence[str] | None,
-                          separate_files: bool) -> tuple[str, ...] | None:
+def resolve_channel_names(
+    count: int, given: Sequence[str] | None, declared: Sequence[str] | None, separate_files: bool
+) -> tuple[str, ...] | None:
     """``data.channel_names`` for ``count`` channels: ``given`` (the setting), else ``declared`` (dataset.json), else
     ``channel_0, channel_1, ...`` when the channels come from separate files; ``None`` for one image's channels (RGB)."""
     for names, where in ((given, "data.channel_names"), (declared, "the dataset's channel_names")):
@@ -310,7 +321,9 @@ def resolve_channel_names(count: int, given: Sequence[str] | None, declared: Seq
 _CHANNEL_COLUMN = re.compile(r"^image_?(\d+)$")
 
 
-def csv_channel_cases(header: Sequence[str], rows: Sequence[Sequence[str]], base: Path, where: Path) -> list[ChannelCase] | None:
+def csv_channel_cases(
+    header: Sequence[str], rows: Sequence[Sequence[str]], base: Path, where: Path
+) -> list[ChannelCase] | None:
     """The cases of a CSV list with one column per channel (``image_0``, ``image_1``, ..., optional ``name``), paths
     relative to ``base``; ``None`` when the header has no such columns."""
     columns = {int(m[1]): i for i, cell in enumerate(header) if (m := _CHANNEL_COLUMN.match(cell.strip().lower()))}
@@ -318,7 +331,11 @@ def csv_channel_cases(header: Sequence[str], rows: Sequence[Sequence[str]], base
         return None
     if sorted(columns) != list(range(len(columns))):
         raise InputError(f"{where}: channel columns must be image_0 .. image_{len(columns) - 1}, got {sorted(columns)}")
-    name_at = [cell.strip().lower() for cell in header].index("name") if "name" in [c.strip().lower() for c in header] else None
+    name_at = (
+        [cell.strip().lower() for cell in header].index("name")
+        if "name" in [c.strip().lower() for c in header]
+        else None
+    )
     cases = []
     for number, row in enumerate(rows, start=2):
         cells = [row[columns[k]].strip() if columns[k] < len(row) else "" for k in range(len(columns))]

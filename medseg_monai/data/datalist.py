@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from medseg_monai.data.channels import (
-    ChannelCase, Source, as_source, csv_channel_cases, dataset_channel_names, group_channel_files, group_training_channels,
+    ChannelCase,
+    Source,
+    as_source,
+    csv_channel_cases,
+    dataset_channel_names,
+    group_channel_files,
+    group_training_channels,
 )
 from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io.dicom import expand_dicom_inputs, is_dicom_zip
@@ -68,20 +74,14 @@ def _names(names: Iterable[str], limit: int = 10) -> str:
 
 
 def _is_image_file(path: Path) -> bool:
-    return (
-        not path.name.startswith(".")
-        and path.is_file()
-        and split_suffix(path)[1].lower() in IMAGE_SUFFIXES
-    )
+    return not path.name.startswith(".") and path.is_file() and split_suffix(path)[1].lower() in IMAGE_SUFFIXES
 
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _is_image_file(p))
 
 
-def _by_stem(
-    files: Iterable[Path], root: Path, what: str, key: Callable[[str], str] = lambda s: s
-) -> dict[str, Path]:
+def _by_stem(files: Iterable[Path], root: Path, what: str, key: Callable[[str], str] = lambda s: s) -> dict[str, Path]:
     """Map ``key(stem)`` to file; two files with one key (``a.png`` + ``a.tif``) are an error."""
     groups: dict[str, list[Path]] = defaultdict(list)
     for path in files:
@@ -96,7 +96,11 @@ def _by_stem(
 
 def _item(image: Path | Sequence[Path], label: Path, name: str) -> dict[str, Any]:
     """An item; several channel files of one case are a list of images."""
-    absolute = [os.path.normpath(p.absolute()) for p in image] if isinstance(image, (list, tuple)) else os.path.normpath(image.absolute())
+    absolute = (
+        [os.path.normpath(p.absolute()) for p in image]
+        if isinstance(image, (list, tuple))
+        else os.path.normpath(image.absolute())
+    )
     return {IMAGE: absolute, LABEL: os.path.normpath(label.absolute()), NAME: name}
 
 
@@ -112,9 +116,7 @@ def _match(
     for name, image in images.items():
         found = [c for c in candidates(name) if c in masks]
         if len(found) > 1:
-            raise InputError(
-                f"{root}: case {name} has several masks: {', '.join(masks[c].name for c in found)}"
-            )
+            raise InputError(f"{root}: case {name} has several masks: {', '.join(masks[c].name for c in found)}")
         if not found:
             unmatched.append(name)
             continue
@@ -135,9 +137,7 @@ def _match(
     return sorted(items, key=lambda item: item[NAME])
 
 
-def load_datalist(
-    path: str | Path, key: str = "training", *, require_label: bool = True
-) -> list[dict[str, Any]]:
+def load_datalist(path: str | Path, key: str = "training", *, require_label: bool = True) -> list[dict[str, Any]]:
     """Read one list of a MONAI decathlon datalist JSON; paths are resolved against its folder.
 
     Each item gets a ``name`` (its image's stem) unless it has one. Sorted by name.
@@ -178,7 +178,9 @@ def load_datalist(
             missing += [f for f in files if not os.path.exists(f)]
         item = dict(entry)
         image = entry[IMAGE]  # a list: the channel files of one case, named after channel 0 (NAME_0000 -> NAME)
-        item[NAME] = str(entry.get(NAME) or (as_source(image).name if isinstance(image, list) else split_suffix(image)[0]))
+        item[NAME] = str(
+            entry.get(NAME) or (as_source(image).name if isinstance(image, list) else split_suffix(image)[0])
+        )
         items.append(item)
     if missing:
         raise FileNotFoundError(f"{path}: {len(missing)} listed file(s) do not exist: {_names(missing)}")
@@ -203,8 +205,10 @@ def _discover_msd(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
 
     ending = meta.get("file_ending")
     if ending:
+
         def keep(p: Path) -> bool:
             return p.name.endswith(ending) and not p.name.startswith(".") and p.is_file()
+
         image_files = sorted(p for p in images_dir.iterdir() if keep(p))
         label_files = sorted(p for p in labels_dir.iterdir() if keep(p))
     else:
@@ -388,14 +392,22 @@ def _read_list_file(path: Path) -> list[str | ChannelCase]:
     raise InputError(f"{path}: CSV needs a column named 'image' or 'path'; columns: {rows[0]}")
 
 
-def _collect_one(spec: Any, base: Path | None, missing: list[str], top: bool, listed_in: Path | None = None) -> list[Source]:
+def _collect_one(
+    spec: Any, base: Path | None, missing: list[str], top: bool, listed_in: Path | None = None
+) -> list[Source]:
     """The inputs ``spec`` stands for; a path that does not exist goes to ``missing`` (with the list naming it)."""
     if isinstance(spec, ChannelCase) and base is None:  # a case given as such: its own checks name missing channels
         return [spec]
-    if isinstance(spec, ChannelCase) or not isinstance(spec, (str, os.PathLike)):  # a list's case of several channel files
+    if isinstance(spec, ChannelCase) or not isinstance(
+        spec, (str, os.PathLike)
+    ):  # a list's case of several channel files
         case = as_source(spec)
-        files = tuple(p if base is None or p.is_absolute() else base / p for p in (q.expanduser() for q in case.channels))
-        gone = [str(p) + (f" (listed in {listed_in})" if listed_in is not None else "") for p in files if not p.exists()]
+        files = tuple(
+            p if base is None or p.is_absolute() else base / p for p in (q.expanduser() for q in case.channels)
+        )
+        gone = [
+            str(p) + (f" (listed in {listed_in})" if listed_in is not None else "") for p in files if not p.exists()
+        ]
         missing.extend(gone)
         return [] if gone else [ChannelCase(case.name, files)]
     text = str(spec)
@@ -403,7 +415,11 @@ def _collect_one(spec: Any, base: Path | None, missing: list[str], top: bool, li
     if base is not None and not path.is_absolute():
         path = base / path
     if path.is_dir():
-        return [path] if is_dicom_series_dir(path) else group_channel_files(sorted(p for p in path.iterdir() if _is_input(p)))
+        return (
+            [path]
+            if is_dicom_series_dir(path)
+            else group_channel_files(sorted(p for p in path.iterdir() if _is_input(p)))
+        )
     if path.is_file():
         if path.suffix.lower() in _LIST_SUFFIXES:
             if not top:

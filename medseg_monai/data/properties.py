@@ -17,13 +17,26 @@ from pathlib import Path
 import numpy as np
 
 from medseg_monai.config import DataConfig
-from medseg_monai.data.channels import as_source, dataset_channel_names, geometry_source, resolve_channel_names, source_files
+from medseg_monai.data.channels import (
+    as_source,
+    dataset_channel_names,
+    geometry_source,
+    resolve_channel_names,
+    source_files,
+)
 from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.io import load_image, read_geometry, spatial_dims_of
 from medseg_monai.io.validation import GRID_TOLERANCE
 from medseg_monai.keys import IMAGE, LABEL
 
-__all__ = ["check_pairs", "collect_label_values", "mask_values", "median_spacing", "resolve_channels", "resolve_data_config"]
+__all__ = [
+    "check_pairs",
+    "collect_label_values",
+    "mask_values",
+    "median_spacing",
+    "resolve_channels",
+    "resolve_data_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +49,22 @@ def mask_values(path: str, spatial_dims: int) -> np.ndarray:
     """
     array = np.asarray(load_image(path, role="mask"))
     if array.ndim > spatial_dims:
-        if array.shape[-1] > 1 and not all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, array.shape[-1])):
-            raise InputError(f"{path}: a colour mask ({array.shape[-1]} channels that differ); save the labels as one "
-                             "gray channel of class values")
+        if array.shape[-1] > 1 and not all(
+            np.array_equal(array[..., 0], array[..., c]) for c in range(1, array.shape[-1])
+        ):
+            raise InputError(
+                f"{path}: a colour mask ({array.shape[-1]} channels that differ); save the labels as one "
+                "gray channel of class values"
+            )
         array = array[..., 0]
     unique = np.unique(array)
     fractional = unique[np.mod(unique, 1) != 0]
     if fractional.size:
         shown = ", ".join(f"{v:g}" for v in unique[:6]) + (", ..." if unique.size > 6 else "")
-        raise InputError(f"{path}: mask values {shown} are not integers ({fractional.size} fractional); data.label_values "
-                         "maps integer values only: save the masks as integer class values (no interpolation)")
+        raise InputError(
+            f"{path}: mask values {shown} are not integers ({fractional.size} fractional); data.label_values "
+            "maps integer values only: save the masks as integer class values (no interpolation)"
+        )
     return unique
 
 
@@ -59,7 +78,9 @@ def _is_label_map(values: Sequence[int]) -> bool:
     return len(values) <= 2 or values == list(range(len(values))) or max(values) <= SMALL_LABEL_VALUE
 
 
-def collect_label_values(label_paths: Sequence[str], spatial_dims: int, expected: Sequence[int] | None = None) -> tuple[int, ...]:
+def collect_label_values(
+    label_paths: Sequence[str], spatial_dims: int, expected: Sequence[int] | None = None
+) -> tuple[int, ...]:
     """Sorted union of the integer values found in the masks (background 0 always included), checked.
 
     Without ``expected``, the values must look like a label map (``0..K``, small values up to
@@ -77,17 +98,21 @@ def collect_label_values(label_paths: Sequence[str], spatial_dims: int, expected
         found = [int(v) for v in mask_values(path, spatial_dims)]
         if expected is not None and not set(found) <= set(expected):
             unknown = sorted(set(found) - set(expected))
-            raise InputError(f"{path}: mask values {_shown(unknown)} are not in data.label_values {list(expected)} "
-                             f"(found {_shown(found)}; add them to data.label_values if they are classes)")
+            raise InputError(
+                f"{path}: mask values {_shown(unknown)} are not in data.label_values {list(expected)} "
+                f"(found {_shown(found)}; add them to data.label_values if they are classes)"
+            )
         if widest is None or len(found) > len(widest[1]):
             widest = (path, found)
         values.update(found)
     ordered = tuple(sorted(values))
     if expected is None and widest is not None and not _is_label_map(ordered):
         path, found = widest
-        raise InputError(f"{path}: mask values {_shown(found)} (all masks: {_shown(ordered)}) do not look like class labels "
-                         f"0, 1, 2, ... (anti-aliased edges or a resampled mask?); if they are the classes, set "
-                         f"data.label_values (--label-values {' '.join(map(str, ordered))})")
+        raise InputError(
+            f"{path}: mask values {_shown(found)} (all masks: {_shown(ordered)}) do not look like class labels "
+            f"0, 1, 2, ... (anti-aliased edges or a resampled mask?); if they are the classes, set "
+            f"data.label_values (--label-values {' '.join(map(str, ordered))})"
+        )
     return ordered
 
 
@@ -144,7 +169,9 @@ def resolve_data_config(cfg: DataConfig, train_pairs: Sequence[dict]) -> DataCon
     if cfg.label_names is None:
         changes["label_names"] = ("background",) + tuple(f"class_{i}" for i in range(1, len(label_values)))
     if image_dims == 3 and cfg.target_spacing is None:
-        changes["target_spacing"] = median_spacing([str(geometry_source(as_source(p[IMAGE]))) for p in train_pairs], cfg.orientation)
+        changes["target_spacing"] = median_spacing(
+            [str(geometry_source(as_source(p[IMAGE]))) for p in train_pairs], cfg.orientation
+        )
         logger.info("target spacing (median of the training set): %s", changes["target_spacing"])
     return dataclasses.replace(cfg, **changes)
 
@@ -165,8 +192,10 @@ def resolve_channels(cfg: DataConfig, train_pairs: Sequence[dict]) -> dict:
     Raises:
         InputError: cases with different numbers of channel files, naming the first odd case.
     """
-    counts = {str(item.get("name", i)): len(item[IMAGE]) if isinstance(item[IMAGE], (list, tuple)) else None
-              for i, item in enumerate(train_pairs)}
+    counts = {
+        str(item.get("name", i)): len(item[IMAGE]) if isinstance(item[IMAGE], (list, tuple)) else None
+        for i, item in enumerate(train_pairs)
+    }
     separate = any(c is not None for c in counts.values())
     if separate:
         first = next(iter(counts.values()))
@@ -174,8 +203,10 @@ def resolve_channels(cfg: DataConfig, train_pairs: Sequence[dict]) -> dict:
         if odd is not None:
             item = next(p for p in train_pairs if str(p.get("name")) == odd[0])
             files = ", ".join(Path(f).name for f in source_files(as_source(item[IMAGE])))
-            raise InputError(f"{cfg.datalist or cfg.data_dir}: case {odd[0]} has {odd[1] or 1} image file(s) ({files}) but "
-                             f"{next(iter(counts))} has {first or 1}; every case needs the same channels")
+            raise InputError(
+                f"{cfg.datalist or cfg.data_dir}: case {odd[0]} has {odd[1] or 1} image file(s) ({files}) but "
+                f"{next(iter(counts))} has {first or 1}; every case needs the same channels"
+            )
         count = int(first)
     else:
         count = cfg.in_channels or _image_channels(str(train_pairs[0][IMAGE]), cfg.image_dims)
@@ -186,8 +217,13 @@ def resolve_channels(cfg: DataConfig, train_pairs: Sequence[dict]) -> dict:
         changes["in_channels"] = count
     declared = dataset_channel_names(cfg.datalist or cfg.data_dir) if cfg.channel_names is None else None
     if declared is not None and not separate and len(declared) != count:
-        logger.warning("%s: dataset.json names %d channel(s) %s, but the images have %d; the names are not used",
-                       cfg.datalist or cfg.data_dir, len(declared), list(declared), count)
+        logger.warning(
+            "%s: dataset.json names %d channel(s) %s, but the images have %d; the names are not used",
+            cfg.datalist or cfg.data_dir,
+            len(declared),
+            list(declared),
+            count,
+        )
         declared = None
     if declared is not None and not separate and count == 1:
         declared = None  # a single-channel dataset (nnU-Net's {"0": "CT"}) keeps its old configuration
@@ -203,13 +239,18 @@ def _resolve_slicing(cfg: DataConfig, first_image: str) -> DataConfig:
     """A 2D network on volumes slices them across ``slice_axis`` (axial, 2, unless set); 2D images take no slicing."""
     volumes = spatial_dims_of(first_image) == 3
     if cfg.spatial_dims == 2 and volumes and cfg.slice_axis is None:
-        logger.info("2D network on volumes: slices across axis 2 (%s), %d context slice(s) on each side",
-                    cfg.orientation or "as stored", cfg.context_slices)
+        logger.info(
+            "2D network on volumes: slices across axis 2 (%s), %d context slice(s) on each side",
+            cfg.orientation or "as stored",
+            cfg.context_slices,
+        )
         return dataclasses.replace(cfg, slice_axis=2)
     if not volumes and (cfg.slice_axis is not None or cfg.context_slices):
         raise ConfigError(f"{first_image}: slice_axis and context_slices need volumes; the training images are 2D")
     if not volumes and cfg.target_spacing and len(cfg.target_spacing) != 2:
-        raise ConfigError(f"{first_image}: target_spacing must hold 2 values for 2D images, got {list(cfg.target_spacing)}")
+        raise ConfigError(
+            f"{first_image}: target_spacing must hold 2 values for 2D images, got {list(cfg.target_spacing)}"
+        )
     return cfg
 
 
@@ -231,9 +272,11 @@ def check_pairs(pairs: Sequence[dict]) -> None:
             a, b = np.asarray(image.affine_ras, dtype=float), np.asarray(label.affine_ras, dtype=float)
             tolerance = GRID_TOLERANCE * float(min(image.spacing))
             if np.abs(a - b).max() > tolerance:
-                problems.append(f"{path} and {what} lie on different grids (voxel-to-world matrices "
-                                f"differ by up to {np.abs(a - b).max():.3g} mm; spacing {_rounded(image.spacing)} vs "
-                                f"{_rounded(label.spacing)}, origin {_rounded(image.origin)} vs {_rounded(label.origin)})")
+                problems.append(
+                    f"{path} and {what} lie on different grids (voxel-to-world matrices "
+                    f"differ by up to {np.abs(a - b).max():.3g} mm; spacing {_rounded(image.spacing)} vs "
+                    f"{_rounded(label.spacing)}, origin {_rounded(image.origin)} vs {_rounded(label.origin)})"
+                )
                 break
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

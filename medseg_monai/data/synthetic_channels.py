@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 CHANNEL_NAMES = ("T2", "ADC")
 
 
-def synth_two_channel_3d(shape: Sequence[int] = (48, 48, 32),
-                         rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synth_two_channel_3d(
+    shape: Sequence[int] = (48, 48, 32), rng: np.random.Generator | int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One case: channel 0 and channel 1 (``float32``, roughly [0, 1000]) and the label (``uint8`` in {0, 1, 2}),
     all ``(X, Y, Z)``; see the module docstring for what each channel shows."""
     shape = _check_shape(shape, 3)
@@ -55,16 +56,37 @@ def synth_two_channel_3d(shape: Sequence[int] = (48, 48, 32),
     label = _render_label(_sample_scene(shape, rng), shape)
     bias = _bias_terms(shape, rng, amplitude=rng.uniform(0.05, 0.12))
     background, organ = rng.uniform(80, 140), rng.uniform(350, 420)
-    t2 = _render_image(label, np.array([background, background + organ, background + organ]), bias, True,
-                       rng.uniform(40, 60), rng, np.empty(shape, np.float32), (0.0, np.inf))
+    t2 = _render_image(
+        label,
+        np.array([background, background + organ, background + organ]),
+        bias,
+        True,
+        rng.uniform(40, 60),
+        rng,
+        np.empty(shape, np.float32),
+        (0.0, np.inf),
+    )
     floor, lesion = rng.uniform(150, 250), rng.uniform(450, 550)
-    adc = _render_image(label, np.array([floor, floor, floor + lesion]), bias, True,
-                        rng.uniform(40, 60), rng, np.empty(shape, np.float32), (0.0, np.inf))
+    adc = _render_image(
+        label,
+        np.array([floor, floor, floor + lesion]),
+        bias,
+        True,
+        rng.uniform(40, 60),
+        rng,
+        np.empty(shape, np.float32),
+        (0.0, np.inf),
+    )
     return t2, adc, label
 
 
-def make_synthetic_two_channel(out_dir: str | Path, n_cases: int = 12, shape: Sequence[int] = (48, 48, 32),
-                               spacing: Sequence[float] = (1.2, 1.2, 2.5), seed: int = 0) -> list[dict[str, Any]]:
+def make_synthetic_two_channel(
+    out_dir: str | Path,
+    n_cases: int = 12,
+    shape: Sequence[int] = (48, 48, 32),
+    spacing: Sequence[float] = (1.2, 1.2, 2.5),
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Write a two-channel nnU-Net dataset (``imagesTr/NAME_0000``, ``NAME_0001``, ``labelsTr/NAME``, ``dataset.json``).
 
     Both channels and the label of a case share one oblique affine (every third case flipped in x), as in

@@ -9,8 +9,22 @@
 """
 
 from medseg_monai.evaluation.folders import EvaluationResult, evaluate_folders, match_predictions
-from medseg_monai.evaluation.metrics import COUNTS, OVERLAP_METRICS, SURFACE_METRICS, case_counts, case_metrics, count_row, overlap_metrics
-from medseg_monai.evaluation.pooling import best_and_worst, case_scores, label_statistics, pooled_by_group, pooled_metrics
+from medseg_monai.evaluation.metrics import (
+    COUNTS,
+    OVERLAP_METRICS,
+    SURFACE_METRICS,
+    case_counts,
+    case_metrics,
+    count_row,
+    overlap_metrics,
+)
+from medseg_monai.evaluation.pooling import (
+    best_and_worst,
+    case_scores,
+    label_statistics,
+    pooled_by_group,
+    pooled_metrics,
+)
 
 __all__ = [
     "COUNTS",

@@ -56,7 +56,11 @@ def _case_key(path: Path) -> str:
 
 
 def _index_folder(folder: Path) -> dict[str, Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES)
+    )
     index: dict[str, Path] = {}
     for path in files:
         key = _case_key(path)
@@ -112,8 +116,9 @@ class _Scored:
         return {"case": self.name, "label": label, "label_name": label_name, **count_row(*counts, distances)}
 
 
-def _score_case(name: str, pred_path: Path, truth_path: Path, roi_path: Path | None, labels: Sequence[int] | None,
-                surface: bool) -> tuple[_Scored, set[int]]:
+def _score_case(
+    name: str, pred_path: Path, truth_path: Path, roi_path: Path | None, labels: Sequence[int] | None, surface: bool
+) -> tuple[_Scored, set[int]]:
     """Read one case, count every label value in it, and return the counts with the truth's label values."""
     spatial_dims = spatial_dims_of(truth_path)
     truth = as_label_map(load_image(truth_path, role="mask"), spatial_dims)

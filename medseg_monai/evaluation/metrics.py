@@ -56,13 +56,19 @@ def overlap_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
 def count_row(tp: int, fp: int, fn: int, tn: int, surface: Mapping[str, float] | None = None) -> dict[str, float]:
     """The row of one label from its counts, in the column order of ``metrics_per_case.csv``: the overlap
     metrics, ``truth_voxels``, ``pred_voxels``, the surface metrics when given, then the counts."""
-    row: dict[str, float] = {**overlap_metrics(tp, fp, fn, tn), "truth_voxels": float(tp + fn), "pred_voxels": float(tp + fp)}
+    row: dict[str, float] = {
+        **overlap_metrics(tp, fp, fn, tn),
+        "truth_voxels": float(tp + fn),
+        "pred_voxels": float(tp + fp),
+    }
     if surface is not None:
         row.update(surface)
     return {**row, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
-def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi: np.ndarray | None = None) -> dict[int, tuple[int, int, int, int]]:
+def case_counts(
+    pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi: np.ndarray | None = None
+) -> dict[int, tuple[int, int, int, int]]:
     """``(tp, fp, fn, tn)`` of each label value between two label maps of equal shape, inside ``roi`` when given."""
     if pred.shape != truth.shape:
         raise InputError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
@@ -79,13 +85,16 @@ def case_counts(pred: np.ndarray, truth: np.ndarray, values: Iterable[int], roi:
     return counts
 
 
-def label_surface(pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None,
-                  spacing: Sequence[float] | None) -> dict[str, float]:
+def label_surface(
+    pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None, spacing: Sequence[float] | None
+) -> dict[str, float]:
     """:func:`surface_metrics` of one label of two label maps, inside ``roi`` when given."""
     return surface_metrics(*_label_masks(pred, truth, label, roi), spacing)
 
 
-def _label_masks(pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _label_masks(
+    pred: np.ndarray, truth: np.ndarray, label: int, roi: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Where ``label`` is predicted and where it is true, inside ``roi`` when given."""
     p, t = pred == label, truth == label
     if roi is not None:
@@ -134,5 +143,7 @@ def case_metrics(
         and the counts ``tp``, ``fp``, ``fn``, ``tn``.
     """
     inside = None if roi is None else np.asarray(roi, dtype=bool)
-    return {label: count_row(*counts, label_surface(pred, truth, label, inside, spacing) if surface else None)
-            for label, counts in case_counts(pred, truth, labels, inside).items()}
+    return {
+        label: count_row(*counts, label_surface(pred, truth, label, inside, spacing) if surface else None)
+        for label, counts in case_counts(pred, truth, labels, inside).items()
+    }

@@ -33,7 +33,9 @@ def _sum_counts(rows: Sequence[Mapping], key: Callable[[Mapping], object]) -> di
 
 def pooled_metrics(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:
     """Overlap metrics per label name from the voxel counts summed over all cases."""
-    return {str(name): overlap_metrics(*counts) for name, counts in _sum_counts(rows, lambda r: r["label_name"]).items()}
+    return {
+        str(name): overlap_metrics(*counts) for name, counts in _sum_counts(rows, lambda r: r["label_name"]).items()
+    }
 
 
 def pooled_by_group(rows: Sequence[Mapping], group_of: Callable[[str], str | None]) -> dict[str, dict[str, float]]:
@@ -41,6 +43,7 @@ def pooled_by_group(rows: Sequence[Mapping], group_of: Callable[[str], str | Non
 
     Cases whose ``group_of(name)`` is ``None`` are left out.
     """
+
     def key(row: Mapping) -> tuple[str, str] | None:
         group = group_of(str(row["case"]))
         return None if group is None else (str(row["label_name"]), group)
@@ -58,10 +61,17 @@ def _stats(values: Sequence[float]) -> dict[str, float | int | None]:
     clean = [v for v in values if not math.isnan(v)]
     if not clean:
         return {"mean": None, "std": None, "median": None, "n": 0}
-    return {"mean": float(np.mean(clean)), "std": float(np.std(clean)), "median": float(np.median(clean)), "n": len(clean)}
+    return {
+        "mean": float(np.mean(clean)),
+        "std": float(np.std(clean)),
+        "median": float(np.median(clean)),
+        "n": len(clean),
+    }
 
 
-def label_statistics(rows: Sequence[Mapping], labels: Sequence[int], names: Mapping[int, str], metrics: Sequence[str]) -> dict:
+def label_statistics(
+    rows: Sequence[Mapping], labels: Sequence[int], names: Mapping[int, str], metrics: Sequence[str]
+) -> dict:
     """Per label name, per metric: mean, std, median and the number of cases where it is defined (NaN left out)."""
     per_label = {}
     for label in labels:
@@ -84,9 +94,11 @@ def case_scores(rows: Sequence[Mapping], labels: Sequence[int], metric: str = "d
     return {case: float(np.nanmean(v)) if any(not math.isnan(x) for x in v) else math.nan for case, v in values.items()}
 
 
-def best_and_worst(scores: Mapping[str, float], count: int = 2) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+def best_and_worst(
+    scores: Mapping[str, float], count: int = 2
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """The ``count`` highest and lowest scoring cases (NaN ignored; no case in both lists)."""
     ranked = sorted(((c, s) for c, s in scores.items() if not math.isnan(s)), key=lambda cs: (-cs[1], cs[0]))
     best = ranked[: min(count, (len(ranked) + 1) // 2)]
-    worst = ranked[len(best):][-count:][::-1]
+    worst = ranked[len(best) :][-count:][::-1]
     return best, worst

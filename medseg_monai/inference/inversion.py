@@ -21,8 +21,8 @@ import torch
 from monai.data.utils import to_affine_nd
 
 from medseg_monai.inference.maps import MapRequest, entropy_nats, store_probabilities
-from medseg_monai.transforms.resampling import axis_map, linear_at, sample_positions, source_index_map
 from medseg_monai.inference.stitching import argmax_classes
+from medseg_monai.transforms.resampling import axis_map, linear_at, sample_positions, source_index_map
 
 __all__ = ["SlabScoreInverter"]
 
@@ -44,9 +44,18 @@ class SlabScoreInverter:
         ValueError: the grids are not axis-aligned (use the label inversion).
     """
 
-    def __init__(self, grid_affine: np.ndarray, source_affine: np.ndarray, source_shape: Sequence[int],
-                 grid_shape: Sequence[int], slab_axis: int, probabilities: bool, box: Sequence[slice] | None = None,
-                 request: MapRequest | None = None, num_classes: int = 0):
+    def __init__(
+        self,
+        grid_affine: np.ndarray,
+        source_affine: np.ndarray,
+        source_shape: Sequence[int],
+        grid_shape: Sequence[int],
+        slab_axis: int,
+        probabilities: bool,
+        box: Sequence[slice] | None = None,
+        request: MapRequest | None = None,
+        num_classes: int = 0,
+    ):
         nd = len(source_shape)
         axes = axis_map(source_index_map(to_affine_nd(nd, grid_affine), to_affine_nd(nd, source_affine)))
         if axes is None:
@@ -74,7 +83,9 @@ class SlabScoreInverter:
         dtype = np.float32 if self.request.probabilities == "float32" else np.uint8
         self.probs = self._source_array((num_classes,), dtype) if self.request.probabilities else None
         if self.probs is not None:
-            self.probs[0] = store_probabilities(np.ones(1, np.float32), self.request.probabilities)[0]  # certain background
+            self.probs[0] = store_probabilities(np.ones(1, np.float32), self.request.probabilities)[
+                0
+            ]  # certain background
         self.entropy = self._source_array((), np.float32) if self.request.entropy else None
         self.labels_only = self.probs is None and self.entropy is None
         self.previous: np.ndarray | None = None  # the last grid plane of the previous slab, interpolated in-plane
@@ -134,9 +145,15 @@ class SlabScoreInverter:
             frac = self.frac[index].reshape(1, -1, *([1] * (planes.ndim - 2)))
             values = planes[:, low] * (1 - frac) + planes[:, high] * frac
             rows = slice(index[0], index[-1] + 1) if index[-1] - index[0] + 1 == index.size else index
-            target = (rows, *self.targets)  # a slice when it can: fancy writes into the Fortran-ordered arrays are slower
-            self.labels[target] = (labels_from_differences(values) if self.labels_only
-                                   else argmax_classes(torch.from_numpy(values)).numpy())
+            target = (
+                rows,
+                *self.targets,
+            )  # a slice when it can: fancy writes into the Fortran-ordered arrays are slower
+            self.labels[target] = (
+                labels_from_differences(values)
+                if self.labels_only
+                else argmax_classes(torch.from_numpy(values)).numpy()
+            )
             if self.probs is not None:
                 self.probs[(slice(None), *target)] = store_probabilities(values, self.request.probabilities)
             if self.entropy is not None:
@@ -150,7 +167,9 @@ class SlabScoreInverter:
         box_slab = self.box[self.slab_axis]
         lo, hi = max(box_slab.start, start) - start, min(box_slab.stop, stop) - start
         if hi > lo:
-            in_plane = (slice(self.box[a].start - c.start, self.box[a].stop - c.start) for a, c in zip(self.others, self.crop))
+            in_plane = (
+                slice(self.box[a].start - c.start, self.box[a].stop - c.start) for a, c in zip(self.others, self.crop)
+            )
             inside[(slice(lo, hi), *in_plane)] = True
         scores = scores.clone()
         scores[:, ~inside] = 0.0

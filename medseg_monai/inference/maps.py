@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from medseg_monai.config import ProbabilityDtype
-from medseg_monai.transforms.resampling import labels_to_source_grid
-from medseg_monai.inference.stitching import argmax_classes
 from medseg_monai.errors import ConfigError
+from medseg_monai.inference.stitching import argmax_classes
+from medseg_monai.transforms.resampling import labels_to_source_grid
 
 __all__ = ["MapRequest", "PredictionMaps", "GridMaps", "entropy_nats", "store_probabilities"]
 
@@ -85,8 +85,15 @@ class GridMaps:
         box: optional box (grid slices) outside which every position is background with certainty.
     """
 
-    def __init__(self, grid_shape: Sequence[int], slab_axis: int, probabilities: bool, request: MapRequest,
-                 num_classes: int, box: Sequence[slice] | None = None):
+    def __init__(
+        self,
+        grid_shape: Sequence[int],
+        slab_axis: int,
+        probabilities: bool,
+        request: MapRequest,
+        num_classes: int,
+        box: Sequence[slice] | None = None,
+    ):
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.slab_axis, self.probabilities, self.request, self.box = slab_axis, probabilities, request, box
         self.labels = np.zeros(self.grid_shape, dtype=np.uint8)
@@ -104,8 +111,9 @@ class GridMaps:
         labels = argmax_classes(probs).numpy()
         self.labels[tuple(index)] = np.moveaxis(labels, 0, self.slab_axis)
         if self.probs is not None:
-            self.probs[(slice(None), *index)] = np.moveaxis(store_probabilities(probs, self.request.probabilities), 1,
-                                                            self.slab_axis + 1)
+            self.probs[(slice(None), *index)] = np.moveaxis(
+                store_probabilities(probs, self.request.probabilities), 1, self.slab_axis + 1
+            )
         if self.entropy is not None:
             self.entropy[tuple(index)] = np.moveaxis(entropy_nats(probs), 0, self.slab_axis)
 
@@ -122,8 +130,9 @@ class GridMaps:
         if self.entropy is not None:
             self.entropy[outside] = 0.0
 
-    def to_source(self, grid_affine: np.ndarray, source_affine: np.ndarray,
-                  source_shape: Sequence[int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def to_source(
+        self, grid_affine: np.ndarray, source_affine: np.ndarray, source_shape: Sequence[int]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The maps nearest-neighbour in the source grid, as the labels go back: ``(probabilities, entropy)``."""
         back = lambda a: labels_to_source_grid(a, grid_affine, source_affine, source_shape)  # noqa: E731
         probs = np.stack([back(p) for p in self.probs]) if self.probs is not None else None

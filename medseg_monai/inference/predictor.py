@@ -30,24 +30,31 @@ from monai.transforms import Compose, Invertd
 
 from medseg_monai.config import SLICES_PER_WINDOW, InferConfig, InputChecks, RunConfig, replace_fields
 from medseg_monai.data.channels import (
-    ChannelCase, Source, as_source, check_channels, check_image_channels, geometry_source, loader_input, source_mask_filename,
+    ChannelCase,
+    Source,
+    as_source,
+    check_channels,
+    check_image_channels,
+    geometry_source,
+    loader_input,
+    source_mask_filename,
 )
-from medseg_monai.transforms.foreground import Foreground, find_foreground, foreground_mode
-from medseg_monai.transforms.slicing import in_plane_axes, stack_context
-from medseg_monai.transforms.chains import build_infer_stages, build_infer_transforms
-from medseg_monai.models.checkpoint import load_checkpoint
-from medseg_monai.transforms.postprocessing import build_postprocessing
+from medseg_monai.errors import CheckpointError, ConfigError, InputError
 from medseg_monai.inference.inversion import SlabScoreInverter
 from medseg_monai.inference.maps import GridMaps, MapRequest, PredictionMaps
-from medseg_monai.models.provenance import model_facts
-from medseg_monai.networks.precision import autocast, resolve_memory_format, resolve_precision
-from medseg_monai.transforms.resampling import AxisAlignedSpacingd, labels_to_source_grid
 from medseg_monai.inference.stitching import argmax_classes, slab_axis, sliding_window_stitch
 from medseg_monai.inference.windows_only import prepare_windows_only
-from medseg_monai.errors import CheckpointError, ConfigError, InputError
 from medseg_monai.io import RASTER_FORMATS, detect_format, recorded_warnings, write_mask
 from medseg_monai.keys import IMAGE, PRED
+from medseg_monai.models.checkpoint import load_checkpoint
+from medseg_monai.models.provenance import model_facts
 from medseg_monai.networks import SliceWindowNetwork, build_network
+from medseg_monai.networks.precision import autocast, resolve_memory_format, resolve_precision
+from medseg_monai.transforms.chains import build_infer_stages, build_infer_transforms
+from medseg_monai.transforms.foreground import Foreground, find_foreground, foreground_mode
+from medseg_monai.transforms.postprocessing import build_postprocessing
+from medseg_monai.transforms.resampling import AxisAlignedSpacingd, labels_to_source_grid
+from medseg_monai.transforms.slicing import in_plane_axes, stack_context
 from medseg_monai.utils import resolve_device
 
 __all__ = ["InferSettings", "PreparedImage", "Predictor"]
@@ -99,14 +106,22 @@ class Predictor:
         checks: how odd input images are handled (:class:`~medseg_monai.config.InputChecks`; ``None``: defaults).
     """
 
-    def __init__(self, network: torch.nn.Module, config: RunConfig, infer: InferSettings = None, checks: InputChecks | None = None):
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        config: RunConfig,
+        infer: InferSettings = None,
+        checks: InputChecks | None = None,
+    ):
         self.config = dataclasses.replace(config, infer=_infer_for(config, infer))
         self.checks = checks or InputChecks()
         infer = self.config.infer
         self.device = resolve_device(infer.device)
         self.stitch_device = resolve_device(infer.sw_device) if infer.sw_device else self.device
         self.dtype = resolve_precision(infer.precision, self.device)
-        self.memory_format = resolve_memory_format(infer.memory_format, self.config.data.spatial_dims, self.config.model.name)
+        self.memory_format = resolve_memory_format(
+            infer.memory_format, self.config.data.spatial_dims, self.config.model.name
+        )
         self.network = network.to(self.device, memory_format=self.memory_format).eval()
         self._window_format = self.memory_format if self.config.data.slice_axis is None else torch.contiguous_format
         self._slice_network: SliceWindowNetwork | None = None
@@ -117,7 +132,9 @@ class Predictor:
         self.geometry = Compose([AxisAlignedSpacingd.replaces(t) or t for t in geometry.transforms])
         self.normalisation = normalisation
         *loading, last = self.geometry.transforms  # with the lean resampling last: windows-only preparation may apply
-        self._loading, self._spacing = (Compose(loading), last) if isinstance(last, AxisAlignedSpacingd) else (self.geometry, None)
+        self._loading, self._spacing = (
+            (Compose(loading), last) if isinstance(last, AxisAlignedSpacingd) else (self.geometry, None)
+        )
         self.lean_transforms = Compose([*self.geometry.transforms, *normalisation.transforms])
         self.inferer = SlidingWindowInferer(
             roi_size=self.config.window_size(),
@@ -127,12 +144,19 @@ class Predictor:
             sw_device=self.device,
             device=self.stitch_device,
         )
-        self.invert = Invertd(keys=PRED, transform=self.transforms, orig_keys=IMAGE, nearest_interp=True, to_tensor=True)
+        self.invert = Invertd(
+            keys=PRED, transform=self.transforms, orig_keys=IMAGE, nearest_interp=True, to_tensor=True
+        )
         self._postprocess = build_postprocessing(infer, self.config.data.num_classes)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, infer: InferSettings = None, config: RunConfig | None = None,
-                        checks: InputChecks | None = None) -> Predictor:
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        infer: InferSettings = None,
+        config: RunConfig | None = None,
+        checks: InputChecks | None = None,
+    ) -> Predictor:
         """Build from one checkpoint file; its embedded config is used unless ``config`` is given."""
         payload = load_checkpoint(checkpoint)
         if config is None:
@@ -145,15 +169,22 @@ class Predictor:
         except RuntimeError as err:
             details = [line.strip() for line in str(err).strip().splitlines()[1:] if line.strip()]
             first = details[0] if details else str(err).strip().splitlines()[0]
-            raise CheckpointError(f"{checkpoint}: weights do not fit network {config.model.name!r} "
-                                  f"with options {dict(config.model.options)} ({first[:200]})") from None
+            raise CheckpointError(
+                f"{checkpoint}: weights do not fit network {config.model.name!r} "
+                f"with options {dict(config.model.options)} ({first[:200]})"
+            ) from None
         predictor = cls(network, config, infer, checks)
         predictor.source = Path(checkpoint)
         return predictor
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", infer: InferSettings = None,
-                 checks: InputChecks | None = None) -> Predictor:
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        checkpoint: str = "best",
+        infer: InferSettings = None,
+        checks: InputChecks | None = None,
+    ) -> Predictor:
         """Build from a run folder: ``checkpoint`` is ``best``, ``last`` or a file path; or from an exported model."""
         if str(run_dir).lower().endswith((".onnx", ".ts")) and not Path(run_dir).is_dir():  # medseg export's file
             return cls.from_artefact(run_dir, infer, checks)
@@ -168,7 +199,9 @@ class Predictor:
         return cls.from_checkpoint(path, infer, config, checks)
 
     @classmethod
-    def from_artefact(cls, path: str | Path, infer: InferSettings = None, checks: InputChecks | None = None) -> Predictor:
+    def from_artefact(
+        cls, path: str | Path, infer: InferSettings = None, checks: InputChecks | None = None
+    ) -> Predictor:
         """Build from an exported model (``medseg export``: ``.onnx``, ``.ts``); it runs in float32, contiguous."""
         from medseg_monai.models.artefact import load_artefact
 
@@ -177,7 +210,9 @@ class Predictor:
         infer = dataclasses.replace(infer, **fixed) if isinstance(infer, InferConfig) else {**(infer or {}), **fixed}
         predictor = cls(network, config, infer, checks)
         if Path(path).suffix.lower() == ".onnx" and tuple(predictor.config.roi_size) != tuple(config.roi_size):
-            raise ConfigError(f"{path}: an ONNX model takes its export's windows {list(config.roi_size)} only, not {list(predictor.config.roi_size)}")
+            raise ConfigError(
+                f"{path}: an ONNX model takes its export's windows {list(config.roi_size)} only, not {list(predictor.config.roi_size)}"
+            )
         predictor.source = Path(path)
         return predictor
 
@@ -209,7 +244,9 @@ class Predictor:
             axes = tuple(in_plane_axes(data.slice_axis)[a] for a in axes)
         return [tuple(a + 2 for i, a in enumerate(axes) if mask >> i & 1) for mask in range(2 ** len(axes))]
 
-    tta_passes = property(lambda self: len(self._flips()), doc="Network passes per window: 1, or one per flip with ``tta_flips``.")
+    tta_passes = property(
+        lambda self: len(self._flips()), doc="Network passes per window: 1, or one per flip with ``tta_flips``."
+    )
 
     def _window_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network output for a batch of windows: logits, or with ``tta_flips`` the mean softmax over flips (the softmax
@@ -229,7 +266,9 @@ class Predictor:
     def _window_roi(self, spatial: Sequence[int]) -> tuple[int, ...]:
         """Window size for an image of ``spatial`` shape (network grid); a 2D network's windows are at most as deep as the volume."""
         axis = self.config.data.slice_axis
-        return self.config.window_size(SLICES_PER_WINDOW if axis is None else min(SLICES_PER_WINDOW, int(spatial[axis])))
+        return self.config.window_size(
+            SLICES_PER_WINDOW if axis is None else min(SLICES_PER_WINDOW, int(spatial[axis]))
+        )
 
     def _slab_axis(self, spatial: Sequence[int]) -> int:
         roi = self._window_roi(spatial)
@@ -246,9 +285,16 @@ class Predictor:
         infer = self.config.infer
         spatial = image.shape[1:]
         sliding_window_stitch(
-            self._network_input(image), self._window_forward, sink, self._window_roi(spatial), overlap=self.config.window_overlap,
-            sw_batch_size=infer.sw_batch_size, mode=infer.blend_mode, device=self.device,
-            stitch_device=self.stitch_device, axis=self._slab_axis(spatial),
+            self._network_input(image),
+            self._window_forward,
+            sink,
+            self._window_roi(spatial),
+            overlap=self.config.window_overlap,
+            sw_batch_size=infer.sw_batch_size,
+            mode=infer.blend_mode,
+            device=self.device,
+            stitch_device=self.stitch_device,
+            axis=self._slab_axis(spatial),
             region=None if foreground is None else foreground.slices,
             foreground=None if foreground is None else torch.from_numpy(foreground.mask),
             logits=not infer.tta_flips,
@@ -272,7 +318,9 @@ class Predictor:
 
             def sink(start: int, stop: int, block: torch.Tensor) -> None:
                 if not probs:
-                    probs.append(torch.empty((block.shape[0], *item.shape[1:]), dtype=torch.float32, device=block.device))
+                    probs.append(
+                        torch.empty((block.shape[0], *item.shape[1:]), dtype=torch.float32, device=block.device)
+                    )
                 probs[0].movedim(axis + 1, 1)[:, start:stop] = block if tta else torch.softmax(block, dim=0)
 
             self._stitch(item, sink)
@@ -349,10 +397,21 @@ class Predictor:
         source = as_source(path)
         self.check_channels(source)
         with recorded_warnings() as warnings:
-            data = self._loading({IMAGE: loader_input(source)})  # in the network grid unless the lean resampling is to come
+            data = self._loading(
+                {IMAGE: loader_input(source)}
+            )  # in the network grid unless the lean resampling is to come
             self.check_channels(source, int(data[IMAGE].shape[0]))
-            found = None if self._spacing is None else prepare_windows_only(
-                data[IMAGE], self.config, self._spacing.pixdim, self._window_roi, lambda x: self.normalisation({IMAGE: x})[IMAGE])
+            found = (
+                None
+                if self._spacing is None
+                else prepare_windows_only(
+                    data[IMAGE],
+                    self.config,
+                    self._spacing.pixdim,
+                    self._window_roi,
+                    lambda x: self.normalisation({IMAGE: x})[IMAGE],
+                )
+            )
             if self._spacing is not None and found is None:  # windows-only does not apply: the whole image
                 data = self._spacing(data)
         if found is None:
@@ -405,10 +464,17 @@ class Predictor:
         spatial = tuple(int(s) for s in prepared.image.shape[1:])
         axis = self._slab_axis(spatial)
         try:
-            inverter = SlabScoreInverter(prepared.grid_affine, prepared.source_affine, prepared.source_shape, spatial, axis,
-                                         probabilities=bool(self.config.infer.tta_flips),
-                                         box=None if prepared.region is None else prepared.region.slices,
-                                         request=request, num_classes=self.config.data.num_classes)
+            inverter = SlabScoreInverter(
+                prepared.grid_affine,
+                prepared.source_affine,
+                prepared.source_shape,
+                spatial,
+                axis,
+                probabilities=bool(self.config.infer.tta_flips),
+                box=None if prepared.region is None else prepared.region.slices,
+                request=request,
+                num_classes=self.config.data.num_classes,
+            )
         except ValueError as err:
             logger.info("%s: %s; labels are mapped back nearest-neighbour", prepared.source, err)
             return None
@@ -419,8 +485,14 @@ class Predictor:
     def _grid_maps(self, prepared: PreparedImage, request: MapRequest) -> tuple[np.ndarray, Any, Any]:
         """Labels and maps in the network grid, then nearest-neighbour into the source grid (oblique grids)."""
         spatial = tuple(int(s) for s in prepared.image.shape[1:])
-        sink = GridMaps(spatial, self._slab_axis(spatial), bool(self.config.infer.tta_flips), request,
-                        self.config.data.num_classes, None if prepared.region is None else prepared.region.slices)
+        sink = GridMaps(
+            spatial,
+            self._slab_axis(spatial),
+            bool(self.config.infer.tta_flips),
+            request,
+            self.config.data.num_classes,
+            None if prepared.region is None else prepared.region.slices,
+        )
         self._stitch(prepared.image, sink, prepared.region)
         sink.background_outside()
         labels = self._postprocessed(torch.from_numpy(sink.labels)[None])[0].numpy()
@@ -436,14 +508,18 @@ class Predictor:
         margin = infer.crop_margin_mm / spacing if data.image_dims == 3 else np.full(raw.ndim - 1, infer.crop_margin_mm)
         region = find_foreground(raw, mode, margin, self._window_roi(raw.shape[1:]))
         if region is not None:
-            logger.debug("foreground (%s): box %s, %.0f%% of the image to segment", mode, region.slices, 100 * region.fraction)
+            logger.debug(
+                "foreground (%s): box %s, %.0f%% of the image to segment", mode, region.slices, 100 * region.fraction
+            )
         return region
 
     def _classes_full(self, path: Source) -> np.ndarray:
         data = self.transforms({IMAGE: loader_input(as_source(path))})
         image = data[IMAGE]
         labels = self.predict_labels(image)
-        data[PRED] = MetaTensor(labels.to(torch.float32), meta=dict(image.meta), applied_operations=list(image.applied_operations))
+        data[PRED] = MetaTensor(
+            labels.to(torch.float32), meta=dict(image.meta), applied_operations=list(image.applied_operations)
+        )
         inverted = self.invert(data)[PRED] if image.applied_operations else data[PRED]
         return torch.as_tensor(inverted).round().to(torch.int64)[0].numpy()
 
@@ -476,8 +552,13 @@ class Predictor:
         Returns the path written (``.mhd``/``.nhdr`` outputs become one-file ``.mha``/``.nrrd``).
         """
         names = self.label_names(source)
-        return write_mask(mask, geometry_source(as_source(source)), output, output_format=self.config.infer.output_format,
-                          label_names=names or None)
+        return write_mask(
+            mask,
+            geometry_source(as_source(source)),
+            output,
+            output_format=self.config.infer.output_format,
+            label_names=names or None,
+        )
 
     def predict_file(self, source: str | Path | Source | Sequence[str | Path], output: str | Path) -> Path:
         """Predict one image file (or DICOM folder, or case of channel files) and write its mask to the file ``output``;
@@ -486,7 +567,9 @@ class Predictor:
         ``output`` names the mask file (see :meth:`mask_path` for the usual name in a folder).
         """
         if Path(output).is_dir():
-            raise InputError(f"{output}: a folder; predict_file writes one mask file (its name: predictor.mask_path(source, folder))")
+            raise InputError(
+                f"{output}: a folder; predict_file writes one mask file (its name: predictor.mask_path(source, folder))"
+            )
         source = as_source(source)
         return self.save_mask(self.predict_image(source), source, output)
 

@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
-__all__ = ["Sink", "argmax_classes", "covering_starts", "scan_starts", "slab_axis", "sliding_window_stitch", "window_extent"]
+__all__ = [
+    "Sink",
+    "argmax_classes",
+    "covering_starts",
+    "scan_starts",
+    "slab_axis",
+    "sliding_window_stitch",
+    "window_extent",
+]
 
 #: score of a foreground class where no window ran, with logits: its softmax is 0 in float32
 _UNCOVERED_LOGIT = -1.0e4
@@ -78,8 +86,9 @@ def covering_starts(starts: Sequence[int], roi: int, lo: int, hi: int) -> list[i
     return kept
 
 
-def window_extent(spatial: Sequence[int], roi: Sequence[int], overlap: float | Sequence[float],
-                  region: Sequence[slice]) -> tuple[slice, ...]:
+def window_extent(
+    spatial: Sequence[int], roi: Sequence[int], overlap: float | Sequence[float], region: Sequence[slice]
+) -> tuple[slice, ...]:
     """The part of an image of ``spatial`` shape that the windows :func:`sliding_window_stitch` runs to cover
     ``region`` read (images smaller than a window are read whole)."""
     overlaps = [float(o) for o in overlap] if isinstance(overlap, Sequence) else [float(overlap)] * len(spatial)
@@ -144,7 +153,9 @@ def sliding_window_stitch(
     stitch_device = torch.device(stitch_device)
     pads = [max(r - s, 0) for r, s in zip(roi, spatial)]
     if foreground is not None and tuple(foreground.shape) != spatial:
-        raise ValueError(f"foreground mask {tuple(foreground.shape)} does not match the image's spatial shape {spatial}")
+        raise ValueError(
+            f"foreground mask {tuple(foreground.shape)} does not match the image's spatial shape {spatial}"
+        )
     if any(pads):  # F.pad wants the last axis first, (before, after) pairs
         pad_arg = [v for p in reversed(pads) for v in (p // 2, p - p // 2)]
         image = F.pad(image, pad_arg, mode="constant", value=0.0)
@@ -160,7 +171,9 @@ def sliding_window_stitch(
     crop_lo = [p // 2 for p in pads]
     if region is not None:
         bounds = [part.indices(size)[:2] for part, size in zip(region, spatial)]
-        starts = [covering_starts(starts[d], roi[d], lo + crop_lo[d], hi + crop_lo[d]) for d, (lo, hi) in enumerate(bounds)]
+        starts = [
+            covering_starts(starts[d], roi[d], lo + crop_lo[d], hi + crop_lo[d]) for d, (lo, hi) in enumerate(bounds)
+        ]
     partial = region is not None or foreground is not None
     weight = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device=stitch_device, dtype=torch.float32)
     constant = bool((weight == 1).all())
@@ -177,13 +190,21 @@ def sliding_window_stitch(
         if a1 <= a0:
             return
         plane = [spatial[d] for d in others]
-        step = max(1, _EMIT_VOXELS // max(math.prod(plane) * max(classes, 1), 1))  # a few planes at a time: small temporaries
+        step = max(
+            1, _EMIT_VOXELS // max(math.prod(plane) * max(classes, 1), 1)
+        )  # a few planes at a time: small temporaries
         if acc is None:  # constant blocks, expanded without memory: the sinks only read them
-            certain = torch.full((classes,), _UNCOVERED_LOGIT if logits else 0.0, dtype=torch.float32, device=stitch_device)
+            certain = torch.full(
+                (classes,), _UNCOVERED_LOGIT if logits else 0.0, dtype=torch.float32, device=stitch_device
+            )
             certain[0] = 0.0 if logits else 1.0
             for b0 in range(a0, a1, step):
                 b1 = min(b0 + step, a1)
-                sink(b0 - crop_lo[axis], b1 - crop_lo[axis], certain.view(-1, *([1] * nd)).expand(classes, b1 - b0, *plane))
+                sink(
+                    b0 - crop_lo[axis],
+                    b1 - crop_lo[axis],
+                    certain.view(-1, *([1] * nd)).expand(classes, b1 - b0, *plane),
+                )
             emitted = a1 - crop_lo[axis]
             return
         for b0 in range(a0, a1, step):
@@ -248,15 +269,24 @@ def sliding_window_stitch(
     return axis
 
 
-def _first_output_shape(forward: Callable, image: torch.Tensor, roi: Sequence[int], device: torch.device | str,
-                        stitch_device: torch.device, axis: int, other_shape: Sequence[int]) -> torch.Tensor:
+def _first_output_shape(
+    forward: Callable,
+    image: torch.Tensor,
+    roi: Sequence[int],
+    device: torch.device | str,
+    stitch_device: torch.device,
+    axis: int,
+    other_shape: Sequence[int],
+) -> torch.Tensor:
     """A zero accumulator for a slab whose windows were all skipped (one window is run for the class count)."""
     out = forward(image[(slice(None), *(slice(0, r) for r in roi))][None].to(device))
     out = out[0] if isinstance(out, (list, tuple)) else out
     return torch.zeros([out.shape[1], roi[axis], *other_shape], dtype=torch.float32, device=stitch_device)
 
 
-def _window_index(axis: int, start: int, roi: Sequence[int], others: Sequence[int], pos: Sequence[int]) -> tuple[slice, ...]:
+def _window_index(
+    axis: int, start: int, roi: Sequence[int], others: Sequence[int], pos: Sequence[int]
+) -> tuple[slice, ...]:
     index: list[slice] = [slice(None)] * len(roi)
     index[axis] = slice(start, start + roi[axis])
     for d, p in zip(others, pos):

@@ -16,9 +16,9 @@ import torch
 from monai.data import MetaTensor
 
 from medseg_monai.config import RunConfig
+from medseg_monai.inference.stitching import window_extent
 from medseg_monai.transforms.foreground import Foreground, find_foreground, foreground_mode, map_foreground
 from medseg_monai.transforms.resampling import resample_extent, spacing_plan
-from medseg_monai.inference.stitching import window_extent
 
 __all__ = ["prepare_windows_only"]
 
@@ -46,7 +46,9 @@ def prepare_windows_only(
         whole image.
     """
     infer, data = config.infer, config.data
-    if not (infer.windows_only and data.resolved_intensity == "ct" and data.image_dims == 3 and data.slice_axis is None):
+    if not (
+        infer.windows_only and data.resolved_intensity == "ct" and data.image_dims == 3 and data.slice_axis is None
+    ):
         return None
     plan = spacing_plan(image, pixdim)
     if plan.axes is None or plan.identity:

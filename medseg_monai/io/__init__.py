@@ -1,6 +1,8 @@
 """Reading images of every supported format into MONAI, writing masks in their source's geometry (DICOM series: a
 DICOM SEG), and facts about written masks (complete or not, checksums, label statistics)."""
 
+from medseg_monai.io.dicom import DicomSeries, expand_dicom_inputs, is_dicom_input
+from medseg_monai.io.dicom_seg import write_seg  # registers the "seg" writer
 from medseg_monai.io.formats import (
     FORMAT_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -14,6 +16,15 @@ from medseg_monai.io.formats import (
     spatial_dims_of,
     split_suffix,
 )
+from medseg_monai.io.outputs import (
+    as_label_map,
+    count_components,
+    file_sha256,
+    is_complete,
+    mask_statistics,
+    remove_stale_temporaries,
+    value_counts,
+)
 from medseg_monai.io.readers import (
     FormatDispatchReader,
     Geometry,
@@ -24,13 +35,8 @@ from medseg_monai.io.readers import (
     read_geometry,
     reader_for_format,
 )
-from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype, register_writer, write_mask
-from medseg_monai.io.dicom import DicomSeries, expand_dicom_inputs, is_dicom_input
-from medseg_monai.io.dicom_seg import write_seg  # registers the "seg" writer
 from medseg_monai.io.validation import recorded_warnings
-from medseg_monai.io.outputs import (
-    as_label_map, count_components, file_sha256, is_complete, mask_statistics, remove_stale_temporaries, value_counts,
-)
+from medseg_monai.io.writers import MASK_WRITERS, label_sidecar_path, mask_dtype, register_writer, write_mask
 
 __all__ = [
     "DicomSeries",

@@ -54,7 +54,9 @@ SERIES_MARK = "#series="
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _DICOM_MAGIC_OFFSET = 128
 #: modalities of DICOM objects that are not images to segment (structure sets, reports, segmentations, states)
-NON_IMAGE_MODALITIES = frozenset({"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "SEG", "PR", "KO", "REG", "DOC", "PLAN"})
+NON_IMAGE_MODALITIES = frozenset(
+    {"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "SEG", "PR", "KO", "REG", "DOC", "PLAN"}
+)
 #: largest difference of two slices' ImageOrientationPatient cosines for them to share the series' grid
 ORIENTATION_TOLERANCE = 1e-3
 
@@ -120,7 +122,11 @@ def is_dicom_series_dir(path: str | Path) -> bool:
     if not path.is_dir():
         return False
     for child in sorted(path.iterdir())[:64]:
-        if child.is_file() and not child.name.startswith(".") and (child.suffix.lower() == ".dcm" or _has_dicom_magic(child)):
+        if (
+            child.is_file()
+            and not child.name.startswith(".")
+            and (child.suffix.lower() == ".dcm" or _has_dicom_magic(child))
+        ):
             return True
     return False
 
@@ -151,7 +157,9 @@ def _extract_zip(archive: Path, target: Path) -> dict[str, str]:
             members = [m for m in zipped.infolist() if not m.is_dir() and not _skipped_member(m.filename)]
             need, free = sum(m.file_size for m in members), shutil.disk_usage(target).free
             if need > free:
-                raise InputError(f"{archive}: extracting needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free in {target.parent}")
+                raise InputError(
+                    f"{archive}: extracting needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free in {target.parent}"
+                )
             for index, member in enumerate(members):
                 base = re.sub(r"[^\w.-]+", "_", PurePosixPath(member.filename).name) or "file"
                 flat = base if base not in names else f"{index:06d}_{base}"
@@ -229,7 +237,9 @@ def _series_files(sitk: Any, folder: str, uid: str | None) -> list[str]:
     files = {s: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, s)) for s in series}
     if uid is not None:
         if uid not in files:
-            raise InputError(f"{folder}: no DICOM series with SeriesInstanceUID {uid}; it holds {_listed(folder, files, series)}")
+            raise InputError(
+                f"{folder}: no DICOM series with SeriesInstanceUID {uid}; it holds {_listed(folder, files, series)}"
+            )
         series = (uid,)
     elif len(series) > 1:
         kept = []
@@ -240,8 +250,10 @@ def _series_files(sitk: Any, folder: str, uid: str | None) -> list[str]:
             else:
                 logger.warning("%s: left out series %s (%s, %d files)", folder, s, reason, len(files[s]))
         if len(kept) != 1:
-            raise InputError(f"{folder}: {len(kept or series)} DICOM series in one folder: {_listed(folder, files, kept or series)}; "
-                             "give the folder of one series, or predict the folder to get one output per series (--series UID picks one)")
+            raise InputError(
+                f"{folder}: {len(kept or series)} DICOM series in one folder: {_listed(folder, files, kept or series)}; "
+                "give the folder of one series, or predict the folder to get one output per series (--series UID picks one)"
+            )
         series = tuple(kept)
     _check_stray_files(folder, {Path(n).resolve() for s in files for n in files[s]})
     slices = _on_grid(folder, [_slice(name) for name in files[series[0]]])
@@ -257,7 +269,9 @@ def _dicom_header(name: str) -> Any:
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
-        raise InputError(f"{name}: unreadable DICOM slice ({str(err).strip().splitlines()[-1] if str(err).strip() else err})") from err
+        raise InputError(
+            f"{name}: unreadable DICOM slice ({str(err).strip().splitlines()[-1] if str(err).strip() else err})"
+        ) from err
     return reader
 
 
@@ -285,8 +299,12 @@ def _numbers(reader: Any, key: str, count: int) -> np.ndarray | None:
 
 def _slice(name: str) -> _Slice:
     reader = _dicom_header(name)
-    return _Slice(name, "LOCALIZER" in _tag(reader, "0008|0008").upper(), _numbers(reader, "0020|0037", 6),
-                  _numbers(reader, "0020|0032", 3))
+    return _Slice(
+        name,
+        "LOCALIZER" in _tag(reader, "0008|0008").upper(),
+        _numbers(reader, "0020|0037", 6),
+        _numbers(reader, "0020|0032", 3),
+    )
 
 
 def _on_grid(folder: str, slices: list[_Slice]) -> list[_Slice]:
@@ -303,8 +321,12 @@ def _on_grid(folder: str, slices: list[_Slice]) -> list[_Slice]:
     if not kept:
         raise InputError(f"{folder}: every one of the {len(slices)} slices is a localizer; no image series to segment")
     left = sorted(Path(s.name).name for s in slices if s not in kept)
-    logger.warning("%s: left out %d localizer slice(s) not on the series' grid (%s)", folder, len(left),
-                   ", ".join(left[:5]) + (" ..." if len(left) > 5 else ""))
+    logger.warning(
+        "%s: left out %d localizer slice(s) not on the series' grid (%s)",
+        folder,
+        len(left),
+        ", ".join(left[:5]) + (" ..." if len(left) > 5 else ""),
+    )
     if main is not None and all(s.position is not None for s in kept):
         normal = np.cross(main[:3], main[3:])
         kept.sort(key=lambda s: float(np.dot(normal, s.position)))
@@ -314,7 +336,12 @@ def _on_grid(folder: str, slices: list[_Slice]) -> list[_Slice]:
 def _check_stray_files(folder: str, listed: set[Path]) -> None:
     """Every DICOM file of ``folder`` belongs to a series GDCM found (or is a non-image object set aside)."""
     for path in sorted(Path(folder).iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.name.upper() != "DICOMDIR" and path.resolve() not in listed:
+        if (
+            path.is_file()
+            and not path.name.startswith(".")
+            and path.name.upper() != "DICOMDIR"
+            and path.resolve() not in listed
+        ):
             if path.suffix.lower() == ".dcm" or _has_dicom_magic(path):
                 if _set_aside([str(path)]) is not None:  # raises for a broken file
                     continue
@@ -330,11 +357,15 @@ def _check_spacing(folder: str, slices: Sequence[_Slice]) -> None:
     steps = np.diff(ordered)
     spacing = float(np.median(steps))
     if spacing <= 1e-6 or steps.min() < 0.5 * spacing:
-        raise InputError(f"{folder}: two slices share a position ({len(slices)} files); the series holds a duplicate slice")
+        raise InputError(
+            f"{folder}: two slices share a position ({len(slices)} files); the series holds a duplicate slice"
+        )
     worst = int(np.argmax(steps))
     if steps[worst] > 1.5 * spacing:
-        raise InputError(f"{folder}: missing slice(s): a gap of {steps[worst]:.3g} mm between slice positions "
-                         f"{ordered[worst]:.4g} and {ordered[worst + 1]:.4g} mm where the slices are {spacing:.3g} mm apart")
+        raise InputError(
+            f"{folder}: missing slice(s): a gap of {steps[worst]:.3g} mm between slice positions "
+            f"{ordered[worst]:.4g} and {ordered[worst + 1]:.4g} mm where the slices are {spacing:.3g} mm apart"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- several series
@@ -374,8 +405,15 @@ def list_series(path: str | Path) -> tuple[SeriesInfo, ...]:
         for uid in uids:
             files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
             header = _dicom_header(files[0])
-            infos.append(SeriesInfo(uid, _tag(header, "0020|0011"), _tag(header, "0008|103e"), len(files),
-                                    _set_aside(files) if len(uids) > 1 else None))
+            infos.append(
+                SeriesInfo(
+                    uid,
+                    _tag(header, "0020|0011"),
+                    _tag(header, "0008|103e"),
+                    len(files),
+                    _set_aside(files) if len(uids) > 1 else None,
+                )
+            )
     with _CACHE_LOCK:
         if len(_SERIES_CACHE) > 256:
             _SERIES_CACHE.clear()
@@ -392,7 +430,9 @@ def _series_names(stem: str, infos: Sequence[SeriesInfo]) -> dict[str, str]:
     the UID where they clash."""
     names = {}
     for info in infos:
-        number = f"s{int(info.number):03d}" if info.number.isdigit() else _clean(info.number) and f"s{_clean(info.number)}"
+        number = (
+            f"s{int(info.number):03d}" if info.number.isdigit() else _clean(info.number) and f"s{_clean(info.number)}"
+        )
         parts = [part for part in (number, _clean(info.description)) if part]
         names[info.uid] = "_".join([stem, *parts]) if parts else f"{stem}_{info.uid}"
     counts = Counter(names.values())

@@ -21,7 +21,7 @@ import numpy as np
 from medseg_monai.errors import InputError
 from medseg_monai.io.dicom import dicom_folder, dicom_series_files
 from medseg_monai.io.readers import Geometry
-from medseg_monai.io.seg_files import referenced_instances, read_seg_header
+from medseg_monai.io.seg_files import read_seg_header, referenced_instances
 from medseg_monai.io.snomed import property_codes
 from medseg_monai.io.writers import register_writer
 
@@ -73,16 +73,22 @@ def _description(number: int, value: int, name: str, version: str) -> Any:
         segmented_property_type=kind,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name=ALGORITHM_NAME, version=version, family=codes.cid7162.ArtificialIntelligence),
+            name=ALGORITHM_NAME, version=version, family=codes.cid7162.ArtificialIntelligence
+        ),
     )
     if modifier is not None:  # laterality: the DICOM way, a modifier of the segmented property type
-        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [hd.sr.CodedConcept(
-            value=modifier.value, scheme_designator=modifier.scheme_designator, meaning=modifier.meaning)]
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            hd.sr.CodedConcept(
+                value=modifier.value, scheme_designator=modifier.scheme_designator, meaning=modifier.meaning
+            )
+        ]
     return description
 
 
 @register_writer("seg", label_names=True)
-def write_seg(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path, *, label_names: Mapping[int, str] | None = None) -> None:
+def write_seg(
+    mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path, *, label_names: Mapping[int, str] | None = None
+) -> None:
     """Write ``mask`` (``(X, Y, Z)``, the source series' grid) as a DICOM SEG of the series ``source`` to ``tmp``."""
     import highdicom as hd
 
@@ -91,7 +97,9 @@ def write_seg(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path, *, 
     datasets = source_datasets(source)
     first = datasets[0]
     if (len(datasets), int(first.Rows), int(first.Columns)) != (mask.shape[2], mask.shape[1], mask.shape[0]):
-        raise InputError(f"{source}: {len(datasets)} slices of {first.Rows}x{first.Columns} do not hold a mask of shape {mask.shape}")
+        raise InputError(
+            f"{source}: {len(datasets)} slices of {first.Rows}x{first.Columns} do not hold a mask of shape {mask.shape}"
+        )
     names = dict(label_names or {})
     values = segment_values(mask, names)
     version = _version()
@@ -107,20 +115,31 @@ def write_seg(mask: np.ndarray, source: Path, geometry: Geometry, tmp: Path, *, 
         seg = _segmentation(hd, datasets, numbers, values, names, version, series_number)
     except (ValueError, TypeError, AttributeError, KeyError) as err:  # highdicom's checks of the source slices
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{source}: cannot make a DICOM SEG of this series ({reason}); "
-                         "write another format with --output-format nifti") from err
+        raise InputError(
+            f"{source}: cannot make a DICOM SEG of this series ({reason}); "
+            "write another format with --output-format nifti"
+        ) from err
     seg.SeriesDescription = f"SEG {first.get('SeriesDescription', '')}".strip()[:64]
     seg.save_as(str(tmp))
     logger.debug("%s: SEG of %d segment(s), %d frame(s)", source, len(values), int(seg.NumberOfFrames))
 
 
-def _segmentation(hd: Any, datasets: list[Any], numbers: np.ndarray, values: list[int], names: Mapping[int, str],
-                  version: str, series_number: int) -> Any:
+def _segmentation(
+    hd: Any,
+    datasets: list[Any],
+    numbers: np.ndarray,
+    values: list[int],
+    names: Mapping[int, str],
+    version: str,
+    series_number: int,
+) -> Any:
     return hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=numbers,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_description(n, v, names.get(v, f"label_{v}"), version) for n, v in enumerate(values, start=1)],
+        segment_descriptions=[
+            _description(n, v, names.get(v, f"label_{v}"), version) for n, v in enumerate(values, start=1)
+        ],
         series_instance_uid=hd.UID(),
         series_number=series_number,
         sop_instance_uid=hd.UID(),
@@ -151,7 +170,9 @@ def seg_matches_source(output: str | Path, source: str | Path) -> None:
     if referenced_instances(ds) != [d.SOPInstanceUID for d in datasets]:
         raise InputError(f"{output}: does not reference the {len(datasets)} slices of {source}")
     if (int(ds.Rows), int(ds.Columns)) != (int(datasets[0].Rows), int(datasets[0].Columns)):
-        raise InputError(f"{output}: {ds.Rows}x{ds.Columns} frames, the source's are {datasets[0].Rows}x{datasets[0].Columns}")
+        raise InputError(
+            f"{output}: {ds.Rows}x{ds.Columns} frames, the source's are {datasets[0].Rows}x{datasets[0].Columns}"
+        )
     need = (int(ds.NumberOfFrames) * int(ds.Rows) * int(ds.Columns) + 7) // 8
     if len(ds.get("PixelData", b"")) < need:
         raise InputError(f"{output}: truncated pixel data")

@@ -107,8 +107,10 @@ def check_output_format(source: str | Path, fmt: str) -> None:
     if fmt not in MASK_SUFFIXES:
         raise InputError(f"unknown output format {fmt!r}; known: {sorted(MASK_SUFFIXES)}")
     if fmt in OUTPUT_ONLY_FORMATS and detect_format(source) != "dicom":
-        raise InputError(f"{source}: a DICOM SEG ({fmt!r}) needs a DICOM series source, this is a {detect_format(source)} image; "
-                         "choose another --output-format (nifti, mha, nrrd)")
+        raise InputError(
+            f"{source}: a DICOM SEG ({fmt!r}) needs a DICOM series source, this is a {detect_format(source)} image; "
+            "choose another --output-format (nifti, mha, nrrd)"
+        )
 
 
 def mask_filename(source: str | Path, output_format: str | None = None) -> str:

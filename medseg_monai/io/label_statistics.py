@@ -25,17 +25,33 @@ __all__ = ["STATISTICS_COLUMNS", "label_statistics", "write_statistics_csv"]
 _AXES = ("x", "y", "z")
 #: columns of ``predict_statistics.csv``, in order (2D masks leave the ``z`` and volume columns empty)
 STATISTICS_COLUMNS: tuple[str, ...] = (
-    "case", "label", "name", "voxels", "volume_ml", "mean", "median", "std", "min", "max",
+    "case",
+    "label",
+    "name",
+    "voxels",
+    "volume_ml",
+    "mean",
+    "median",
+    "std",
+    "min",
+    "max",
     *(f"bbox_{end}_{a}" for end in ("min", "max") for a in _AXES),
     *(f"bbox_size_mm_{a}" for a in _AXES),
     *(f"centroid_{a}" for a in _AXES),
-    "components", "touches_border",
+    "components",
+    "touches_border",
 )
 
 
-def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray, spacing: Sequence[float],
-                     names: Mapping[int, str] | None = None, background: int = 0,
-                     sizes: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+def label_statistics(
+    mask: np.ndarray,
+    image: np.ndarray,
+    affine_ras: np.ndarray,
+    spacing: Sequence[float],
+    names: Mapping[int, str] | None = None,
+    background: int = 0,
+    sizes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Statistics of every foreground value of ``mask`` (and every named one, empty when absent).
 
     Args:
@@ -67,7 +83,12 @@ def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray
     rows = []
     for key, size in sizes.items():
         value, count = int(key), int(size["count"])
-        row: dict[str, Any] = {"label": value, "name": size["name"], "voxels": count, "volume_ml": size.get("volume_ml")}
+        row: dict[str, Any] = {
+            "label": value,
+            "name": size["name"],
+            "voxels": count,
+            "volume_ml": size.get("volume_ml"),
+        }
         if count == 0:
             row.update({key: None for key in STATISTICS_COLUMNS if key not in row and key != "case"})
             row.update(components=0, touches_border=False)
@@ -75,8 +96,13 @@ def label_statistics(mask: np.ndarray, image: np.ndarray, affine_ras: np.ndarray
             continue
         inside = mask == value
         hits = image[inside]
-        row.update(mean=round(float(hits.mean()), 4), median=round(float(np.median(hits)), 4), std=round(float(hits.std()), 4),
-                   min=float(hits.min()), max=float(hits.max()))
+        row.update(
+            mean=round(float(hits.mean()), 4),
+            median=round(float(np.median(hits)), 4),
+            std=round(float(hits.std()), 4),
+            min=float(hits.min()),
+            max=float(hits.max()),
+        )
         box = ndimage.find_objects(inside.astype(np.uint8))[0]
         low = [int(s.start) for s in box]
         high = [int(s.stop) - 1 for s in box]

@@ -61,15 +61,20 @@ def read_map_info(path: str | Path) -> tuple[tuple[int, ...], int, np.dtype]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
-    dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(),
-                                                          reader.GetNumberOfComponents())).dtype)
+    dtype = np.dtype(
+        sitk.GetArrayViewFromImage(
+            sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
+        ).dtype
+    )
     return tuple(int(s) for s in reader.GetSize()), int(reader.GetNumberOfComponents()), dtype
 
 
 def _checked(array: np.ndarray, geometry: Geometry, output: Path, leading: int) -> np.ndarray:
     array = np.asarray(array)
     if tuple(array.shape[leading:]) != tuple(geometry.shape) or array.ndim != geometry.ndim + leading:
-        raise InputError(f"{output}: map shape {tuple(array.shape)} does not match the source's spatial shape {geometry.shape}")
+        raise InputError(
+            f"{output}: map shape {tuple(array.shape)} does not match the source's spatial shape {geometry.shape}"
+        )
     if array.dtype not in (np.uint8, np.float32):
         raise InputError(f"{output}: maps are uint8 or float32, got {array.dtype}")
     return array
@@ -121,5 +126,10 @@ def _write_pages(pages: list[np.ndarray], tmp: Path) -> None:
     from PIL import Image
 
     images = [Image.fromarray(np.ascontiguousarray(page)) for page in pages]  # mode L (uint8) or F (float32)
-    images[0].save(tmp, format="TIFF", save_all=True, append_images=images[1:], compression="tiff_lzw"
-                   if pages[0].dtype == np.uint8 else None)
+    images[0].save(
+        tmp,
+        format="TIFF",
+        save_all=True,
+        append_images=images[1:],
+        compression="tiff_lzw" if pages[0].dtype == np.uint8 else None,
+    )

@@ -21,8 +21,15 @@ from medseg_monai.io.readers import read_geometry
 from medseg_monai.io.seg_files import is_seg_file
 from medseg_monai.io.writers import label_sidecar_path
 
-__all__ = ["as_label_map", "count_components", "file_sha256", "is_complete", "mask_statistics", "remove_stale_temporaries",
-           "value_counts"]
+__all__ = [
+    "as_label_map",
+    "count_components",
+    "file_sha256",
+    "is_complete",
+    "mask_statistics",
+    "remove_stale_temporaries",
+    "value_counts",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -80,7 +80,9 @@ def lps_affine(direction: Sequence[float], spacing: Sequence[float], origin: Seq
     """Homogeneous ``(d+1, d+1)`` index-to-LPS affine of an ITK geometry (``direction`` row-major, flat)."""
     dim = len(spacing)
     affine = np.eye(dim + 1)
-    affine[:dim, :dim] = np.asarray(direction, dtype=float).reshape(dim, dim) @ np.diag(np.asarray(spacing, dtype=float))
+    affine[:dim, :dim] = np.asarray(direction, dtype=float).reshape(dim, dim) @ np.diag(
+        np.asarray(spacing, dtype=float)
+    )
     affine[:dim, dim] = np.asarray(origin, dtype=float)
     return affine
 
@@ -206,7 +208,11 @@ def _sitk_read(sitk: Any, name: str, information_only: bool) -> Any:
 def _itk_reason(err: RuntimeError, name: str) -> str:
     """The informative part of an ITK exception: its description lines, without the C++ location and the file's own name."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("sitk::ERROR", "/")) and ".cxx:" not in line and ".h:" not in line]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(("sitk::ERROR", "/")) and ".cxx:" not in line and ".h:" not in line
+    ]
     text = " ".join(useful or lines[-1:]) or type(err).__name__
     text = re.sub(r"(ITK ERROR|itk::ERROR): \w+\(0x[0-9a-fA-F]+\): ", "", text)
     text = re.sub(r"Exception thrown in SimpleITK \w+: \S+:\d+:\s*", "", text)
@@ -228,9 +234,7 @@ class SimpleITKReader(ImageReader):
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         names = _names(filename)
-        return bool(names) and all(
-            name.lower().endswith(SITK_SUFFIXES) or is_dicom_input(name) for name in names
-        )
+        return bool(names) and all(name.lower().endswith(SITK_SUFFIXES) or is_dicom_input(name) for name in names)
 
     def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
         images = [_read_sitk(name) for name in _names(data)]
@@ -337,10 +341,14 @@ class FormatDispatchReader(ImageReader):
         with _named_errors(names[0]):  # nibabel reads the voxels lazily, here
             array, meta = reader.get_data(obj)
         if not array.flags.c_contiguous and array.dtype in _TORCH_COPIES and min(array.strides) > 0:
-            array = torch.from_numpy(array).contiguous().numpy()  # MONAI makes it C-ordered; torch's copy is ~2x numpy's
+            array = (
+                torch.from_numpy(array).contiguous().numpy()
+            )  # MONAI makes it C-ordered; torch's copy is ~2x numpy's
         return check_image(array, meta, names[0], self.checks, role=self.role, channels=self.channels), meta
 
-    def _stacked_channels(self, reader: ImageReader, objects: Sequence[Any], names: Sequence[str]) -> tuple[np.ndarray, dict]:
+    def _stacked_channels(
+        self, reader: ImageReader, objects: Sequence[Any], names: Sequence[str]
+    ) -> tuple[np.ndarray, dict]:
         """One file per channel: each checked on its own, all on channel 0's voxel grid, stacked as ``(C, *spatial)``."""
         arrays: list[np.ndarray] = []
         meta: dict = {}
@@ -350,7 +358,9 @@ class FormatDispatchReader(ImageReader):
             array = check_image(array, header, name, self.checks, role=self.role, channels=1)
             spatial = len(np.asarray(header.get(MetaKeys.SPATIAL_SHAPE, array.shape)).ravel())
             if array.ndim > spatial:
-                raise InputError(f"{name}: channel {index} holds {array.shape[-1]} channels itself; give one image per channel file")
+                raise InputError(
+                    f"{name}: channel {index} holds {array.shape[-1]} channels itself; give one image per channel file"
+                )
             if index == 0:
                 meta = header
             else:
@@ -373,17 +383,28 @@ def _named_errors(name: str) -> Iterator[None]:
         raise InputError(f"{name}: cannot read image ({err})") from err
 
 
-def image_loader(keys: Sequence[str] | str = ("image", "label"), *, allow_missing_keys: bool = False,
-                 checks: InputChecks | None = None, role: str = "image", channels: int | None = None) -> LoadImaged:
+def image_loader(
+    keys: Sequence[str] | str = ("image", "label"),
+    *,
+    allow_missing_keys: bool = False,
+    checks: InputChecks | None = None,
+    role: str = "image",
+    channels: int | None = None,
+) -> LoadImaged:
     """``LoadImaged`` reading every supported format in this package's array conventions (float32 arrays),
     checked by :class:`FormatDispatchReader` (``checks``, ``role``, ``channels``)."""
-    loader = LoadImaged(keys=keys, reader=None, dtype=np.float32, image_only=True, allow_missing_keys=allow_missing_keys)
-    loader.register(FormatDispatchReader(checks, role, channels))  # registered last: tried first, and it accepts every path
+    loader = LoadImaged(
+        keys=keys, reader=None, dtype=np.float32, image_only=True, allow_missing_keys=allow_missing_keys
+    )
+    loader.register(
+        FormatDispatchReader(checks, role, channels)
+    )  # registered last: tried first, and it accepts every path
     return loader
 
 
-def load_image(path: str | Path, dtype: DtypeLike | None = None, *, checks: InputChecks | None = None,
-               role: str = "image") -> MetaTensor:
+def load_image(
+    path: str | Path, dtype: DtypeLike | None = None, *, checks: InputChecks | None = None, role: str = "image"
+) -> MetaTensor:
     """One image as a ``MetaTensor`` (no channel dim added); ``dtype=None`` keeps the file's pixel type."""
     loader = LoadImage(reader=None, image_only=True, dtype=dtype)
     loader.register(FormatDispatchReader(checks, role))

@@ -21,8 +21,15 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from medseg_monai.errors import InputError
 
-__all__ = ["SEGMENTATION_STORAGE", "SegReader", "is_seg_file", "read_seg_header", "referenced_instances", "seg_grid",
-           "seg_label_map"]
+__all__ = [
+    "SEGMENTATION_STORAGE",
+    "SegReader",
+    "is_seg_file",
+    "read_seg_header",
+    "referenced_instances",
+    "seg_grid",
+    "seg_label_map",
+]
 
 #: SOP Class UID of a DICOM Segmentation
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -47,7 +54,9 @@ def read_seg_header(path: str | Path, *, pixels: bool = False) -> Any:
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as err:
         raise InputError(f"{path}: not a readable DICOM file ({err})") from err
     if ds.get("SOPClassUID") != SEGMENTATION_STORAGE or ds.get("Modality") != "SEG":
-        raise InputError(f"{path}: not a DICOM Segmentation (Modality {ds.get('Modality')!r}, SOP class {ds.get('SOPClassUID')})")
+        raise InputError(
+            f"{path}: not a DICOM Segmentation (Modality {ds.get('Modality')!r}, SOP class {ds.get('SOPClassUID')})"
+        )
     return ds
 
 
@@ -88,7 +97,12 @@ def seg_grid(path: str | Path) -> tuple[tuple[int, ...], tuple[float, ...], tupl
     origin = position - index * dz * normal
     direction = np.column_stack([cosines[:3], cosines[3:], normal])
     shape = (int(ds.Columns), int(ds.Rows), len(refs))
-    return shape, (float(column_spacing), float(row_spacing), dz), tuple(float(v) for v in origin), tuple(direction.ravel())
+    return (
+        shape,
+        (float(column_spacing), float(row_spacing), dz),
+        tuple(float(v) for v in origin),
+        tuple(direction.ravel()),
+    )
 
 
 def _segment_values(path: Path, ds: Any) -> dict[int, int]:
@@ -122,8 +136,9 @@ def seg_label_map(path: str | Path) -> np.ndarray:
     refs = referenced_instances(ds)
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-        numbers = seg.get_pixels_by_source_instance(source_sop_instance_uids=refs, combine_segments=True, relabel=False,
-                                                    ignore_spatial_locations=True)
+        numbers = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=refs, combine_segments=True, relabel=False, ignore_spatial_locations=True
+        )
     except (ValueError, KeyError, AttributeError, RuntimeError) as err:
         raise InputError(f"{path}: cannot read the SEG's segments ({err})") from err
     values = _segment_values(path, ds)
@@ -153,7 +168,12 @@ class SegReader(ImageReader):
         lps[:3, :3] = np.asarray(direction).reshape(3, 3) @ np.diag(spacing)
         lps[:3, 3] = origin
         affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-        meta = {"spacing": np.asarray(spacing), MetaKeys.ORIGINAL_AFFINE: affine, MetaKeys.AFFINE: affine.copy(),
-                MetaKeys.SPACE: SpaceKeys.RAS, MetaKeys.SPATIAL_SHAPE: np.asarray(shape),
-                MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan")}
+        meta = {
+            "spacing": np.asarray(spacing),
+            MetaKeys.ORIGINAL_AFFINE: affine,
+            MetaKeys.AFFINE: affine.copy(),
+            MetaKeys.SPACE: SpaceKeys.RAS,
+            MetaKeys.SPATIAL_SHAPE: np.asarray(shape),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
+        }
         return seg_label_map(img), meta

@@ -32,8 +32,11 @@ class PropertyCodes:
         """The pydicom ``Code`` objects: ``(category, type, modifier or None)``."""
         from pydicom.sr.codedict import codes
 
-        return (getattr(codes.SCT, self.category), getattr(codes.SCT, self.type),
-                getattr(codes.SCT, self.modifier) if self.modifier else None)
+        return (
+            getattr(codes.SCT, self.category),
+            getattr(codes.SCT, self.type),
+            getattr(codes.SCT, self.modifier) if self.modifier else None,
+        )
 
 
 #: what a label name not in the table gets: category and type *Tissue* (SCT 85756007)
@@ -48,36 +51,80 @@ def _entries() -> dict[str, PropertyCodes]:
             table[name] = PropertyCodes(kind, code, modifier)
 
     organs = {
-        "Liver": ("liver",), "Spleen": ("spleen",), "Pancreas": ("pancreas",), "Heart": ("heart",), "Aorta": ("aorta",),
-        "Prostate": ("prostate", "prostate gland"), "Brain": ("brain",), "Stomach": ("stomach",),
-        "Gallbladder": ("gallbladder", "gall bladder"), "Bladder": ("bladder", "urinary bladder"),
-        "Esophagus": ("esophagus", "oesophagus"), "Duodenum": ("duodenum",), "Colon": ("colon",), "Rectum": ("rectum",),
-        "SmallIntestine": ("small intestine", "small bowel"), "Trachea": ("trachea",), "Thyroid": ("thyroid", "thyroid gland"),
-        "Uterus": ("uterus",), "SpinalCord": ("spinal cord",), "InferiorVenaCava": ("inferior vena cava", "ivc"),
-        "PortalVein": ("portal vein",), "HepaticVein": ("hepatic vein", "hepatic veins"),
-        "PulmonaryArtery": ("pulmonary artery",), "BloodVessel": ("vessel", "vessels", "blood vessel"),
-        "Kidney": ("kidney", "kidneys"), "Lung": ("lung", "lungs"), "AdrenalGland": ("adrenal gland", "adrenal glands"),
-        "Hippocampus": ("hippocampus", "hippocampus anterior", "anterior hippocampus", "hippocampus posterior",
-                        "posterior hippocampus"),
-        "LeftAtrium": ("left atrium",), "RightAtrium": ("right atrium",), "LeftVentricle": ("left ventricle",),
-        "RightVentricle": ("right ventricle",), "Cerebellum": ("cerebellum",), "BrainStem": ("brainstem", "brain stem"),
-        "Eye": ("eye",), "ParotidGland": ("parotid", "parotid gland"), "Mandible": ("mandible",),
-        "OpticNerve": ("optic nerve",), "Femur": ("femur",), "Vertebra": ("vertebra",), "Breast": ("breast",),
-        "Ureter": ("ureter",), "Urethra": ("urethra",),
+        "Liver": ("liver",),
+        "Spleen": ("spleen",),
+        "Pancreas": ("pancreas",),
+        "Heart": ("heart",),
+        "Aorta": ("aorta",),
+        "Prostate": ("prostate", "prostate gland"),
+        "Brain": ("brain",),
+        "Stomach": ("stomach",),
+        "Gallbladder": ("gallbladder", "gall bladder"),
+        "Bladder": ("bladder", "urinary bladder"),
+        "Esophagus": ("esophagus", "oesophagus"),
+        "Duodenum": ("duodenum",),
+        "Colon": ("colon",),
+        "Rectum": ("rectum",),
+        "SmallIntestine": ("small intestine", "small bowel"),
+        "Trachea": ("trachea",),
+        "Thyroid": ("thyroid", "thyroid gland"),
+        "Uterus": ("uterus",),
+        "SpinalCord": ("spinal cord",),
+        "InferiorVenaCava": ("inferior vena cava", "ivc"),
+        "PortalVein": ("portal vein",),
+        "HepaticVein": ("hepatic vein", "hepatic veins"),
+        "PulmonaryArtery": ("pulmonary artery",),
+        "BloodVessel": ("vessel", "vessels", "blood vessel"),
+        "Kidney": ("kidney", "kidneys"),
+        "Lung": ("lung", "lungs"),
+        "AdrenalGland": ("adrenal gland", "adrenal glands"),
+        "Hippocampus": (
+            "hippocampus",
+            "hippocampus anterior",
+            "anterior hippocampus",
+            "hippocampus posterior",
+            "posterior hippocampus",
+        ),
+        "LeftAtrium": ("left atrium",),
+        "RightAtrium": ("right atrium",),
+        "LeftVentricle": ("left ventricle",),
+        "RightVentricle": ("right ventricle",),
+        "Cerebellum": ("cerebellum",),
+        "BrainStem": ("brainstem", "brain stem"),
+        "Eye": ("eye",),
+        "ParotidGland": ("parotid", "parotid gland"),
+        "Mandible": ("mandible",),
+        "OpticNerve": ("optic nerve",),
+        "Femur": ("femur",),
+        "Vertebra": ("vertebra",),
+        "Breast": ("breast",),
+        "Ureter": ("ureter",),
+        "Urethra": ("urethra",),
     }
     for code, names in organs.items():
         add(_ANATOMY, code, *names)
     for code, stem in (("Kidney", "kidney"), ("Lung", "lung"), ("AdrenalGland", "adrenal gland")):
         add(_ANATOMY, code, f"left {stem}", f"{stem} left", f"{stem} l", modifier="Left")
         add(_ANATOMY, code, f"right {stem}", f"{stem} right", f"{stem} r", modifier="Right")
-    tissues = {"Bone": ("bone",), "Muscle": ("muscle",), "Fat": ("fat",), "Skin": ("skin",),
-               "WhiteMatter": ("white matter",), "GrayMatter": ("gray matter", "grey matter")}
+    tissues = {
+        "Bone": ("bone",),
+        "Muscle": ("muscle",),
+        "Fat": ("fat",),
+        "Skin": ("skin",),
+        "WhiteMatter": ("white matter",),
+        "GrayMatter": ("gray matter", "grey matter"),
+    }
     for code, names in tissues.items():
         add(_TISSUE, code, *names)
     abnormal = {
-        "Neoplasm": ("tumour", "tumor", "tumours", "tumors", "neoplasm"), "Lesion": ("lesion", "lesions"),
-        "Mass": ("mass",), "Cyst": ("cyst", "cysts"), "Nodule": ("nodule", "nodules"), "Edema": ("edema", "oedema"),
-        "Necrosis": ("necrosis",), "Hemorrhage": ("hemorrhage", "haemorrhage"),
+        "Neoplasm": ("tumour", "tumor", "tumours", "tumors", "neoplasm"),
+        "Lesion": ("lesion", "lesions"),
+        "Mass": ("mass",),
+        "Cyst": ("cyst", "cysts"),
+        "Nodule": ("nodule", "nodules"),
+        "Edema": ("edema", "oedema"),
+        "Necrosis": ("necrosis",),
+        "Hemorrhage": ("hemorrhage", "haemorrhage"),
     }
     for code, names in abnormal.items():
         add(_ABNORMAL, code, *names)

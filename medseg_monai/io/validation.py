@@ -23,8 +23,16 @@ from monai.utils import MetaKeys
 from medseg_monai.config import InputChecks
 from medseg_monai.errors import InputError
 
-__all__ = ["GRID_TOLERANCE", "DIRECTION_TOLERANCE", "check_geometry", "check_header", "check_image", "check_same_grid",
-           "recorded_warnings", "replace_non_finite"]
+__all__ = [
+    "GRID_TOLERANCE",
+    "DIRECTION_TOLERANCE",
+    "check_geometry",
+    "check_header",
+    "check_image",
+    "check_same_grid",
+    "recorded_warnings",
+    "replace_non_finite",
+]
 
 logger = logging.getLogger(__name__)
 _recorder = threading.local()
@@ -48,6 +56,7 @@ def _warn(message: str) -> None:
     if messages is not None:
         messages.append(message)
 
+
 #: largest deviation of a direction matrix from orthonormal (``|D^T D - I|``) that is accepted
 DIRECTION_TOLERANCE = 1e-3
 
@@ -66,13 +75,17 @@ def check_header(name: str, fmt: str, checks: InputChecks) -> None:
         return
     voxels = int(np.prod(shape, dtype=np.int64))
     if voxels > checks.max_voxels:
-        raise InputError(f"{name}: header claims {'x'.join(map(str, shape))} = {voxels:,} voxels, more than max_voxels "
-                         f"{checks.max_voxels:,} (raise --max-voxels if this is intended)")
+        raise InputError(
+            f"{name}: header claims {'x'.join(map(str, shape))} = {voxels:,} voxels, more than max_voxels "
+            f"{checks.max_voxels:,} (raise --max-voxels if this is intended)"
+        )
     if fmt == "nifti" and name.lower().endswith(".nii") and itemsize:
         need, have = offset + voxels * itemsize, os.path.getsize(name)
         if have < need:
-            raise InputError(f"{name}: truncated: the header claims {'x'.join(map(str, shape))} voxels "
-                             f"({need:,} bytes with the header) but the file holds {have:,} bytes")
+            raise InputError(
+                f"{name}: truncated: the header claims {'x'.join(map(str, shape))} voxels "
+                f"({need:,} bytes with the header) but the file holds {have:,} bytes"
+            )
 
 
 def _check_nifti_pixdim(name: str) -> None:
@@ -94,8 +107,20 @@ def _check_nifti_pixdim(name: str) -> None:
             return
 
 
-_MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4, "MET_FLOAT": 4,
-              "MET_ULONG_LONG": 8, "MET_LONG_LONG": 8, "MET_DOUBLE": 8, "MET_ULONG": 4, "MET_LONG": 4}
+_MET_BYTES = {
+    "MET_UCHAR": 1,
+    "MET_CHAR": 1,
+    "MET_USHORT": 2,
+    "MET_SHORT": 2,
+    "MET_UINT": 4,
+    "MET_INT": 4,
+    "MET_FLOAT": 4,
+    "MET_ULONG_LONG": 8,
+    "MET_LONG_LONG": 8,
+    "MET_DOUBLE": 8,
+    "MET_ULONG": 4,
+    "MET_LONG": 4,
+}
 
 
 def _check_metaimage(name: str) -> None:
@@ -126,7 +151,9 @@ def _check_metaimage(name: str) -> None:
     else:
         target = os.path.join(os.path.dirname(name), data_file)
         if not os.path.isfile(target):
-            raise InputError(f"{name}: the data file {data_file!r} that the header names is missing (expected {target})")
+            raise InputError(
+                f"{name}: the data file {data_file!r} that the header names is missing (expected {target})"
+            )
         available = os.path.getsize(target) - int(fields.get("HeaderSize", "0") or 0)
     if fields.get("CompressedData", "False").lower() == "true" or fields["ElementType"] not in _MET_BYTES:
         return
@@ -137,8 +164,10 @@ def _check_metaimage(name: str) -> None:
         raise InputError(f"{name}: MetaImage DimSize {fields['DimSize']!r} is not a list of integers") from None
     need = voxels * components * _MET_BYTES[fields["ElementType"]]
     if available < need:
-        raise InputError(f"{name}: truncated: the header claims {fields['DimSize'].replace(' ', 'x')} voxels ({need:,} bytes) "
-                         f"but {os.path.basename(target)} holds {max(available, 0):,} bytes of voxel data")
+        raise InputError(
+            f"{name}: truncated: the header claims {fields['DimSize'].replace(' ', 'x')} voxels ({need:,} bytes) "
+            f"but {os.path.basename(target)} holds {max(available, 0):,} bytes of voxel data"
+        )
 
 
 def _header_facts(name: str, fmt: str) -> tuple[tuple[int, ...] | None, int, int]:
@@ -169,8 +198,15 @@ def _header_facts(name: str, fmt: str) -> tuple[tuple[int, ...] | None, int, int
     return None, 0, 0  # DICOM series: checked slice by slice by the reader
 
 
-def check_image(array: np.ndarray, meta: dict[str, Any], name: str, checks: InputChecks, *, role: str = "image",
-                channels: int | None = None) -> np.ndarray:
+def check_image(
+    array: np.ndarray,
+    meta: dict[str, Any],
+    name: str,
+    checks: InputChecks,
+    *,
+    role: str = "image",
+    channels: int | None = None,
+) -> np.ndarray:
     """``array`` checked (and, for non-finite voxels or a chosen 4D volume, replaced) as read from ``name``.
 
     Args:
@@ -186,7 +222,9 @@ def check_image(array: np.ndarray, meta: dict[str, Any], name: str, checks: Inpu
             (or in a mask), a 4D image the model cannot take, bad spacing or direction.
     """
     if np.iscomplexobj(array):
-        raise InputError(f"{name}: complex-valued voxels ({array.dtype}); save the magnitude or the real part as a real image")
+        raise InputError(
+            f"{name}: complex-valued voxels ({array.dtype}); save the magnitude or the real part as a real image"
+        )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{name}: voxels of type {array.dtype} are not numbers")
     spatial = len(np.asarray(meta.get(MetaKeys.SPATIAL_SHAPE, array.shape)).ravel())
@@ -210,12 +248,16 @@ def _select_volume(array: np.ndarray, name: str, checks: InputChecks, channels: 
     count = int(array.shape[-1])
     if checks.volume_index is not None:
         if checks.volume_index >= count:
-            raise InputError(f"{name}: volume_index {checks.volume_index} is out of range for {count} volumes (0..{count - 1})")
+            raise InputError(
+                f"{name}: volume_index {checks.volume_index} is out of range for {count} volumes (0..{count - 1})"
+            )
         _warn(f"{name}: {count} volumes, segmenting volume {checks.volume_index} (volume_index)")
         return np.ascontiguousarray(array[..., checks.volume_index])
     if channels is not None and count != channels:
-        raise InputError(f"{name}: a 4D image of {count} volumes, but the model takes {channels} channel(s); "
-                         f"choose one with --volume-index (0..{count - 1})")
+        raise InputError(
+            f"{name}: a 4D image of {count} volumes, but the model takes {channels} channel(s); "
+            f"choose one with --volume-index (0..{count - 1})"
+        )
     return array
 
 
@@ -238,7 +280,11 @@ def replace_non_finite(array: np.ndarray, name: str, checks: InputChecks, role: 
     high = float(array.max(where=finite, initial=-np.inf))
     fill = low if checks.nan_value is None else float(checks.nan_value)
     out = np.nan_to_num(array, copy=True, nan=fill, posinf=high, neginf=low)
-    how = ", ".join(part for part in (f"NaN by {fill:g}" if nan else "", f"inf by the finite range [{low:g}, {high:g}]" if inf else "") if part)
+    how = ", ".join(
+        part
+        for part in (f"NaN by {fill:g}" if nan else "", f"inf by the finite range [{low:g}, {high:g}]" if inf else "")
+        if part
+    )
     _warn(f"{name}: {what} voxel(s) of {array.size:,} replaced ({how}); --strict refuses such images")
     return out
 
@@ -261,8 +307,10 @@ def check_geometry(meta: dict[str, Any], name: str, spatial: int) -> None:
         raise InputError(f"{name}: the direction matrix is singular (axes {np.round(direction, 4).tolist()})")
     deviation = float(np.abs(direction.T @ direction - np.eye(spatial)).max())
     if deviation > DIRECTION_TOLERANCE:
-        raise InputError(f"{name}: the direction axes are not orthonormal (deviation {deviation:.3g}: a sheared grid), "
-                         "which the mask formats cannot store")
+        raise InputError(
+            f"{name}: the direction axes are not orthonormal (deviation {deviation:.3g}: a sheared grid), "
+            "which the mask formats cannot store"
+        )
 
 
 #: largest difference of two grids' voxel-to-world matrices that counts as the same grid (an image and its mask, two
@@ -275,12 +323,16 @@ def check_same_grid(header: dict, first: dict, name: str, index: int, first_name
     shape = tuple(int(s) for s in np.asarray(header.get(MetaKeys.SPATIAL_SHAPE, ())).ravel())
     expected = tuple(int(s) for s in np.asarray(first.get(MetaKeys.SPATIAL_SHAPE, ())).ravel())
     if shape != expected:
-        raise InputError(f"{name}: channel {index} is {shape} but channel 0 ({Path(first_name).name}) is {expected}; "
-                         "every channel of a case must share one voxel grid")
+        raise InputError(
+            f"{name}: channel {index} is {shape} but channel 0 ({Path(first_name).name}) is {expected}; "
+            "every channel of a case must share one voxel grid"
+        )
     a = np.asarray(header.get(MetaKeys.AFFINE, np.eye(4)), dtype=float)
     b = np.asarray(first.get(MetaKeys.AFFINE, np.eye(4)), dtype=float)
     spacing = np.linalg.norm(b[:-1, :-1], axis=0)
     difference = float(np.abs(a - b).max())
     if difference > GRID_TOLERANCE * (float(spacing.min()) if spacing.size else 1.0):
-        raise InputError(f"{name}: channel {index} lies on another voxel grid than channel 0 ({Path(first_name).name}): "
-                         f"voxel-to-world matrices differ by up to {difference:.3g} mm; every channel of a case must share one grid")
+        raise InputError(
+            f"{name}: channel {index} lies on another voxel grid than channel 0 ({Path(first_name).name}): "
+            f"voxel-to-world matrices differ by up to {difference:.3g} mm; every channel of a case must share one grid"
+        )

@@ -20,7 +20,16 @@ from medseg_monai.io.formats import MASK_FORMAT_FOR, MASK_SUFFIXES, check_output
 from medseg_monai.io.readers import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
 
-__all__ = ["MASK_WRITERS", "MaskWriter", "label_sidecar_path", "mask_dtype", "nifti_like", "register_writer", "sitk_image", "write_mask"]
+__all__ = [
+    "MASK_WRITERS",
+    "MaskWriter",
+    "label_sidecar_path",
+    "mask_dtype",
+    "nifti_like",
+    "register_writer",
+    "sitk_image",
+    "write_mask",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +89,9 @@ def _output_path(output: Path, fmt: str) -> Path:
     suffixes = MASK_SUFFIXES.get(fmt, ())
     stem, suffix = split_suffix(output)
     if suffix.lower() not in suffixes:
-        raise InputError(f"{output}: suffix {suffix or '(none)'!r} does not match output format {fmt!r} ({', '.join(suffixes)})")
+        raise InputError(
+            f"{output}: suffix {suffix or '(none)'!r} does not match output format {fmt!r} ({', '.join(suffixes)})"
+        )
     single = _SINGLE_FILE_SUFFIX.get(suffix.lower())
     if single:
         logger.info("%s: writing %s instead, one file with its data", output, single)
@@ -162,7 +173,9 @@ def nifti_like(data: np.ndarray, source: Path, geometry: Geometry):
     else its RAS affine with codes 1 and mm units. ``data`` may carry trailing non-spatial axes (4D maps)."""
     import nibabel as nib
 
-    data = np.asfortranarray(data)  # NIfTI's layout: nibabel writes other layouts one strided slice at a time, ~10x slower
+    data = np.asfortranarray(
+        data
+    )  # NIfTI's layout: nibabel writes other layouts one strided slice at a time, ~10x slower
     if geometry.format == "nifti":
         src = nib.load(str(source))
         header = src.header.copy()

@@ -4,7 +4,13 @@ A model is loaded from a run folder, a checkpoint or an exported artefact by :fu
 :class:`~medseg_monai.inference.Predictor` is built on what it returns.
 """
 
-from medseg_monai.models.artefact import ARTEFACT_SUFFIXES, ExportResult, artefact_format, export_artefact, load_artefact
+from medseg_monai.models.artefact import (
+    ARTEFACT_SUFFIXES,
+    ExportResult,
+    artefact_format,
+    export_artefact,
+    load_artefact,
+)
 from medseg_monai.models.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from medseg_monai.models.provenance import model_facts, weights_sha256
 

@@ -59,10 +59,18 @@ ARTEFACT_SUFFIXES = tuple(ARTEFACT_FORMATS)
 EXPORT_EXTRA = 'pip install "medseg-monai[export]"'
 ONNX_OPSET = 17
 #: metadata entries: ONNX ``metadata_props`` key and TorchScript extra file of each
-_ONNX_KEYS = {"config": "medseg.config", "format_version": "medseg.format_version", "version": "medseg.version",
-              "input_shape": "medseg.input_shape"}
-_TS_FILES = {"config": "medseg/config.json", "format_version": "medseg/format_version", "version": "medseg/version",
-             "input_shape": "medseg/input_shape"}
+_ONNX_KEYS = {
+    "config": "medseg.config",
+    "format_version": "medseg.format_version",
+    "version": "medseg.version",
+    "input_shape": "medseg.input_shape",
+}
+_TS_FILES = {
+    "config": "medseg/config.json",
+    "format_version": "medseg/format_version",
+    "version": "medseg/version",
+    "input_shape": "medseg/input_shape",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +106,9 @@ def artefact_format(path: str | Path, fmt: str | None = None) -> str:
     if fmt is not None and fmt not in ARTEFACT_FORMATS.values():
         raise ConfigError(f"unknown export format {fmt!r}; choices: {', '.join(ARTEFACT_FORMATS.values())}")
     if named is None:
-        raise ConfigError(f"{path}: an exported model is named *.onnx (ONNX) or *.ts (TorchScript); the suffix picks the loader")
+        raise ConfigError(
+            f"{path}: an exported model is named *.onnx (ONNX) or *.ts (TorchScript); the suffix picks the loader"
+        )
     if fmt is not None and fmt != named:
         wanted = next(s for s, f in ARTEFACT_FORMATS.items() if f == fmt)
         raise ConfigError(f"{path}: {fmt} models are named *{wanted} (the suffix picks the loader)")
@@ -114,8 +124,12 @@ def example_windows(config: RunConfig, batch: int = 1, seed: int = 0) -> torch.T
 
 def _metadata(config: RunConfig) -> dict[str, str]:
     shape = [-1, config.data.network_in_channels, *config.roi_size]
-    return {"config": json.dumps(config.to_dict(), sort_keys=True), "format_version": str(ARTEFACT_FORMAT_VERSION),
-            "version": package_versions(("medseg-monai",))["medseg-monai"], "input_shape": json.dumps(shape)}
+    return {
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "format_version": str(ARTEFACT_FORMAT_VERSION),
+        "version": package_versions(("medseg-monai",))["medseg-monai"],
+        "input_shape": json.dumps(shape),
+    }
 
 
 def _require_onnx() -> tuple[Any, Any]:
@@ -123,12 +137,16 @@ def _require_onnx() -> tuple[Any, Any]:
         import onnx
         import onnxruntime
     except ImportError as err:
-        raise ConfigError(f"ONNX export and ONNX Runtime are not installed ({err.name} missing): {EXPORT_EXTRA}") from None
+        raise ConfigError(
+            f"ONNX export and ONNX Runtime are not installed ({err.name} missing): {EXPORT_EXTRA}"
+        ) from None
     return onnx, onnxruntime
 
 
 # ---------------------------------------------------------------------------------------------- export
-def export_artefact(network: torch.nn.Module, config: RunConfig, out: str | Path, fmt: str | None = None) -> ExportResult:
+def export_artefact(
+    network: torch.nn.Module, config: RunConfig, out: str | Path, fmt: str | None = None
+) -> ExportResult:
     """Write ``network`` (weights loaded, built for ``config``) and ``config`` to the one file ``out``, atomically.
 
     ``fmt`` is ``onnx`` or ``torchscript`` (default: from the suffix, ``.onnx`` / ``.ts``). The network is
@@ -144,7 +162,9 @@ def export_artefact(network: torch.nn.Module, config: RunConfig, out: str | Path
     fmt = artefact_format(out, fmt)
     if fmt == "onnx":
         _require_onnx()
-    network = copy.deepcopy(network).to("cpu", torch.float32, memory_format=torch.contiguous_format)  # the caller's stays
+    network = copy.deepcopy(network).to(
+        "cpu", torch.float32, memory_format=torch.contiguous_format
+    )  # the caller's stays
     module = FirstOutput(network).eval()
     example, check = example_windows(config, batch=2), example_windows(config, batch=1, seed=1)
     metadata = _metadata(config)
@@ -163,8 +183,10 @@ def export_artefact(network: torch.nn.Module, config: RunConfig, out: str | Path
             diff = float((loaded(check) - reference).abs().max())
         tolerance = 1e-3 * max(1.0, float(reference.abs().max()))
         if not diff <= tolerance:
-            raise CheckpointError(f"{out}: the exported {fmt} network's logits differ from the checkpoint's by {diff:.3g} "
-                                  f"(more than {tolerance:.3g}); nothing written")
+            raise CheckpointError(
+                f"{out}: the exported {fmt} network's logits differ from the checkpoint's by {diff:.3g} "
+                f"(more than {tolerance:.3g}); nothing written"
+            )
         size = tmp.stat().st_size
     logger.info("%s: %s export, %d bytes, logits within %.2g of the network's", out, fmt, size, diff)
     return ExportResult(out, fmt, size, diff)
@@ -175,14 +197,32 @@ def _write_onnx(module: torch.nn.Module, example: torch.Tensor, metadata: Mappin
     onnx, _ = _require_onnx()
     buffer = io.BytesIO()
     try:  # the TorchScript-based exporter: fast and dependable for convolutional networks
-        torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=ONNX_OPSET)
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+        )
         model = onnx.load_model_from_string(buffer.getvalue())
     except Exception as err:  # a torch without it, or an operator it lacks: the dynamo exporter
-        logger.info("TorchScript-based ONNX export failed (%s); using the dynamo exporter", str(err).splitlines()[0] if str(err) else err)
+        logger.info(
+            "TorchScript-based ONNX export failed (%s); using the dynamo exporter",
+            str(err).splitlines()[0] if str(err) else err,
+        )
         with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
-            program = torch.onnx.export(module, (example,), dynamo=True, input_names=["image"], output_names=["logits"],
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False)
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                external_data=False,
+            )
         model = program.model_proto
     for key, value in metadata.items():
         entry = model.metadata_props.add()
@@ -217,11 +257,15 @@ def _config_from(path: Path, entries: Mapping[str, str], what: str) -> RunConfig
     try:
         version = int(entries["format_version"])
     except ValueError:
-        raise CheckpointError(f"{path}: medseg format version {entries['format_version'][:40]!r} is not an integer") from None
+        raise CheckpointError(
+            f"{path}: medseg format version {entries['format_version'][:40]!r} is not an integer"
+        ) from None
     if version > ARTEFACT_FORMAT_VERSION:
         written = f" {entries['version']}" if entries.get("version") else ""
-        raise CheckpointError(f"{path}: written by a newer medseg-monai{written} (format version {version}; "
-                              f"this one reads {ARTEFACT_FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: written by a newer medseg-monai{written} (format version {version}; "
+            f"this one reads {ARTEFACT_FORMAT_VERSION})"
+        )
     try:
         return RunConfig.from_dict(json.loads(entries.get("config") or ""))
     except (ValueError, TypeError) as err:  # JSONDecodeError, ConfigError, a field of the wrong type
@@ -242,8 +286,9 @@ def _load_torchscript(path: Path) -> tuple[torch.nn.Module, RunConfig]:
                     if name.endswith(f"/extra/{extra}"):
                         entries[key] = archive.read(name).decode("utf-8")
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as err:
-        raise CheckpointError(f"{path}: not a readable TorchScript archive (truncated, or another kind of file: "
-                              f"{_first_line(err)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable TorchScript archive (truncated, or another kind of file: {_first_line(err)})"
+        ) from None
     config = _config_from(path, entries, "a zip archive")
     try:
         with warnings.catch_warnings():
@@ -260,7 +305,9 @@ def _load_onnx(path: Path) -> tuple[torch.nn.Module, RunConfig]:
     try:
         model = onnx.load_model_from_string(data)
     except Exception as err:  # protobuf's DecodeError and others for truncated or foreign bytes
-        raise CheckpointError(f"{path}: not a readable ONNX model (truncated, or another kind of file: {_first_line(err)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable ONNX model (truncated, or another kind of file: {_first_line(err)})"
+        ) from None
     entries = {key: prop.value for prop in model.metadata_props for key, name in _ONNX_KEYS.items() if prop.key == name}
     config = _config_from(path, entries, "an ONNX model")
     del model

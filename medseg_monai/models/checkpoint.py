@@ -73,17 +73,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        with warnings.catch_warnings():  # torch's note on the pickle protocol of a foreign file: the error below says it
+        with (
+            warnings.catch_warnings()
+        ):  # torch's note on the pickle protocol of a foreign file: the error below says it
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused something: a pickled object, possibly code
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
         what = f"a pickled {found.group(1)}" if found else "pickled objects"
-        raise CheckpointError(f"{path}: not a readable checkpoint: it holds {what}, which is refused unread "
-                              "(checkpoints load with weights_only=True and never run pickled code)") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint: it holds {what}, which is refused unread "
+            "(checkpoints load with weights_only=True and never run pickled code)"
+        ) from None
     except Exception as err:  # torch raises many types for truncated or foreign files
         reason = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {reason[0] if reason else ''})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {reason[0] if reason else ''})"
+        ) from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict")
     if "network" not in payload:
@@ -96,8 +102,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def load_latest_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                           required: Sequence[str] = ()) -> tuple[dict[str, Any], Path]:
+def load_latest_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", required: Sequence[str] = ()
+) -> tuple[dict[str, Any], Path]:
     """Load ``path``, or its previous version (:func:`previous_path`) with a warning when ``path`` is missing,
     unreadable or lacks one of the ``required`` entries. Returns the checkpoint and the file it came from.
 

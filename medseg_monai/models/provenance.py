@@ -23,8 +23,9 @@ def weights_sha256(network: torch.nn.Module) -> str:
     return weights.hexdigest()
 
 
-def model_facts(network: torch.nn.Module, config: RunConfig, source: Path | None, device: torch.device,
-                stitch_device: torch.device) -> dict[str, Any]:
+def model_facts(
+    network: torch.nn.Module, config: RunConfig, source: Path | None, device: torch.device, stitch_device: torch.device
+) -> dict[str, Any]:
     """Model, configuration and device facts of a predictor (``model``, ``infer`` and ``device`` sections)."""
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     data = config.data

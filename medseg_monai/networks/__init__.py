@@ -8,11 +8,17 @@ logits tensor ``(B, out_channels, H, W[, D])``. New networks are added with ``@r
 
 from __future__ import annotations
 
-from medseg_monai.networks.registry import available_networks, backbone_parameters, build_network, create_network, register_network
+from medseg_monai.networks.deeplab import DEEPLAB_BACKBONES, DeepLabV3Wrapper, build_deeplabv3
+from medseg_monai.networks.registry import (
+    available_networks,
+    backbone_parameters,
+    build_network,
+    create_network,
+    register_network,
+)
+from medseg_monai.networks.slicewise import SliceWindowNetwork
 from medseg_monai.networks.unet import UNET_DEFAULTS, build_unet
 from medseg_monai.networks.unetpp import UNETPP_DEFAULTS, UNetPlusPlus
-from medseg_monai.networks.deeplab import DEEPLAB_BACKBONES, DeepLabV3Wrapper, build_deeplabv3
-from medseg_monai.networks.slicewise import SliceWindowNetwork
 
 __all__ = [
     "DEEPLAB_BACKBONES",

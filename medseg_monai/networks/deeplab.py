@@ -44,7 +44,9 @@ class DeepLabV3Wrapper(torch.nn.Module):
     statistics still describe the early network, and ``eval()`` then predicts background everywhere.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, backbone: str = "resnet50", bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, backbone: str = "resnet50", bn_momentum: float = 0.1
+    ) -> None:
         super().__init__()
         if backbone not in DEEPLAB_BACKBONES:
             raise ConfigError(f"unknown deeplabv3 backbone {backbone!r}; choices: {', '.join(DEEPLAB_BACKBONES)}")
@@ -53,7 +55,9 @@ class DeepLabV3Wrapper(torch.nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.backbone_name = backbone
-        self.model = DEEPLAB_BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=out_channels, aux_loss=False)
+        self.model = DEEPLAB_BACKBONES[backbone](
+            weights=None, weights_backbone=None, num_classes=out_channels, aux_loss=False
+        )
         if in_channels != 3:
             self._replace_first_conv(in_channels)
         for module in self.modules():
@@ -69,7 +73,14 @@ class DeepLabV3Wrapper(torch.nn.Module):
         name = _FIRST_CONV[self.backbone_name]
         old: torch.nn.Conv2d = self.backbone.get_submodule(name)
         new = torch.nn.Conv2d(
-            in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation, old.groups, old.bias is not None
+            in_channels,
+            old.out_channels,
+            old.kernel_size,
+            old.stride,
+            old.padding,
+            old.dilation,
+            old.groups,
+            old.bias is not None,
         )
         self.backbone.set_submodule(name, new)
 
@@ -104,7 +115,9 @@ class DeepLabV3Wrapper(torch.nn.Module):
         state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
         backbone_src, head_src = self._split(state)
         if not backbone_src:
-            raise ConfigError(f"{path}: no tensors matched a {self.backbone_name} deeplabv3 backbone (keys like {list(state)[:3]})")
+            raise ConfigError(
+                f"{path}: no tensors matched a {self.backbone_name} deeplabv3 backbone (keys like {list(state)[:3]})"
+            )
 
         target = self.backbone.state_dict()
         first = _FIRST_CONV[self.backbone_name] + ".weight"
@@ -112,10 +125,19 @@ class DeepLabV3Wrapper(torch.nn.Module):
             src = backbone_src[first]
             if src.ndim == 4 and src.shape[0] == target[first].shape[0] and src.shape[2:] == target[first].shape[2:]:
                 backbone_src[first] = src.mean(dim=1, keepdim=True).repeat(1, self.in_channels, 1, 1)
-                logger.info("%s: first convolution adapted from %d to %d input channels (RGB mean)", path, src.shape[1], self.in_channels)
+                logger.info(
+                    "%s: first convolution adapted from %d to %d input channels (RGB mean)",
+                    path,
+                    src.shape[1],
+                    self.in_channels,
+                )
         unexpected = sorted(set(backbone_src) - set(target))
         missing = sorted(k for k in set(target) - set(backbone_src) if not k.endswith("num_batches_tracked"))
-        mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in backbone_src.items() if k in target and v.shape != target[k].shape]
+        mismatched = [
+            f"{k}: {tuple(v.shape)} vs {tuple(target[k].shape)}"
+            for k, v in backbone_src.items()
+            if k in target and v.shape != target[k].shape
+        ]
         if unexpected or missing or mismatched:
             raise ConfigError(
                 f"{path}: weights do not fit a {self.backbone_name} backbone; "
@@ -140,23 +162,23 @@ class DeepLabV3Wrapper(torch.nn.Module):
         if any(k.startswith("backbone.") for k in state):  # full DeepLabV3 state dict
             for key, value in state.items():
                 if key.startswith("backbone."):
-                    backbone[key[len("backbone."):]] = value
+                    backbone[key[len("backbone.") :]] = value
                 elif key.startswith("classifier."):
-                    head[key[len("classifier."):]] = value
+                    head[key[len("classifier.") :]] = value
             return backbone, head
         prefix = _CLASSIFICATION_PREFIX[self.backbone_name]
         for key, value in state.items():
             if key.startswith(_CLASSIFICATION_HEAD):
                 continue
             if key.startswith(prefix):
-                backbone[key[len(prefix):]] = value
+                backbone[key[len(prefix) :]] = value
         return backbone, head
 
 
 def _strip(key: str, prefixes: tuple[str, ...]) -> str:
     for prefix in prefixes:
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return key
 
 
@@ -168,7 +190,9 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
             if inner is not None:
                 obj = inner
     if not isinstance(obj, Mapping) or not obj:
-        raise ConfigError(f"{path}: expected a state dict (or a dict with 'state_dict'/'model'/'network'); got {type(obj).__name__}")
+        raise ConfigError(
+            f"{path}: expected a state dict (or a dict with 'state_dict'/'model'/'network'); got {type(obj).__name__}"
+        )
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ConfigError(f"{path}: the state dict holds no tensors")
@@ -196,7 +220,9 @@ def build_deeplabv3(
         bn_momentum: momentum of every batch norm's running statistics (see :class:`DeepLabV3Wrapper`).
     """
     if spatial_dims != 2:
-        raise ConfigError(f"deeplabv3 is 2D only; got spatial_dims={spatial_dims!r}. Use 'unet' or 'unetpp' for 3D images.")
+        raise ConfigError(
+            f"deeplabv3 is 2D only; got spatial_dims={spatial_dims!r}. Use 'unet' or 'unetpp' for 3D images."
+        )
     model = DeepLabV3Wrapper(in_channels, out_channels, backbone=backbone, bn_momentum=bn_momentum)
     if pretrained is not None:
         model.load_pretrained(pretrained)

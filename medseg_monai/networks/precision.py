@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-
 import torch
 
 from medseg_monai.compat import cpu_supports_bf16
@@ -46,7 +45,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("precision 'fp16' is for CUDA; on the CPU use 'bf16' or 'fp32'")
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
-        logger.warning("this CPU has no native bfloat16 (AVX512-BF16/AMX): precision 'bf16' runs emulated and slower than fp32")
+        logger.warning(
+            "this CPU has no native bfloat16 (AVX512-BF16/AMX): precision 'bf16' runs emulated and slower than fp32"
+        )
     return _DTYPES[precision]
 
 
@@ -77,8 +78,13 @@ class FastForward(torch.nn.Module):
     belong to ``network`` (checkpoints save ``network`` itself).
     """
 
-    def __init__(self, network: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
         super().__init__()
         self.network = network
         self.device = device

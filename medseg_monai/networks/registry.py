@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
@@ -53,7 +54,9 @@ def _options(builder: NetworkBuilder) -> tuple[str, ...] | None:
     params = inspect.signature(builder).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return tuple(p.name for p in params if p.name not in _FACTORY_ARGS and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    return tuple(
+        p.name for p in params if p.name not in _FACTORY_ARGS and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    )
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -102,7 +105,14 @@ def create_network(name: str, spatial_dims: int, in_channels: int, out_channels:
             raise ConfigError(
                 f"network {key!r} does not take option(s) {unknown}{hint}; its options are: {', '.join(accepted) or 'none'}"
             )
-    logger.debug("building %s (spatial_dims=%d, %d -> %d channels, options %s)", key, spatial_dims, in_channels, out_channels, kwargs)
+    logger.debug(
+        "building %s (spatial_dims=%d, %d -> %d channels, options %s)",
+        key,
+        spatial_dims,
+        in_channels,
+        out_channels,
+        kwargs,
+    )
     return builder(spatial_dims, in_channels, out_channels, **kwargs)
 
 
@@ -120,7 +130,9 @@ def build_network(config: RunConfig, *, load_pretrained: bool = True) -> torch.n
         options["pretrained"] = model_cfg.pretrained
     if data_cfg.in_channels is None or data_cfg.spatial_dims is None:
         raise ValueError("data.in_channels and data.spatial_dims must be resolved before building the network")
-    return create_network(model_cfg.name, data_cfg.spatial_dims, data_cfg.network_in_channels, data_cfg.num_classes, **options)
+    return create_network(
+        model_cfg.name, data_cfg.spatial_dims, data_cfg.network_in_channels, data_cfg.num_classes, **options
+    )
 
 
 def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

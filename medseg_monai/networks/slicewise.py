@@ -16,7 +16,9 @@ class SliceWindowNetwork(torch.nn.Module):
     their first head. The 2D batch is laid out in ``memory_format``.
     """
 
-    def __init__(self, network: torch.nn.Module, slice_axis: int, memory_format: torch.memory_format = torch.contiguous_format):
+    def __init__(
+        self, network: torch.nn.Module, slice_axis: int, memory_format: torch.memory_format = torch.contiguous_format
+    ):
         super().__init__()
         if slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis!r}")

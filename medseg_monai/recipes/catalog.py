@@ -180,13 +180,19 @@ _HIPPO = {
     # 2.5D: axial slices of the same reoriented volumes with two neighbours on each side as channels
     # (5 input channels); in-plane patches of 48x64 cover a whole crop's slice.
     "unet-2.5d": RunConfig(
-        data=dataclasses.replace(_HIPPO_DATA, spatial_dims=2, slice_axis=2, context_slices=2, patch_size=(48, 64), samples_per_image=8),
-        model=ModelConfig(name="unet", options={"channels": (32, 64, 128, 256), "strides": (2, 2, 2), "num_res_units": 2}),
+        data=dataclasses.replace(
+            _HIPPO_DATA, spatial_dims=2, slice_axis=2, context_slices=2, patch_size=(48, 64), samples_per_image=8
+        ),
+        model=ModelConfig(
+            name="unet", options={"channels": (32, 64, 128, 256), "strides": (2, 2, 2), "num_res_units": 2}
+        ),
         train=_train(2e-3, 4, None),
         infer=InferConfig(overlap=0.5, sw_batch_size=4, tta_flips=True),
     ),
     "deeplabv3-2.5d": RunConfig(
-        data=dataclasses.replace(_HIPPO_DATA, spatial_dims=2, slice_axis=2, context_slices=2, patch_size=(48, 64), samples_per_image=8),
+        data=dataclasses.replace(
+            _HIPPO_DATA, spatial_dims=2, slice_axis=2, context_slices=2, patch_size=(48, 64), samples_per_image=8
+        ),
         model=ModelConfig(name="deeplabv3", options=DEEPLAB_2D),
         train=_train(1e-3, 4, None),
         infer=InferConfig(overlap=0.5, sw_batch_size=4, tta_flips=True),

@@ -15,12 +15,14 @@ from medseg_monai.recipes.spec import DATA_DIR_ENV
 
 __all__ = ["build_recipe_parser", "recipe_main", "recipe_name"]
 
+
 def recipe_name(spec: str) -> str:
     """Recipe name of ``pipelines/<name>.py`` or ``<name>``; ``ValueError`` naming the known recipes."""
     name = Path(spec).stem if spec.endswith(".py") or "/" in spec or "\\" in spec else spec
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {spec!r}; known: {', '.join(sorted(RECIPES))}")
     return name
+
 
 def build_recipe_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
     recipe = RECIPES[name]
@@ -33,42 +35,80 @@ def build_recipe_parser(name: str, prog: str | None = None) -> argparse.Argument
         f"(Dice, IoU, precision, recall, HD95, ASD) and write OUT/<network>/summary.json.\n\n"
         f"example:\n  medseg run pipelines/{name}.py --network {networks[-1]} --time-budget-min 30 --out runs/{name}",
     )
-    parser.add_argument("--network", choices=networks, default=recipe.networks[0], help="network to train (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("runs") / name, help="parent of the run folders (default: %(default)s)")
-    parser.add_argument("--time-budget-min", type=float, default=30.0, help="wall-clock training budget per network (default: %(default)s)")
-    parser.add_argument("--smoke", action="store_true", help="a couple of minutes on a few cases: checks the wiring, numbers mean nothing")
-    parser.add_argument("--data-root", type=Path, help=f"folder holding {recipe.dataset}/ (default: ${DATA_DIR_ENV} or ../shared/data)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, weights and sampling (default: %(default)s)")
+    parser.add_argument(
+        "--network", choices=networks, default=recipe.networks[0], help="network to train (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs") / name, help="parent of the run folders (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--time-budget-min",
+        type=float,
+        default=30.0,
+        help="wall-clock training budget per network (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a couple of minutes on a few cases: checks the wiring, numbers mean nothing",
+    )
+    parser.add_argument(
+        "--data-root", type=Path, help=f"folder holding {recipe.dataset}/ (default: ${DATA_DIR_ENV} or ../shared/data)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the split, weights and sampling (default: %(default)s)"
+    )
     if "deeplabv3" in recipe.networks:
-        parser.add_argument("--pretrained", help="deeplabv3: local backbone weights file (never downloaded); enables the two-stage schedule")
+        parser.add_argument(
+            "--pretrained",
+            help="deeplabv3: local backbone weights file (never downloaded); enables the two-stage schedule",
+        )
     parser.add_argument("--epochs", type=int, help="fixed number of epochs instead of fitting them to the budget")
-    parser.add_argument("--checkpoint", choices=("last", "best"), default="last", help="checkpoint scored on the validation cases (default: %(default)s)")
-    parser.add_argument("--score-only", action="store_true",
-                        help="keep the trained run in OUT/<network> and only predict and score its validation cases again "
-                        "(with the recipe's current inference settings and any --set infer.* overrides)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="checkpoint scored on the validation cases (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="keep the trained run in OUT/<network> and only predict and score its validation cases again "
+        "(with the recipe's current inference settings and any --set infer.* overrides)",
+    )
     add_override_flag(parser, "--set train.learning_rate=0.001")
     return parser
+
 
 def _print_summary(summary: dict) -> None:
     headline = summary["headline"]
     target = ""
     if headline["target"] is not None:
-        target = "  (target met)" if headline["met"] else f"  (target {headline['target']}, short by {headline['target'] - (headline['value'] or 0):.4f})"
+        target = (
+            "  (target met)"
+            if headline["met"]
+            else f"  (target {headline['target']}, short by {headline['target'] - (headline['value'] or 0):.4f})"
+        )
     value = headline["value"]
-    print(f"{summary['recipe']} / {summary['network']}: {headline['name']} {value if value is None else f'{value:.4f}'}{target}"
-          f"  [{summary['epochs_run']} epochs, {summary['train_seconds']:.0f} s training, {summary['kind']}]")
+    print(
+        f"{summary['recipe']} / {summary['network']}: {headline['name']} {value if value is None else f'{value:.4f}'}{target}"
+        f"  [{summary['epochs_run']} epochs, {summary['train_seconds']:.0f} s training, {summary['kind']}]"
+    )
     for label, metrics in summary["metrics"].items():
         parts = [f"{m} {s['mean']:.4f}" for m, s in metrics.items() if s["mean"] is not None]
         print(f"  {label}: " + ", ".join(parts))
     print(f"  run folder: {summary['run_dir']}")
 
+
 def recipe_main(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run the recipe, print a short report; exit status 0, or 2 for bad input."""
-    from medseg_monai.recipes.runner import run_recipe
     from medseg_monai.errors import error_message, is_expected
+    from medseg_monai.recipes.runner import run_recipe
 
     args = build_recipe_parser(name, prog).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("ignite").setLevel(logging.WARNING)
     try:
         result = run_recipe(

@@ -48,8 +48,13 @@ def collect_summaries(roots: Iterable[str | Path]) -> list[dict]:
     networks = {name: i for i, name in enumerate(("unet", "unetpp", "deeplabv3"))}
     return sorted(
         found.values(),
-        key=lambda s: (order.get(s["recipe"], len(order)), s["recipe"], _KIND_ORDER.get(s.get("kind"), 3),
-                       networks.get(s["network"], 9), s["network"]),
+        key=lambda s: (
+            order.get(s["recipe"], len(order)),
+            s["recipe"],
+            _KIND_ORDER.get(s.get("kind"), 3),
+            networks.get(s["network"], 9),
+            s["network"],
+        ),
     )
 
 
@@ -64,7 +69,9 @@ def publish_summaries(summaries: Iterable[dict], archive: str | Path) -> list[Pa
     return written
 
 
-def write_results_table(roots: Iterable[str | Path], out: str | Path = "docs/results.md", archive: str | Path | None = None) -> Path:
+def write_results_table(
+    roots: Iterable[str | Path], out: str | Path = "docs/results.md", archive: str | Path | None = None
+) -> Path:
     """Write the Markdown page of the summaries under ``roots`` to ``out``.
 
     With ``archive``, the full runs found under ``roots`` are first published there and the page

@@ -65,7 +65,17 @@ def canonical_command(
     overrides: Mapping[str, Any] | None = None,
 ) -> str:
     """The ``medseg run`` line that repeats a run."""
-    parts = ["medseg", "run", f"pipelines/{name}.py", "--network", network, "--time-budget-min", f"{time_budget_min:g}", "--seed", str(seed)]
+    parts = [
+        "medseg",
+        "run",
+        f"pipelines/{name}.py",
+        "--network",
+        network,
+        "--time-budget-min",
+        f"{time_budget_min:g}",
+        "--seed",
+        str(seed),
+    ]
     if smoke:
         parts.append("--smoke")
     if epochs is not None:
@@ -93,7 +103,9 @@ def _write_datalist(path: Path, train_items: Sequence[dict], val_items: Sequence
     def entries(items: Sequence[dict]) -> list[dict]:
         return [{"image": item["image"], "label": item["label"], "name": item["name"]} for item in items]
 
-    return atomic_write_text(path, json.dumps({"training": entries(train_items), "validation": entries(val_items)}, indent=2) + "\n")
+    return atomic_write_text(
+        path, json.dumps({"training": entries(train_items), "validation": entries(val_items)}, indent=2) + "\n"
+    )
 
 
 def _steps_per_epoch(config: RunConfig, n_train: int) -> int:
@@ -120,7 +132,12 @@ def fit_schedule(config: RunConfig, run_dir: Path, budget_min: float, n_train: i
     steps = _steps_per_epoch(config, n_train)
     probe_steps = min(steps, PROBE_STEPS)
     probe_train = dataclasses.replace(
-        config.train, epochs=3, iterations_per_epoch=probe_steps, val_interval=3, time_budget_min=None, freeze_backbone_epochs=0
+        config.train,
+        epochs=3,
+        iterations_per_epoch=probe_steps,
+        val_interval=3,
+        time_budget_min=None,
+        freeze_backbone_epochs=0,
     )
     probe_dir = run_dir / "schedule_probe"
     start = time.perf_counter()
@@ -196,7 +213,9 @@ def _prepare_config(
     if pretrained and config.model.name != "deeplabv3":
         raise ConfigError(f"--pretrained loads DeepLabV3 backbone weights; network {network!r} takes none")
     data = dataclasses.replace(config.data, data_dir=str(dataset_dir), datalist=str(datalist), seed=seed)
-    model = dataclasses.replace(config.model, pretrained=str(Path(pretrained).expanduser().resolve()) if pretrained else None)
+    model = dataclasses.replace(
+        config.model, pretrained=str(Path(pretrained).expanduser().resolve()) if pretrained else None
+    )
     config = dataclasses.replace(config, data=data, model=model, train=dataclasses.replace(config.train, seed=seed))
     if pretrained and not Path(model.pretrained).is_file():
         raise FileNotFoundError(f"{pretrained}: pretrained weights file not found")
@@ -251,8 +270,17 @@ def run_recipe(
         recipe.config(network)  # unknown networks fail before any work
     root = resolve_data_root(data_root, recipe.dataset)
     out = Path(out) if out else Path("runs") / recipe.name
-    kwargs = dict(time_budget_min=time_budget_min, smoke=smoke, data_root=data_root, seed=seed, pretrained=pretrained,
-                  epochs=epochs, checkpoint=checkpoint, overrides=overrides, score_only=score_only)
+    kwargs = dict(
+        time_budget_min=time_budget_min,
+        smoke=smoke,
+        data_root=data_root,
+        seed=seed,
+        pretrained=pretrained,
+        epochs=epochs,
+        checkpoint=checkpoint,
+        overrides=overrides,
+        score_only=score_only,
+    )
     if network == "all":
         takes_weights = {each for each in recipe.networks if recipe.config(each).model.name == "deeplabv3"}
         if pretrained and takes_weights:
@@ -265,15 +293,30 @@ def run_recipe(
     return _run_one(recipe, network, out, root, **kwargs)
 
 
-def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget_min: float, smoke: bool, data_root, seed: int,
-             pretrained: str | None, epochs: int | None, checkpoint: str, overrides: Mapping[str, Any] | None,
-             score_only: bool = False) -> dict:
+def _run_one(
+    recipe: Recipe,
+    network: str,
+    out: Path,
+    root: Path,
+    *,
+    time_budget_min: float,
+    smoke: bool,
+    data_root,
+    seed: int,
+    pretrained: str | None,
+    epochs: int | None,
+    checkpoint: str,
+    overrides: Mapping[str, Any] | None,
+    score_only: bool = False,
+) -> dict:
     from medseg_monai.data.datalist import discover_pairs
     from medseg_monai.training.trainer import train
 
     run_dir = out / network
     if score_only:
-        return _rescore(recipe, network, run_dir, root, smoke=smoke, seed=seed, checkpoint=checkpoint, overrides=overrides)
+        return _rescore(
+            recipe, network, run_dir, root, smoke=smoke, seed=seed, checkpoint=checkpoint, overrides=overrides
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)  # a failed rerun must not leave an old result behind
     log_handler = logging.FileHandler(run_dir / "recipe.log", mode="w")
@@ -287,17 +330,29 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
         dataset_dir = root / recipe.dataset
         train_items, val_items = split_cases(recipe.split, discover_pairs(dataset_dir), seed)
         if smoke:
-            train_items, val_items = _subset(train_items, SMOKE_CASES[0], seed), _subset(val_items, SMOKE_CASES[1], seed)
+            train_items, val_items = (
+                _subset(train_items, SMOKE_CASES[0], seed),
+                _subset(val_items, SMOKE_CASES[1], seed),
+            )
         datalist = _write_datalist(run_dir / "datalist.json", train_items, val_items)
         config = _prepare_config(recipe, network, smoke, dataset_dir, datalist, seed, pretrained, overrides)
-        logger.info("%s/%s: %d training, %d validation cases -> %s", recipe.name, network, len(train_items), len(val_items), run_dir)
+        logger.info(
+            "%s/%s: %d training, %d validation cases -> %s",
+            recipe.name,
+            network,
+            len(train_items),
+            len(val_items),
+            run_dir,
+        )
 
         start = time.perf_counter()
         timings: dict[str, Any] = {}
         if epochs is not None or smoke:
             train_cfg = dataclasses.replace(config.train, time_budget_min=time_budget_min)
             if epochs is not None:
-                train_cfg = dataclasses.replace(train_cfg, epochs=epochs, val_interval=min(train_cfg.val_interval, epochs))
+                train_cfg = dataclasses.replace(
+                    train_cfg, epochs=epochs, val_interval=min(train_cfg.val_interval, epochs)
+                )
             config = dataclasses.replace(config, train=train_cfg)
         else:
             config, timings = fit_schedule(config, run_dir, time_budget_min, len(train_items))
@@ -322,13 +377,33 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
             schedule=timings,
             pretrained=config.model.pretrained,
             freeze_backbone_epochs=config.train.freeze_backbone_epochs,
-            command=canonical_command(recipe.name, network, out, time_budget_min, smoke, seed, data_root, pretrained, epochs, checkpoint, overrides),
+            command=canonical_command(
+                recipe.name,
+                network,
+                out,
+                time_budget_min,
+                smoke,
+                seed,
+                data_root,
+                pretrained,
+                epochs,
+                checkpoint,
+                overrides,
+            ),
             versions=_versions(),
         )
         atomic_write_text(run_dir / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
         headline = summary["headline"]
-        logger.info("%s/%s: %s %.4f (target %s) after %d epochs, %.0f s", recipe.name, network, headline["name"],
-                    headline["value"], headline["target"], result.epochs_run, train_s)
+        logger.info(
+            "%s/%s: %s %.4f (target %s) after %d epochs, %.0f s",
+            recipe.name,
+            network,
+            headline["name"],
+            headline["value"],
+            headline["target"],
+            result.epochs_run,
+            train_s,
+        )
         return summary
     finally:
         package_logger.removeHandler(log_handler)
@@ -336,8 +411,15 @@ def _run_one(recipe: Recipe, network: str, out: Path, root: Path, *, time_budget
         log_handler.close()
 
 
-def _evaluate(recipe: Recipe, network: str, run_dir: Path, dataset_dir: Path, val_items: Sequence[dict], checkpoint: str,
-              infer: InferConfig | None = None) -> dict:
+def _evaluate(
+    recipe: Recipe,
+    network: str,
+    run_dir: Path,
+    dataset_dir: Path,
+    val_items: Sequence[dict],
+    checkpoint: str,
+    infer: InferConfig | None = None,
+) -> dict:
     from medseg_monai.batch import run_batch
     from medseg_monai.inference import Predictor
 
@@ -357,8 +439,17 @@ def _evaluate(recipe: Recipe, network: str, run_dir: Path, dataset_dir: Path, va
     return summary
 
 
-def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: bool, seed: int, checkpoint: str,
-             overrides: Mapping[str, Any] | None) -> dict:
+def _rescore(
+    recipe: Recipe,
+    network: str,
+    run_dir: Path,
+    root: Path,
+    *,
+    smoke: bool,
+    seed: int,
+    checkpoint: str,
+    overrides: Mapping[str, Any] | None,
+) -> dict:
     """Predict and score a finished run's validation cases again; training fields of its summary are kept."""
     summary_path, datalist_path = run_dir / "summary.json", run_dir / "datalist.json"
     for path in (summary_path, datalist_path):
@@ -368,7 +459,9 @@ def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: 
     val_items = json.loads(datalist_path.read_text(encoding="utf-8"))["validation"]
     infer_overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("infer.")}
     if len(infer_overrides) != len(overrides or {}):
-        raise ConfigError(f"--score-only takes infer.* overrides only, got {sorted(set(overrides or {}) - set(infer_overrides))}")
+        raise ConfigError(
+            f"--score-only takes infer.* overrides only, got {sorted(set(overrides or {}) - set(infer_overrides))}"
+        )
     infer = recipe.config(network, smoke=smoke).override(infer_overrides).infer
     dataset_dir = root / recipe.dataset
     summary = _evaluate(recipe, network, run_dir, dataset_dir, val_items, checkpoint, infer=infer)
@@ -376,15 +469,22 @@ def _rescore(recipe: Recipe, network: str, run_dir: Path, root: Path, *, smoke: 
     summary = {**previous, **summary}
     summary["rescored"] = {
         "previous_headline": previous.get("headline"),
-        "command": previous.get("command", "") + " --score-only"
+        "command": previous.get("command", "")
+        + " --score-only"
         + "".join(f" --set {k}={json.dumps(v)}" for k, v in infer_overrides.items()),
         "fields": sorted(scoring_keys),
         "versions": _versions(),  # the top-level versions stay those of the training run
     }
     atomic_write_text(summary_path, json.dumps(_jsonable(summary), indent=2) + "\n")
     headline = summary["headline"]
-    logger.info("%s/%s scored again: %s %.4f (was %.4f)", recipe.name, network, headline["name"], headline["value"],
-                (previous.get("headline") or {}).get("value") or math.nan)
+    logger.info(
+        "%s/%s scored again: %s %.4f (was %.4f)",
+        recipe.name,
+        network,
+        headline["name"],
+        headline["value"],
+        (previous.get("headline") or {}).get("value") or math.nan,
+    )
     return summary
 
 
@@ -415,11 +515,23 @@ def score_predictions(
     best, worst = best_and_worst(scores)
     cases = {item["name"]: item for item in val_items}
     predictions = {item["name"]: predictions_dir / mask_filename(item["image"]) for item in val_items}
-    rows = [CaseRow(f"{tag}: {name} ({recipe.headline_metric} {score:.3f})", cases[name]["image"], cases[name]["label"], predictions[name])
-            for tag, ranked in (("best", best), ("worst", worst)) for name, score in ranked
-            if name in cases and predictions[name].exists()]
-    figure = save_case_figure(rows, run_dir / "best_worst.png", recipe.primary_labels,
-                              title=f"{recipe.name} / {network}: best and worst validation cases")
+    rows = [
+        CaseRow(
+            f"{tag}: {name} ({recipe.headline_metric} {score:.3f})",
+            cases[name]["image"],
+            cases[name]["label"],
+            predictions[name],
+        )
+        for tag, ranked in (("best", best), ("worst", worst))
+        for name, score in ranked
+        if name in cases and predictions[name].exists()
+    ]
+    figure = save_case_figure(
+        rows,
+        run_dir / "best_worst.png",
+        recipe.primary_labels,
+        title=f"{recipe.name} / {network}: best and worst validation cases",
+    )
     values = [evaluation.mean(recipe.headline_metric, label) for label in recipe.primary_labels]
     headline = float(sum(values) / len(values)) if values else math.nan
     summary: dict[str, Any] = {

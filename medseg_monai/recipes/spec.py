@@ -115,10 +115,14 @@ class Recipe:
             if network.split(VARIANT_SEPARATOR)[0] != config.model.name:
                 raise ConfigError(f"recipe {self.name!r}: config for {network!r} builds {config.model.name!r}")
             if config.data.image_dims != self.spatial_dims:
-                raise ConfigError(f"recipe {self.name!r}: {network} config is for {config.data.image_dims}D images, recipe is {self.spatial_dims}D")
+                raise ConfigError(
+                    f"recipe {self.name!r}: {network} config is for {config.data.image_dims}D images, recipe is {self.spatial_dims}D"
+                )
         unknown = set(self.primary_labels) - set(self.eval_labels)
         if not self.primary_labels or unknown:
-            raise ConfigError(f"recipe {self.name!r}: primary labels {self.primary_labels} must be among {sorted(self.eval_labels)}")
+            raise ConfigError(
+                f"recipe {self.name!r}: primary labels {self.primary_labels} must be among {sorted(self.eval_labels)}"
+            )
 
     @property
     def networks(self) -> tuple[str, ...]:

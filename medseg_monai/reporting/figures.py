@@ -41,10 +41,16 @@ def plot_training_curves(history: Sequence[dict], path: str | Path) -> Path:
     ax_loss.legend()
     dice_keys = [k for k in (history[-1] if history else {}) if k == "val_mean_dice" or k.startswith("val_dice_")]
     for key in dice_keys:
-        points = [(row["epoch"], row[key]) for row in history if key in row and row[key] != "" and not math.isnan(float(row[key]))]
+        points = [
+            (row["epoch"], row[key])
+            for row in history
+            if key in row and row[key] != "" and not math.isnan(float(row[key]))
+        ]
         if points:
             xs, ys = zip(*points)
-            ax_dice.plot(xs, ys, marker="o", linewidth=2 if key == "val_mean_dice" else 1, label=key.removeprefix("val_"))
+            ax_dice.plot(
+                xs, ys, marker="o", linewidth=2 if key == "val_mean_dice" else 1, label=key.removeprefix("val_")
+            )
     ax_dice.set_xlabel("epoch")
     ax_dice.set_ylabel("validation Dice")
     ax_dice.set_ylim(0, 1)
@@ -65,7 +71,9 @@ class CaseRow:
     prediction: str | Path
 
 
-def save_case_figure(rows: Sequence[CaseRow], path: str | Path, label_values: Sequence[int], title: str | None = None) -> Path:
+def save_case_figure(
+    rows: Sequence[CaseRow], path: str | Path, label_values: Sequence[int], title: str | None = None
+) -> Path:
     """Image | truth | prediction, one row per case: the axial view of a volume, the image itself in 2D.
 
     Args:
@@ -88,9 +96,11 @@ def save_case_figure(rows: Sequence[CaseRow], path: str | Path, label_values: Se
         colours = colour_table(label_values, np.unique(np.concatenate([np.unique(m) for m in masks])))
         view = loaded_views(load_image(row.image), masks)[0]
         truth_view = None if row.truth is None else view.masks[0]
-        panels = [(row.title, view.image if view.image.ndim == 3 else np.repeat(view.image[..., None], 3, axis=-1)),
-                  ("truth", None if truth_view is None else overlay(view.image, truth_view, colours)),
-                  ("prediction", overlay(view.image, view.masks[-1], colours))]
+        panels = [
+            (row.title, view.image if view.image.ndim == 3 else np.repeat(view.image[..., None], 3, axis=-1)),
+            ("truth", None if truth_view is None else overlay(view.image, truth_view, colours)),
+            ("prediction", overlay(view.image, view.masks[-1], colours)),
+        ]
         for c, (label, picture) in enumerate(panels):
             if picture is not None:
                 axes[r, c].imshow(picture, aspect=view.row_mm / view.col_mm)

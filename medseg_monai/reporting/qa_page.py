@@ -31,7 +31,9 @@ __all__ = ["case_thumbnail", "render_report", "write_report"]
 logger = logging.getLogger(__name__)
 
 _PANEL_PX = 180
-_TEMPLATE = Template(resources.files("medseg_monai.reporting").joinpath("templates/qa_report.html").read_text(encoding="utf-8"))
+_TEMPLATE = Template(
+    resources.files("medseg_monai.reporting").joinpath("templates/qa_report.html").read_text(encoding="utf-8")
+)
 
 
 def _resize(panel: np.ndarray, row_mm: float, col_mm: float, height: int = _PANEL_PX):
@@ -45,7 +47,9 @@ def _resize(panel: np.ndarray, row_mm: float, col_mm: float, height: int = _PANE
     return Image.fromarray(np.ascontiguousarray(panel)).resize(size, Image.Resampling.BILINEAR)
 
 
-def case_thumbnail(source: str | Path, mask_path: str | Path, label_values: Sequence[int] = (), background: int = 0) -> bytes:
+def case_thumbnail(
+    source: str | Path, mask_path: str | Path, label_values: Sequence[int] = (), background: int = 0
+) -> bytes:
     """PNG bytes of the mask over its source: three orthogonal slices for volumes, the image for 2D."""
     from PIL import Image
 
@@ -56,7 +60,9 @@ def case_thumbnail(source: str | Path, mask_path: str | Path, label_values: Sequ
     colours = colour_table([v for v in label_values if v != background], np.unique(mask))
     views = loaded_views(image_t, [mask], background)
     height = _PANEL_PX if len(views) == 3 else min(2 * _PANEL_PX, max(views[0].image.shape[0], _PANEL_PX))
-    panels = [_resize(overlay(v.image, v.masks[0], colours, background), v.row_mm, v.col_mm, height=height) for v in views]
+    panels = [
+        _resize(overlay(v.image, v.masks[0], colours, background), v.row_mm, v.col_mm, height=height) for v in views
+    ]
     gap = 4
     width = sum(p.width for p in panels) + gap * (len(panels) - 1)
     canvas = Image.new("RGB", (width, max(p.height for p in panels)), (0, 0, 0))
@@ -76,7 +82,9 @@ def _label_cell(labels: Mapping[str, Mapping[str, Any]], key: str, colours: Mapp
         colour = colours.get(int(value), (128, 128, 128))
         amount = entry.get(key)
         text = "-" if amount is None else (f"{amount:.2f}" if isinstance(amount, float) else f"{amount:,}")
-        rows.append(f'<span class="swatch" style="background:rgb{colour}"></span>{html.escape(str(entry.get("name", value)))}: {text}')
+        rows.append(
+            f'<span class="swatch" style="background:rgb{colour}"></span>{html.escape(str(entry.get("name", value)))}: {text}'
+        )
     return "<br>".join(rows) or "-"
 
 
@@ -88,7 +96,7 @@ def _row(record: Mapping[str, Any], thumb: str, colours, three_d: bool) -> str:
     cells = [
         f'<td class="num">{record["index"] + 1}</td>',
         f'<td><b>{html.escape(name)}</b><div class="path">{html.escape(record["input"])}</div><div class="path">&rarr; {html.escape(out)}</div></td>',
-        f'<td>{html.escape(record["status"])}</td>',
+        f"<td>{html.escape(record['status'])}</td>",
         f"<td>{thumb}</td>",
     ]
     if record["status"] == "failed":
@@ -104,10 +112,20 @@ def _row(record: Mapping[str, Any], thumb: str, colours, three_d: bool) -> str:
             f'<td class="num">{record.get("seconds") or 0:.1f}</td>',
         ]
     entropy = (record.get("entropy") or {}).get("mean_foreground")
-    notes = {"input_warning": "; ".join(record.get("warnings") or []),
-             "high_uncertainty": f"mean foreground entropy {entropy:.3f} nats" if entropy is not None else ""}
-    cells.append("<td>" + "".join(f'<span class="flag {html.escape(f)}"' + (f' title="{html.escape(notes[f], quote=True)}"' if notes.get(f) else "")
-                                  + f'>{html.escape(f.replace("_", " "))}</span>' for f in flags) + "</td>")
+    notes = {
+        "input_warning": "; ".join(record.get("warnings") or []),
+        "high_uncertainty": f"mean foreground entropy {entropy:.3f} nats" if entropy is not None else "",
+    }
+    cells.append(
+        "<td>"
+        + "".join(
+            f'<span class="flag {html.escape(f)}"'
+            + (f' title="{html.escape(notes[f], quote=True)}"' if notes.get(f) else "")
+            + f">{html.escape(f.replace('_', ' '))}</span>"
+            for f in flags
+        )
+        + "</td>"
+    )
     return f'<tr class="{css}">' + "".join(cells) + "</tr>"
 
 
@@ -131,7 +149,9 @@ def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
     for record in cases:
         thumb = "-"
         if thumbnails and record["status"] != "failed" and record.get("output") and not _inside(record["output"], root):
-            logger.warning("%s: no thumbnail (the mask is not inside the batch's output folder %s)", record["output"], root)
+            logger.warning(
+                "%s: no thumbnail (the mask is not inside the batch's output folder %s)", record["output"], root
+            )
         elif thumbnails and record["status"] != "failed" and record.get("output"):
             try:
                 png = case_thumbnail(record["input"], record["output"], values, background)
@@ -143,7 +163,8 @@ def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
     summary = manifest.get("summary", {})
     legend = " ".join(
         f'<span class="swatch" style="background:rgb{colours[v]}"></span>{html.escape(names[i] if i < len(names) else str(v))} ({v})'
-        for i, v in enumerate(values) if v != background
+        for i, v in enumerate(values)
+        if v != background
     )
     device = manifest.get("device", {})
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())

@@ -23,12 +23,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALPHA", "PALETTE", "View", "colour_table", "image_views", "loaded_views", "overlay", "ras", "volume_views", "window"]
+__all__ = [
+    "ALPHA",
+    "PALETTE",
+    "View",
+    "colour_table",
+    "image_views",
+    "loaded_views",
+    "overlay",
+    "ras",
+    "volume_views",
+    "window",
+]
 
 #: overlay colour of the 1st, 2nd, ... foreground label of the model
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
 )
 ALPHA = 0.45
 
@@ -60,7 +79,9 @@ def colour_table(values: Sequence[int], present: np.ndarray | Sequence[int] = ()
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(order)}
 
 
-def overlay(gray_or_rgb: np.ndarray, mask: np.ndarray, colours: Mapping[int, tuple[int, int, int]], background: int = 0) -> np.ndarray:
+def overlay(
+    gray_or_rgb: np.ndarray, mask: np.ndarray, colours: Mapping[int, tuple[int, int, int]], background: int = 0
+) -> np.ndarray:
     """``uint8`` RGB picture of a windowed 2D image with each label of ``mask`` blended in its colour."""
     rgb = np.repeat(gray_or_rgb[..., None], 3, axis=-1) if gray_or_rgb.ndim == 2 else gray_or_rgb[..., :3]
     out = rgb.astype(np.float32)
@@ -87,7 +108,10 @@ def _centre(masks: Sequence[np.ndarray], background: int, shape: Sequence[int]) 
     for mask in masks:
         fg = mask != background
         if fg.any():
-            return [int(np.mean(np.flatnonzero(fg.any(axis=tuple(a for a in range(3) if a != k)))[[0, -1]])) for k in range(3)]
+            return [
+                int(np.mean(np.flatnonzero(fg.any(axis=tuple(a for a in range(3) if a != k)))[[0, -1]]))
+                for k in range(3)
+            ]
     return [s // 2 for s in shape]
 
 
@@ -107,8 +131,13 @@ def volume_views(image: np.ndarray, masks: Sequence[np.ndarray], affine: np.ndar
     return [View(name, cut(gray), tuple(cut(m) for m in masks), rows, cols) for name, cut, rows, cols in cuts]
 
 
-def image_views(image: np.ndarray, masks: Sequence[np.ndarray], spatial_shape: Sequence[int], affine: np.ndarray | None,
-                background: int = 0) -> list[View]:
+def image_views(
+    image: np.ndarray,
+    masks: Sequence[np.ndarray],
+    spatial_shape: Sequence[int],
+    affine: np.ndarray | None,
+    background: int = 0,
+) -> list[View]:
     """The views of one image with its masks: three for a volume, the image itself for 2D.
 
     ``image`` is as a reader gives it (``(H, W[, C])`` or ``(X, Y, Z[, C])``); a volume's extra channels

@@ -74,12 +74,19 @@ def _detail_table(summaries: Sequence[dict], notes: Sequence[str]) -> list[str]:
             lines.append(f"| {s['network']} | {_run_cell(s, notes)} | {label} | " + " | ".join(cells) + " |")
     patients = [s for s in summaries if s.get("pooled_per_patient")]
     if patients:
-        lines += ["", "Per-patient pooled Dice (all validation slices of a patient as one volume):", "",
-                  "| network | run | class | patients | mean |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Per-patient pooled Dice (all validation slices of a patient as one volume):",
+            "",
+            "| network | run | class | patients | mean |",
+            "|---|---|---|---|---|",
+        ]
         for s in patients:
             for label, groups in s["pooled_per_patient"].items():
                 each = ", ".join(f"P{g} {_fmt(v, 3)}" for g, v in groups.items() if g != "mean")
-                lines.append(f"| {s['network']} | {_run_cell(s, notes)} | {label} | {each} | {_fmt(groups.get('mean'))} |")
+                lines.append(
+                    f"| {s['network']} | {_run_cell(s, notes)} | {label} | {each} | {_fmt(groups.get('mean'))} |"
+                )
     return lines
 
 
@@ -99,7 +106,9 @@ def render_results(summaries: Sequence[dict]) -> str:
         return "\n".join(lines + ["No recipe runs found.", ""])
     notes = list(dict.fromkeys(s["note"] for s in summaries if s.get("note")))
     lines += ["## Summary", ""] + _main_table(summaries, notes) + [""]
-    lines += [f"[{i}] {note}" + ("  " if i < len(notes) else "") for i, note in enumerate(notes, start=1)] + ([""] if notes else [])
+    lines += [f"[{i}] {note}" + ("  " if i < len(notes) else "") for i, note in enumerate(notes, start=1)] + (
+        [""] if notes else []
+    )
     by_dataset: dict[str, list[dict]] = {}
     for s in summaries:
         by_dataset.setdefault(s["dataset"], []).append(s)
@@ -108,6 +117,10 @@ def render_results(summaries: Sequence[dict]) -> str:
     recorded = [s for s in summaries if s.get("versions")]
     if recorded:
         last = recorded[-1]
-        lines += [f"Environment of the last run listed that records one ({last['dataset']}, {last['network']}): "
-                  + ", ".join(f"{k} {v}" for k, v in last["versions"].items()) + ".", ""]
+        lines += [
+            f"Environment of the last run listed that records one ({last['dataset']}, {last['network']}): "
+            + ", ".join(f"{k} {v}" for k, v in last["versions"].items())
+            + ".",
+            "",
+        ]
     return "\n".join(lines)

@@ -34,8 +34,14 @@ def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def resolve_compile(setting: str, device: torch.device, planned_steps: int, time_budget_min: float | None,
-                    distributed: bool, recompiles: bool = False) -> bool:
+def resolve_compile(
+    setting: str,
+    device: torch.device,
+    planned_steps: int,
+    time_budget_min: float | None,
+    distributed: bool,
+    recompiles: bool = False,
+) -> bool:
     """Whether to compile for ``setting`` (``auto``, ``on``, ``off``).
 
     ``auto`` compiles a single-process run of at least :data:`MIN_STEPS` steps (or a time budget of at least

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from medseg_monai.models.checkpoint import save_checkpoint
 from medseg_monai.errors import ConfigError
+from medseg_monai.models.checkpoint import save_checkpoint
 from medseg_monai.utils import atomic_write_text
 
 __all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC", "training_loss"]
@@ -187,8 +187,15 @@ class TimeBudgetSchedule:
     every process steps with the same rate. ``base_lrs`` may be rescaled (:class:`BackboneUnfreezer`).
     """
 
-    def __init__(self, optimizer, kind: str, run_logger: RunLogger | None, budget_s: float, device: torch.device | None = None,
-                 distributed: bool = False):
+    def __init__(
+        self,
+        optimizer,
+        kind: str,
+        run_logger: RunLogger | None,
+        budget_s: float,
+        device: torch.device | None = None,
+        distributed: bool = False,
+    ):
         if kind not in ("cosine", "poly", "none"):
             raise ConfigError(f"scheduler must be cosine, poly or none, got {kind!r}")
         if budget_s <= 0:
@@ -238,7 +245,9 @@ class BackboneUnfreezer:
     """Two-stage fine-tuning: keep ``parameters`` frozen for ``frozen_epochs``, then train everything
     with the learning rate (and the scheduler's base rates) scaled by ``lr_factor``."""
 
-    def __init__(self, parameters: Sequence[torch.nn.Parameter], optimizer, scheduler, frozen_epochs: int, lr_factor: float):
+    def __init__(
+        self, parameters: Sequence[torch.nn.Parameter], optimizer, scheduler, frozen_epochs: int, lr_factor: float
+    ):
         self.parameters = list(parameters)
         self.optimizer = optimizer
         self.scheduler = scheduler

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from medseg_monai.models.checkpoint import load_checkpoint, load_latest_checkpoint
 from medseg_monai.errors import CheckpointError
+from medseg_monai.models.checkpoint import load_checkpoint, load_latest_checkpoint
 from medseg_monai.utils import atomic_path
 
 __all__ = ["RngState", "ScalerState", "open_for_resume", "restore_states"]
@@ -70,8 +70,13 @@ def _random_states(obj: Any, seen: set[int], depth: int = 0) -> Iterator[np.rand
 
 def _numpy_state(state: tuple) -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = state
-    return {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    return {
+        "kind": str(kind),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
 
 
 def _numpy_tuple(state: dict[str, Any]) -> tuple:
@@ -127,14 +132,20 @@ class RngState:
         """Restore this process's states; warns and keeps the fresh seeds when the checkpoint has none for it."""
         ranks = state.get("ranks", [])
         if len(ranks) != self.world_size:
-            logger.warning("checkpoint holds random states of %d process(es), this run has %d: continuing with fresh seeds",
-                           len(ranks), self.world_size)
+            logger.warning(
+                "checkpoint holds random states of %d process(es), this run has %d: continuing with fresh seeds",
+                len(ranks),
+                self.world_size,
+            )
             return
         saved = ranks[self.rank]
         transforms = self._transform_states()
         if len(saved["transforms"]) != len(transforms):
-            logger.warning("checkpoint holds %d transform random states, the transforms have %d: continuing with fresh seeds",
-                           len(saved["transforms"]), len(transforms))
+            logger.warning(
+                "checkpoint holds %d transform random states, the transforms have %d: continuing with fresh seeds",
+                len(saved["transforms"]),
+                len(transforms),
+            )
             return
         python = saved["python"]
         random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
@@ -195,8 +206,12 @@ def _reconcile_best(checkpoints: Path, checkpoint: dict, source: Path) -> None:
         with atomic_path(best) as tmp:
             shutil.copyfile(source, tmp)
     elif best_saved is not None and best_saved > epoch:
-        logger.warning("%s is from epoch %d, after the resumed epoch %d; it is replaced when the validation Dice improves",
-                       best, best_saved, epoch)
+        logger.warning(
+            "%s is from epoch %d, after the resumed epoch %d; it is replaced when the validation Dice improves",
+            best,
+            best_saved,
+            epoch,
+        )
 
 
 def open_for_resume(run_dir: Path, is_main: bool = True) -> dict[str, Any]:
@@ -229,8 +244,14 @@ def restore_states(checkpoint: dict[str, Any], state_objects: dict[str, Any]) ->
             state = checkpoint[key]
             if isinstance(state_objects[key], torch.optim.lr_scheduler.LambdaLR) and "lr_lambdas" not in state:
                 # saved by CosineAnnealingLR/PolynomialLR (older versions): the same closed-form rates, keep the epoch count
-                state = {"base_lrs": state["base_lrs"], "last_epoch": state["last_epoch"], "_last_lr": state.get("_last_lr"),
-                         "lr_lambdas": [None] * len(state["base_lrs"])}
+                state = {
+                    "base_lrs": state["base_lrs"],
+                    "last_epoch": state["last_epoch"],
+                    "_last_lr": state.get("_last_lr"),
+                    "lr_lambdas": [None] * len(state["base_lrs"]),
+                }
             state_objects[key].load_state_dict(state)
         elif key == "rng":
-            logger.warning("checkpoint has no random states (saved by an older version): the resumed run draws fresh ones")
+            logger.warning(
+                "checkpoint has no random states (saved by an older version): the resumed run draws fresh ones"
+            )

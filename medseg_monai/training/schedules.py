@@ -19,14 +19,22 @@ from collections.abc import Callable
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping
-from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.handlers import LrScheduleHandler
 
 from medseg_monai.config import TrainConfig
 from medseg_monai.errors import ConfigError
 
-__all__ = ["GradientClipper", "LinearWarmup", "build_scheduler", "early_stopping", "epoch_factor", "schedule_handlers", "stopped_early"]
+__all__ = [
+    "GradientClipper",
+    "LinearWarmup",
+    "build_scheduler",
+    "early_stopping",
+    "epoch_factor",
+    "schedule_handlers",
+    "stopped_early",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +45,9 @@ def epoch_factor(cfg: TrainConfig) -> Callable[[int], float]:
     """Multiplier of the initial learning rate after ``epoch`` completed epochs, for the epoch schedules."""
     epochs, kind = cfg.epochs, cfg.scheduler
     if kind == "cosine":
-        return lambda epoch: COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+        return lambda epoch: (
+            COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+        )
     if kind == "poly":
         return lambda epoch: max(1.0 - min(epoch, epochs) / epochs, 0.0) ** 0.9
     if kind == "step":
@@ -52,8 +62,14 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_gamma, patience=cfg.plateau_patience,
-                                                          threshold=1e-4, threshold_mode="abs")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=cfg.lr_gamma,
+            patience=cfg.plateau_patience,
+            threshold=1e-4,
+            threshold_mode="abs",
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, epoch_factor(cfg))
 
 
@@ -63,7 +79,9 @@ def schedule_handlers(scheduler, metric: str) -> tuple[list, list]:
     if scheduler is None:
         return [], []
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        handler = LrScheduleHandler(lr_scheduler=scheduler, print_lr=False, step_transform=lambda engine: engine.state.metrics[metric])
+        handler = LrScheduleHandler(
+            lr_scheduler=scheduler, print_lr=False, step_transform=lambda engine: engine.state.metrics[metric]
+        )
         return [], [_PlateauStep(handler)]
     return [LrScheduleHandler(lr_scheduler=scheduler, print_lr=False)], []
 
@@ -87,7 +105,9 @@ class _PlateauStep:
         self.handler(evaluator)
         after = float(scheduler.optimizer.param_groups[0]["lr"])
         if after < before[0]:
-            logger.info("epoch %d: validation plateau, learning rate %.3g -> %.3g", evaluator.state.epoch, before[0], after)
+            logger.info(
+                "epoch %d: validation plateau, learning rate %.3g -> %.3g", evaluator.state.epoch, before[0], after
+            )
 
 
 class LinearWarmup:
@@ -98,7 +118,13 @@ class LinearWarmup:
     counts optimiser steps, not batches.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_epochs: float, iterations_per_epoch: int, accumulate_steps: int = 1):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        warmup_epochs: float,
+        iterations_per_epoch: int,
+        accumulate_steps: int = 1,
+    ):
         self.optimizer = optimizer
         self.accumulate_steps = max(int(accumulate_steps), 1)
         self.warmup_steps = max(int(round(warmup_epochs * iterations_per_epoch / self.accumulate_steps)), 1)
@@ -168,8 +194,12 @@ def early_stopping(cfg: TrainConfig, trainer: Engine, metric: str) -> EarlyStopp
     """Ignite's ``EarlyStopping`` on the evaluator's ``metric`` (to attach to the evaluator), or ``None``."""
     if cfg.early_stop_patience is None:
         return None
-    return _LoggedEarlyStopping(patience=cfg.early_stop_patience, score_function=lambda engine: float(engine.state.metrics[metric]),
-                                trainer=trainer, threshold=cfg.early_stop_min_delta)
+    return _LoggedEarlyStopping(
+        patience=cfg.early_stop_patience,
+        score_function=lambda engine: float(engine.state.metrics[metric]),
+        trainer=trainer,
+        threshold=cfg.early_stop_min_delta,
+    )
 
 
 class _LoggedEarlyStopping(EarlyStopping):
@@ -187,8 +217,11 @@ class _LoggedEarlyStopping(EarlyStopping):
         self._last_epoch = engine.state.epoch
         super().__call__(engine)
         if self.counter >= self.patience:
-            logger.info("early stop after epoch %d: no improvement of the validation mean Dice for %d validations",
-                        self.trainer.state.epoch, self.patience)
+            logger.info(
+                "early stop after epoch %d: no improvement of the validation mean Dice for %d validations",
+                self.trainer.state.epoch,
+                self.patience,
+            )
 
     @property
     def stopped(self) -> bool:

@@ -18,9 +18,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import TensorBoardStatsHandler
 
-from medseg_monai.training.handlers import KEY_METRIC, training_loss
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.reporting import colour_table, overlay, window
+from medseg_monai.training.handlers import KEY_METRIC, training_loss
 
 __all__ = ["TENSORBOARD_DIR", "TensorBoardLogger", "validation_picture"]
 
@@ -38,8 +38,9 @@ def _classes(tensor: torch.Tensor) -> np.ndarray:
     return array[0].numpy().astype(np.int64)
 
 
-def validation_picture(image: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor, num_classes: int,
-                       depth_index: int | None = None) -> tuple[np.ndarray, int | None]:
+def validation_picture(
+    image: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor, num_classes: int, depth_index: int | None = None
+) -> tuple[np.ndarray, int | None]:
     """``uint8`` RGB ``(H, 3 * W, 3)`` picture (enlarged by a whole factor to at least 192 pixels high): the image's first channel | with the truth | with the prediction.
 
     ``image`` is ``(C, *spatial)``, ``truth``/``pred`` one-hot ``(K, *spatial)`` or indices ``(1, *spatial)``.
@@ -60,7 +61,9 @@ def validation_picture(image: torch.Tensor, truth: torch.Tensor, pred: torch.Ten
     colours = colour_table(list(range(num_classes)))
     panels = [np.repeat(shown[..., None], 3, axis=-1), overlay(shown, labels, colours), overlay(shown, preds, colours)]
     picture = np.concatenate(panels, axis=1)
-    zoom = max(1, -(-MIN_PICTURE_HEIGHT // picture.shape[0]))  # small images (hippocampus crops) enlarged, pixels kept sharp
+    zoom = max(
+        1, -(-MIN_PICTURE_HEIGHT // picture.shape[0])
+    )  # small images (hippocampus crops) enlarged, pixels kept sharp
     return picture.repeat(zoom, axis=0).repeat(zoom, axis=1), depth_index
 
 
@@ -85,12 +88,25 @@ class TensorBoardLogger:
 
     def attach(self, trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer) -> None:
         self._trainer = trainer
-        TensorBoardStatsHandler(summary_writer=self.writer, iteration_log=True, epoch_log=False, tag_name="train/loss",
-                                output_transform=training_loss).attach(trainer)
-        trainer.add_event_handler(Events.ITERATION_STARTED, lambda engine: self.writer.add_scalar(
-            "train/learning_rate", float(optimizer.param_groups[0]["lr"]), engine.state.iteration))
-        TensorBoardStatsHandler(summary_writer=self.writer, iteration_log=False, epoch_log=True,
-                                global_epoch_transform=lambda _epoch: trainer.state.epoch).attach(evaluator)
+        TensorBoardStatsHandler(
+            summary_writer=self.writer,
+            iteration_log=True,
+            epoch_log=False,
+            tag_name="train/loss",
+            output_transform=training_loss,
+        ).attach(trainer)
+        trainer.add_event_handler(
+            Events.ITERATION_STARTED,
+            lambda engine: self.writer.add_scalar(
+                "train/learning_rate", float(optimizer.param_groups[0]["lr"]), engine.state.iteration
+            ),
+        )
+        TensorBoardStatsHandler(
+            summary_writer=self.writer,
+            iteration_log=False,
+            epoch_log=True,
+            global_epoch_transform=lambda _epoch: trainer.state.epoch,
+        ).attach(evaluator)
         evaluator.add_event_handler(Events.ITERATION_COMPLETED(once=1), self._capture)
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validation_completed)
         trainer.add_event_handler(Events.COMPLETED, lambda _engine: self.writer.flush())
@@ -116,8 +132,14 @@ class TensorBoardLogger:
             for name, value in zip(self.class_names[1:], per_class.tolist()):
                 self.writer.add_scalar(f"val_dice/{name}", value, epoch)
         last = self._trainer is not None and epoch >= self._trainer.state.max_epochs
-        if self._case is not None and self.images_every and (self._validations % self.images_every == 1 % self.images_every or last):
-            picture, self._depth = validation_picture(*self._case, num_classes=len(self.class_names), depth_index=self._depth)
+        if (
+            self._case is not None
+            and self.images_every
+            and (self._validations % self.images_every == 1 % self.images_every or last)
+        ):
+            picture, self._depth = validation_picture(
+                *self._case, num_classes=len(self.class_names), depth_index=self._depth
+            )
             self.writer.add_image("val/image_truth_prediction", picture, epoch, dataformats="HWC")
         self._case = None
         self.writer.flush()

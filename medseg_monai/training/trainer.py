@@ -25,28 +25,49 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import RandomSampler, Sampler
 from ignite.engine import Events
-from monai.data import CacheDataset, DataLoader, DistributedSampler, ThreadDataLoader, list_data_collate, partition_dataset
+from monai.data import (
+    CacheDataset,
+    DataLoader,
+    DistributedSampler,
+    ThreadDataLoader,
+    list_data_collate,
+    partition_dataset,
+)
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.transforms import AsDiscreted, Compose
+from torch.utils.data import RandomSampler, Sampler
 
 from medseg_monai.config import RunConfig, TrainConfig
 from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pairs
 from medseg_monai.data.properties import check_pairs, resolve_data_config
-from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
-from medseg_monai.training.handlers import IOU_METRIC, KEY_METRIC, BackboneUnfreezer, RunLogger, TimeBudgetSchedule, training_loss
-from medseg_monai.training.compilation import compile_network, resolve_compile
-from medseg_monai.networks.precision import FastForward, resolve_memory_format, resolve_precision
-from medseg_monai.training.resume import RngState, ScalerState, open_for_resume, restore_states
-from medseg_monai.training.schedules import GradientClipper, LinearWarmup, build_scheduler, early_stopping, schedule_handlers, stopped_early
-from medseg_monai.training.tensorboard import TensorBoardLogger
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, PRED
 from medseg_monai.networks import SliceWindowNetwork, backbone_parameters, build_network
+from medseg_monai.networks.precision import FastForward, resolve_memory_format, resolve_precision
+from medseg_monai.training.compilation import compile_network, resolve_compile
+from medseg_monai.training.handlers import (
+    IOU_METRIC,
+    KEY_METRIC,
+    BackboneUnfreezer,
+    RunLogger,
+    TimeBudgetSchedule,
+    training_loss,
+)
+from medseg_monai.training.resume import RngState, ScalerState, open_for_resume, restore_states
+from medseg_monai.training.schedules import (
+    GradientClipper,
+    LinearWarmup,
+    build_scheduler,
+    early_stopping,
+    schedule_handlers,
+    stopped_early,
+)
+from medseg_monai.training.tensorboard import TensorBoardLogger
+from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
 from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
 
 __all__ = ["DistributedContext", "TrainResult", "make_splits", "setup_distributed", "train"]
@@ -123,7 +144,9 @@ def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.devi
     if owns_group:
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
     context = DistributedContext(dist.get_rank(), local_rank, dist.get_world_size(), True, owns_group)
-    logger.info("distributed training: rank %d of %d on %s (%s)", context.rank, context.world_size, device, dist.get_backend())
+    logger.info(
+        "distributed training: rank %d of %d on %s (%s)", context.rank, context.world_size, device, dist.get_backend()
+    )
     return context, device
 
 
@@ -151,7 +174,9 @@ def _optimizer(config: RunConfig, network: torch.nn.Module) -> torch.optim.Optim
     cfg = config.train
     params = network.parameters()
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.learning_rate, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay
+        )
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
@@ -161,9 +186,14 @@ def _save_splits(run_dir: Path, train_items: Sequence[dict], val_items: Sequence
         def image(value: object) -> str | list[str]:  # a case of several channel files keeps its list
             return [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
 
-        return [{"name": item.get("name", Path(str(item[IMAGE])).name), IMAGE: image(item[IMAGE]), LABEL: str(item[LABEL])} for item in items]
+        return [
+            {"name": item.get("name", Path(str(item[IMAGE])).name), IMAGE: image(item[IMAGE]), LABEL: str(item[LABEL])}
+            for item in items
+        ]
 
-    atomic_write_text(run_dir / "splits.json", json.dumps({"training": names(train_items), "validation": names(val_items)}, indent=2))
+    atomic_write_text(
+        run_dir / "splits.json", json.dumps({"training": names(train_items), "validation": names(val_items)}, indent=2)
+    )
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> TrainResult:
@@ -192,7 +222,9 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
             dist.destroy_process_group()
 
 
-def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedContext, device: torch.device) -> TrainResult:
+def _train(
+    config: RunConfig, run_dir: Path, resume: bool, context: DistributedContext, device: torch.device
+) -> TrainResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = None
     if resume:
@@ -209,19 +241,39 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     if context.is_main:
         config.save(run_dir / "config.json")
         _save_splits(run_dir, train_items, val_items)
-        logger.info("%d training and %d validation cases; classes %s", len(train_items), len(val_items), config.data.label_names)
+        logger.info(
+            "%d training and %d validation cases; classes %s", len(train_items), len(val_items), config.data.label_names
+        )
 
     data_cfg, train_cfg = config.data, config.train
-    train_ds = CacheDataset(train_items, build_train_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
+    train_ds = CacheDataset(
+        train_items,
+        build_train_transforms(data_cfg),
+        cache_rate=data_cfg.cache_rate,
+        num_workers=data_cfg.num_workers or None,
+        progress=False,
+    )
     # each process draws its own augmentations; the sampler's shuffling is shared (same seed)
     generator = torch.Generator().manual_seed(train_cfg.seed + context.rank)
     sampler = _train_sampler(train_ds, train_cfg, context, generator)
     planned_steps = train_cfg.epochs * (train_cfg.iterations_per_epoch or -(-len(train_ds) // train_cfg.batch_size))
-    compiled = resolve_compile(train_cfg.compile, device, planned_steps, train_cfg.time_budget_min, context.enabled,
-                               recompiles=train_cfg.freeze_backbone_epochs > 0)
+    compiled = resolve_compile(
+        train_cfg.compile,
+        device,
+        planned_steps,
+        train_cfg.time_budget_min,
+        context.enabled,
+        recompiles=train_cfg.freeze_backbone_epochs > 0,
+    )
     # a compiled network sees one batch shape only: a short last batch would compile it again
-    loader_options = dict(batch_size=train_cfg.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=list_data_collate,
-                          generator=generator, drop_last=compiled and len(train_ds) > train_cfg.batch_size)
+    loader_options = dict(
+        batch_size=train_cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        collate_fn=list_data_collate,
+        generator=generator,
+        drop_last=compiled and len(train_ds) > train_cfg.batch_size,
+    )
     if data_cfg.num_workers == 0:  # the next batch is prepared in a thread while the network trains on this one
         train_loader = ThreadDataLoader(train_ds, num_workers=0, buffer_size=1, **loader_options)
     else:
@@ -236,7 +288,9 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     model: torch.nn.Module = network
     if context.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
-            network, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=train_cfg.freeze_backbone_epochs > 0
+            network,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=train_cfg.freeze_backbone_epochs > 0,
         )
     loss: torch.nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
     if config.model.deep_supervision:
@@ -287,9 +341,16 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     steps_per_epoch = train_cfg.iterations_per_epoch or len(train_loader)
     if context.is_main:
         patches = train_cfg.batch_size * data_cfg.samples_per_image
-        logger.info("effective batch: %d patches per optimiser step (batch %d x %d patches x %d accumulated x %d processes); "
-                    "%d steps per epoch", patches * train_cfg.accumulate_steps * context.world_size, train_cfg.batch_size,
-                    data_cfg.samples_per_image, train_cfg.accumulate_steps, context.world_size, steps_per_epoch)
+        logger.info(
+            "effective batch: %d patches per optimiser step (batch %d x %d patches x %d accumulated x %d processes); "
+            "%d steps per epoch",
+            patches * train_cfg.accumulate_steps * context.world_size,
+            train_cfg.batch_size,
+            data_cfg.samples_per_image,
+            train_cfg.accumulate_steps,
+            context.world_size,
+            steps_per_epoch,
+        )
 
     history, best_metric, best_epoch, elapsed_s = [], -1.0, 0, None
     if checkpoint is not None:
@@ -306,18 +367,38 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     if context.is_main:
         # under DDP the time budget is decided by _DistributedEpochEnd so that all processes agree
         budget = None if context.enabled else train_cfg.time_budget_min
-        run_logger = RunLogger(run_dir, evaluator, config.data.label_names, state_objects, config.to_dict(), budget, history, best_metric,
-                               best_epoch, elapsed_s)
+        run_logger = RunLogger(
+            run_dir,
+            evaluator,
+            config.data.label_names,
+            state_objects,
+            config.to_dict(),
+            budget,
+            history,
+            best_metric,
+            best_epoch,
+            elapsed_s,
+        )
     time_schedule = None
     if by_time:
-        time_schedule = TimeBudgetSchedule(optimizer, train_cfg.scheduler, run_logger, 60.0 * train_cfg.time_budget_min, device, context.enabled)
+        time_schedule = TimeBudgetSchedule(
+            optimizer, train_cfg.scheduler, run_logger, 60.0 * train_cfg.time_budget_min, device, context.enabled
+        )
         state_objects["time_schedule"] = time_schedule
         time_schedule.attach(trainer)
-    if train_cfg.freeze_backbone_epochs > 0:  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
+    if (
+        train_cfg.freeze_backbone_epochs > 0
+    ):  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
         frozen = backbone_parameters(network)
         if not frozen:
             raise ConfigError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
-        BackboneUnfreezer(frozen, optimizer, time_schedule or scheduler, train_cfg.freeze_backbone_epochs, train_cfg.finetune_lr_factor).attach(trainer)
+        BackboneUnfreezer(
+            frozen,
+            optimizer,
+            time_schedule or scheduler,
+            train_cfg.freeze_backbone_epochs,
+            train_cfg.finetune_lr_factor,
+        ).attach(trainer)
     if context.enabled:
         _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device, rng).attach(trainer)
     if run_logger is not None:
@@ -336,7 +417,11 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
         if run_logger is not None:
             run_logger.write_outputs()  # a crash may have come between last.pt and metrics.csv
     try:
-        if trainer.state.epoch < train_cfg.epochs and not _budget_spent(checkpoint, train_cfg) and not _stopped_early(checkpoint, train_cfg):
+        if (
+            trainer.state.epoch < train_cfg.epochs
+            and not _budget_spent(checkpoint, train_cfg)
+            and not _stopped_early(checkpoint, train_cfg)
+        ):
             trainer.run()
     finally:
         if tensorboard is not None:
@@ -345,7 +430,14 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, context: DistributedC
     if context.enabled:
         dist.broadcast_object_list(outcome, src=0)
     best_metric, best_epoch, history = outcome[0]
-    return TrainResult(run_dir=run_dir, config=config, best_metric=best_metric, best_epoch=best_epoch, epochs_run=len(history), history=history)
+    return TrainResult(
+        run_dir=run_dir,
+        config=config,
+        best_metric=best_metric,
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        history=history,
+    )
 
 
 def _budget_spent(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
@@ -355,8 +447,11 @@ def _budget_spent(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
     elapsed = checkpoint["trainer"].get("elapsed_s")
     spent = elapsed is not None and float(elapsed) >= 60.0 * train_cfg.time_budget_min
     if spent:
-        logger.info("time budget of %.1f min was spent by epoch %d; nothing left to train", train_cfg.time_budget_min,
-                    int(checkpoint["trainer"]["epoch"]))
+        logger.info(
+            "time budget of %.1f min was spent by epoch %d; nothing left to train",
+            train_cfg.time_budget_min,
+            int(checkpoint["trainer"]["epoch"]),
+        )
     return spent
 
 
@@ -368,15 +463,31 @@ def _stopped_early(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
     return stopped
 
 
-def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Sequence[dict], device: torch.device, amp: bool,
-                     dtype: torch.dtype | None) -> SupervisedEvaluator:
+def _build_evaluator(
+    config: RunConfig,
+    network: torch.nn.Module,
+    val_items: Sequence[dict],
+    device: torch.device,
+    amp: bool,
+    dtype: torch.dtype | None,
+) -> SupervisedEvaluator:
     """Sliding-window validation with mean Dice (key metric, per-class details) and mean IoU."""
     data_cfg = config.data
-    val_ds = CacheDataset(val_items, build_val_transforms(data_cfg), cache_rate=data_cfg.cache_rate, num_workers=data_cfg.num_workers or None, progress=False)
+    val_ds = CacheDataset(
+        val_items,
+        build_val_transforms(data_cfg),
+        cache_rate=data_cfg.cache_rate,
+        num_workers=data_cfg.num_workers or None,
+        progress=False,
+    )
     val_loader = DataLoader(val_ds, batch_size=1, num_workers=data_cfg.num_workers)
     num_classes = data_cfg.num_classes
-    inferer = SlidingWindowInferer(roi_size=config.window_size(), sw_batch_size=config.infer.sw_batch_size, overlap=config.window_overlap,
-                                   mode=config.infer.blend_mode)
+    inferer = SlidingWindowInferer(
+        roi_size=config.window_size(),
+        sw_batch_size=config.infer.sw_batch_size,
+        overlap=config.window_overlap,
+        mode=config.infer.blend_mode,
+    )
     if data_cfg.slice_axis is not None:  # a 2D network validated on whole volumes, slice by slice
         network = SliceWindowNetwork(network, data_cfg.slice_axis)
     return SupervisedEvaluator(
@@ -384,9 +495,17 @@ def _build_evaluator(config: RunConfig, network: torch.nn.Module, val_items: Seq
         val_data_loader=val_loader,
         network=network,
         inferer=inferer,
-        postprocessing=Compose([AsDiscreted(keys=PRED, argmax=True, to_onehot=num_classes), AsDiscreted(keys=LABEL, to_onehot=num_classes)]),
-        key_val_metric={KEY_METRIC: MeanDice(include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True)},
-        additional_metrics={IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))},
+        postprocessing=Compose(
+            [AsDiscreted(keys=PRED, argmax=True, to_onehot=num_classes), AsDiscreted(keys=LABEL, to_onehot=num_classes)]
+        ),
+        key_val_metric={
+            KEY_METRIC: MeanDice(
+                include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True
+            )
+        },
+        additional_metrics={
+            IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))
+        },
         amp=amp,
         amp_kwargs={"dtype": dtype} if amp else None,
     )
@@ -397,10 +516,14 @@ def _validation_share(val_items: Sequence[dict], context: DistributedContext) ->
     MONAI), all of them when there are fewer cases than processes (duplicates leave the means unchanged)."""
     if not context.enabled or len(val_items) < context.world_size:
         return val_items
-    return partition_dataset(list(val_items), num_partitions=context.world_size, shuffle=False, even_divisible=False)[context.rank]
+    return partition_dataset(list(val_items), num_partitions=context.world_size, shuffle=False, even_divisible=False)[
+        context.rank
+    ]
 
 
-def _train_sampler(dataset: CacheDataset, train_cfg: TrainConfig, context: DistributedContext, generator: torch.Generator) -> Sampler | None:
+def _train_sampler(
+    dataset: CacheDataset, train_cfg: TrainConfig, context: DistributedContext, generator: torch.Generator
+) -> Sampler | None:
     """The order of training cases: ``None`` shuffles one pass per epoch.
 
     With ``iterations_per_epoch`` set, one sampler pass is one epoch (reshuffled every
@@ -408,10 +531,22 @@ def _train_sampler(dataset: CacheDataset, train_cfg: TrainConfig, context: Distr
     passes; a loader that ended every few steps on a small training set restarted cold each time.
     """
     if context.enabled:
-        return DistributedSampler(dataset, shuffle=True, even_divisible=True, num_replicas=context.world_size, rank=context.rank, seed=train_cfg.seed)
+        return DistributedSampler(
+            dataset,
+            shuffle=True,
+            even_divisible=True,
+            num_replicas=context.world_size,
+            rank=context.rank,
+            seed=train_cfg.seed,
+        )
     if train_cfg.iterations_per_epoch is None:
         return None
-    return RandomSampler(dataset, replacement=False, num_samples=train_cfg.iterations_per_epoch * train_cfg.batch_size, generator=generator)
+    return RandomSampler(
+        dataset,
+        replacement=False,
+        num_samples=train_cfg.iterations_per_epoch * train_cfg.batch_size,
+        generator=generator,
+    )
 
 
 class _DistributedEpochEnd:
@@ -422,8 +557,14 @@ class _DistributedEpochEnd:
     broadcast, before rank 0's :class:`RunLogger` writes the epoch with every process's random states.
     """
 
-    def __init__(self, evaluator: SupervisedEvaluator, run_logger: RunLogger | None, time_budget_min: float | None, device: torch.device,
-                 rng: RngState):
+    def __init__(
+        self,
+        evaluator: SupervisedEvaluator,
+        run_logger: RunLogger | None,
+        time_budget_min: float | None,
+        device: torch.device,
+        rng: RngState,
+    ):
         self.evaluator = evaluator
         self.rng = rng
         self.run_logger = run_logger
@@ -451,7 +592,9 @@ def _epoch_stats() -> StatsHandler:
     """MONAI's per-epoch loss line, logged through this package's logger (MONAI's ``get_logger`` gives the logger
     its own stdout handler and level, which would print every line twice and ignore ``-q``)."""
     name = f"{__name__}.stats"
-    stats = StatsHandler(name=name, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False)
+    stats = StatsHandler(
+        name=name, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False
+    )
     stats_logger = logging.getLogger(name)
     for handler in list(stats_logger.handlers):
         stats_logger.removeHandler(handler)

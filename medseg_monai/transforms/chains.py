@@ -40,10 +40,10 @@ from monai.transforms import (
 )
 
 from medseg_monai.config import DataConfig, InputChecks
-from medseg_monai.transforms.slicing import ContextChannelsd, slice_patch_steps
 from medseg_monai.errors import InputError
 from medseg_monai.io import image_loader
 from medseg_monai.keys import IMAGE, LABEL
+from medseg_monai.transforms.slicing import ContextChannelsd, slice_patch_steps
 
 __all__ = [
     "IntensityWindowd",
@@ -74,7 +74,9 @@ class MapLabelValuesd(MapTransform):
     def __init__(self, keys: KeysCollection, label_values: Sequence[int], allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.label_values = tuple(int(v) for v in label_values)
-        self._map = MapLabelValue(orig_labels=self.label_values, target_labels=list(range(len(self.label_values))), dtype=torch.float32)
+        self._map = MapLabelValue(
+            orig_labels=self.label_values, target_labels=list(range(len(self.label_values))), dtype=torch.float32
+        )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -89,7 +91,9 @@ class MapLabelValuesd(MapTransform):
                 known |= values == value
             if not bool(known.all()):
                 unknown = sorted(set(values[~known].unique().to(torch.int64).tolist()))[:8]
-                raise InputError(f"{_source_name(label)}: mask values {unknown} are not in label_values {list(self.label_values)}")
+                raise InputError(
+                    f"{_source_name(label)}: mask values {unknown} are not in label_values {list(self.label_values)}"
+                )
             index = self._map(values)
             if isinstance(label, MetaTensor):
                 index = MetaTensor(index, meta=label.meta, applied_operations=label.applied_operations)
@@ -117,16 +121,16 @@ class MatchChannelsd(MapTransform):
             if have == self.channels:
                 continue
             if not self.convert or img.ndim > 3:  # gray <-> RGB is for raster images; a volume's channels are its own
-                raise InputError(f"{_source_name(img)}: {have} channel(s), but the model takes {self.channels} separate "
-                                 "channels (one file each: NAME_0000, NAME_0001, ...)")
+                raise InputError(
+                    f"{_source_name(img)}: {have} channel(s), but the model takes {self.channels} separate "
+                    "channels (one file each: NAME_0000, NAME_0001, ...)"
+                )
             if have == 1:
                 d[key] = img.repeat(self.channels, *([1] * (img.ndim - 1)))
             elif self.channels == 1:
                 d[key] = img.mean(dim=0, keepdim=True)
             else:
-                raise InputError(
-                    f"{_source_name(img)}: image has {have} channels, the model expects {self.channels}"
-                )
+                raise InputError(f"{_source_name(img)}: image has {have} channels, the model expects {self.channels}")
         return d
 
 
@@ -148,7 +152,11 @@ class IntensityWindowd(MapTransform):
             if not raw.is_floating_point():
                 raw = raw.float()
             scaled = torch.sub(raw, self.low).div_(self.high - self.low).clamp_(0.0, 1.0)
-            d[key] = MetaTensor(scaled, meta=img.meta, applied_operations=img.applied_operations) if isinstance(img, MetaTensor) else scaled
+            d[key] = (
+                MetaTensor(scaled, meta=img.meta, applied_operations=img.applied_operations)
+                if isinstance(img, MetaTensor)
+                else scaled
+            )
         return d
 
 
@@ -172,7 +180,9 @@ def _intensity(cfg: DataConfig) -> list:
     ]
 
 
-def build_preprocessing(cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL), checks: InputChecks | None = None) -> list:
+def build_preprocessing(
+    cfg: DataConfig, keys: Sequence[str] = (IMAGE, LABEL), checks: InputChecks | None = None
+) -> list:
     """Deterministic steps shared by training, validation and inference (all invertible in space)."""
     return _geometry(cfg, tuple(keys), checks) + _normalisation(cfg, tuple(keys))
 

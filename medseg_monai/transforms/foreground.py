@@ -25,7 +25,9 @@ __all__ = ["CT_BODY_HU", "Foreground", "find_foreground", "foreground_mode", "ma
 CT_BODY_HU = -500.0
 _STRIDE_VOXELS = 1 << 21  # the component analysis runs on a strided copy of about this many voxels
 _MIN_GAIN = 0.9  # foreground over 90 % of the image: no window to skip
-_COMPONENT_SHARE = 0.01  # components of at least 1 % of the largest one's size are part of the box; smaller ones are noise
+_COMPONENT_SHARE = (
+    0.01  # components of at least 1 % of the largest one's size are part of the box; smaller ones are noise
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,14 @@ from monai.data.utils import compute_shape_offset, to_affine_nd, zoom_affine
 from monai.transforms import MapTransform, Spacingd
 
 __all__ = [
-    "AxisAlignedSpacingd", "SpacingPlan", "axis_map", "labels_to_source_grid", "lean_spacing", "linear_along", "linear_at", "resample_extent",
+    "AxisAlignedSpacingd",
+    "SpacingPlan",
+    "axis_map",
+    "labels_to_source_grid",
+    "lean_spacing",
+    "linear_along",
+    "linear_at",
+    "resample_extent",
     "sample_positions",
     "source_index_map",
     "spacing_plan",
@@ -148,7 +155,11 @@ def spacing_plan(img: MetaTensor, pixdim: Sequence[float]) -> SpacingPlan:
     xform = np.linalg.solve(src, dst)  # output index -> input index
     identity = shape == spatial and bool(np.allclose(xform, np.eye(sr + 1), atol=1e-3))  # MONAI's "unchanged" test
     found = axis_map(xform)
-    axes = None if found is None or any(a != j for j, (a, _, _) in enumerate(found)) else tuple((s, t) for _, s, t in found)
+    axes = (
+        None
+        if found is None or any(a != j for j, (a, _, _) in enumerate(found))
+        else tuple((s, t) for _, s, t in found)
+    )
     return SpacingPlan(shape, dst, axes, identity)
 
 
@@ -182,7 +193,9 @@ def resample_extent(data: torch.Tensor, plan: SpacingPlan, extent: Sequence[slic
     # the input that the positions read; integer offsets keep their fractions exact
     lows = [int(np.floor(p.min())) if p.size else 0 for p in positions]
     highs = [min(int(np.floor(p.max())) + 2, n) if p.size else 0 for p, n in zip(positions, spatial)]
-    array = data.to(device="cpu", dtype=torch.float32).numpy()[(slice(None), *(slice(lo, hi) for lo, hi in zip(lows, highs)))]
+    array = data.to(device="cpu", dtype=torch.float32).numpy()[
+        (slice(None), *(slice(lo, hi) for lo, hi in zip(lows, highs)))
+    ]
     # shrink first so the intermediates stay small (the whole image's order, so every extent's values are the same)
     for j in sorted(range(len(spatial)), key=lambda j: shape[j] / spatial[j]):
         array = linear_at(array, j + 1, positions[j] - lows[j])
@@ -270,5 +283,12 @@ def _affine_nearest(labels: np.ndarray, xform: np.ndarray, source_shape: tuple[i
     from scipy.ndimage import affine_transform
 
     nd = labels.ndim
-    return affine_transform(labels, xform[:nd, :nd], offset=xform[:nd, nd], output_shape=source_shape, output=labels.dtype,
-                            order=0, mode="nearest")
+    return affine_transform(
+        labels,
+        xform[:nd, :nd],
+        offset=xform[:nd, nd],
+        output_shape=source_shape,
+        output=labels.dtype,
+        order=0,
+        mode="nearest",
+    )

@@ -45,7 +45,9 @@ def stack_context(image: torch.Tensor, slice_axis: int, context: int) -> torch.T
     dim = slice_axis + 1
     length = image.shape[dim]
     positions = torch.arange(length, device=image.device)
-    shifted = [image.index_select(dim, (positions + offset).clamp_(0, length - 1)) for offset in range(-context, context + 1)]
+    shifted = [
+        image.index_select(dim, (positions + offset).clamp_(0, length - 1)) for offset in range(-context, context + 1)
+    ]
     return torch.stack(shifted, dim=1).flatten(0, 1)
 
 
@@ -60,8 +62,11 @@ class ContextChannelsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             volume = d[key]
-            stacked = stack_context(volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume),
-                                    self.slice_axis, self.context)
+            stacked = stack_context(
+                volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume),
+                self.slice_axis,
+                self.context,
+            )
             d[key] = MetaTensor(stacked, meta=dict(volume.meta)) if isinstance(volume, MetaTensor) else stacked
         return d
 
@@ -119,8 +124,15 @@ def slice_patch_steps(cfg: DataConfig) -> list:
         steps.append(BorderPadd(keys=(IMAGE, LABEL), spatial_border=border, mode=("replicate", "constant")))
     steps += [
         SpatialPadd(keys=(IMAGE, LABEL), spatial_size=size),
-        RandCropByPosNegLabeld(keys=(IMAGE, LABEL), label_key=LABEL, spatial_size=size, pos=pos if pos > 0 else 0.0,
-                               neg=1.0 - pos if pos < 1 else 0.0, num_samples=cfg.samples_per_image, image_key=None),
+        RandCropByPosNegLabeld(
+            keys=(IMAGE, LABEL),
+            label_key=LABEL,
+            spatial_size=size,
+            pos=pos if pos > 0 else 0.0,
+            neg=1.0 - pos if pos < 1 else 0.0,
+            num_samples=cfg.samples_per_image,
+            image_key=None,
+        ),
         SlicesToChannelsd(axis),
     ]
     return steps
