@@ -54,7 +54,7 @@ def best_of(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
 
 def ct_cases(work: Path, depths: Sequence[int], size: int = 512, seed: int = 0) -> Path:
     """A folder of synthetic CT volumes ``size x size x depth`` (one per depth), cached in ``work``."""
-    from medseg_monai.data.synthetic import make_synthetic_3d
+    from medseg_monai.data.synthetic_3d import make_synthetic_3d
 
     folder = work / f"ct_{size}_{'-'.join(map(str, depths))}_s{seed}"
     if len(list(folder.glob("*.nii.gz"))) == len(depths):
@@ -110,7 +110,7 @@ def spleen_model(work: Path) -> Path:
 
 def ct_train_data(work: Path) -> Path:
     """Five synthetic CT cases of 192 x 192 x 96 for training (cached)."""
-    from medseg_monai.data.synthetic import make_synthetic_3d
+    from medseg_monai.data.synthetic_3d import make_synthetic_3d
 
     data = work / "spleen_train_data"
     if not (data / "labelsTr").is_dir() or len(list((data / "labelsTr").glob("*.nii.gz"))) < 5:

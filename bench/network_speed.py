@@ -31,7 +31,7 @@ def windows(predictor, image_file: Path, count: int):
 
     from medseg_monai.keys import IMAGE
 
-    image = predictor.lean_transforms({IMAGE: str(image_file)})[IMAGE].as_tensor()
+    image = predictor.preparation.lean_transforms({IMAGE: str(image_file)})[IMAGE].as_tensor()
     roi = predictor.config.roi_size
     centre = [s // 2 for s in image.shape[1:]]
     out = []

@@ -143,7 +143,7 @@ def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
 
     predictor = Predictor.from_run(model, infer=infer or None)
     network_s = [0.0]
-    window_forward = predictor._window_forward
+    window_forward = predictor.stitching.forward
 
     def timed_forward(x):
         t0 = time.perf_counter()
@@ -151,7 +151,7 @@ def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
         network_s[0] += time.perf_counter() - t0
         return out
 
-    predictor._window_forward = timed_forward  # the network's share of the time
+    predictor.stitching.forward = timed_forward  # the network's share of the time
     start = time.perf_counter()
     results = run_batch(predictor, inputs, output, BatchOptions(overwrite=True, progress=False))
     failed = [r.error for r in results if not r.ok]

@@ -44,7 +44,7 @@ def inputs(count: int) -> Path:
         for path in files:
             (folder / path.name).symlink_to(path.resolve())
         return folder
-    from medseg_monai.data.synthetic import make_synthetic_3d
+    from medseg_monai.data.synthetic_3d import make_synthetic_3d
 
     make_synthetic_3d(folder / "synth", n_cases=count, shape=(36, 50, 36), spacing=(1.0, 1.0, 1.0), seed=3)
     for path in (folder / "synth" / "imagesTr").glob("*.nii.gz"):
@@ -55,7 +55,7 @@ def inputs(count: int) -> Path:
 
 def model() -> Path:
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-    from medseg_monai.data.synthetic import make_synthetic_3d
+    from medseg_monai.data.synthetic_3d import make_synthetic_3d
     from medseg_monai.recipes.catalog import UNET_3D
     from medseg_monai.training.trainer import train
 

@@ -54,7 +54,7 @@ def rss_bytes() -> int:
 def tiny_model(work: Path) -> Path:
     """A one-epoch tiny 2D UNet run folder (cached in ``work``)."""
     from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
-    from medseg_monai.data.synthetic import make_synthetic_2d
+    from medseg_monai.data.synthetic_2d import make_synthetic_2d
     from medseg_monai.training.trainer import train
 
     run = work / "model"

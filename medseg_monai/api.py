@@ -26,9 +26,12 @@ from medseg_monai.batch import (
     wait_for_parts,
 )
 from medseg_monai.config import BatchOptions, InputChecks
+from medseg_monai.data import discover_pairs, generate_dataset
+from medseg_monai.errors import ConfigError
 from medseg_monai.evaluation import EvaluationResult, evaluate_folders
 from medseg_monai.inference import InferSettings, Predictor
 from medseg_monai.models import ARTEFACT_SUFFIXES, ExportResult, artefact_format, export_artefact, load_checkpoint
+from medseg_monai.networks import build_network
 from medseg_monai.training import TrainResult, make_splits, train
 
 __all__ = [
@@ -43,6 +46,9 @@ __all__ = [
     "Predictor",
     "Shard",
     "TrainResult",
+    "build_network",
+    "discover_pairs",
+    "generate_dataset",
     "evaluate",
     "export",
     "failures",
@@ -81,17 +87,21 @@ def predict(
     infer: InferSettings = None,
     options: BatchOptions | None = None,
     checks: InputChecks | None = None,
+    shard: Shard | None = None,
 ) -> list[CaseResult]:
     """Write a mask for every input into ``output_dir``; one :class:`CaseResult` per case of this part.
 
     ``model`` is a loaded Predictor, or what :func:`load_predictor` takes (with ``checkpoint``, ``infer``
-    and ``checks``); ``options`` says how the batch runs (see :func:`~medseg_monai.batch.run_batch`).
+    and ``checks``); ``options`` says how the batch runs (see :func:`~medseg_monai.batch.run_batch`);
+    ``shard`` is this process's part when already resolved (:func:`resolve_shard`).
     """
     if isinstance(model, Predictor):
-        predictor = model.with_infer(**dict(infer)) if isinstance(infer, dict) and infer else model
+        if infer is not None or checks is not None or checkpoint != "best":
+            raise ConfigError("predict with a loaded Predictor takes no checkpoint, infer or checks (use with_infer)")
+        predictor = model
     else:
         predictor = load_predictor(model, checkpoint=checkpoint, infer=infer, checks=checks)
-    return run_batch(predictor, inputs, output_dir, options)
+    return run_batch(predictor, inputs, output_dir, options, shard)
 
 
 def export(model: str | Path, path: str | Path, *, checkpoint: str = "best", fmt: str | None = None) -> ExportResult:
@@ -99,8 +109,6 @@ def export(model: str | Path, path: str | Path, *, checkpoint: str = "best", fmt
 
     The file carries the network and the run's whole config, so :func:`load_predictor` runs it end to end.
     """
-    from medseg_monai.errors import ConfigError
-
     chosen = artefact_format(path, fmt)
     if str(model).lower().endswith(ARTEFACT_SUFFIXES):
         raise ConfigError(f"--model {model}: already an exported model; export takes a run folder or checkpoint")

@@ -82,7 +82,8 @@ def error_message(err: BaseException) -> str:
 
 
 def write_traceback(err: BaseException, folder: str | Path, context: str) -> Path:
-    """Append ``err``'s traceback, with ``context`` (the command or case), to ``folder``'s error log; returns its path."""
+    """Append ``err``'s traceback, with ``context`` (the command or case), to ``folder``'s error log; returns its
+    path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / ERROR_LOG_NAME

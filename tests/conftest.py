@@ -37,7 +37,7 @@ def tiny_networks() -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def synth_2d(tmp_path_factory) -> Path:
-    from medseg_monai.data.synthetic import make_synthetic_2d
+    from medseg_monai.data.synthetic_2d import make_synthetic_2d
 
     out = tmp_path_factory.mktemp("synth2d")
     make_synthetic_2d(out, n_cases=8, shape=(64, 64), seed=3)
@@ -46,7 +46,7 @@ def synth_2d(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_3d(tmp_path_factory) -> Path:
-    from medseg_monai.data.synthetic import make_synthetic_3d
+    from medseg_monai.data.synthetic_3d import make_synthetic_3d
 
     out = tmp_path_factory.mktemp("synth3d")
     make_synthetic_3d(out, n_cases=5, shape=(32, 32, 16), spacing=(1.2, 1.2, 2.5), seed=4)

@@ -68,3 +68,19 @@ def threshold_predictor(dims: int, patch=None, label_values=(0, 1), **data_kw) -
 def predict_batch(predictor: Predictor, inputs, output_dir, **options) -> list[CaseResult]:
     """:func:`run_batch` without a progress bar."""
     return run_batch(predictor, inputs, output_dir, BatchOptions(**{"progress": False, **options}))
+
+
+class SlabRecorder:
+    """A merger for tests of the slab sliding window: keeps every ``(start, stop, blended)`` it is handed."""
+
+    def __init__(self, into: torch.Tensor | None = None):
+        self.slabs: list[tuple[int, int, torch.Tensor]] = []
+        self.into = into  # optional (K, *spatial) tensor, slab axis first, filled as slabs arrive
+
+    def aggregate(self, start: int, stop: int, blended: torch.Tensor) -> None:
+        self.slabs.append((start, stop, blended.clone()))
+        if self.into is not None:
+            self.into[:, start:stop] = blended
+
+    def finalize(self) -> list[tuple[int, int, torch.Tensor]]:
+        return self.slabs

@@ -184,7 +184,7 @@ def test_every_setting_has_a_flag_named_after_its_field():
 
 
 def test_flags_become_exactly_the_settings_given(tmp_path):
-    from medseg_monai.cli import _batch_options, _train_config, build_parser
+    from medseg_monai.cli import batch_options, build_parser, train_config
     from medseg_monai.config.flags import settings_from_args
 
     parser = build_parser()
@@ -209,7 +209,7 @@ def test_flags_become_exactly_the_settings_given(tmp_path):
             "train.epochs=3",
         ]
     )
-    config = _train_config(args)
+    config = train_config(args)
     assert config.data.datalist == str(tmp_path / "list.json") and config.data.data_dir == ""
     assert config.train.learning_rate == 0.02 and config.train.epochs == 3 and config.data.augment is False
     assert (
@@ -251,7 +251,7 @@ def test_flags_become_exactly_the_settings_given(tmp_path):
         "output_format": None,
         "sw_device": None,
     }
-    options = _batch_options(args)
+    options = batch_options(args)
     assert (
         options.report == str(tmp_path / "predict_report.html")
         and options.manifest is False
@@ -305,13 +305,13 @@ def test_medseg_train_and_the_api_write_the_same_configuration_for_a_folder(synt
 
 
 def test_resume_keeps_the_runs_epochs_unless_epochs_is_given(tmp_path):
-    from medseg_monai.cli import _train_config, build_parser
+    from medseg_monai.cli import build_parser, train_config
     from medseg_monai.config import RunConfig, TrainConfig
 
     RunConfig(train=TrainConfig(epochs=3)).save(tmp_path / "config.json")
-    resumed = _train_config(build_parser().parse_args(["train", "--out", str(tmp_path), "--resume"]))
+    resumed = train_config(build_parser().parse_args(["train", "--out", str(tmp_path), "--resume"]))
     assert resumed.train.epochs == 3
-    extended = _train_config(build_parser().parse_args(["train", "--out", str(tmp_path), "--resume", "--epochs", "5"]))
+    extended = train_config(build_parser().parse_args(["train", "--out", str(tmp_path), "--resume", "--epochs", "5"]))
     assert extended.train.epochs == 5
-    fresh = _train_config(build_parser().parse_args(["train", "--out", str(tmp_path)]))
+    fresh = train_config(build_parser().parse_args(["train", "--out", str(tmp_path)]))
     assert fresh.train.epochs == TrainConfig().epochs

@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg_monai.data.datalist import (
-    collect_inputs,
-    discover_pairs,
-    load_datalist,
-    split_by_group,
-    split_pairs,
-)
+from medseg_monai.data.datalist import discover_pairs, load_datalist
+from medseg_monai.data.inputs import collect_inputs
+from medseg_monai.data.splits import split_by_group, split_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from medseg_monai.training.trainer import setup_distributed, train
+from medseg_monai.training.distributed import setup_distributed
+from medseg_monai.training.trainer import train
 from tests.helpers import REPO, tiny_config
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

@@ -20,7 +20,8 @@ from medseg_monai.data import collect_inputs
 from medseg_monai.errors import InputError
 from medseg_monai.inference import Predictor
 from medseg_monai.io import detect_format, is_complete, load_image, mask_filename, read_geometry, write_mask
-from medseg_monai.io.dicom import DicomSeries, dicom_series_files
+from medseg_monai.io.dicom import DicomSeries
+from medseg_monai.io.dicom_series import dicom_series_files
 from medseg_monai.io.seg_files import SEGMENTATION_STORAGE, seg_label_map
 from medseg_monai.io.snomed import GENERIC, LABEL_CODES, normalise_label, property_codes
 from tests.dicom_helpers import MRSeries, write_localizer, write_mr_series, zip_folder

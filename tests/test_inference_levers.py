@@ -16,7 +16,7 @@ from medseg_monai.inference.stitching import covering_starts, scan_starts, slidi
 from medseg_monai.networks.precision import FastForward, cpu_supports_bf16, resolve_precision
 from medseg_monai.training import train
 from medseg_monai.transforms.foreground import find_foreground, foreground_mode
-from tests.helpers import ThresholdNet, threshold_predictor, tiny_config
+from tests.helpers import SlabRecorder, ThresholdNet, threshold_predictor, tiny_config
 
 
 def _ct_phantom(shape=(80, 72, 40), seed=0) -> np.ndarray:
@@ -103,11 +103,8 @@ def test_stitching_a_box_equals_the_whole_image_inside_it_and_is_background_outs
             calls.append(len(x))
             return net(x)
 
-        def sink(start, stop, block, out=out):
-            out[:, start:stop] = block
-
         sliding_window_stitch(
-            image, forward, sink, (16, 16, 8), overlap=0.5, sw_batch_size=4, mode="constant", axis=0, **kwargs
+            image, forward, SlabRecorder(out), (16, 16, 8), overlap=0.5, sw_batch_size=4, mode="constant", axis=0, **kwargs
         )
         results[name] = (out, sum(calls))
     (full, full_windows), (box, box_windows) = results["full"], results["box"]
@@ -142,8 +139,9 @@ def test_predictor_skips_windows_outside_the_body(tmp_path):
             foreground_crop=crop, crop_margin_mm=2.0
         )
         calls = []
-        net = predictor.network
-        predictor.network = lambda x, calls=calls, net=net: calls.append(len(x)) or net(x)
+        forward = predictor.window_forward
+        net = forward.window_network
+        forward.window_network = lambda x, calls=calls, net=net: calls.append(len(x)) or net(x)
         predictor.predict_image(path)
         counts[crop] = sum(calls)
     assert counts["ct"] < 0.6 * counts["none"]
@@ -270,11 +268,11 @@ def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x,
     if flip_x:  # the source stored LAS: its x axis runs against the grid's
         source_affine[0, 0], source_affine[0, 3] = -1.0, 29.0
     logits = torch.from_numpy(rng.normal(size=(num_classes, *grid_shape)).astype(np.float32))
-    inverter = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=0, probabilities=False)
+    inverter = SlabScoreInverter(grid_affine, source_affine, source_shape, grid_shape, slab_axis=0, scores="logits")
     assert inverter.labels_only  # no maps asked for: the class differences are interpolated
     for start in range(0, 20, 7):  # slabs along x as the sliding window emits them
-        inverter(start, min(start + 7, 20), logits[:, start : start + 7])
-    labels = inverter.result()
+        inverter.aggregate(start, min(start + 7, 20), logits[:, start : start + 7])
+    labels = inverter.finalize().labels
 
     # reference: interpolate the whole probability map at every source voxel's position in the grid
     from scipy.ndimage import map_coordinates
@@ -319,21 +317,22 @@ def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside
             source_shape,
             grid_shape,
             slab_axis=1,
-            probabilities=False,
+            scores="logits",
             box=region,
             request=request,
             num_classes=3,
         )
         for start in range(0, 16, 5):  # slabs along y
-            inverter(start, min(start + 5, 16), scores[:, :, start : start + 5].movedim(2, 1))
-        results.append((inverter.result(), *inverter.maps()))
+            inverter.aggregate(start, min(start + 5, 16), scores[:, :, start : start + 5].movedim(2, 1))
+        merged = inverter.finalize()
+        results.append((merged.labels, merged.probabilities, merged.entropy))
     labels_only = SlabScoreInverter(
-        grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, probabilities=False, box=box, num_classes=3
+        grid_affine, source_affine, source_shape, grid_shape, slab_axis=1, scores="logits", box=box, num_classes=3
     )
     for start in range(0, 16, 5):
-        labels_only(start, min(start + 5, 16), logits[:, :, start : start + 5].movedim(2, 1))
+        labels_only.aggregate(start, min(start + 5, 16), logits[:, :, start : start + 5].movedim(2, 1))
     (labels, probs, entropy), (labels_whole, probs_whole, entropy_whole) = results
-    np.testing.assert_array_equal(labels_only.result(), labels)  # interpolated differences rank as the probabilities do
+    np.testing.assert_array_equal(labels_only.finalize().labels, labels)  # interpolated differences rank as the probabilities do
     assert 0 < (labels > 0).mean() < 0.5  # the box holds foreground, the rest is background
     np.testing.assert_array_equal(labels, labels_whole)
     np.testing.assert_allclose(probs, probs_whole, atol=1e-6)
@@ -347,7 +346,7 @@ def test_linear_inversion_refuses_oblique_grids():
     oblique = np.eye(4)
     oblique[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
     with pytest.raises(ValueError, match="axis-aligned"):
-        SlabScoreInverter(np.eye(4), oblique, (8, 8, 8), (8, 8, 8), slab_axis=0, probabilities=True)
+        SlabScoreInverter(np.eye(4), oblique, (8, 8, 8), (8, 8, 8), slab_axis=0, scores="probabilities")
 
 
 def test_predictor_inversions_agree_where_the_grids_are_equal(run_3d, synth_3d):

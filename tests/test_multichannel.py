@@ -14,7 +14,8 @@ import torch
 from medseg_monai.batch import MANIFEST_NAME
 from medseg_monai.config import DataConfig, RunConfig
 from medseg_monai.data.channels import ChannelCase, dataset_channel_names
-from medseg_monai.data.datalist import collect_inputs, discover_pairs, load_datalist
+from medseg_monai.data.datalist import discover_pairs, load_datalist
+from medseg_monai.data.inputs import collect_inputs
 from medseg_monai.data.properties import resolve_data_config
 from medseg_monai.data.synthetic_channels import CHANNEL_NAMES, make_synthetic_two_channel, synth_two_channel_3d
 from medseg_monai.errors import InputError, root_cause

@@ -26,14 +26,14 @@ from PIL import Image
 
 from medseg_monai.batch import MANIFEST_NAME, REPORT_NAME, predict_case, resolve_shard
 from medseg_monai.batch.manifest import case_flags
-from medseg_monai.batch.runner import Shard, wait_for_parts
+from medseg_monai.batch import Shard, wait_for_parts
 from medseg_monai.cli import main
 from medseg_monai.config import InferConfig
 from medseg_monai.inference import Predictor
 from medseg_monai.inference.stitching import sliding_window_stitch
 from medseg_monai.io import file_sha256, image_loader, mask_statistics, value_counts
 from medseg_monai.transforms.resampling import labels_to_source_grid, lean_spacing
-from tests.helpers import ThresholdNet, predict_batch, threshold_predictor
+from tests.helpers import SlabRecorder, ThresholdNet, predict_batch, threshold_predictor
 
 SPACING = (0.8, 0.9, 2.5)
 ORIGIN = (-12.5, 30.0, 7.25)
@@ -484,17 +484,18 @@ def test_slab_stitching_equals_monai_sliding_window(size, roi, mode):
     with torch.no_grad():
         reference = sliding_window_inference(image[None], roi, 3, net, overlap=0.5, mode=mode)[0]
         for axis in range(len(size)):
-            parts = []
+            recorder = SlabRecorder()
             sliding_window_stitch(
                 image,
                 net,
-                lambda a, b, block: parts.append((a, b, block)),
+                recorder,
                 roi,
                 overlap=0.5,
                 sw_batch_size=3,
                 mode=mode,
                 axis=axis,
             )
+            parts = recorder.finalize()
             assert [p[0] for p in parts] == sorted(p[0] for p in parts) and parts[-1][1] == size[axis]
             stitched = torch.cat([p[2] for p in parts], dim=1).movedim(1, axis + 1)
             torch.testing.assert_close(stitched, reference, atol=1e-5, rtol=1e-5)
@@ -620,7 +621,7 @@ def test_tta_and_post_processing(tmp_path):
 @pytest.mark.slow
 def test_ct_sized_volume_stays_within_memory_bound(tmp_path):
     """512x512x400 CT, resampled to 1.5x1.5x2 mm, 3 classes: peak RSS of the whole process below 3 GiB."""
-    from medseg_monai.data.synthetic import make_synthetic_3d
+    from medseg_monai.data.synthetic_3d import make_synthetic_3d
 
     make_synthetic_3d(tmp_path / "ct", n_cases=1, shape=(512, 512, 400), modality="ct")
     code = f"""

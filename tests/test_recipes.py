@@ -326,7 +326,7 @@ def _tiny_recipe() -> Recipe:
 
 
 def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
-    from medseg_monai.data.synthetic import make_synthetic_2d
+    from medseg_monai.data.synthetic_2d import make_synthetic_2d
 
     make_synthetic_2d(tmp_path / "data" / "synthetic", n_cases=8, shape=(48, 48), seed=1)
     recipe = _tiny_recipe()
@@ -396,7 +396,7 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
 
 
 def test_deeplab_with_local_weights_trains_in_two_stages(tmp_path):
-    from medseg_monai.data.synthetic import make_synthetic_2d
+    from medseg_monai.data.synthetic_2d import make_synthetic_2d
     from medseg_monai.networks import DeepLabV3Wrapper
 
     make_synthetic_2d(tmp_path / "data" / "synthetic", n_cases=6, shape=(64, 64), seed=1)

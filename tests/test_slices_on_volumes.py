@@ -136,7 +136,7 @@ def _random_sliced_predictor(context: int, slice_axis: int = 2, tta: bool = Fals
 def test_slice_wise_prediction_equals_the_2d_network_on_each_slice(slice_axis: int) -> None:
     predictor = _random_sliced_predictor(context=1, slice_axis=slice_axis)
     image = torch.rand(1, 20, 18, 11)
-    probs = predictor.predict_logits(image[None])[0]  # (K, 20, 18, 11)
+    probs = predictor.predict_probabilities(image[None])[0]  # (K, 20, 18, 11)
     stacked = stack_context(image, slice_axis, 1)
     with torch.inference_mode():
         for s in range(image.shape[slice_axis + 1]):
@@ -154,7 +154,7 @@ def test_slice_wise_prediction_equals_the_2d_network_on_each_slice(slice_axis: i
 
 def test_flips_of_a_2d_network_on_volumes_are_in_plane() -> None:
     predictor = _random_sliced_predictor(context=0, slice_axis=0, tta=True)
-    assert sorted(predictor._flips()) == sorted([(), (3,), (4,), (3, 4)])
+    assert sorted(predictor.plan.flips) == sorted([(), (3,), (4,), (3, 4)])
     network = SliceWindowNetwork(torch.nn.Conv2d(2, 4, 1), slice_axis=1)
     assert network(torch.rand(3, 2, 5, 6, 7)).shape == (3, 4, 5, 6, 7)
 

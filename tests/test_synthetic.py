@@ -8,13 +8,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from medseg_monai.data.synthetic import (
-    generate_dataset,
-    make_synthetic_2d,
-    make_synthetic_3d,
-    synth_image_2d,
-    synth_volume_3d,
-)
+from medseg_monai.data.synthetic import generate_dataset
+from medseg_monai.data.synthetic_2d import make_synthetic_2d, synth_image_2d
+from medseg_monai.data.synthetic_3d import make_synthetic_3d, synth_volume_3d
 
 
 def _lesion_strictly_inside(label: np.ndarray) -> bool:

@@ -12,7 +12,7 @@ from medseg_monai.inference.stitching import scan_starts, sliding_window_stitch,
 from medseg_monai.inference.windows_only import prepare_windows_only
 from medseg_monai.transforms.foreground import Foreground, map_foreground
 from medseg_monai.transforms.resampling import lean_spacing, resample_extent, spacing_plan
-from tests.helpers import ThresholdNet, threshold_predictor
+from tests.helpers import SlabRecorder, ThresholdNet, threshold_predictor
 
 
 def _image(shape=(50, 44, 30), seed=0) -> MetaTensor:
@@ -45,7 +45,7 @@ def test_window_extent_is_what_the_stitched_windows_read():
         return ThresholdNet()(x)
 
     sliding_window_stitch(
-        image, forward, lambda *args: None, roi, overlap=0.5, sw_batch_size=4, mode="constant", axis=0, region=region
+        image, forward, SlabRecorder(), roi, overlap=0.5, sw_batch_size=4, mode="constant", axis=0, region=region
     )
     extent = window_extent(spatial, roi, 0.5, region)
     box = torch.zeros(spatial, dtype=torch.bool)
@@ -96,7 +96,7 @@ def test_predictor_windows_only_gives_the_same_image_where_windows_read_and_the_
     assert a.image.shape == b.image.shape and np.array_equal(a.grid_affine, b.grid_affine)
     assert a.source_shape == b.source_shape == (90, 80, 36)
     spatial = tuple(b.image.shape[1:])
-    extent = window_extent(spatial, lean._window_roi(spatial), lean.config.window_overlap, b.region.slices)
+    extent = window_extent(spatial, lean.plan.window_size(spatial), lean.plan.overlap, b.region.slices)
     assert np.prod([e.stop - e.start for e in extent]) < 0.8 * np.prod(
         spatial
     )  # less than the whole grid was resampled
@@ -114,10 +114,11 @@ def test_predictor_windows_only_gives_the_same_image_where_windows_read_and_the_
 def test_windows_only_is_not_used_for_image_statistics_normalisation(tmp_path):
     path = _ct_volume(tmp_path)
     predictor = threshold_predictor(3, patch=(16, 16, 8), intensity="zscore", target_spacing=(1.2, 1.2, 2.0))
-    loaded = predictor._loading({"image": str(path)})["image"]
-    normalise = lambda x: predictor.normalisation({"image": x})["image"]  # noqa: E731
-    assert prepare_windows_only(loaded, predictor.config, (1.2, 1.2, 2.0), predictor._window_roi, normalise) is None
+    loaded = predictor.preparation.loading({"image": str(path)})["image"]
+    normalise = lambda x: predictor.preparation.normalisation({"image": x})["image"]  # noqa: E731
+    pixdim = (1.2, 1.2, 2.0)
+    assert prepare_windows_only(loaded, predictor.plan, predictor.config.data, pixdim, normalise) is None
     ct = threshold_predictor(3, patch=(16, 16, 8), intensity="ct", target_spacing=(1.2, 1.2, 2.0))
-    assert prepare_windows_only(loaded, ct.config, (1.2, 1.2, 2.0), ct._window_roi, normalise) is not None
+    assert prepare_windows_only(loaded, ct.plan, ct.config.data, pixdim, normalise) is not None
     off = ct.with_infer(windows_only=False)
-    assert prepare_windows_only(loaded, off.config, (1.2, 1.2, 2.0), off._window_roi, normalise) is None
+    assert prepare_windows_only(loaded, off.plan, off.config.data, pixdim, normalise) is None

@@ -17,8 +17,8 @@ import numpy as np
 
 from medseg_monai.config import BatchOptions, ProbabilityDtype
 from medseg_monai.errors import ConfigError
+from medseg_monai.inference import Predictor
 from medseg_monai.inference.maps import MapRequest, PredictionMaps
-from medseg_monai.inference.predictor import Predictor
 from medseg_monai.io import is_complete, label_sidecar_path, load_image, read_geometry, split_suffix
 from medseg_monai.io.label_statistics import label_statistics, write_statistics_csv
 from medseg_monai.io.maps import map_path, read_map_info, write_probability_map, write_scalar_map
@@ -40,7 +40,8 @@ STATISTICS_NAME = "predict_statistics.csv"
 
 @dataclasses.dataclass(frozen=True)
 class CaseOutputs:
-    """Outputs of a case besides its mask (``BatchOptions.statistics``, ``save_probabilities``, ``save_uncertainty``)."""
+    """Outputs of a case besides its mask (``BatchOptions``: ``statistics``, ``save_probabilities``,
+    ``save_uncertainty``)."""
 
     statistics: bool = False
     probabilities: ProbabilityDtype | None = None
@@ -60,8 +61,8 @@ class CaseOutputs:
 
     def check(self, predictor: Predictor) -> None:
         """Refuse, before any work, maps the predictor's settings cannot give."""
-        infer = predictor.config.infer
-        if self.entropy and not infer.tta_flips:
+        plan = predictor.plan
+        if self.entropy and not plan.tta:
             raise ConfigError(
                 "save_uncertainty is the entropy over test-time flips; add --tta-flips (infer.tta_flips=true)"
             )
@@ -70,7 +71,7 @@ class CaseOutputs:
                 "save_uncertainty needs flips to average, but the model mirrored no axis in training "
                 f"(data.flip_axes={list(predictor.config.data.mirror_axes)})"
             )
-        self.maps.check_stitching(infer.stitching)
+        self.maps.check_stitching(plan.stitching, predictor.stitching.writes_maps)
 
     def map_files(self, predictor: Predictor, source: Path, output_dir: Path) -> dict[str, Path]:
         """The map files of ``source`` asked for, by kind, named after its mask (``<mask stem>_<kind>``)."""

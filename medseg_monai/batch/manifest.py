@@ -141,7 +141,10 @@ class Manifest:
         """The manifest as JSON text: the header indented, one line per case."""
         order = sorted(self.records)
         summary = _summary([self.records[i] for i in order], len(self.header["part"]["indices"]))
-        head = f'{self._head},\n "status": {json.dumps(status)},\n "updated": "{now()}",\n "summary": {json.dumps(summary)}'
+        head = (
+            f'{self._head},\n "status": {json.dumps(status)},\n "updated": "{now()}",\n'
+            f' "summary": {json.dumps(summary)}'
+        )
         cases = ",\n  ".join(self._lines[i] for i in order)
         return head + (f',\n "cases": [\n  {cases}\n ]\n}}\n' if order else ',\n "cases": []\n}\n')
 

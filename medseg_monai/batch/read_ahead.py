@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from medseg_monai.batch.case_outputs import CaseOutputs, case_complete
-from medseg_monai.inference.predictor import Predictor, PreparedImage
+from medseg_monai.inference import Predictor, PreparedImage
 
 __all__ = ["ReadAhead"]
 
@@ -33,7 +33,7 @@ class ReadAhead:
         self.predictor, self.sources, self.indices = predictor, sources, list(indices)
         self.outputs = outputs or CaseOutputs()
         self.output_dir, self.overwrite, self.taken = output_dir, overwrite, taken
-        enabled = enabled and predictor.config.infer.stitching == "slab" and len(self.indices) > 1
+        enabled = enabled and predictor.stitching.prepares_ahead and len(self.indices) > 1
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medseg-read") if enabled else None
         self.futures: dict[int, Future] = {}
 

@@ -2,11 +2,11 @@
 
 A bundle config only wires these functions together (``"_target_": "medseg_monai.bundle...."``), so
 ``python -m monai.bundle run`` trains, predicts and evaluates with the same :class:`RunConfig`,
-:func:`~medseg_monai.training.train`, :class:`~medseg_monai.inference.Predictor` and
-:func:`~medseg_monai.batch.run_batch` as the command line::
+:func:`~medseg_monai.api.train`, :class:`~medseg_monai.inference.Predictor` and
+:func:`~medseg_monai.api.predict` as the command line (through :mod:`medseg_monai.api`)::
 
     configs/train.json      run_config(...) -> train_bundle(...)  -> models/model.pt + models/config.json
-    configs/inference.json  network_def(...) + load_predictor(...) -> predict_bundle(...)  -> masks in the source format
+    configs/inference.json  network_def(...) + load_predictor(...) -> predict_bundle(...) -> masks as their sources
     + configs/evaluate.json load_predictor(...) -> evaluate_bundle(...) -> metrics CSV + summary JSON
 
 Each bundle declares its network in its configs (``model`` and the network-shaping ``data`` fields),
@@ -86,14 +86,14 @@ def run_config(
 
 
 def network_def(model: Mapping[str, Any], data: Mapping[str, Any]):
-    """The untrained network the configs declare, in eval mode: ``(B, in_channels, *spatial) -> (B, classes, *spatial)``.
+    """The untrained network the configs declare, in eval mode: ``(B, in_channels, *spatial) -> (B, K, *spatial)``.
 
     Args:
         model: the ``model`` section (``name``, ``options``, ``deep_supervision``).
         data: ``data`` fields that shape the network: ``spatial_dims``, ``in_channels`` and ``label_values``
             (one output channel per value); other fields are accepted and ignored.
     """
-    from medseg_monai.networks import build_network
+    from medseg_monai.api import build_network
 
     sections = _sections("network_def", model=model, data=data)
     try:
@@ -118,8 +118,7 @@ def train_bundle(config: RunConfig, run_dir: str | Path, model_dir: str | Path, 
     """
     import torch
 
-    from medseg_monai.models import load_checkpoint
-    from medseg_monai.training import train
+    from medseg_monai.api import load_checkpoint, train
 
     result = train(config, run_dir, resume=resume)
     if not _is_main_process():
@@ -161,13 +160,13 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
         BundleError: an unknown inference field, or weights that do not fit the declared network (naming what
             training used).
     """
-    from medseg_monai.inference import Predictor
-    from medseg_monai.models import load_checkpoint
+    from medseg_monai.api import Predictor, load_checkpoint
 
     path = Path(config)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: no trained model config; run configs/train.json first (it writes models/model.pt and models/config.json)"
+            f"{path}: no trained model config; run configs/train.json first "
+            "(it writes models/model.pt and models/config.json)"
         )
     trained = RunConfig.load(path)
     if not Path(checkpoint).is_file():
@@ -179,7 +178,8 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
         data = trained.data
         raise BundleError(
             f"{checkpoint}: weights do not fit the network the configs declare ({first_line}); they were trained as "
-            f"{trained.model.name!r} with options {json.dumps(dict(trained.model.options))}, spatial_dims {data.spatial_dims}, "
+            f"{trained.model.name!r} with options {json.dumps(dict(trained.model.options))}, "
+            f"spatial_dims {data.spatial_dims}, "
             f"in_channels {data.in_channels}, label_values {list(data.label_values or ())}: override --network, "
             "--network_options, --spatial_dims, --in_channels or --label_values to match"
         ) from None
@@ -194,18 +194,18 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
 def predict_bundle(
     predictor, inputs: str | Sequence[str] | None, output_dir: str | Path, overwrite: bool = False
 ) -> list:
-    """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :func:`~medseg_monai.batch.run_batch`.
+    """Write one mask per input (file, folder, glob or list) into ``output_dir``; see :func:`~medseg_monai.api.predict`.
 
     Raises:
         BundleError: no inputs given, or some cases failed (after the batch went on past them).
     """
-    from medseg_monai.batch import failures, run_batch
+    from medseg_monai.api import failures, predict
 
     if not inputs:
         raise BundleError(
             "dataset_dir is required: pass --dataset_dir with the images to segment (file, folder, glob or list)"
         )
-    results = run_batch(predictor, inputs, output_dir, BatchOptions(overwrite=overwrite, progress=False))
+    results = predict(predictor, inputs, output_dir, options=BatchOptions(overwrite=overwrite, progress=False))
     failed = failures(results)
     written = sum(r.status == "written" for r in results)
     logger.info(
@@ -228,8 +228,7 @@ def evaluate_bundle(
     Writes ``output_dir/predictions/``, ``output_dir/metrics_per_case.csv`` and
     ``output_dir/metrics_summary.json``; returns the :class:`~medseg_monai.evaluation.EvaluationResult`.
     """
-    from medseg_monai.data import discover_pairs
-    from medseg_monai.evaluation import evaluate_folders
+    from medseg_monai.api import discover_pairs, evaluate
 
     if not dataset_dir:
         raise BundleError("dataset_dir is required: pass --dataset_dir with a labelled dataset (images and masks)")
@@ -238,7 +237,7 @@ def evaluate_bundle(
     pred_dir = output_dir / "predictions"
     predict_bundle(predictor, [p["image"] for p in pairs], pred_dir, overwrite=overwrite)
     names = dict(zip(predictor.output_values(pairs[0]["label"]), predictor.config.data.label_names or ()))
-    result = evaluate_folders(pred_dir, dataset_dir, output_dir=output_dir, label_names=names, surface=surface)
+    result = evaluate(pred_dir, dataset_dir, output_dir=output_dir, label_names=names, surface=surface)
     for name, metrics in result.summary["per_label"].items():
         mean = metrics["dice"]["mean"]
         logger.info(

@@ -113,7 +113,8 @@ def _check_overrides(files: Sequence[Path], overrides: Mapping[str, Any], where:
         sections = [name for name, fields in accepted.items() if root in fields]
         hint = f"; did you mean --{sections[0]}#{root}?" if sections else ""
         raise BundleError(
-            f"{where}: override --{key} names no config id{hint} (ids: {', '.join(sorted(i for i in config if i != '_meta_'))})"
+            f"{where}: override --{key} names no config id{hint} "
+            f"(ids: {', '.join(sorted(i for i in config if i != '_meta_'))})"
         )
 
 

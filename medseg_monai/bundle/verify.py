@@ -136,7 +136,8 @@ def _metadata_problems(meta: Any, where: str) -> list[str]:
         if isinstance(pred, dict) and isinstance(pred.get("channel_def"), dict):
             if isinstance(pred.get("num_channels"), int) and len(pred["channel_def"]) != pred["num_channels"]:
                 problems.append(
-                    f"{where}: key 'network_data_format#outputs#pred#channel_def' names {len(pred['channel_def'])} labels for {pred['num_channels']} channels"
+                    f"{where}: key 'network_data_format#outputs#pred#channel_def' names {len(pred['channel_def'])} "
+                    f"labels for {pred['num_channels']} channels"
                 )
     return problems
 
@@ -256,7 +257,8 @@ def _network_problems(bundle: Path, metadata: Any) -> list[str]:
     for key in NETWORK_FIELDS:
         if train_data[key] != infer_data[key]:
             problems.append(
-                f"{bundle / 'configs'}: key 'data#{key}' is {train_data[key]} in train.json but {infer_data[key]} in inference.json"
+                f"{bundle / 'configs'}: key 'data#{key}' is {train_data[key]} "
+                f"in train.json but {infer_data[key]} in inference.json"
             )
     fmt = metadata.get("network_data_format", {}) if isinstance(metadata, dict) else {}
     image = fmt.get("inputs", {}).get("image", {})
@@ -276,6 +278,7 @@ def _network_problems(bundle: Path, metadata: Any) -> list[str]:
     names = list((pred.get("channel_def") or {}).values())
     if infer_data["label_names"] is not None and names != list(infer_data["label_names"]):
         problems.append(
-            f"{where}: key 'network_data_format#outputs#pred#channel_def' names {names}, the configs {list(infer_data['label_names'])}"
+            f"{where}: key 'network_data_format#outputs#pred#channel_def' "
+            f"names {names}, the configs {list(infer_data['label_names'])}"
         )
     return problems

@@ -103,7 +103,8 @@ Source = Path | ChannelCase
 
 
 def as_source(value: Any) -> Source:
-    """A path, a :class:`ChannelCase`, or a sequence of channel files (a case named after channel 0) as a :data:`Source`."""
+    """A path, a :class:`ChannelCase`, or a sequence of channel files (a case named after channel 0) as a
+    :data:`Source`."""
     if isinstance(value, ChannelCase):
         return value
     if isinstance(value, (str, os.PathLike)):
@@ -308,7 +309,8 @@ def resolve_channel_names(
     count: int, given: Sequence[str] | None, declared: Sequence[str] | None, separate_files: bool
 ) -> tuple[str, ...] | None:
     """``data.channel_names`` for ``count`` channels: ``given`` (the setting), else ``declared`` (dataset.json), else
-    ``channel_0, channel_1, ...`` when the channels come from separate files; ``None`` for one image's channels (RGB)."""
+    ``channel_0, channel_1, ...`` when the channels come from separate files; ``None`` for one image's channels
+    (RGB)."""
     for names, where in ((given, "data.channel_names"), (declared, "the dataset's channel_names")):
         if names is not None:
             if len(names) != count:

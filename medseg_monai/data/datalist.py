@@ -1,4 +1,4 @@
-"""Find image/mask pairs in a dataset folder, split them, and gather inputs for prediction.
+"""Find the image/mask pairs of a dataset: a datalist JSON file, or a folder in one of the layouts below.
 
 Layouts recognised by :func:`discover_pairs`, tried in this order:
 
@@ -10,45 +10,34 @@ Layouts recognised by :func:`discover_pairs`, tried in this order:
 4. a flat folder of ``NAME.ext`` + ``NAME_mask.ext`` (or ``NAME_segmentation.ext``).
 
 Image and mask suffixes may differ (``a.jpg`` + ``a_mask.png``); ``.nii.gz`` counts as one suffix.
-Hidden files, non-image files and other folders are ignored.
+Hidden files, non-image files and other folders are ignored. Splits of the pairs are in
+:mod:`medseg_monai.data.splits`, the inputs to predict on in :mod:`medseg_monai.data.inputs`.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
 import json
 import logging
 import os
-import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.data.channels import (
-    ChannelCase,
-    Source,
-    as_source,
-    csv_channel_cases,
-    dataset_channel_names,
-    group_channel_files,
-    group_training_channels,
-)
-from medseg_monai.errors import ConfigError, InputError
-from medseg_monai.io.dicom import expand_dicom_inputs, is_dicom_zip
-from medseg_monai.io.formats import IMAGE_SUFFIXES, is_dicom_series_dir, split_suffix
+from medseg_monai.data.channels import as_source, dataset_channel_names, group_training_channels
+from medseg_monai.errors import InputError
+from medseg_monai.io.formats import IMAGE_SUFFIXES, split_suffix
 from medseg_monai.keys import IMAGE, LABEL, NAME
 
 __all__ = [
     "MASK_SUFFIXES",
     "SUPPORTED_LAYOUTS",
-    "collect_inputs",
     "discover_pairs",
+    "is_image_file",
     "load_datalist",
-    "split_by_group",
-    "split_pairs",
+    "mask_base",
+    "short_list",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,23 +51,22 @@ SUPPORTED_LAYOUTS = (
     "a flat folder of NAME.ext + NAME_mask.ext (or NAME_segmentation.ext)",
 )
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_GLOB_CHARS = frozenset("*?[")
-_LIST_SUFFIXES = (".csv", ".txt")
 
 
-def _names(names: Iterable[str], limit: int = 10) -> str:
+def short_list(names: Iterable[str], limit: int = 10) -> str:
     """``a, b, c`` or ``a, ..., j and 4 more``."""
     names = sorted(names)
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
-def _is_image_file(path: Path) -> bool:
+def is_image_file(path: Path) -> bool:
+    """A file of a supported image suffix, not hidden."""
     return not path.name.startswith(".") and path.is_file() and split_suffix(path)[1].lower() in IMAGE_SUFFIXES
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if _is_image_file(p))
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
 def _by_stem(files: Iterable[Path], root: Path, what: str, key: Callable[[str], str] = lambda s: s) -> dict[str, Path]:
@@ -125,9 +113,9 @@ def _match(
     orphans = [masks[m].name for m in masks if m not in used]
     problems = []
     if unmatched:
-        problems.append(f"{len(unmatched)} image(s) without a mask: {_names(unmatched)}")
+        problems.append(f"{len(unmatched)} image(s) without a mask: {short_list(unmatched)}")
     if orphans:
-        problems.append(f"{len(orphans)} mask(s) without an image: {_names(orphans)}")
+        problems.append(f"{len(orphans)} mask(s) without an image: {short_list(orphans)}")
     if problems and not allow_unmatched:
         raise InputError(f"{root}: " + "; ".join(problems) + " (pass allow_unmatched=True to drop them)")
     if problems:
@@ -183,10 +171,10 @@ def load_datalist(path: str | Path, key: str = "training", *, require_label: boo
         )
         items.append(item)
     if missing:
-        raise FileNotFoundError(f"{path}: {len(missing)} listed file(s) do not exist: {_names(missing)}")
+        raise FileNotFoundError(f"{path}: {len(missing)} listed file(s) do not exist: {short_list(missing)}")
     duplicates = [n for n, count in Counter(item[NAME] for item in items).items() if count > 1]
     if duplicates:
-        raise InputError(f"{path}: several {key!r} items share a case name: {_names(duplicates)}")
+        raise InputError(f"{path}: several {key!r} items share a case name: {short_list(duplicates)}")
     return sorted(items, key=lambda item: item[NAME])
 
 
@@ -241,7 +229,8 @@ def _discover_images_masks(root: Path, allow_unmatched: bool) -> list[dict[str, 
     return _match(root, images, masks, lambda n: [n] + [n + s for s in MASK_SUFFIXES], allow_unmatched)
 
 
-def _mask_base(stem: str) -> str | None:
+def mask_base(stem: str) -> str | None:
+    """``NAME`` of a mask stem ``NAME_mask`` or ``NAME_segmentation``; ``None`` for other stems."""
     for suffix in MASK_SUFFIXES:
         if stem.endswith(suffix) and len(stem) > len(suffix):
             return stem[: -len(suffix)]
@@ -250,7 +239,7 @@ def _mask_base(stem: str) -> str | None:
 
 def _discover_flat(root: Path, allow_unmatched: bool) -> list[dict[str, str]]:
     files = _image_files(root)
-    mask_files = [p for p in files if _mask_base(split_suffix(p)[0]) is not None]
+    mask_files = [p for p in files if mask_base(split_suffix(p)[0]) is not None]
     if not mask_files:
         raise InputError(_no_layout(root))
     images = _by_stem([p for p in files if p not in mask_files], root, "images")
@@ -294,181 +283,3 @@ def discover_pairs(root: str | Path, *, allow_unmatched: bool = False) -> list[d
         items = _discover_flat(root, allow_unmatched)
     logger.debug("%s: %d image/mask pairs", root, len(items))
     return items
-
-
-def _sort_key(item: Mapping[str, Any]) -> tuple[str, str]:
-    return str(item.get(NAME, "")), str(item.get(IMAGE, ""))
-
-
-def _check_split_args(pairs: Sequence[Any], val_fraction: float) -> None:
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if not pairs:
-        raise InputError("cannot split an empty list of pairs")
-
-
-def _n_val(n: int, val_fraction: float) -> int:
-    """``round(n * val_fraction)``, at least 1 when ``val_fraction > 0``, leaving at least 1 to train."""
-    if val_fraction == 0 or n < 2:
-        return 0
-    return min(max(1, round(n * val_fraction)), n - 1)
-
-
-def split_pairs(
-    pairs: Sequence[Mapping[str, Any]], val_fraction: float = 0.2, seed: int = 0
-) -> tuple[list[Any], list[Any]]:
-    """Deterministic train/validation split, independent of the input order.
-
-    Items are sorted by name, shuffled with ``random.Random(seed)``, and ``round(n * val_fraction)``
-    of them (at least one when ``val_fraction > 0`` and ``n >= 2``; never all) go to validation.
-    Both lists come back sorted by name.
-    """
-    _check_split_args(pairs, val_fraction)
-    ordered = sorted(pairs, key=_sort_key)
-    random.Random(seed).shuffle(ordered)
-    n_val = _n_val(len(ordered), val_fraction)
-    return sorted(ordered[n_val:], key=_sort_key), sorted(ordered[:n_val], key=_sort_key)
-
-
-def split_by_group(
-    pairs: Sequence[Mapping[str, Any]],
-    groups: Callable[[str], str],
-    val_fraction: float = 0.2,
-    seed: int = 0,
-) -> tuple[list[Any], list[Any]]:
-    """Like :func:`split_pairs`, but every group (``groups(name)``, e.g. a patient) lands on one side.
-
-    Shuffled groups go to validation until it holds about ``val_fraction`` of the cases; at least
-    one group trains. With a single group everything trains.
-    """
-    _check_split_args(pairs, val_fraction)
-    members: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for item in sorted(pairs, key=_sort_key):
-        members[str(groups(str(item[NAME])))].append(item)
-    order = sorted(members)
-    random.Random(seed).shuffle(order)
-    target = _n_val(len(pairs), val_fraction)
-    val_groups: list[str] = []
-    n_val = 0
-    for group in order[:-1]:
-        if n_val >= target:
-            break
-        val_groups.append(group)
-        n_val += len(members[group])
-    if target and not val_groups:
-        logger.warning("one group only (%s); every case goes to training", order[0])
-    train = [item for g in order if g not in val_groups for item in members[g]]
-    val = [item for g in val_groups for item in members[g]]
-    return sorted(train, key=_sort_key), sorted(val, key=_sort_key)
-
-
-def _is_input(path: Path) -> bool:
-    """A DICOM-series folder, or a supported image not named ``*_mask``/``*_segmentation``; not hidden."""
-    if path.is_dir():
-        return not path.name.startswith(".") and is_dicom_series_dir(path)
-    return _is_image_file(path) and _mask_base(split_suffix(path)[0]) is None
-
-
-def _read_list_file(path: Path) -> list[str | ChannelCase]:
-    """Entries of a ``.txt`` (one per line, ``#`` comments) or ``.csv`` (column ``image`` or ``path``, or one column
-    per channel: ``image_0``, ``image_1``, ...)."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".txt":
-        lines = (line.strip() for line in text.splitlines())
-        return [line for line in lines if line and not line.startswith("#")]
-    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    cases = csv_channel_cases(header, rows[1:], path.parent, path)
-    if cases is not None:
-        return list(cases)
-    for column in (IMAGE, "path"):
-        if column in header:
-            index = header.index(column)
-            return [row[index].strip() for row in rows[1:] if len(row) > index and row[index].strip()]
-    if all(len(row) == 1 for row in rows):
-        return [row[0].strip() for row in rows]
-    raise InputError(f"{path}: CSV needs a column named 'image' or 'path'; columns: {rows[0]}")
-
-
-def _collect_one(
-    spec: Any, base: Path | None, missing: list[str], top: bool, listed_in: Path | None = None
-) -> list[Source]:
-    """The inputs ``spec`` stands for; a path that does not exist goes to ``missing`` (with the list naming it)."""
-    if isinstance(spec, ChannelCase) and base is None:  # a case given as such: its own checks name missing channels
-        return [spec]
-    if isinstance(spec, ChannelCase) or not isinstance(
-        spec, (str, os.PathLike)
-    ):  # a list's case of several channel files
-        case = as_source(spec)
-        files = tuple(
-            p if base is None or p.is_absolute() else base / p for p in (q.expanduser() for q in case.channels)
-        )
-        gone = [
-            str(p) + (f" (listed in {listed_in})" if listed_in is not None else "") for p in files if not p.exists()
-        ]
-        missing.extend(gone)
-        return [] if gone else [ChannelCase(case.name, files)]
-    text = str(spec)
-    path = Path(text).expanduser()
-    if base is not None and not path.is_absolute():
-        path = base / path
-    if path.is_dir():
-        return (
-            [path]
-            if is_dicom_series_dir(path)
-            else group_channel_files(sorted(p for p in path.iterdir() if _is_input(p)))
-        )
-    if path.is_file():
-        if path.suffix.lower() in _LIST_SUFFIXES:
-            if not top:
-                raise InputError(f"{path}: list files cannot name other list files")
-            entries = _read_list_file(path)
-            return [p for entry in entries for p in _collect_one(entry, path.parent, missing, False, path)]
-        if split_suffix(path)[1].lower() not in IMAGE_SUFFIXES and not is_dicom_zip(path):
-            raise InputError(
-                f"{path}: unsupported input; expected an image ({', '.join(IMAGE_SUFFIXES)}), a DICOM "
-                "series folder or .zip, a folder, a glob pattern or a .csv/.txt list"
-            )
-        return [path]
-    if _GLOB_CHARS & set(str(path)):
-        return group_channel_files([p for p in map(Path, sorted(glob.glob(str(path), recursive=True))) if _is_input(p)])
-    missing.append(f"{path} (listed in {listed_in})" if listed_in is not None else str(path))
-    return []
-
-
-def collect_inputs(spec: str | Path | ChannelCase | Sequence[Any], series: str | None = None) -> list[Source]:
-    """Images to predict on, in order, without duplicates.
-
-    ``spec`` is an image file; a DICOM series folder (one case); a folder (its image files, not
-    recursive, skipping hidden files and ``*_mask``/``*_segmentation`` files, plus DICOM-series
-    subfolders); a glob pattern (``"scans/*.nii.gz"``); a ``.txt`` list (one path per line) or
-    ``.csv`` list (column ``image`` or ``path``) with paths relative to the list's folder; or a
-    sequence of any of these. Several files of one case (:mod:`~medseg_monai.data.channels`) come back as one
-    :class:`~medseg_monai.data.channels.ChannelCase`: ``NAME_0000``, ``NAME_0001``, ... files of a folder or glob,
-    a CSV row of ``image_0``, ``image_1``, ... columns, or a ``ChannelCase`` or a list of paths in ``spec``.
-    A ``.zip`` file named as such is a DICOM series; a DICOM folder or zip of several series gives one input per
-    series, or with ``series`` (a SeriesInstanceUID) only that one (:func:`~medseg_monai.io.dicom.expand_dicom_inputs`).
-
-    Raises:
-        FileNotFoundError: named paths do not exist (all of them are listed).
-        ValueError: nothing to predict on, or an unsupported file.
-    """
-    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)  # a ChannelCase is PathLike
-    if not specs:
-        raise InputError("no inputs given")
-    missing: list[str] = []
-    found = [p for s in specs for p in _collect_one(s, None, missing, True)]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} input path(s) do not exist: {_names(missing)}")
-    unique, seen = [], set()
-    for path in found:
-        key = tuple(os.path.normcase(os.path.realpath(p)) for p in getattr(path, "channels", (path,)))
-        if key not in seen:
-            seen.add(key)
-            unique.append(path)
-    if not unique:
-        shown = spec if isinstance(spec, (str, os.PathLike)) else ", ".join(map(str, specs))
-        raise InputError(f"{shown}: no images or DICOM series found")
-    return expand_dicom_inputs(unique, series)

@@ -73,7 +73,8 @@ SMALL_LABEL_VALUE = 63
 
 
 def _is_label_map(values: Sequence[int]) -> bool:
-    """Class values ``0, 1, ..., K``, small values with gaps (``0/1/2/4``), or a binary mask of two values (``0/255``)."""
+    """Class values ``0, 1, ..., K``, small values with gaps (``0/1/2/4``), or a binary mask of two values
+    (``0/255``)."""
     values = sorted(values)
     return len(values) <= 2 or values == list(range(len(values))) or max(values) <= SMALL_LABEL_VALUE
 

@@ -1,6 +1,6 @@
 """A synthetic dataset of two channels per case, in the nnU-Net layout.
 
-Each case is the scene of :mod:`medseg_monai.data.synthetic` (an organ, class 1, holding one to three
+Each case is the scene of :mod:`medseg_monai.data.synthetic_scene` (an organ, class 1, holding one to three
 lesions, class 2) seen through two contrasts that each show only part of it:
 
 - channel 0 (``T2``): the organ is brighter than the background, its lesions look like the organ;
@@ -22,17 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from medseg_monai.data.synthetic import (
-    _bias_terms,
-    _case_rngs,
-    _check_n_cases,
-    _check_shape,
-    _render_image,
-    _render_label,
-    _rng,
-    _sample_scene,
-    _save_nifti,
-    _synthetic_affine,
+from medseg_monai.data.synthetic_3d import save_nifti, synthetic_affine
+from medseg_monai.data.synthetic_scene import (
+    as_rng,
+    bias_terms,
+    case_rngs,
+    check_n_cases,
+    check_shape,
+    render_image,
+    render_label,
+    sample_scene,
 )
 from medseg_monai.errors import ConfigError
 from medseg_monai.keys import IMAGE, LABEL, NAME
@@ -51,12 +50,12 @@ def synth_two_channel_3d(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One case: channel 0 and channel 1 (``float32``, roughly [0, 1000]) and the label (``uint8`` in {0, 1, 2}),
     all ``(X, Y, Z)``; see the module docstring for what each channel shows."""
-    shape = _check_shape(shape, 3)
-    rng = _rng(rng)
-    label = _render_label(_sample_scene(shape, rng), shape)
-    bias = _bias_terms(shape, rng, amplitude=rng.uniform(0.05, 0.12))
+    shape = check_shape(shape, 3)
+    rng = as_rng(rng)
+    label = render_label(sample_scene(shape, rng), shape)
+    bias = bias_terms(shape, rng, amplitude=rng.uniform(0.05, 0.12))
     background, organ = rng.uniform(80, 140), rng.uniform(350, 420)
-    t2 = _render_image(
+    t2 = render_image(
         label,
         np.array([background, background + organ, background + organ]),
         bias,
@@ -67,7 +66,7 @@ def synth_two_channel_3d(
         (0.0, np.inf),
     )
     floor, lesion = rng.uniform(150, 250), rng.uniform(450, 550)
-    adc = _render_image(
+    adc = render_image(
         label,
         np.array([floor, floor, floor + lesion]),
         bias,
@@ -90,27 +89,27 @@ def make_synthetic_two_channel(
     """Write a two-channel nnU-Net dataset (``imagesTr/NAME_0000``, ``NAME_0001``, ``labelsTr/NAME``, ``dataset.json``).
 
     Both channels and the label of a case share one oblique affine (every third case flipped in x), as in
-    :func:`~medseg_monai.data.synthetic.make_synthetic_3d`. Seeded: case ``i`` depends only on ``(seed, i)``.
+    :func:`~medseg_monai.data.synthetic_3d.make_synthetic_3d`. Seeded: case ``i`` depends only on ``(seed, i)``.
 
     Returns:
         ``[{"image": [channel 0 path, channel 1 path], "label": Path, "name": "case_000"}, ...]``
     """
-    n_cases = _check_n_cases(n_cases)
-    shape = _check_shape(shape, 3)
+    n_cases = check_n_cases(n_cases)
+    shape = check_shape(shape, 3)
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or not all(s > 0 and math.isfinite(s) for s in spacing):
         raise ConfigError(f"spacing must hold 3 positive values, got {spacing!r}")
     out_dir = Path(out_dir)
     items = []
-    for i, rng in enumerate(_case_rngs(seed, n_cases)):
+    for i, rng in enumerate(case_rngs(seed, n_cases)):
         t2, adc, label = synth_two_channel_3d(shape, rng)
-        affine = _synthetic_affine(spacing, shape, rng, flip_x=i % 3 == 1)
+        affine = synthetic_affine(spacing, shape, rng, flip_x=i % 3 == 1)
         name = f"case_{i:03d}"
         channels = [out_dir / "imagesTr" / f"{name}_{k:04d}.nii.gz" for k in range(len(CHANNEL_NAMES))]
         for array, path in zip((t2, adc), channels):
-            _save_nifti(array, affine, path)
+            save_nifti(array, affine, path)
         label_path = out_dir / "labelsTr" / f"{name}.nii.gz"
-        _save_nifti(label, affine, label_path)
+        save_nifti(label, affine, label_path)
         items.append({IMAGE: channels, LABEL: label_path, NAME: name})
     meta = {
         "name": "synthetic two-channel",

@@ -21,7 +21,7 @@ from medseg_monai.evaluation.metrics import (
 from medseg_monai.evaluation.pooling import (
     best_and_worst,
     case_scores,
-    label_statistics,
+    metric_summaries,
     pooled_by_group,
     pooled_metrics,
 )
@@ -37,7 +37,7 @@ __all__ = [
     "case_scores",
     "count_row",
     "evaluate_folders",
-    "label_statistics",
+    "metric_summaries",
     "match_predictions",
     "overlap_metrics",
     "pooled_by_group",

@@ -21,7 +21,7 @@ import numpy as np
 
 from medseg_monai.errors import InputError, error_message
 from medseg_monai.evaluation.metrics import OVERLAP_METRICS, SURFACE_METRICS, case_counts, count_row, label_surface
-from medseg_monai.evaluation.pooling import label_statistics, mean_over_rows
+from medseg_monai.evaluation.pooling import mean_over_rows, metric_summaries
 from medseg_monai.io import IMAGE_SUFFIXES, as_label_map, load_image, read_geometry, spatial_dims_of, split_suffix
 from medseg_monai.utils import atomic_write_text
 
@@ -179,7 +179,7 @@ def evaluate_folders(
         "cases": len(scored) if labels else 0,
         "labels": labels,
         "mean": mean_over_rows(rows, metrics) if rows else {},
-        "per_label": label_statistics(rows, labels, names, metrics if rows else []),
+        "per_label": metric_summaries(rows, labels, names, metrics if rows else []),
         "missing_predictions": missing,
         "errors": errors,
     }

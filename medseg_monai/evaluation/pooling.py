@@ -4,7 +4,7 @@ case ranking.
 Pooled metrics sum each row's ``tp``/``fp``/``fn``/``tn`` (every voxel weighs the same: the usual DRIVE
 pixel-level F1, or a volume Dice for a set of slices) and apply the same rule for empty cases as a
 single case (:func:`medseg_monai.evaluation.metrics.overlap_metrics`); the means of
-:func:`label_statistics` weigh every case the same.
+:func:`metric_summaries` weigh every case the same.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from medseg_monai.evaluation.metrics import COUNTS, overlap_metrics
 
-__all__ = ["best_and_worst", "case_scores", "label_statistics", "mean_over_rows", "pooled_by_group", "pooled_metrics"]
+__all__ = ["best_and_worst", "case_scores", "metric_summaries", "mean_over_rows", "pooled_by_group", "pooled_metrics"]
 
 
 def _sum_counts(rows: Sequence[Mapping], key: Callable[[Mapping], object]) -> dict[object, list[int]]:
@@ -69,7 +69,7 @@ def _stats(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def label_statistics(
+def metric_summaries(
     rows: Sequence[Mapping], labels: Sequence[int], names: Mapping[int, str], metrics: Sequence[str]
 ) -> dict:
     """Per label name, per metric: mean, std, median and the number of cases where it is defined (NaN left out)."""

@@ -1,7 +1,18 @@
-"""One image in, one mask out: the :class:`Predictor`, its sliding window that stitches a slab at a time,
-the way back to the source grid, and the probability and uncertainty maps."""
+"""One image in, one mask out: the :class:`Predictor` on its :class:`InferencePlan` (every inference setting
+resolved once), the preparation into the network grid, the network over windows with flip TTA, the two
+stitching strategies, and the mergers that take the prediction back to the source grid with its maps."""
 
 from medseg_monai.inference.maps import MapRequest, PredictionMaps
-from medseg_monai.inference.predictor import InferSettings, Predictor, PreparedImage
+from medseg_monai.inference.plan import InferencePlan, InferSettings, resolve_plan
+from medseg_monai.inference.predictor import Predictor
+from medseg_monai.inference.preparation import PreparedImage
 
-__all__ = ["InferSettings", "MapRequest", "PredictionMaps", "PreparedImage", "Predictor"]
+__all__ = [
+    "InferSettings",
+    "InferencePlan",
+    "MapRequest",
+    "PredictionMaps",
+    "PreparedImage",
+    "Predictor",
+    "resolve_plan",
+]

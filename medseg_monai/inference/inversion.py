@@ -21,6 +21,7 @@ import torch
 from monai.data.utils import to_affine_nd
 
 from medseg_monai.inference.maps import MapRequest, entropy_nats, store_probabilities
+from medseg_monai.inference.mergers import MergedPrediction
 from medseg_monai.inference.stitching import argmax_classes
 from medseg_monai.transforms.resampling import axis_map, linear_at, sample_positions, source_index_map
 
@@ -28,17 +29,17 @@ __all__ = ["SlabScoreInverter"]
 
 
 class SlabScoreInverter:
-    """A stitching sink that writes source-grid labels from blended network-grid scores.
+    """A merger that writes source-grid labels (and maps) from blended network-grid scores.
 
     Args:
         grid_affine, source_affine: index-to-world matrices of the network grid and the source.
         source_shape: spatial shape of the source.
         grid_shape: spatial shape of the network grid.
         slab_axis: the grid axis the sliding window emits slabs along.
-        probabilities: ``True`` when the blocks are probabilities (flip TTA), ``False`` for logits
+        scores: ``"probabilities"`` when the blocks are probabilities (flip TTA), ``"logits"`` otherwise
             (a softmax is taken first, as the recipes interpolate probabilities).
         box: optional box (grid slices) outside which every position is background.
-        request: source-grid maps to keep besides the labels (:meth:`maps`); ``num_classes`` sizes them.
+        request: source-grid maps to keep besides the labels (:meth:`finalize`); ``num_classes`` sizes them.
 
     Raises:
         ValueError: the grids are not axis-aligned (use the label inversion).
@@ -51,7 +52,7 @@ class SlabScoreInverter:
         source_shape: Sequence[int],
         grid_shape: Sequence[int],
         slab_axis: int,
-        probabilities: bool,
+        scores: str,
         box: Sequence[slice] | None = None,
         request: MapRequest | None = None,
         num_classes: int = 0,
@@ -63,7 +64,7 @@ class SlabScoreInverter:
         self.source_shape = tuple(int(s) for s in source_shape)
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.slab_axis = slab_axis
-        self.probabilities = probabilities
+        self.softmax = scores == "logits"
         self.box = None if box is None else tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, self.grid_shape))
         self.by_grid_axis = {a: (j, scale, shift) for j, (a, scale, shift) in enumerate(axes)}
         self.others = [a for a in range(nd) if a != slab_axis]
@@ -99,7 +100,8 @@ class SlabScoreInverter:
         return storage.transpose(*lead, *(len(leading) + nd - 1 - j for j in self.order))
 
     def _in_plane(self, a: int) -> tuple[slice, np.ndarray, slice]:
-        """For in-plane grid axis ``a``: the grid range to interpolate, the source positions in it, and their source range.
+        """For in-plane grid axis ``a``: the grid range to interpolate, the source positions in it, and their
+        source range.
 
         A source voxel whose two grid neighbours both lie outside the box is certain background; every other one
         has both neighbours within the box grown by one voxel (where the background begins).
@@ -117,9 +119,9 @@ class SlabScoreInverter:
         first, last = int(needed[0]), int(needed[-1]) + 1
         return grown, pos[first:last] - grown.start, slice(first, last)
 
-    def __call__(self, start: int, stop: int, block: torch.Tensor) -> None:
-        scores = block[(slice(None), slice(None), *self.crop)].float()
-        if not self.probabilities:
+    def aggregate(self, start: int, stop: int, blended: torch.Tensor) -> None:
+        scores = blended[(slice(None), slice(None), *self.crop)].float()
+        if self.softmax:
             scores = torch.softmax(scores, dim=0)
         if self.box is not None:
             scores = self._background_outside_box(start, stop, scores)
@@ -176,18 +178,15 @@ class SlabScoreInverter:
         scores[0][~inside] = 1.0
         return scores
 
-    def result(self) -> np.ndarray:
-        """The class-index map ``(*source_shape)`` (``uint8``)."""
+    def finalize(self) -> MergedPrediction:
+        """Source-grid class indices ``(*source_shape)`` (``uint8``), the kept ``(K, *source_shape)`` probabilities
+        and ``(*source_shape)`` entropy; the arrays are Fortran-ordered views (see ``_source_array``)."""
         if not self.done.all():
             raise RuntimeError(f"linear inversion finished {int(self.done.sum())} of {self.done.size} source planes")
-        return self.labels.transpose(np.argsort(self.order))  # Fortran-ordered (see _source_array)
-
-    def maps(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The kept ``(K, *source_shape)`` probabilities and ``(*source_shape)`` entropy (``None`` when not asked for)."""
         back = np.argsort(self.order)
         probs = self.probs.transpose(0, *(back + 1)) if self.probs is not None else None
         entropy = self.entropy.transpose(back) if self.entropy is not None else None
-        return probs, entropy
+        return MergedPrediction(self.labels.transpose(back), on_source_grid=True, probabilities=probs, entropy=entropy)
 
 
 def labels_from_differences(differences: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 
 from medseg_monai.config import ProbabilityDtype
 from medseg_monai.errors import ConfigError
+from medseg_monai.inference.mergers import MergedPrediction, outside_box
 from medseg_monai.inference.stitching import argmax_classes
 from medseg_monai.transforms.resampling import labels_to_source_grid
 
@@ -41,9 +42,9 @@ class MapRequest:
     def any(self) -> bool:
         return self.probabilities is not None or self.entropy
 
-    def check_stitching(self, stitching: str) -> None:
-        """Maps are filled slab by slab: refuse them for whole-image stitching."""
-        if self.any and stitching != "slab":
+    def check_stitching(self, stitching: str, writes_maps: bool) -> None:
+        """Maps are filled slab by slab: refuse them for a stitching that does not write them."""
+        if self.any and not writes_maps:
             raise ConfigError(f"probability and entropy maps need infer.stitching='slab', got {stitching!r}")
 
 
@@ -69,19 +70,21 @@ def store_probabilities(probs: np.ndarray | torch.Tensor, dtype: ProbabilityDtyp
 
 
 def entropy_nats(probs: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Predictive entropy ``-sum_k p_k log p_k`` over the leading class axis of ``(K, ...)`` probabilities, ``float32``."""
+    """Predictive entropy ``-sum_k p_k log p_k`` over the class axis of ``(K, ...)`` probabilities, ``float32``."""
     p = torch.as_tensor(probs, dtype=torch.float32)
     return (-(p * torch.log(p.clamp_min(_TINY))).sum(dim=0)).clamp_min(0.0).numpy()
 
 
 class GridMaps:
-    """A stitching sink keeping labels, and the requested maps, in the network grid (for the label inversion).
+    """A merger keeping labels, and the requested maps, in the network grid (for the label inversion); it
+    finishes with the maps taken nearest-neighbour into the source grid, as the labels go back.
 
     Args:
         grid_shape: spatial shape of the network grid.
         slab_axis: the grid axis the sliding window emits slabs along.
-        probabilities: ``True`` when the blocks are probabilities (flip TTA), ``False`` for logits.
-        request: which maps to keep.
+        scores: ``"probabilities"`` when the blocks are probabilities (flip TTA), ``"logits"`` otherwise.
+        request: which maps to keep; ``num_classes`` sizes them.
+        geometry: ``(grid_affine, source_affine, source_shape)`` of the way back to the source grid.
         box: optional box (grid slices) outside which every position is background with certainty.
     """
 
@@ -89,13 +92,15 @@ class GridMaps:
         self,
         grid_shape: Sequence[int],
         slab_axis: int,
-        probabilities: bool,
+        scores: str,
         request: MapRequest,
         num_classes: int,
+        geometry: tuple[np.ndarray, np.ndarray, Sequence[int]],
         box: Sequence[slice] | None = None,
     ):
         self.grid_shape = tuple(int(s) for s in grid_shape)
-        self.slab_axis, self.probabilities, self.request, self.box = slab_axis, probabilities, request, box
+        self.slab_axis, self.request, self.box, self.geometry = slab_axis, request, box, geometry
+        self.softmax = scores == "logits"
         self.labels = np.zeros(self.grid_shape, dtype=np.uint8)
         dtype = np.float32 if request.probabilities == "float32" else np.uint8
         self.probs = np.zeros((num_classes, *self.grid_shape), dtype=dtype) if request.probabilities else None
@@ -103,8 +108,8 @@ class GridMaps:
             self.probs[0] = 1.0 if dtype == np.float32 else 255
         self.entropy = np.zeros(self.grid_shape, dtype=np.float32) if request.entropy else None
 
-    def __call__(self, start: int, stop: int, block: torch.Tensor) -> None:
-        probs = block.float() if self.probabilities else torch.softmax(block.float(), dim=0)
+    def aggregate(self, start: int, stop: int, blended: torch.Tensor) -> None:
+        probs = torch.softmax(blended.float(), dim=0) if self.softmax else blended.float()
         probs = probs.cpu()
         index = [slice(None)] * len(self.grid_shape)
         index[self.slab_axis] = slice(start, stop)
@@ -117,24 +122,17 @@ class GridMaps:
         if self.entropy is not None:
             self.entropy[tuple(index)] = np.moveaxis(entropy_nats(probs), 0, self.slab_axis)
 
-    def background_outside(self) -> None:
-        """Certain background outside ``box``, where no window ran."""
-        if self.box is None:
-            return
-        outside = np.ones(self.grid_shape, dtype=bool)
-        outside[tuple(self.box)] = False
-        self.labels[outside] = 0
-        if self.probs is not None:
-            self.probs[:, outside] = 0
-            self.probs[0][outside] = 1.0 if self.probs.dtype == np.float32 else 255
-        if self.entropy is not None:
-            self.entropy[outside] = 0.0
-
-    def to_source(
-        self, grid_affine: np.ndarray, source_affine: np.ndarray, source_shape: Sequence[int]
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The maps nearest-neighbour in the source grid, as the labels go back: ``(probabilities, entropy)``."""
-        back = lambda a: labels_to_source_grid(a, grid_affine, source_affine, source_shape)  # noqa: E731
+    def finalize(self) -> MergedPrediction:
+        """Network-grid labels, and the maps in the source grid; certain background outside ``box``."""
+        if self.box is not None:
+            outside = outside_box(self.grid_shape, self.box)
+            self.labels[outside] = 0
+            if self.probs is not None:
+                self.probs[:, outside] = 0
+                self.probs[0][outside] = 1.0 if self.probs.dtype == np.float32 else 255
+            if self.entropy is not None:
+                self.entropy[outside] = 0.0
+        back = lambda a: labels_to_source_grid(a, *self.geometry)  # noqa: E731
         probs = np.stack([back(p) for p in self.probs]) if self.probs is not None else None
         entropy = back(self.entropy) if self.entropy is not None else None
-        return probs, entropy
+        return MergedPrediction(self.labels, on_source_grid=False, probabilities=probs, entropy=entropy)

@@ -3,8 +3,9 @@
 MONAI's ``sliding_window_inference`` keeps a ``(B, K, *spatial)`` float output plus a count map for the
 whole image until the last window is done. Here the windows are visited in order of their start
 along one spatial axis (the *slab axis*); once every window starting before position ``s`` has been
-added, the blended outputs in front of ``s`` can no longer change, so they are handed to a *sink*
-(argmax into a ``uint8`` label map, or a probability buffer) and the accumulator moves on. Only a
+added, the blended outputs in front of ``s`` can no longer change, so they are handed to a *merger*
+(:mod:`~medseg_monai.inference.mergers`: argmax into a ``uint8`` label map, a probability buffer, the
+source grid) and the accumulator moves on. Only a
 ``(K, roi_a, *other_spatial)`` accumulator is alive, whatever the image length along the slab axis.
 
 The window grid, zero padding of images smaller than the window and the importance map (``constant``
@@ -18,16 +19,18 @@ no window covers come out as background (class 0).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
 __all__ = [
-    "Sink",
+    "SlabMerger",
     "argmax_classes",
     "covering_starts",
     "scan_starts",
@@ -38,10 +41,17 @@ __all__ = [
 
 #: score of a foreground class where no window ran, with logits: its softmax is 0 in float32
 _UNCOVERED_LOGIT = -1.0e4
-_EMIT_VOXELS = 1 << 23  # blended values handed to the sink per call (32 MiB of float32)
+_EMIT_VOXELS = 1 << 23  # blended values handed to the merger per call (32 MiB of float32)
 
-#: ``sink(start, stop, blended)``: ``blended`` is ``(K, stop - start, *other)`` along the slab axis moved first
-Sink = Callable[[int, int, torch.Tensor], None]
+
+class SlabMerger(Protocol):
+    """Takes the blended scores of consecutive slabs; ``finalize`` returns the result once all are in."""
+
+    def aggregate(self, start: int, stop: int, blended: torch.Tensor) -> None:
+        """``blended`` is ``(K, stop - start, *other_spatial)``: the slab axis moved to dim 1."""
+
+    def finalize(self) -> object:
+        """What the merger built from every slab."""
 
 
 def scan_starts(size: int, roi: int, overlap: float) -> list[int]:
@@ -107,10 +117,114 @@ def slab_axis(spatial: Sequence[int], roi: Sequence[int]) -> int:
     return max(range(len(spatial)), key=lambda a: (spatial[a] / roi[a], -a))
 
 
+@dataclasses.dataclass(frozen=True)
+class _WindowGrid:
+    """The windows of one (padded) image: their starts per axis, the slab axis and the padding to crop."""
+
+    spatial: tuple[int, ...]  # the image's shape
+    padded: tuple[int, ...]  # ... zero-padded to at least one window
+    roi: tuple[int, ...]
+    axis: int
+    others: tuple[int, ...]
+    starts: tuple[list[int], ...]
+    crop_lo: tuple[int, ...]
+
+
+def _window_grid(
+    spatial: Sequence[int],
+    padded: Sequence[int],
+    roi: Sequence[int],
+    overlap: float | Sequence[float],
+    axis: int | None,
+    region: Sequence[slice] | None,
+) -> _WindowGrid:
+    nd = len(spatial)
+    axis = slab_axis(padded, roi) if axis is None else axis
+    overlaps = [float(o) for o in overlap] if isinstance(overlap, Sequence) else [float(overlap)] * nd
+    if len(overlaps) != nd:
+        raise ValueError(f"overlap {tuple(overlaps)} does not match the image's {nd} spatial dims")
+    starts = [scan_starts(padded[d], roi[d], overlaps[d]) for d in range(nd)]
+    crop_lo = tuple((p - s) // 2 for p, s in zip(padded, spatial))
+    if region is not None:
+        bounds = [part.indices(size)[:2] for part, size in zip(region, spatial)]
+        starts = [
+            covering_starts(starts[d], roi[d], lo + crop_lo[d], hi + crop_lo[d]) for d, (lo, hi) in enumerate(bounds)
+        ]
+    others = tuple(d for d in range(nd) if d != axis)
+    return _WindowGrid(tuple(spatial), tuple(padded), tuple(roi), axis, others, tuple(starts), crop_lo)
+
+
+class _SlabEmitter:
+    """Hands blended slabs to the merger in order, the padding cropped out, a few planes at a time."""
+
+    def __init__(self, merger: SlabMerger, grid: _WindowGrid, logits: bool, partial: bool, device: torch.device):
+        self.merger, self.grid, self.logits, self.partial, self.device = merger, grid, logits, partial, device
+        # cropping the padding back out: along the slab axis in the emitted ranges, elsewhere per slab
+        self.other_crop = tuple(slice(grid.crop_lo[d], grid.crop_lo[d] + grid.spatial[d]) for d in grid.others)
+        self.plane = [grid.spatial[d] for d in grid.others]
+        self.emitted = 0
+
+    def _range(self, lo: int, hi: int, classes: int) -> tuple[int, int, int]:
+        """``[lo, hi)`` (padded coordinates) inside the image, and the planes per call (small temporaries)."""
+        crop, size = self.grid.crop_lo[self.grid.axis], self.grid.spatial[self.grid.axis]
+        step = max(1, _EMIT_VOXELS // max(math.prod(self.plane) * max(classes, 1), 1))
+        return max(lo, crop), min(hi, crop + size), step
+
+    def uncovered(self, lo: int, hi: int, classes: int) -> None:
+        """Certain background over ``[lo, hi)``, where no window runs: constant blocks expanded without memory."""
+        a0, a1, step = self._range(lo, hi, classes)
+        if a1 <= a0:
+            return
+        crop = self.grid.crop_lo[self.grid.axis]
+        fill = _UNCOVERED_LOGIT if self.logits else 0.0
+        certain = torch.full((classes,), fill, dtype=torch.float32, device=self.device)
+        certain[0] = 0.0 if self.logits else 1.0
+        for b0 in range(a0, a1, step):
+            b1 = min(b0 + step, a1)
+            block = certain.view(-1, *([1] * len(self.grid.spatial))).expand(classes, b1 - b0, *self.plane)
+            self.merger.aggregate(b0 - crop, b1 - crop, block)
+        self.emitted = a1 - crop
+
+    def blended(self, lo: int, hi: int, acc: torch.Tensor, count: torch.Tensor) -> None:
+        """``acc / count`` over ``[lo, hi)``; where no window counted (partial runs), certain background."""
+        a0, a1, step = self._range(lo, hi, acc.shape[0])
+        if a1 <= a0:
+            return
+        crop = self.grid.crop_lo[self.grid.axis]
+        for b0 in range(a0, a1, step):
+            b1 = min(b0 + step, a1)
+            part = acc[:, b0 - lo : b1 - lo][(slice(None), slice(None), *self.other_crop)]
+            norm = count[b0 - lo : b1 - lo][(slice(None), *self.other_crop)]
+            if not self.partial:
+                self.merger.aggregate(b0 - crop, b1 - crop, part / norm)
+                continue
+            uncovered = norm == 0
+            blended = part / norm.clamp_min(torch.finfo(torch.float32).tiny)
+            if bool(uncovered.any()):
+                blended[:, uncovered] = _UNCOVERED_LOGIT if self.logits else 0.0
+                blended[0][uncovered] = 0.0 if self.logits else 1.0
+            self.merger.aggregate(b0 - crop, b1 - crop, blended)
+        self.emitted = a1 - crop
+
+
+def _pad_to_window(
+    image: torch.Tensor, foreground: torch.Tensor | None, roi: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Zero-pad an image smaller than the window (centred, as MONAI does), and its foreground mask."""
+    pads = [max(r - int(s), 0) for r, s in zip(roi, image.shape[1:])]
+    if not any(pads):
+        return image, foreground
+    pad_arg = [v for p in reversed(pads) for v in (p // 2, p - p // 2)]  # F.pad: last axis first, (before, after)
+    image = F.pad(image, pad_arg, mode="constant", value=0.0)
+    if foreground is not None:
+        foreground = F.pad(foreground[None].to(torch.uint8), pad_arg, mode="constant", value=0)[0].bool()
+    return image, foreground
+
+
 def sliding_window_stitch(
     image: torch.Tensor,
     forward: Callable[[torch.Tensor], torch.Tensor],
-    sink: Sink,
+    merger: SlabMerger,
     roi_size: Sequence[int],
     *,
     overlap: float | Sequence[float] = 0.25,
@@ -123,150 +237,130 @@ def sliding_window_stitch(
     foreground: torch.Tensor | None = None,
     logits: bool = False,
 ) -> int:
-    """Run ``forward`` over sliding windows of ``image`` and hand blended slabs to ``sink`` in order.
+    """Run ``forward`` over sliding windows of ``image`` and hand blended slabs to ``merger`` in order.
 
     Args:
         image: one image ``(C, *spatial)``; it stays where it is, windows are copied to ``device``.
         forward: ``(N, C, *roi) -> (N, K, *roi)`` on ``device`` (logits or probabilities).
-        sink: receives ``(start, stop, blended)`` for consecutive, non-overlapping ranges along the slab
-            axis covering the whole image, with ``blended`` of shape ``(K, stop - start, *other_spatial)``
-            (the slab axis moved to dim 1, other spatial axes in their order) on ``stitch_device``.
+        merger: its ``aggregate(start, stop, blended)`` receives consecutive, non-overlapping ranges along
+            the slab axis covering the whole image, with ``blended`` of shape ``(K, stop - start, *other_spatial)``
+            (the slab axis moved to dim 1, other spatial axes in their order) on ``stitch_device``; the caller
+            calls its ``finalize()`` afterwards (:mod:`~medseg_monai.inference.mergers`).
         roi_size: window size per spatial axis; images smaller than it are zero-padded as in MONAI.
-        overlap, sw_batch_size, mode: as ``monai.inferers.SlidingWindowInferer`` (``overlap`` one value or one per axis).
+        overlap, sw_batch_size, mode: as ``monai.inferers.SlidingWindowInferer`` (``overlap``: one or one per axis).
         device: where ``forward`` runs; ``stitch_device``: where windows are blended.
         axis: slab axis (spatial index); ``None`` picks :func:`slab_axis`.
-        logits: ``forward`` gives logits, not probabilities: positions no window covers get scores whose softmax is
-            certain background (``0`` for class 0, ``-1e4`` for the others) instead of the probabilities ``(1, 0, ...)``.
+        logits: ``forward`` gives logits, not probabilities: positions no window covers get scores whose softmax
+            is certain background (``0`` for class 0, ``-1e4`` for the others) instead of ``(1, 0, ...)``.
         region: optional box (one ``slice`` per spatial axis): only the windows needed to cover it run.
         foreground: optional boolean ``(*spatial)`` mask; windows without a foreground voxel are skipped.
-            With either, positions no window covers are handed to the sink as class 0 with certainty
-            (``1, 0, ...``).
+            With either, positions no window covers are handed on as class 0 with certainty.
 
     Returns:
         The slab axis used.
     """
     spatial = tuple(int(s) for s in image.shape[1:])
-    nd = len(spatial)
     roi = tuple(int(r) for r in roi_size)
-    if len(roi) != nd:
-        raise ValueError(f"roi_size {roi} does not match the image's {nd} spatial dims {spatial}")
-    stitch_device = torch.device(stitch_device)
-    pads = [max(r - s, 0) for r, s in zip(roi, spatial)]
+    if len(roi) != len(spatial):
+        raise ValueError(f"roi_size {roi} does not match the image's {len(spatial)} spatial dims {spatial}")
     if foreground is not None and tuple(foreground.shape) != spatial:
         raise ValueError(
             f"foreground mask {tuple(foreground.shape)} does not match the image's spatial shape {spatial}"
         )
-    if any(pads):  # F.pad wants the last axis first, (before, after) pairs
-        pad_arg = [v for p in reversed(pads) for v in (p // 2, p - p // 2)]
-        image = F.pad(image, pad_arg, mode="constant", value=0.0)
-        if foreground is not None:
-            foreground = F.pad(foreground[None].to(torch.uint8), pad_arg, mode="constant", value=0)[0].bool()
-    padded = tuple(int(s) for s in image.shape[1:])
-    axis = slab_axis(padded, roi) if axis is None else axis
-    others = [d for d in range(nd) if d != axis]
-    overlaps = [float(o) for o in overlap] if isinstance(overlap, Sequence) else [float(overlap)] * nd
-    if len(overlaps) != nd:
-        raise ValueError(f"overlap {tuple(overlaps)} does not match the image's {nd} spatial dims")
-    starts = [scan_starts(padded[d], roi[d], overlaps[d]) for d in range(nd)]
-    crop_lo = [p // 2 for p in pads]
-    if region is not None:
-        bounds = [part.indices(size)[:2] for part, size in zip(region, spatial)]
-        starts = [
-            covering_starts(starts[d], roi[d], lo + crop_lo[d], hi + crop_lo[d]) for d, (lo, hi) in enumerate(bounds)
-        ]
-    partial = region is not None or foreground is not None
+    stitch_device = torch.device(stitch_device)
+    image, foreground = _pad_to_window(image, foreground, roi)
+    grid = _window_grid(spatial, tuple(int(s) for s in image.shape[1:]), roi, overlap, axis, region)
     weight = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device=stitch_device, dtype=torch.float32)
-    constant = bool((weight == 1).all())
-    weight_a = weight.movedim(axis, 0)  # (roi_a, *roi_others)
-
-    # cropping the padding back out: along the slab axis in the emitted ranges, elsewhere per slab
-    other_crop = tuple(slice(crop_lo[d], crop_lo[d] + spatial[d]) for d in others)
-    emitted = 0
-
-    def emit(lo: int, hi: int, acc: torch.Tensor | None, count: torch.Tensor | None, classes: int = 0) -> None:
-        """Blend ``acc / count`` over ``[lo, hi)`` (padded coordinates) into the sink; ``acc=None``: no window covers it."""
-        nonlocal emitted
-        a0, a1 = max(lo, crop_lo[axis]), min(hi, crop_lo[axis] + spatial[axis])
-        if a1 <= a0:
-            return
-        plane = [spatial[d] for d in others]
-        step = max(
-            1, _EMIT_VOXELS // max(math.prod(plane) * max(classes, 1), 1)
-        )  # a few planes at a time: small temporaries
-        if acc is None:  # constant blocks, expanded without memory: the sinks only read them
-            certain = torch.full(
-                (classes,), _UNCOVERED_LOGIT if logits else 0.0, dtype=torch.float32, device=stitch_device
-            )
-            certain[0] = 0.0 if logits else 1.0
-            for b0 in range(a0, a1, step):
-                b1 = min(b0 + step, a1)
-                sink(
-                    b0 - crop_lo[axis],
-                    b1 - crop_lo[axis],
-                    certain.view(-1, *([1] * nd)).expand(classes, b1 - b0, *plane),
-                )
-            emitted = a1 - crop_lo[axis]
-            return
-        for b0 in range(a0, a1, step):
-            b1 = min(b0 + step, a1)
-            part = acc[:, b0 - lo : b1 - lo][(slice(None), slice(None), *other_crop)]
-            norm = count[b0 - lo : b1 - lo][(slice(None), *other_crop)]
-            if not partial:
-                sink(b0 - crop_lo[axis], b1 - crop_lo[axis], part / norm)
-                continue
-            uncovered = norm == 0
-            blended = part / norm.clamp_min(torch.finfo(torch.float32).tiny)
-            if bool(uncovered.any()):
-                blended[:, uncovered] = _UNCOVERED_LOGIT if logits else 0.0
-                blended[0][uncovered] = 0.0 if logits else 1.0
-            sink(b0 - crop_lo[axis], b1 - crop_lo[axis], blended)
-        emitted = a1 - crop_lo[axis]
-
-    roi_a = roi[axis]
-    other_shape = [padded[d] for d in others]
-    acc: torch.Tensor | None = None
-    count = torch.zeros([roi_a, *other_shape], dtype=torch.float32, device=stitch_device)
-    window_positions = list(itertools.product(*(starts[d] for d in others)))
-    axis_starts = starts[axis]
+    emit = _SlabEmitter(merger, grid, logits, region is not None or foreground is not None, stitch_device)
+    run = _WindowRun(forward, image, grid, weight, sw_batch_size, device, stitch_device)
+    axis, size, axis_starts = grid.axis, grid.padded[grid.axis], grid.starts[grid.axis]
     for g, lo in enumerate(axis_starts):
-        positions = window_positions
+        run.add_slab(lo, foreground)
+        acc = run.accumulator()
+        if g == 0 and lo > 0:  # before the first window that runs: background
+            emit.uncovered(0, lo, acc.shape[0])
+        nxt = axis_starts[g + 1] if g + 1 < len(axis_starts) else min(lo + roi[axis], size)
+        emit.blended(lo, nxt, acc[:, : nxt - lo], run.count[: nxt - lo])
+        if g + 1 == len(axis_starts) and nxt < size:  # after the last window that runs: background
+            emit.uncovered(nxt, size, acc.shape[0])
+        if nxt < size:
+            run.shift(nxt - lo)
+    if emit.emitted != spatial[axis]:
+        raise RuntimeError(f"sliding window covered {emit.emitted} of {spatial[axis]} positions along axis {axis}")
+    return axis
+
+
+class _WindowRun:
+    """The accumulator of the open slab: window outputs times the importance map, and their weights."""
+
+    def __init__(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        image: torch.Tensor,
+        grid: _WindowGrid,
+        weight: torch.Tensor,
+        sw_batch_size: int,
+        device: torch.device | str,
+        stitch_device: torch.device,
+    ):
+        self.forward, self.image, self.grid, self.sw_batch_size = forward, image, grid, sw_batch_size
+        self.device, self.stitch_device = device, stitch_device
+        self.constant = bool((weight == 1).all())
+        self.weight_a = weight.movedim(grid.axis, 0)  # (roi_a, *roi_others)
+        self.other_shape = [grid.padded[d] for d in grid.others]
+        self.positions = list(itertools.product(*(grid.starts[d] for d in grid.others)))
+        self.acc: torch.Tensor | None = None
+        self.count = torch.zeros([grid.roi[grid.axis], *self.other_shape], dtype=torch.float32, device=stitch_device)
+
+    def add_slab(self, lo: int, foreground: torch.Tensor | None) -> None:
+        """Run and add the windows starting at ``lo`` along the slab axis (those holding foreground)."""
+        grid = self.grid
+        positions = self.positions
         if foreground is not None:
-            positions = [pos for pos in positions if bool(foreground[_window_index(axis, lo, roi, others, pos)].any())]
-        for i in range(0, len(positions), sw_batch_size):
-            chunk = positions[i : i + sw_batch_size]
-            index = [_window_index(axis, lo, roi, others, pos) for pos in chunk]
-            batch = torch.stack([image[(slice(None), *idx)] for idx in index]).to(device)
-            out = forward(batch)
+            positions = [
+                p for p in positions if bool(foreground[_window_index(grid.axis, lo, grid.roi, grid.others, p)].any())
+            ]
+        for i in range(0, len(positions), self.sw_batch_size):
+            chunk = positions[i : i + self.sw_batch_size]
+            index = [_window_index(grid.axis, lo, grid.roi, grid.others, pos) for pos in chunk]
+            out = self.forward(torch.stack([self.image[(slice(None), *idx)] for idx in index]).to(self.device))
             if isinstance(out, (list, tuple)):
                 out = out[0]
-            out = out.to(device=stitch_device, dtype=torch.float32).movedim(axis + 2, 2)
-            if acc is None:
-                acc = torch.zeros([out.shape[1], roi_a, *other_shape], dtype=torch.float32, device=stitch_device)
+            out = out.to(device=self.stitch_device, dtype=torch.float32).movedim(grid.axis + 2, 2)
+            if self.acc is None:
+                shape = [out.shape[1], grid.roi[grid.axis], *self.other_shape]
+                self.acc = torch.zeros(shape, dtype=torch.float32, device=self.stitch_device)
             for w_out, pos in zip(out, chunk):
-                placed = tuple(slice(p, p + roi[d]) for p, d in zip(pos, others))
-                if constant:  # all-ones importance map: no product to form
-                    acc[(slice(None), slice(None), *placed)].add_(w_out)
-                    count[(slice(None), *placed)].add_(1.0)
+                placed = tuple(slice(p, p + grid.roi[d]) for p, d in zip(pos, grid.others))
+                if self.constant:  # all-ones importance map: no product to form
+                    self.acc[(slice(None), slice(None), *placed)].add_(w_out)
+                    self.count[(slice(None), *placed)].add_(1.0)
                 else:
-                    acc[(slice(None), slice(None), *placed)].add_(w_out * weight_a)
-                    count[(slice(None), *placed)].add_(weight_a)
-        if acc is None:  # no window run yet: the class count comes from the first window that runs
-            acc = _first_output_shape(forward, image, roi, device, stitch_device, axis, other_shape)
-        if g == 0 and lo > 0:  # before the first window that runs: background
-            emit(0, lo, None, None, acc.shape[0])
-        nxt = axis_starts[g + 1] if g + 1 < len(axis_starts) else min(lo + roi_a, padded[axis])
-        emit(lo, nxt, acc[:, : nxt - lo], count[: nxt - lo], acc.shape[0])
-        if g + 1 == len(axis_starts) and nxt < padded[axis]:  # after the last window that runs: background
-            emit(nxt, padded[axis], None, None, acc.shape[0])
-        if nxt < padded[axis]:  # shift the still-open part to the front; zero the rest
-            keep = lo + roi_a - nxt
-            acc[:, :keep] = acc[:, nxt - lo : nxt - lo + keep].clone()
-            acc[:, keep:] = 0
-            count[:keep] = count[nxt - lo : nxt - lo + keep].clone()
-            count[keep:] = 0
-    if emitted != spatial[axis]:
-        raise RuntimeError(f"sliding window covered {emitted} of {spatial[axis]} positions along axis {axis}")
-    return axis
+                    self.acc[(slice(None), slice(None), *placed)].add_(w_out * self.weight_a)
+                    self.count[(slice(None), *placed)].add_(self.weight_a)
+
+    def accumulator(self) -> torch.Tensor:
+        """The open slab's sums; before any window ran, zeros (one window is run for the class count)."""
+        if self.acc is None:
+            self.acc = _first_output_shape(
+                self.forward,
+                self.image,
+                self.grid.roi,
+                self.device,
+                self.stitch_device,
+                self.grid.axis,
+                self.other_shape,
+            )
+        return self.acc
+
+    def shift(self, done: int) -> None:
+        """Move the still-open part (after the first ``done`` planes) to the front; zero the rest."""
+        acc, count = self.accumulator(), self.count
+        keep = self.grid.roi[self.grid.axis] - done
+        acc[:, :keep] = acc[:, done : done + keep].clone()
+        acc[:, keep:] = 0
+        count[:keep] = count[done : done + keep].clone()
+        count[keep:] = 0
 
 
 def _first_output_shape(

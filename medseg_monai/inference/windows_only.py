@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from medseg_monai.config import RunConfig
+from medseg_monai.config import DataConfig
+from medseg_monai.inference.plan import InferencePlan
 from medseg_monai.inference.stitching import window_extent
 from medseg_monai.transforms.foreground import Foreground, find_foreground, foreground_mode, map_foreground
 from medseg_monai.transforms.resampling import resample_extent, spacing_plan
@@ -25,18 +26,18 @@ __all__ = ["prepare_windows_only"]
 
 def prepare_windows_only(
     image: MetaTensor,
-    config: RunConfig,
+    plan: InferencePlan,
+    data: DataConfig,
     pixdim: Sequence[float],
-    window: Callable[[Sequence[int]], Sequence[int]],
     normalise: Callable[[MetaTensor], MetaTensor],
 ) -> tuple[MetaTensor, Foreground] | None:
     """The normalised image ``(C, *grid)`` in the network grid of ``Spacing(pixdim)`` and its foreground there.
 
     Args:
         image: ``(C, *spatial)`` volume in the source grid (oriented), raw intensities.
-        config: the run's settings (``infer.windows_only``, ``foreground_crop``, ``crop_margin_mm``, overlap, intensity).
+        plan: the inference plan (``windows_only``, ``foreground_crop``, ``crop_margin_mm``, windows, overlap).
+        data: the run's data settings (intensity, dims).
         pixdim: the network grid's spacing.
-        window: the sliding window's size for a grid of a given shape.
         normalise: the intensity normalisation of a ``(C, *part)`` image.
 
     Returns:
@@ -45,29 +46,26 @@ def prepare_windows_only(
         all of it, a grid that is the source's or not a per-axis scaling of it; the caller then prepares the
         whole image.
     """
-    infer, data = config.infer, config.data
-    if not (
-        infer.windows_only and data.resolved_intensity == "ct" and data.image_dims == 3 and data.slice_axis is None
-    ):
+    if not (plan.windows_only and data.resolved_intensity == "ct" and data.image_dims == 3 and data.slice_axis is None):
         return None
-    plan = spacing_plan(image, pixdim)
-    if plan.axes is None or plan.identity:
+    grid = spacing_plan(image, pixdim)
+    if grid.axes is None or grid.identity:
         return None
     raw = image.as_tensor().detach().cpu().numpy()
-    mode = foreground_mode(infer.foreground_crop, data.resolved_intensity, raw)
+    mode = foreground_mode(plan.foreground_crop, data.resolved_intensity, raw)
     spatial = raw.shape[1:]
     affine = np.asarray(image.affine, dtype=np.float64)[: len(spatial), : len(spatial)]
     spacing = np.sqrt((affine**2).sum(axis=0))
-    region = find_foreground(raw, mode, infer.crop_margin_mm / spacing, window=(1,) * len(spatial))
+    region = find_foreground(raw, mode, plan.crop_margin_mm / spacing, window=(1,) * len(spatial))
     if region is None:
         return None
-    roi = tuple(int(r) for r in window(plan.shape))
-    grid_region = map_foreground(region, [plan.positions(j, spatial[j]) for j in range(len(spatial))], roi)
+    roi = tuple(int(r) for r in plan.window_size(grid.shape))
+    grid_region = map_foreground(region, [grid.positions(j, spatial[j]) for j in range(len(spatial))], roi)
     if grid_region is None:
         return None
-    extent = window_extent(plan.shape, roi, config.window_overlap, grid_region.slices)
-    meta = plan.meta(image)
-    normalised = normalise(MetaTensor(resample_extent(image.as_tensor(), plan, extent), meta=meta))
-    out = torch.zeros((normalised.shape[0], *plan.shape), dtype=normalised.dtype)
+    extent = window_extent(grid.shape, roi, plan.overlap, grid_region.slices)
+    meta = grid.meta(image)
+    normalised = normalise(MetaTensor(resample_extent(image.as_tensor(), grid, extent), meta=meta))
+    out = torch.zeros((normalised.shape[0], *grid.shape), dtype=normalised.dtype)
     out[(slice(None), *extent)] = normalised.as_tensor()
     return MetaTensor(out, meta=meta), grid_region

@@ -1,7 +1,8 @@
 """Reading images of every supported format into MONAI, writing masks in their source's geometry (DICOM series: a
 DICOM SEG), and facts about written masks (complete or not, checksums, label statistics)."""
 
-from medseg_monai.io.dicom import DicomSeries, expand_dicom_inputs, is_dicom_input
+from medseg_monai.io.dicom import DicomSeries, is_dicom_input
+from medseg_monai.io.dicom_discovery import expand_dicom_inputs
 from medseg_monai.io.dicom_seg import write_seg  # registers the "seg" writer
 from medseg_monai.io.formats import (
     FORMAT_SUFFIXES,
@@ -16,6 +17,7 @@ from medseg_monai.io.formats import (
     spatial_dims_of,
     split_suffix,
 )
+from medseg_monai.io.geometry import Geometry, read_geometry
 from medseg_monai.io.outputs import (
     as_label_map,
     count_components,
@@ -27,12 +29,10 @@ from medseg_monai.io.outputs import (
 )
 from medseg_monai.io.readers import (
     FormatDispatchReader,
-    Geometry,
     RasterReader,
     SimpleITKReader,
     image_loader,
     load_image,
-    read_geometry,
     reader_for_format,
 )
 from medseg_monai.io.validation import recorded_warnings

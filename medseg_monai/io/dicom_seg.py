@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from medseg_monai.errors import InputError
-from medseg_monai.io.dicom import dicom_folder, dicom_series_files
-from medseg_monai.io.readers import Geometry
+from medseg_monai.io.dicom import dicom_folder
+from medseg_monai.io.dicom_series import dicom_series_files
+from medseg_monai.io.geometry import Geometry
 from medseg_monai.io.seg_files import read_seg_header, referenced_instances
 from medseg_monai.io.snomed import property_codes
 from medseg_monai.io.writers import register_writer

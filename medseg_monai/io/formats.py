@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from medseg_monai.errors import InputError
-from medseg_monai.io.dicom import dicom_stem, is_dicom_input, is_dicom_series_dir, split_series_path
+from medseg_monai.io.dicom import is_dicom_input, is_dicom_series_dir, split_series_path
+from medseg_monai.io.dicom_discovery import dicom_stem
 
 __all__ = [
     "FORMAT_SUFFIXES",
@@ -103,7 +104,8 @@ def spatial_dims_of(path: str | Path) -> int:
 
 
 def check_output_format(source: str | Path, fmt: str) -> None:
-    """Refuse a mask format ``source`` cannot be written in: an unknown one, or ``seg`` for a source that is no DICOM series."""
+    """Refuse a mask format ``source`` cannot be written in: an unknown one, or ``seg`` for a source that is no DICOM
+    series."""
     if fmt not in MASK_SUFFIXES:
         raise InputError(f"unknown output format {fmt!r}; known: {sorted(MASK_SUFFIXES)}")
     if fmt in OUTPUT_ONLY_FORMATS and detect_format(source) != "dicom":
@@ -117,7 +119,7 @@ def mask_filename(source: str | Path, output_format: str | None = None) -> str:
     """File name of the mask written for ``source``: same stem, the mask format's suffix.
 
     A DICOM folder's stem is its name, a zip's its stem, one series of a folder holding several
-    ``<folder>_s<SeriesNumber>_<SeriesDescription>`` (:func:`~medseg_monai.io.dicom.dicom_stem`).
+    ``<folder>_s<SeriesNumber>_<SeriesDescription>`` (:func:`~medseg_monai.io.dicom_discovery.dicom_stem`).
 
     >>> mask_filename("scan.jpg")
     'scan.png'

@@ -17,7 +17,7 @@ import numpy as np
 
 from medseg_monai.errors import InputError, OutputError
 from medseg_monai.io.formats import RASTER_FORMATS, detect_format, split_suffix
-from medseg_monai.io.readers import Geometry, read_geometry
+from medseg_monai.io.geometry import Geometry, read_geometry
 from medseg_monai.io.writers import nifti_like, sitk_image
 from medseg_monai.utils import atomic_path
 

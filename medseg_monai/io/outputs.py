@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medseg_monai.io.dicom_seg import seg_matches_source
-from medseg_monai.io.readers import read_geometry
+from medseg_monai.io.geometry import read_geometry
 from medseg_monai.io.seg_files import is_seg_file
 from medseg_monai.io.writers import label_sidecar_path
 

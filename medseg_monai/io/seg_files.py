@@ -124,7 +124,8 @@ def _segment_values(path: Path, ds: Any) -> dict[int, int]:
 
 
 def seg_label_map(path: str | Path) -> np.ndarray:
-    """The label map of a SEG in the readers' ``(X, Y, Z)`` order, on :func:`seg_grid` (uint8, or uint16 for values > 255).
+    """The label map of a SEG in the readers' ``(X, Y, Z)`` order, on :func:`seg_grid` (uint8, or uint16 for values
+    > 255).
 
     Raises:
         InputError: not a readable SEG, or overlapping segments.

@@ -43,6 +43,85 @@ class PropertyCodes:
 GENERIC = PropertyCodes(_TISSUE, _TISSUE)
 
 
+#: SCT anatomical structures: code -> the label names that mean it
+_ORGANS: dict[str, tuple[str, ...]] = {
+    "Liver": ("liver",),
+    "Spleen": ("spleen",),
+    "Pancreas": ("pancreas",),
+    "Heart": ("heart",),
+    "Aorta": ("aorta",),
+    "Prostate": ("prostate", "prostate gland"),
+    "Brain": ("brain",),
+    "Stomach": ("stomach",),
+    "Gallbladder": ("gallbladder", "gall bladder"),
+    "Bladder": ("bladder", "urinary bladder"),
+    "Esophagus": ("esophagus", "oesophagus"),
+    "Duodenum": ("duodenum",),
+    "Colon": ("colon",),
+    "Rectum": ("rectum",),
+    "SmallIntestine": ("small intestine", "small bowel"),
+    "Trachea": ("trachea",),
+    "Thyroid": ("thyroid", "thyroid gland"),
+    "Uterus": ("uterus",),
+    "SpinalCord": ("spinal cord",),
+    "InferiorVenaCava": ("inferior vena cava", "ivc"),
+    "PortalVein": ("portal vein",),
+    "HepaticVein": ("hepatic vein", "hepatic veins"),
+    "PulmonaryArtery": ("pulmonary artery",),
+    "BloodVessel": ("vessel", "vessels", "blood vessel"),
+    "Kidney": ("kidney", "kidneys"),
+    "Lung": ("lung", "lungs"),
+    "AdrenalGland": ("adrenal gland", "adrenal glands"),
+    "Hippocampus": (
+        "hippocampus",
+        "hippocampus anterior",
+        "anterior hippocampus",
+        "hippocampus posterior",
+        "posterior hippocampus",
+    ),
+    "LeftAtrium": ("left atrium",),
+    "RightAtrium": ("right atrium",),
+    "LeftVentricle": ("left ventricle",),
+    "RightVentricle": ("right ventricle",),
+    "Cerebellum": ("cerebellum",),
+    "BrainStem": ("brainstem", "brain stem"),
+    "Eye": ("eye",),
+    "ParotidGland": ("parotid", "parotid gland"),
+    "Mandible": ("mandible",),
+    "OpticNerve": ("optic nerve",),
+    "Femur": ("femur",),
+    "Vertebra": ("vertebra",),
+    "Breast": ("breast",),
+    "Ureter": ("ureter",),
+    "Urethra": ("urethra",),
+}
+
+#: organs of two sides, also named with the side (``left kidney``, ``kidney l``): ``(code, name)``
+_PAIRED = (("Kidney", "kidney"), ("Lung", "lung"), ("AdrenalGland", "adrenal gland"))
+
+#: SCT tissues: code -> label names
+_TISSUES: dict[str, tuple[str, ...]] = {
+    "Bone": ("bone",),
+    "Muscle": ("muscle",),
+    "Fat": ("fat",),
+    "Skin": ("skin",),
+    "WhiteMatter": ("white matter",),
+    "GrayMatter": ("gray matter", "grey matter"),
+}
+
+#: SCT morphologically abnormal structures: code -> label names
+_ABNORMALITIES: dict[str, tuple[str, ...]] = {
+    "Neoplasm": ("tumour", "tumor", "tumours", "tumors", "neoplasm"),
+    "Lesion": ("lesion", "lesions"),
+    "Mass": ("mass",),
+    "Cyst": ("cyst", "cysts"),
+    "Nodule": ("nodule", "nodules"),
+    "Edema": ("edema", "oedema"),
+    "Necrosis": ("necrosis",),
+    "Hemorrhage": ("hemorrhage", "haemorrhage"),
+}
+
+
 def _entries() -> dict[str, PropertyCodes]:
     table: dict[str, PropertyCodes] = {}
 
@@ -50,83 +129,14 @@ def _entries() -> dict[str, PropertyCodes]:
         for name in names:
             table[name] = PropertyCodes(kind, code, modifier)
 
-    organs = {
-        "Liver": ("liver",),
-        "Spleen": ("spleen",),
-        "Pancreas": ("pancreas",),
-        "Heart": ("heart",),
-        "Aorta": ("aorta",),
-        "Prostate": ("prostate", "prostate gland"),
-        "Brain": ("brain",),
-        "Stomach": ("stomach",),
-        "Gallbladder": ("gallbladder", "gall bladder"),
-        "Bladder": ("bladder", "urinary bladder"),
-        "Esophagus": ("esophagus", "oesophagus"),
-        "Duodenum": ("duodenum",),
-        "Colon": ("colon",),
-        "Rectum": ("rectum",),
-        "SmallIntestine": ("small intestine", "small bowel"),
-        "Trachea": ("trachea",),
-        "Thyroid": ("thyroid", "thyroid gland"),
-        "Uterus": ("uterus",),
-        "SpinalCord": ("spinal cord",),
-        "InferiorVenaCava": ("inferior vena cava", "ivc"),
-        "PortalVein": ("portal vein",),
-        "HepaticVein": ("hepatic vein", "hepatic veins"),
-        "PulmonaryArtery": ("pulmonary artery",),
-        "BloodVessel": ("vessel", "vessels", "blood vessel"),
-        "Kidney": ("kidney", "kidneys"),
-        "Lung": ("lung", "lungs"),
-        "AdrenalGland": ("adrenal gland", "adrenal glands"),
-        "Hippocampus": (
-            "hippocampus",
-            "hippocampus anterior",
-            "anterior hippocampus",
-            "hippocampus posterior",
-            "posterior hippocampus",
-        ),
-        "LeftAtrium": ("left atrium",),
-        "RightAtrium": ("right atrium",),
-        "LeftVentricle": ("left ventricle",),
-        "RightVentricle": ("right ventricle",),
-        "Cerebellum": ("cerebellum",),
-        "BrainStem": ("brainstem", "brain stem"),
-        "Eye": ("eye",),
-        "ParotidGland": ("parotid", "parotid gland"),
-        "Mandible": ("mandible",),
-        "OpticNerve": ("optic nerve",),
-        "Femur": ("femur",),
-        "Vertebra": ("vertebra",),
-        "Breast": ("breast",),
-        "Ureter": ("ureter",),
-        "Urethra": ("urethra",),
-    }
-    for code, names in organs.items():
+    for code, names in _ORGANS.items():
         add(_ANATOMY, code, *names)
-    for code, stem in (("Kidney", "kidney"), ("Lung", "lung"), ("AdrenalGland", "adrenal gland")):
+    for code, stem in _PAIRED:
         add(_ANATOMY, code, f"left {stem}", f"{stem} left", f"{stem} l", modifier="Left")
         add(_ANATOMY, code, f"right {stem}", f"{stem} right", f"{stem} r", modifier="Right")
-    tissues = {
-        "Bone": ("bone",),
-        "Muscle": ("muscle",),
-        "Fat": ("fat",),
-        "Skin": ("skin",),
-        "WhiteMatter": ("white matter",),
-        "GrayMatter": ("gray matter", "grey matter"),
-    }
-    for code, names in tissues.items():
+    for code, names in _TISSUES.items():
         add(_TISSUE, code, *names)
-    abnormal = {
-        "Neoplasm": ("tumour", "tumor", "tumours", "tumors", "neoplasm"),
-        "Lesion": ("lesion", "lesions"),
-        "Mass": ("mass",),
-        "Cyst": ("cyst", "cysts"),
-        "Nodule": ("nodule", "nodules"),
-        "Edema": ("edema", "oedema"),
-        "Necrosis": ("necrosis",),
-        "Hemorrhage": ("hemorrhage", "haemorrhage"),
-    }
-    for code, names in abnormal.items():
+    for code, names in _ABNORMALITIES.items():
         add(_ABNORMAL, code, *names)
     return table
 
@@ -136,7 +146,8 @@ LABEL_CODES: dict[str, PropertyCodes] = _entries()
 
 
 def normalise_label(name: str) -> str:
-    """``"Kidney_Left"`` -> ``"kidney left"``: lower case, runs of other characters than letters and digits one space."""
+    """``"Kidney_Left"`` -> ``"kidney left"``: lower case, each run of characters other than letters and digits one
+    space."""
     return " ".join(re.split(r"[^0-9a-z]+", str(name).lower())).strip()
 
 

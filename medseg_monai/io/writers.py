@@ -17,7 +17,7 @@ import numpy as np
 
 from medseg_monai.errors import InputError, OutputError
 from medseg_monai.io.formats import MASK_FORMAT_FOR, MASK_SUFFIXES, check_output_format, detect_format, split_suffix
-from medseg_monai.io.readers import Geometry, read_geometry
+from medseg_monai.io.geometry import Geometry, read_geometry
 from medseg_monai.utils import atomic_path
 
 __all__ = [
@@ -123,7 +123,8 @@ def write_mask(
 
     Raises:
         ValueError: wrong shape, non-integer/negative/too large labels, no writer for the format, a DICOM SEG
-            of a source that is no DICOM series, a suffix not matching the format, or ``output`` being the source itself.
+            of a source that is no DICOM series, a suffix not matching the format, or ``output`` being the source
+            itself.
         OutputError: the mask cannot be written (a read-only folder, a full disk), naming ``output``;
             no temporary file is left.
     """
@@ -140,7 +141,8 @@ def write_mask(
     geometry = read_geometry(source)
     if tuple(mask.shape) != tuple(geometry.shape):
         raise InputError(
-            f"{output}: mask shape {tuple(mask.shape)} does not match the spatial shape {tuple(geometry.shape)} of {source}"
+            f"{output}: mask shape {tuple(mask.shape)} does not match "
+            f"the spatial shape {tuple(geometry.shape)} of {source}"
         )
     mask = mask.astype(mask_dtype(mask, output), copy=False)
     names = dict(label_names.items() if isinstance(label_names, Mapping) else enumerate(label_names or ()))

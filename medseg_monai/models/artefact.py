@@ -75,7 +75,8 @@ _TS_FILES = {
 
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
-    """What :func:`export_artefact` wrote: the file, its format and size, and how far its logits are from the network's."""
+    """What :func:`export_artefact` wrote: the file, its format and size, and how far its logits are from the
+    network's."""
 
     path: Path
     format: str

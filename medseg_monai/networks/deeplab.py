@@ -141,7 +141,8 @@ class DeepLabV3Wrapper(torch.nn.Module):
         if unexpected or missing or mismatched:
             raise ConfigError(
                 f"{path}: weights do not fit a {self.backbone_name} backbone; "
-                f"shape mismatches {mismatched[:3]}, unexpected {unexpected[:3]} ({len(unexpected)}), missing {missing[:3]} ({len(missing)})"
+                f"shape mismatches {mismatched[:3]}, unexpected {unexpected[:3]} ({len(unexpected)}), "
+                f"missing {missing[:3]} ({len(missing)})"
             )
         self.backbone.load_state_dict(backbone_src, strict=False)
 

@@ -103,7 +103,8 @@ def create_network(name: str, spatial_dims: int, in_channels: int, out_channels:
             supporting = [n for n in available_networks() if set(unknown) <= set(_options(_REGISTRY[n]) or unknown)]
             hint = f" (supported by: {', '.join(supporting)})" if supporting else ""
             raise ConfigError(
-                f"network {key!r} does not take option(s) {unknown}{hint}; its options are: {', '.join(accepted) or 'none'}"
+                f"network {key!r} does not take option(s) {unknown}{hint}; "
+                f"its options are: {', '.join(accepted) or 'none'}"
             )
     logger.debug(
         "building %s (spatial_dims=%d, %d -> %d channels, options %s)",

@@ -175,7 +175,7 @@ def split_cases(split: SplitSpec, pairs: Sequence[Mapping[str, Any]], seed: int 
     Raises:
         ValueError: a case fits no prefix, or a side is empty.
     """
-    from medseg_monai.data.datalist import split_by_group, split_pairs
+    from medseg_monai.data.splits import split_by_group, split_pairs
 
     if split.mode == "prefix":
         train, val, unknown = [], [], []

@@ -63,7 +63,8 @@ def plot_training_curves(history: Sequence[dict], path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class CaseRow:
-    """One row of a case figure: its title, and the files of the image, its truth mask (or ``None``) and the prediction."""
+    """One row of a case figure: its title, and the files of the image, its truth mask (or ``None``) and the
+    prediction."""
 
     title: str
     image: str | Path

@@ -83,7 +83,8 @@ def _label_cell(labels: Mapping[str, Mapping[str, Any]], key: str, colours: Mapp
         amount = entry.get(key)
         text = "-" if amount is None else (f"{amount:.2f}" if isinstance(amount, float) else f"{amount:,}")
         rows.append(
-            f'<span class="swatch" style="background:rgb{colour}"></span>{html.escape(str(entry.get("name", value)))}: {text}'
+            f'<span class="swatch" style="background:rgb{colour}"></span>'
+            f"{html.escape(str(entry.get('name', value)))}: {text}"
         )
     return "<br>".join(rows) or "-"
 
@@ -95,7 +96,8 @@ def _row(record: Mapping[str, Any], thumb: str, colours, three_d: bool) -> str:
     out = Path(record["output"]).name if record.get("output") else "-"
     cells = [
         f'<td class="num">{record["index"] + 1}</td>',
-        f'<td><b>{html.escape(name)}</b><div class="path">{html.escape(record["input"])}</div><div class="path">&rarr; {html.escape(out)}</div></td>',
+        f'<td><b>{html.escape(name)}</b><div class="path">{html.escape(record["input"])}</div>'
+        f'<div class="path">&rarr; {html.escape(out)}</div></td>',
         f"<td>{html.escape(record['status'])}</td>",
         f"<td>{thumb}</td>",
     ]
@@ -155,14 +157,18 @@ def render_report(manifest: Mapping[str, Any], thumbnails: bool = True) -> str:
         elif thumbnails and record["status"] != "failed" and record.get("output"):
             try:
                 png = case_thumbnail(record["input"], record["output"], values, background)
-                thumb = f'<img alt="overlay of {html.escape(Path(record["input"]).name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                thumb = (
+                    f'<img alt="overlay of {html.escape(Path(record["input"]).name)}" '
+                    f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                )
             except (OSError, ValueError, RuntimeError) as err:
                 logger.warning("%s: no thumbnail (%s)", record["input"], err)
                 thumb = f'<span class="err">no thumbnail: {html.escape(str(err))}</span>'
         rows.append(_row(record, thumb, colours, three_d))
     summary = manifest.get("summary", {})
     legend = " ".join(
-        f'<span class="swatch" style="background:rgb{colours[v]}"></span>{html.escape(names[i] if i < len(names) else str(v))} ({v})'
+        f'<span class="swatch" style="background:rgb{colours[v]}"></span>'
+        f"{html.escape(names[i] if i < len(names) else str(v))} ({v})"
         for i, v in enumerate(values)
         if v != background
     )

@@ -156,7 +156,8 @@ def image_views(
 
 
 def loaded_views(image, masks: Sequence[np.ndarray], background: int = 0) -> list[View]:
-    """:func:`image_views` of an image as ``medseg_monai.io.load_image`` returns it (spatial shape and affine from its metadata)."""
+    """:func:`image_views` of an image as ``medseg_monai.io.load_image`` returns it (spatial shape and affine from
+    its metadata)."""
     spatial = tuple(int(s) for s in np.asarray(image.meta.get("spatial_shape", np.asarray(image).shape)).ravel())
     affine = np.asarray(image.meta["affine"]) if len(spatial) == 3 else None
     return image_views(np.asarray(image), masks, spatial, affine, background)

@@ -73,7 +73,8 @@ def resolve_compile(
 
 
 class _PlainInputs(torch.nn.Module):
-    """Feeds ``compiled`` plain tensors: a tensor subclass (MONAI's ``MetaTensor``) would break the graph at every layer."""
+    """Feeds ``compiled`` plain tensors: a tensor subclass (MONAI's ``MetaTensor``) would break its graph at every
+    layer."""
 
     def __init__(self, compiled: torch.nn.Module):
         super().__init__()

@@ -19,8 +19,9 @@ depend on wall-clock time and are not reproducible, resumed or not.
 Fallback: :func:`~medseg_monai.models.checkpoint.save_checkpoint` keeps the previous ``last.pt`` as
 ``last.prev.pt``; :func:`open_for_resume` uses it, with a warning naming the bad file, when ``last.pt``
 is missing, truncated or corrupt (the bad file is kept as ``last.corrupt.pt`` and the good one copied onto
-``last.pt``, so the next save rotates a good file into ``last.prev.pt``). It also removes temporary files a killed write left behind and
-rewrites ``best.pt`` when a crash fell between writing ``last.pt`` and ``best.pt`` of the same epoch.
+``last.pt``, so the next save rotates a good file into ``last.prev.pt``). It also removes temporary files a
+killed write left behind and rewrites ``best.pt`` when a crash fell between writing ``last.pt`` and ``best.pt``
+of the same epoch.
 """
 
 from __future__ import annotations
@@ -165,10 +166,11 @@ class ScalerState:
         self.trainer = trainer
         self._pending: dict | None = None
 
-    def attach(self) -> None:
+    def attach(self, trainer: Any) -> None:
+        """Load a restored state into the grad scaler when ``trainer`` (the one saved) starts and creates it."""
         from ignite.engine import Events
 
-        self.trainer.add_event_handler(Events.STARTED, self._started)
+        trainer.add_event_handler(Events.STARTED, self._started)
 
     def _started(self, engine: Any) -> None:
         if self._pending and getattr(engine, "scaler", None) is not None:
@@ -243,7 +245,8 @@ def restore_states(checkpoint: dict[str, Any], state_objects: dict[str, Any]) ->
         if key in checkpoint:
             state = checkpoint[key]
             if isinstance(state_objects[key], torch.optim.lr_scheduler.LambdaLR) and "lr_lambdas" not in state:
-                # saved by CosineAnnealingLR/PolynomialLR (older versions): the same closed-form rates, keep the epoch count
+                # saved by CosineAnnealingLR/PolynomialLR (older versions): the same closed-form rates, keep the
+                # epoch count
                 state = {
                     "base_lrs": state["base_lrs"],
                     "last_epoch": state["last_epoch"],

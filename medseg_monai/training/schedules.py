@@ -33,6 +33,7 @@ __all__ = [
     "early_stopping",
     "epoch_factor",
     "schedule_handlers",
+    "schedules_by_time",
     "stopped_early",
 ]
 
@@ -57,6 +58,11 @@ def epoch_factor(cfg: TrainConfig) -> Callable[[int], float]:
     raise ConfigError(f"unknown scheduler {kind!r}")
 
 
+def schedules_by_time(cfg: TrainConfig) -> bool:
+    """Whether the learning rate follows the time budget's elapsed share (``TimeBudgetSchedule``), not epochs."""
+    return cfg.schedule_by_time and cfg.time_budget_min is not None
+
+
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     """The torch scheduler of ``cfg.scheduler`` (``None`` for ``none``)."""
     if cfg.scheduler == "none":
@@ -73,17 +79,17 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, epoch_factor(cfg))
 
 
-def schedule_handlers(scheduler, metric: str) -> tuple[list, list]:
-    """``(trainer handlers, evaluator handlers)`` that step ``scheduler``: epoch schedules after every
-    training epoch, ``ReduceLROnPlateau`` on the evaluator's ``metric`` after every validation."""
+def schedule_handlers(scheduler, metric: str) -> tuple[LrScheduleHandler | None, _PlateauStep | None]:
+    """``(trainer handler, evaluator handler)`` that step ``scheduler``, one of them or neither ``None``: epoch
+    schedules after every training epoch, ``ReduceLROnPlateau`` on the evaluator's ``metric`` after every validation."""
     if scheduler is None:
-        return [], []
+        return None, None
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         handler = LrScheduleHandler(
             lr_scheduler=scheduler, print_lr=False, step_transform=lambda engine: engine.state.metrics[metric]
         )
-        return [], [_PlateauStep(handler)]
-    return [LrScheduleHandler(lr_scheduler=scheduler, print_lr=False)], []
+        return None, _PlateauStep(handler)
+    return LrScheduleHandler(lr_scheduler=scheduler, print_lr=False), None
 
 
 class _PlateauStep:
@@ -191,7 +197,7 @@ class GradientClipper:
 
 
 def early_stopping(cfg: TrainConfig, trainer: Engine, metric: str) -> EarlyStopping | None:
-    """Ignite's ``EarlyStopping`` on the evaluator's ``metric`` (to attach to the evaluator), or ``None``."""
+    """Ignite's ``EarlyStopping`` on the evaluator's ``metric`` (its ``attach`` takes the evaluator), or ``None``."""
     if cfg.early_stop_patience is None:
         return None
     return _LoggedEarlyStopping(
@@ -210,6 +216,9 @@ class _LoggedEarlyStopping(EarlyStopping):
         super().__init__(*args, **kwargs)
         self.logger = logging.getLogger(f"{__name__}.early_stopping")  # ignite's own logger prints with its own handler
         self._last_epoch = -1
+
+    def attach(self, evaluator: Engine) -> None:
+        evaluator.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
         if engine.state.epoch == self._last_epoch:

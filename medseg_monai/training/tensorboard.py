@@ -41,7 +41,8 @@ def _classes(tensor: torch.Tensor) -> np.ndarray:
 def validation_picture(
     image: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor, num_classes: int, depth_index: int | None = None
 ) -> tuple[np.ndarray, int | None]:
-    """``uint8`` RGB ``(H, 3 * W, 3)`` picture (enlarged by a whole factor to at least 192 pixels high): the image's first channel | with the truth | with the prediction.
+    """``uint8`` RGB ``(H, 3 * W, 3)`` picture, enlarged by a whole factor to at least 192 pixels high: the image's
+    first channel | with the truth | with the prediction.
 
     ``image`` is ``(C, *spatial)``, ``truth``/``pred`` one-hot ``(K, *spatial)`` or indices ``(1, *spatial)``.
     Volumes are cut across their last axis at ``depth_index`` (``None``: the middle of the truth's
@@ -53,7 +54,7 @@ def validation_picture(
         if depth_index is None:
             hit = np.flatnonzero(labels.any(axis=(0, 1)))
             depth_index = int(hit[len(hit) // 2]) if hit.size else gray.shape[2] // 2
-        cut = lambda a: a[:, :, depth_index].T[::-1, ::-1]  # noqa: E731  (RAS: anterior up, patient's right on the left)
+        cut = lambda a: a[:, :, depth_index].T[::-1, ::-1]  # RAS: anterior up, patient's right on the left
         gray, labels, preds = cut(gray), cut(labels), cut(preds)
     else:
         gray, labels, preds = gray.T, labels.T, preds.T  # stored (W, H) like MONAI's PIL reader
@@ -70,24 +71,36 @@ def validation_picture(
 class TensorBoardLogger:
     """The TensorBoard handlers of one run (see the module docstring).
 
-    Attach after any warm-up handler: the learning rate is read at ``ITERATION_STARTED``, as the step uses it.
+    ``attach(trainer)`` hooks the trainer and the ``evaluator``. Attach after any warm-up handler: the learning rate
+    is read at ``ITERATION_STARTED``, as the step uses it.
     """
 
-    def __init__(self, run_dir: Path, class_names: Sequence[str], images_every: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        class_names: Sequence[str],
+        images_every: int,
+        evaluator: Engine,
+        optimizer: torch.optim.Optimizer,
+    ):
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package (a dependency)
 
         self.log_dir = Path(run_dir) / TENSORBOARD_DIR
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
         self.class_names = list(class_names)
         self.images_every = images_every
+        self.evaluator = evaluator
+        self.optimizer = optimizer
         self._trainer: Engine | None = None
         self._validations = 0
         self._last_epoch = -1
         self._case: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._depth: int | None = None
 
-    def attach(self, trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer) -> None:
+    def attach(self, trainer: Engine) -> None:
+        """Log ``trainer``'s steps and the validations of the evaluator."""
         self._trainer = trainer
+        evaluator, optimizer = self.evaluator, self.optimizer
         TensorBoardStatsHandler(
             summary_writer=self.writer,
             iteration_log=True,

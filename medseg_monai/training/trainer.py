@@ -5,72 +5,52 @@ A run folder receives ``config.json`` (the resolved config), ``splits.json``, ``
 ``last.prev.pt`` when ``last.pt`` is unusable) with every state an uninterrupted run would have had, random
 states included: see :mod:`medseg_monai.training.resume`.
 
+:func:`train` runs named stages, each building one record of :mod:`medseg_monai.training.parts` from the ones
+before: :func:`start_run` (folder, resumed checkpoint, seed, cases), the data stage (:mod:`.loaders`), the
+network and optimiser (:mod:`.network_setup`), the engines (:mod:`.engines`), the handlers, attached from one
+ordered table (:mod:`.handler_table`), and :func:`run_training` (resume, fit, result).
+
 Launched by ``torchrun`` with ``WORLD_SIZE > 1`` (or with ``train.distributed``), every process trains
 a ``DistributedDataParallel`` replica on its ``DistributedSampler`` share of the training cases
-(``gloo`` on CPU, ``nccl`` on CUDA, one GPU per ``LOCAL_RANK``). Validation is split across the processes
-(MONAI gathers the metrics); rank 0 alone writes the run folder, and checkpoints hold the unwrapped
-network's weights.
+(``gloo`` on CPU, ``nccl`` on CUDA, one GPU per ``LOCAL_RANK``; see :mod:`.distributed`). Validation is split
+across the processes (MONAI gathers the metrics); rank 0 alone writes the run folder, and checkpoints hold the
+unwrapped network's weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import gc
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-from ignite.engine import Events
-from monai.data import (
-    CacheDataset,
-    DataLoader,
-    DistributedSampler,
-    ThreadDataLoader,
-    list_data_collate,
-    partition_dataset,
-)
-from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import MeanDice, MeanIoUHandler, StatsHandler, ValidationHandler, from_engine
-from monai.inferers import SimpleInferer, SlidingWindowInferer
-from monai.losses import DeepSupervisionLoss, DiceCELoss
-from monai.transforms import AsDiscreted, Compose
-from torch.utils.data import RandomSampler, Sampler
+from monai.engines import SupervisedTrainer
 
 from medseg_monai.config import RunConfig, TrainConfig
-from medseg_monai.data.datalist import discover_pairs, load_datalist, split_pairs
+from medseg_monai.data.datalist import discover_pairs, load_datalist
 from medseg_monai.data.properties import check_pairs, resolve_data_config
+from medseg_monai.data.splits import split_pairs
 from medseg_monai.errors import ConfigError
-from medseg_monai.keys import IMAGE, LABEL, PRED
-from medseg_monai.networks import SliceWindowNetwork, backbone_parameters, build_network
-from medseg_monai.networks.precision import FastForward, resolve_memory_format, resolve_precision
-from medseg_monai.training.compilation import compile_network, resolve_compile
-from medseg_monai.training.handlers import (
-    IOU_METRIC,
-    KEY_METRIC,
-    BackboneUnfreezer,
-    RunLogger,
-    TimeBudgetSchedule,
-    training_loss,
+from medseg_monai.keys import IMAGE, LABEL
+from medseg_monai.training.distributed import (
+    DistributedContext,
+    close_distributed,
+    from_main_process,
+    setup_distributed,
 )
-from medseg_monai.training.resume import RngState, ScalerState, open_for_resume, restore_states
-from medseg_monai.training.schedules import (
-    GradientClipper,
-    LinearWarmup,
-    build_scheduler,
-    early_stopping,
-    schedule_handlers,
-    stopped_early,
-)
-from medseg_monai.training.tensorboard import TensorBoardLogger
-from medseg_monai.transforms.chains import build_train_transforms, build_val_transforms
-from medseg_monai.utils import atomic_write_text, resolve_device, set_seed
+from medseg_monai.training.engines import build_engines
+from medseg_monai.training.handler_table import attach_handlers
+from medseg_monai.training.handlers import RunLogger
+from medseg_monai.training.loaders import build_training_data
+from medseg_monai.training.network_setup import build_network_parts
+from medseg_monai.training.parts import RunHandlers, TrainingData, TrainingSetup
+from medseg_monai.training.resume import open_for_resume, restore_states
+from medseg_monai.training.schedules import stopped_early
+from medseg_monai.utils import atomic_write_text, set_seed
 
-__all__ = ["DistributedContext", "TrainResult", "make_splits", "setup_distributed", "train"]
+__all__ = ["TrainResult", "make_splits", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,57 +79,6 @@ class TrainResult:
         return self.run_dir / "metrics.csv"
 
 
-@dataclasses.dataclass(frozen=True)
-class DistributedContext:
-    """Where this process sits in a (possibly single-process) training job."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    enabled: bool = False
-    owns_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.device]:
-    """Join the ``torchrun`` process group when launched with ``WORLD_SIZE > 1`` or ``train.distributed``.
-
-    Returns the context and this process's device (``cuda:LOCAL_RANK`` on GPUs). The process group is
-    created here unless the caller already did (then ``owns_group`` is False and it is left open).
-
-    Raises:
-        ValueError: ``train.distributed`` without a ``torchrun`` launch, or ``nccl`` without CUDA.
-    """
-    cfg = config.train
-    world_env = os.environ.get("WORLD_SIZE")
-    if not cfg.distributed and int(world_env or 1) <= 1 and not dist.is_initialized():
-        return DistributedContext(), resolve_device(cfg.device)
-    if world_env is None and not dist.is_initialized():
-        raise ConfigError(
-            "train.distributed is set but WORLD_SIZE/RANK are not: launch with "
-            "'torchrun --nproc_per_node N ...' or set train.distributed to false"
-        )
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    backend = cfg.dist_backend if cfg.dist_backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
-    if backend == "nccl" and device.type != "cuda":
-        raise ConfigError(f"train.dist_backend 'nccl' needs CUDA but training runs on {device}; use 'gloo' or 'auto'")
-    owns_group = not dist.is_initialized()
-    if owns_group:
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
-    context = DistributedContext(dist.get_rank(), local_rank, dist.get_world_size(), True, owns_group)
-    logger.info(
-        "distributed training: rank %d of %d on %s (%s)", context.rank, context.world_size, device, dist.get_backend()
-    )
-    return context, device
-
-
 def make_splits(config: RunConfig) -> tuple[list[dict], list[dict]]:
     """Training and validation cases: from a datalist JSON, an explicit validation set, or a seeded split."""
     data_cfg = config.data
@@ -170,18 +99,9 @@ def make_splits(config: RunConfig) -> tuple[list[dict], list[dict]]:
     return split_pairs(pairs, data_cfg.val_fraction, data_cfg.seed)
 
 
-def _optimizer(config: RunConfig, network: torch.nn.Module) -> torch.optim.Optimizer:
-    cfg = config.train
-    params = network.parameters()
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.learning_rate, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay
-        )
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-
-
 def _save_splits(run_dir: Path, train_items: Sequence[dict], val_items: Sequence[dict]) -> None:
+    """Write ``splits.json``: the name, image and label of every training and validation case."""
+
     def names(items: Sequence[dict]) -> list[dict]:
         def image(value: object) -> str | list[str]:  # a case of several channel files keeps its list
             return [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
@@ -215,16 +135,26 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
     try:
         return _train(config, Path(run_dir), resume, context, device)
     finally:
-        if context.owns_group and dist.is_initialized():
-            # The engines hold the DDP model in reference cycles; free them (and the gloo work they keep) while the
-            # process group is alive, else they are freed at interpreter exit and gloo's threads abort the process.
-            gc.collect()
-            dist.destroy_process_group()
+        close_distributed(context)
 
 
 def _train(
     config: RunConfig, run_dir: Path, resume: bool, context: DistributedContext, device: torch.device
 ) -> TrainResult:
+    """The stages of a run, in order: set-up, data, network and optimiser, engines, handlers, then the run."""
+    setup = start_run(config, run_dir, resume, context, device)
+    data = build_training_data(setup)
+    parts = build_network_parts(setup, data)
+    engines = build_engines(setup, data, parts)
+    _log_effective_batch(setup, data)
+    handlers = attach_handlers(setup, data, parts, engines)
+    return run_training(setup, engines.trainer, handlers)
+
+
+def start_run(
+    config: RunConfig, run_dir: Path, resume: bool, context: DistributedContext, device: torch.device
+) -> TrainingSetup:
+    """The run folder, the resumed checkpoint, the seeded random state, the cases and the config they resolve."""
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = None
     if resume:
@@ -244,178 +174,33 @@ def _train(
         logger.info(
             "%d training and %d validation cases; classes %s", len(train_items), len(val_items), config.data.label_names
         )
+    log_progress = logger.isEnabledFor(logging.INFO)  # `medseg -q`: no per-epoch lines, no progress bar
+    return TrainingSetup(config, run_dir, context, device, checkpoint, train_items, val_items, log_progress)
 
-    data_cfg, train_cfg = config.data, config.train
-    train_ds = CacheDataset(
-        train_items,
-        build_train_transforms(data_cfg),
-        cache_rate=data_cfg.cache_rate,
-        num_workers=data_cfg.num_workers or None,
-        progress=False,
-    )
-    # each process draws its own augmentations; the sampler's shuffling is shared (same seed)
-    generator = torch.Generator().manual_seed(train_cfg.seed + context.rank)
-    sampler = _train_sampler(train_ds, train_cfg, context, generator)
-    planned_steps = train_cfg.epochs * (train_cfg.iterations_per_epoch or -(-len(train_ds) // train_cfg.batch_size))
-    compiled = resolve_compile(
-        train_cfg.compile,
-        device,
-        planned_steps,
-        train_cfg.time_budget_min,
-        context.enabled,
-        recompiles=train_cfg.freeze_backbone_epochs > 0,
-    )
-    # a compiled network sees one batch shape only: a short last batch would compile it again
-    loader_options = dict(
-        batch_size=train_cfg.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        collate_fn=list_data_collate,
-        generator=generator,
-        drop_last=compiled and len(train_ds) > train_cfg.batch_size,
-    )
-    if data_cfg.num_workers == 0:  # the next batch is prepared in a thread while the network trains on this one
-        train_loader = ThreadDataLoader(train_ds, num_workers=0, buffer_size=1, **loader_options)
-    else:
-        train_loader = DataLoader(train_ds, num_workers=data_cfg.num_workers, **loader_options)
 
-    network = build_network(config).to(device)
-    memory_format = resolve_memory_format(train_cfg.memory_format, data_cfg.spatial_dims, config.model.name)
-    network = network.to(memory_format=memory_format)
-    optimizer = _optimizer(config, network)
-    by_time = train_cfg.schedule_by_time and train_cfg.time_budget_min is not None
-    scheduler = None if by_time else build_scheduler(train_cfg, optimizer)
-    model: torch.nn.Module = network
-    if context.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            network,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=train_cfg.freeze_backbone_epochs > 0,
-        )
-    loss: torch.nn.Module = DiceCELoss(to_onehot_y=True, softmax=True)
-    if config.model.deep_supervision:
-        loss = DeepSupervisionLoss(loss)
-    dtype = resolve_precision(train_cfg.precision, device)
-    amp = dtype is not None and device.type == "cuda"  # MONAI's engines autocast (with a grad scaler) on CUDA only
-    forward_net = network
-    if compiled:
-        model = compile_network(model)
-    if (dtype is not None and not amp) or memory_format is not torch.contiguous_format:
-        model = FastForward(model, device, None if amp else dtype, memory_format)
-        forward_net = FastForward(network, device, None if amp else dtype, memory_format)
-
-    handlers, evaluator_handlers = schedule_handlers(scheduler, KEY_METRIC)
-    evaluator = _build_evaluator(config, forward_net, _validation_share(val_items, context), device, amp, dtype)
-    handlers.append(ValidationHandler(validator=evaluator, interval=train_cfg.val_interval, epoch_level=True))
-    if logger.isEnabledFor(logging.INFO):  # `medseg -q`: no per-epoch lines
-        handlers.append(_epoch_stats())
-    trainer = SupervisedTrainer(
-        device=device,
-        max_epochs=train_cfg.epochs,
-        train_data_loader=train_loader,
-        network=model,
-        optimizer=optimizer,
-        loss_function=loss,
-        epoch_length=train_cfg.iterations_per_epoch,
-        inferer=SimpleInferer(),
-        train_handlers=handlers,
-        amp=amp,
-        amp_kwargs={"dtype": dtype} if amp else None,
-        accumulation_steps=train_cfg.accumulate_steps,
-        decollate=False,  # nothing per item runs on the training output; splitting 4 x 96^3 batches cost ~7 % of a CPU step
+def _log_effective_batch(setup: TrainingSetup, data: TrainingData) -> None:
+    """Log (rank 0) how many patches each optimiser step sees, and the steps of an epoch."""
+    if not setup.context.is_main:
+        return
+    data_cfg, train_cfg, world_size = setup.config.data, setup.config.train, setup.context.world_size
+    patches = train_cfg.batch_size * data_cfg.samples_per_image
+    logger.info(
+        "effective batch: %d patches per optimiser step (batch %d x %d patches x %d accumulated x %d processes); "
+        "%d steps per epoch",
+        patches * train_cfg.accumulate_steps * world_size,
+        train_cfg.batch_size,
+        data_cfg.samples_per_image,
+        train_cfg.accumulate_steps,
+        world_size,
+        data.steps_per_epoch,
     )
 
-    rng = RngState([train_ds, evaluator.data_loader.dataset], generator, context.rank, context.world_size)
-    state_objects = {"network": network, "optimizer": optimizer, "scaler": ScalerState(trainer), "rng": rng}
-    if scheduler is not None:
-        state_objects["scheduler"] = scheduler
-    state_objects["scaler"].attach()
-    for handler in evaluator_handlers:
-        handler.attach(evaluator)
-    stopper = early_stopping(train_cfg, trainer, KEY_METRIC)
-    if stopper is not None:
-        evaluator.add_event_handler(Events.COMPLETED, stopper)
-        state_objects["early_stopping"] = stopper
-    if train_cfg.grad_clip is not None:
-        GradientClipper(network.parameters(), train_cfg.grad_clip).attach(trainer)
-    steps_per_epoch = train_cfg.iterations_per_epoch or len(train_loader)
-    if context.is_main:
-        patches = train_cfg.batch_size * data_cfg.samples_per_image
-        logger.info(
-            "effective batch: %d patches per optimiser step (batch %d x %d patches x %d accumulated x %d processes); "
-            "%d steps per epoch",
-            patches * train_cfg.accumulate_steps * context.world_size,
-            train_cfg.batch_size,
-            data_cfg.samples_per_image,
-            train_cfg.accumulate_steps,
-            context.world_size,
-            steps_per_epoch,
-        )
 
-    history, best_metric, best_epoch, elapsed_s = [], -1.0, 0, None
+def run_training(setup: TrainingSetup, trainer: SupervisedTrainer, handlers: RunHandlers) -> TrainResult:
+    """Resume where the checkpoint left off, train the epochs still due, and return the outcome on every process."""
+    checkpoint, train_cfg = setup.checkpoint, setup.config.train
     if checkpoint is not None:
-        history = list(checkpoint.get("history", []))
-        best_metric = float(checkpoint.get("best_metric", -1.0))
-        best_epoch = int(checkpoint.get("best_epoch", 0))
-        done = int(checkpoint["trainer"]["epoch"])
-        elapsed_s = checkpoint["trainer"].get("elapsed_s")
-        trainer.state.epoch = done
-        trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
-        logger.info("resuming %s after epoch %d", run_dir, done)
-
-    run_logger = None
-    if context.is_main:
-        # under DDP the time budget is decided by _DistributedEpochEnd so that all processes agree
-        budget = None if context.enabled else train_cfg.time_budget_min
-        run_logger = RunLogger(
-            run_dir,
-            evaluator,
-            config.data.label_names,
-            state_objects,
-            config.to_dict(),
-            budget,
-            history,
-            best_metric,
-            best_epoch,
-            elapsed_s,
-        )
-    time_schedule = None
-    if by_time:
-        time_schedule = TimeBudgetSchedule(
-            optimizer, train_cfg.scheduler, run_logger, 60.0 * train_cfg.time_budget_min, device, context.enabled
-        )
-        state_objects["time_schedule"] = time_schedule
-        time_schedule.attach(trainer)
-    if (
-        train_cfg.freeze_backbone_epochs > 0
-    ):  # before the RunLogger, so a checkpoint of the last frozen epoch resumes unfrozen
-        frozen = backbone_parameters(network)
-        if not frozen:
-            raise ConfigError(f"train.freeze_backbone_epochs is set but network {config.model.name!r} has no backbone")
-        BackboneUnfreezer(
-            frozen,
-            optimizer,
-            time_schedule or scheduler,
-            train_cfg.freeze_backbone_epochs,
-            train_cfg.finetune_lr_factor,
-        ).attach(trainer)
-    if context.enabled:
-        _DistributedEpochEnd(evaluator, run_logger, train_cfg.time_budget_min, device, rng).attach(trainer)
-    if run_logger is not None:
-        run_logger.attach(trainer)
-    if train_cfg.warmup_epochs > 0:
-        LinearWarmup(optimizer, train_cfg.warmup_epochs, steps_per_epoch, train_cfg.accumulate_steps).attach(trainer)
-    tensorboard = None
-    if context.is_main and train_cfg.tensorboard:  # after the warm-up: it logs the rate each step uses
-        tensorboard = TensorBoardLogger(run_dir, config.data.label_names, train_cfg.tensorboard_images_every)
-        tensorboard.attach(trainer, evaluator, optimizer)
-    if context.is_main and logger.isEnabledFor(logging.INFO):  # `medseg -q`: warnings only, no bar
-        _attach_progress_bar(trainer)
-
-    if checkpoint is not None:
-        restore_states(checkpoint, state_objects)  # last: building the loaders and the network drew random numbers
-        if run_logger is not None:
-            run_logger.write_outputs()  # a crash may have come between last.pt and metrics.csv
+        _resume(setup, trainer, handlers)
     try:
         if (
             trainer.state.epoch < train_cfg.epochs
@@ -424,15 +209,30 @@ def _train(
         ):
             trainer.run()
     finally:
-        if tensorboard is not None:
-            tensorboard.close()
-    outcome = [(run_logger.best_metric, run_logger.best_epoch, run_logger.history) if run_logger is not None else None]
-    if context.enabled:
-        dist.broadcast_object_list(outcome, src=0)
-    best_metric, best_epoch, history = outcome[0]
+        if handlers.tensorboard is not None:
+            handlers.tensorboard.close()
+    return _train_result(setup, handlers.run_logger)
+
+
+def _resume(setup: TrainingSetup, trainer: SupervisedTrainer, handlers: RunHandlers) -> None:
+    """Put the trainer after the checkpoint's epoch, restore every saved state and repair the run's outputs."""
+    checkpoint = setup.checkpoint
+    done = int(checkpoint["trainer"]["epoch"])
+    trainer.state.epoch = done
+    trainer.state.iteration = int(checkpoint["trainer"]["iteration"])
+    logger.info("resuming %s after epoch %d", setup.run_dir, done)
+    restore_states(checkpoint, handlers.state_objects)  # last: building the loaders and the network drew random numbers
+    if handlers.run_logger is not None:
+        handlers.run_logger.write_outputs()  # a crash may have come between last.pt and metrics.csv
+
+
+def _train_result(setup: TrainingSetup, run_logger: RunLogger | None) -> TrainResult:
+    """Rank 0's best metric, its epoch and the history, as the result of every process."""
+    outcome = (run_logger.best_metric, run_logger.best_epoch, run_logger.history) if run_logger is not None else None
+    best_metric, best_epoch, history = from_main_process(outcome, setup.context)
     return TrainResult(
-        run_dir=run_dir,
-        config=config,
+        run_dir=setup.run_dir,
+        config=setup.config,
         best_metric=best_metric,
         best_epoch=best_epoch,
         epochs_run=len(history),
@@ -461,152 +261,3 @@ def _stopped_early(checkpoint: dict | None, train_cfg: TrainConfig) -> bool:
     if stopped:
         logger.info("the run stopped early after epoch %d; nothing left to train", int(checkpoint["trainer"]["epoch"]))
     return stopped
-
-
-def _build_evaluator(
-    config: RunConfig,
-    network: torch.nn.Module,
-    val_items: Sequence[dict],
-    device: torch.device,
-    amp: bool,
-    dtype: torch.dtype | None,
-) -> SupervisedEvaluator:
-    """Sliding-window validation with mean Dice (key metric, per-class details) and mean IoU."""
-    data_cfg = config.data
-    val_ds = CacheDataset(
-        val_items,
-        build_val_transforms(data_cfg),
-        cache_rate=data_cfg.cache_rate,
-        num_workers=data_cfg.num_workers or None,
-        progress=False,
-    )
-    val_loader = DataLoader(val_ds, batch_size=1, num_workers=data_cfg.num_workers)
-    num_classes = data_cfg.num_classes
-    inferer = SlidingWindowInferer(
-        roi_size=config.window_size(),
-        sw_batch_size=config.infer.sw_batch_size,
-        overlap=config.window_overlap,
-        mode=config.infer.blend_mode,
-    )
-    if data_cfg.slice_axis is not None:  # a 2D network validated on whole volumes, slice by slice
-        network = SliceWindowNetwork(network, data_cfg.slice_axis)
-    return SupervisedEvaluator(
-        device=device,
-        val_data_loader=val_loader,
-        network=network,
-        inferer=inferer,
-        postprocessing=Compose(
-            [AsDiscreted(keys=PRED, argmax=True, to_onehot=num_classes), AsDiscreted(keys=LABEL, to_onehot=num_classes)]
-        ),
-        key_val_metric={
-            KEY_METRIC: MeanDice(
-                include_background=False, output_transform=from_engine([PRED, LABEL]), save_details=True
-            )
-        },
-        additional_metrics={
-            IOU_METRIC: MeanIoUHandler(include_background=False, output_transform=from_engine([PRED, LABEL]))
-        },
-        amp=amp,
-        amp_kwargs={"dtype": dtype} if amp else None,
-    )
-
-
-def _validation_share(val_items: Sequence[dict], context: DistributedContext) -> Sequence[dict]:
-    """This process's validation cases: a shard under DDP (metrics are gathered across processes by
-    MONAI), all of them when there are fewer cases than processes (duplicates leave the means unchanged)."""
-    if not context.enabled or len(val_items) < context.world_size:
-        return val_items
-    return partition_dataset(list(val_items), num_partitions=context.world_size, shuffle=False, even_divisible=False)[
-        context.rank
-    ]
-
-
-def _train_sampler(
-    dataset: CacheDataset, train_cfg: TrainConfig, context: DistributedContext, generator: torch.Generator
-) -> Sampler | None:
-    """The order of training cases: ``None`` shuffles one pass per epoch.
-
-    With ``iterations_per_epoch`` set, one sampler pass is one epoch (reshuffled every
-    ``len(dataset)`` draws), so the loader's background thread keeps the next batch ready across
-    passes; a loader that ended every few steps on a small training set restarted cold each time.
-    """
-    if context.enabled:
-        return DistributedSampler(
-            dataset,
-            shuffle=True,
-            even_divisible=True,
-            num_replicas=context.world_size,
-            rank=context.rank,
-            seed=train_cfg.seed,
-        )
-    if train_cfg.iterations_per_epoch is None:
-        return None
-    return RandomSampler(
-        dataset,
-        replacement=False,
-        num_samples=train_cfg.iterations_per_epoch * train_cfg.batch_size,
-        generator=generator,
-    )
-
-
-class _DistributedEpochEnd:
-    """Keep the processes of a DDP run in step at each epoch end.
-
-    Validation is collective (every process evaluates its shard and MONAI gathers the metrics), so the
-    extra validation of the final epoch and the time-budget stop are decided once, on rank 0, and
-    broadcast, before rank 0's :class:`RunLogger` writes the epoch with every process's random states.
-    """
-
-    def __init__(
-        self,
-        evaluator: SupervisedEvaluator,
-        run_logger: RunLogger | None,
-        time_budget_min: float | None,
-        device: torch.device,
-        rng: RngState,
-    ):
-        self.evaluator = evaluator
-        self.rng = rng
-        self.run_logger = run_logger
-        self.budget_s = None if time_budget_min is None else 60.0 * time_budget_min
-        self.device = device
-
-    def attach(self, trainer: SupervisedTrainer) -> None:
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine: SupervisedTrainer) -> None:
-        spent = self.run_logger is not None and self.budget_s is not None and self.run_logger.elapsed_s >= self.budget_s
-        flag = torch.tensor([int(spent)], device=self.device)
-        dist.broadcast(flag, src=0)
-        spent = bool(flag.item())
-        epoch = engine.state.epoch
-        if (spent or epoch >= engine.state.max_epochs) and self.evaluator.state.epoch != epoch:
-            self.evaluator.run(epoch)
-        self.rng.gather()
-        if spent and epoch < engine.state.max_epochs:
-            logger.info("time budget of %.1f min spent after epoch %d; stopping", self.budget_s / 60, epoch)
-            engine.terminate()
-
-
-def _epoch_stats() -> StatsHandler:
-    """MONAI's per-epoch loss line, logged through this package's logger (MONAI's ``get_logger`` gives the logger
-    its own stdout handler and level, which would print every line twice and ignore ``-q``)."""
-    name = f"{__name__}.stats"
-    stats = StatsHandler(
-        name=name, tag_name="train_loss", output_transform=from_engine(["loss"], first=True), iteration_log=False
-    )
-    stats_logger = logging.getLogger(name)
-    for handler in list(stats_logger.handlers):
-        stats_logger.removeHandler(handler)
-    stats_logger.setLevel(logging.NOTSET)
-    return stats
-
-
-def _attach_progress_bar(trainer: SupervisedTrainer) -> None:
-    from ignite.handlers import ProgressBar
-
-    ProgressBar(persist=False, desc="train").attach(trainer, output_transform=_loss_of)
-
-
-def _loss_of(output: dict) -> dict[str, float]:
-    return {"loss": training_loss(output)}

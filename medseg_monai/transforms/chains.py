@@ -136,7 +136,8 @@ class MatchChannelsd(MapTransform):
 
 class IntensityWindowd(MapTransform):
     """Clip to ``[low, high]`` and scale to ``[0, 1]``: ``ScaleIntensityRanged(a_min=low, a_max=high, b_min=0, b_max=1,
-    clip=True)`` with the same float32 arithmetic, in one new tensor instead of five (a 512x512x400 CT is 0.4 GB each)."""
+    clip=True)`` with the same float32 arithmetic, in one new tensor instead of five (a 512x512x400 CT is 0.4 GB
+    each)."""
 
     def __init__(self, keys: KeysCollection, low: float, high: float, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
@@ -162,7 +163,8 @@ class IntensityWindowd(MapTransform):
 
 def _intensity(cfg: DataConfig) -> list:
     """Intensity normalisation. ``zscore`` and ``percentile`` work per channel; ``minmax`` too when the channels are
-    separate images (``channel_names`` set), else (RGB) over all channels; ``ct``'s fixed window applies to each channel."""
+    separate images (``channel_names`` set), else (RGB) over all channels; ``ct``'s fixed window applies to each
+    channel."""
     mode = cfg.resolved_intensity
     if mode == "minmax":
         return [ScaleIntensityd(keys=IMAGE, minv=0.0, maxv=1.0, channel_wise=cfg.channel_names is not None)]
@@ -202,7 +204,7 @@ def _geometry(cfg: DataConfig, keys: tuple[str, ...], checks: InputChecks | None
         steps.append(MapLabelValuesd(keys=LABEL, label_values=cfg.label_values))
     if cfg.image_dims == 3:
         if cfg.orientation:
-            # labels given explicitly: the RAS axis labels MONAI has always used (leaving them out draws a FutureWarning)
+            # labels given explicitly: MONAI's usual RAS axis labels (leaving them out draws a FutureWarning)
             steps.append(Orientationd(keys=keys, axcodes=cfg.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
         if cfg.target_spacing:
             modes = ("bilinear", "nearest") if has_label else ("bilinear",)

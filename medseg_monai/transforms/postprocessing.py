@@ -9,7 +9,6 @@ import torch
 from monai.transforms import FillHoles, KeepLargestConnectedComponent
 from skimage.morphology import remove_small_objects
 
-from medseg_monai.config import InferConfig
 from medseg_monai.errors import ConfigError
 
 __all__ = ["RemoveSmallComponents", "build_postprocessing"]
@@ -42,14 +41,16 @@ class RemoveSmallComponents:
         return torch.as_tensor(out, dtype=label_map.dtype)
 
 
-def build_postprocessing(infer: InferConfig, num_classes: int) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """The steps ``infer`` asks for, in order: small components, largest component, holes."""
+def build_postprocessing(
+    num_classes: int, *, min_component_size: int = 0, keep_largest_component: bool = False, fill_holes: bool = False
+) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The steps asked for, in order: small components, largest component, holes (every foreground class)."""
     foreground = list(range(1, num_classes))
     steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
-    if infer.min_component_size > 0:
-        steps.append(RemoveSmallComponents(foreground, infer.min_component_size))
-    if infer.keep_largest_component:
+    if min_component_size > 0:
+        steps.append(RemoveSmallComponents(foreground, min_component_size))
+    if keep_largest_component:
         steps.append(KeepLargestConnectedComponent(applied_labels=foreground, is_onehot=False, independent=True))
-    if infer.fill_holes:
+    if fill_holes:
         steps.append(FillHoles(applied_labels=foreground))
     return steps

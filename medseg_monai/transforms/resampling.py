@@ -48,7 +48,8 @@ _CHUNK_VOXELS = 1 << 22  # output voxels per chunk of a separable resampling pas
 
 
 def axis_map(xform: np.ndarray) -> list[tuple[int, float, float]] | None:
-    """For each output axis ``j`` of ``p = xform @ [i, 1]``: ``(input axis, scale, shift)``; ``None`` if not axis-aligned."""
+    """For each output axis ``j`` of ``p = xform @ [i, 1]``: ``(input axis, scale, shift)``; ``None`` if not
+    axis-aligned."""
     nd = xform.shape[0] - 1
     linear = xform[:nd, :nd]
     scale = np.abs(linear).max()
