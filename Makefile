@@ -6,7 +6,7 @@ STAMP := $(VENV)/.medseg-installed
 DOCS_STAMP := $(VENV)/.medseg-docs-installed
 PYTEST := $(VPY) -m pytest
 
-.PHONY: install demo test test-slow bench bench-quick docs clean
+.PHONY: install demo lint format test test-slow bench bench-quick docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,17 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/medseg demo --out runs/demo
+
+# ruff at 120 columns (pyproject.toml): the formatting is checked, the lint rules must pass
+LINTED := medseg_monai tests bench pipelines docs
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 test: $(STAMP)
 	$(PYTEST) -q

@@ -131,7 +131,8 @@ def label_dice(reference: Any, other: Any) -> float:
 
 
 def run_worker(module: str, args: Sequence[str], threads: int | None = None, env: dict[str, str] | None = None) -> dict:
-    """Run ``python bench/MODULE.py --worker ARGS`` in a fresh process (``env`` added to its environment); its JSON result."""
+    """Run ``python bench/MODULE.py --worker ARGS`` in a fresh process (``env`` added to its environment);
+    return its JSON result."""
     result = WORK / f".{module}_{os.getpid()}_{time.monotonic_ns()}.json"
     result.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(REPO / "bench" / f"{module}.py"), "--worker", *args, "--result", str(result)]

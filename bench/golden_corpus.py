@@ -45,8 +45,9 @@ TINY_UNET = '{"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}'
 #: JSON keys whose values change from one run of the same code to the next (found by diffing two runs)
 VOLATILE_KEYS = frozenset({"started", "updated", "finished", "seconds", "mtime_ns"})
 #: DICOM attributes a writer makes new on every run
-VOLATILE_DICOM = frozenset({"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID",
-                            "DimensionOrganizationUID"})
+VOLATILE_DICOM = frozenset(
+    {"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID", "DimensionOrganizationUID"}
+)
 DICOM_TIME_VRS = ("DA", "DT", "TM")  # dates and times: every one is the writing run's clock
 TIME_COLUMN = re.compile(r"(^|_)(time|seconds|elapsed|duration|wall|started|finished|updated)(_s)?$|_s$")
 MASK_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -56,8 +57,16 @@ MASK_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 def cli_env(checkout: Path, threads: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PYTHONPATH")}
     n = str(threads)
-    env.update(PYTHONPATH=str(checkout), OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n,
-               CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TZ="UTC")
+    env.update(
+        PYTHONPATH=str(checkout),
+        OMP_NUM_THREADS=n,
+        MKL_NUM_THREADS=n,
+        OPENBLAS_NUM_THREADS=n,
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONHASHSEED="0",
+        PYTHONDONTWRITEBYTECODE="1",
+        TZ="UTC",
+    )
     return env
 
 
@@ -85,18 +94,106 @@ def cmd_models(a: argparse.Namespace) -> int:
             sys.exit(f"models: step {name} failed (rc {rc}); see {log / name}/stderr.txt")
 
     start = time.perf_counter()
-    step("synth2d", "synth", "--dims", "2", "--cases", "8", "--shape", "64", "64", "--seed", "0", "--out", out / "synth2d")
-    step("test2d", "synth", "--dims", "2", "--cases", "3", "--shape", "64", "64", "--seed", "5", "--out", out / "test2d")
-    step("synth3d", "synth", "--dims", "3", "--cases", "6", "--shape", "32", "32", "24", "--seed", "0",
-         "--out", out / "synth3d")
-    step("test3d", "synth", "--dims", "3", "--cases", "3", "--shape", "32", "32", "24", "--seed", "5",
-         "--out", out / "test3d")
-    common = ["--network", "unet", "--network-options", TINY_UNET, "--batch-size", "2", "--learning-rate", "0.01",
-              "--device", "cpu", "--seed", "0", "--no-tensorboard"]
-    step("run2d", "train", "--data", out / "synth2d", "--out", out / "run2d", "--epochs", "8", "--patch-size", "32", "32",
-         "--samples-per-image", "1", *common)
-    step("run3d", "train", "--data", out / "synth3d", "--out", out / "run3d", "--epochs", "30", "--patch-size", "16", "16",
-         "16", "--samples-per-image", "2", "--foreground-ratio", "0.9", *common)  # enough epochs to find the lesion
+    step(
+        "synth2d",
+        "synth",
+        "--dims",
+        "2",
+        "--cases",
+        "8",
+        "--shape",
+        "64",
+        "64",
+        "--seed",
+        "0",
+        "--out",
+        out / "synth2d",
+    )
+    step(
+        "test2d", "synth", "--dims", "2", "--cases", "3", "--shape", "64", "64", "--seed", "5", "--out", out / "test2d"
+    )
+    step(
+        "synth3d",
+        "synth",
+        "--dims",
+        "3",
+        "--cases",
+        "6",
+        "--shape",
+        "32",
+        "32",
+        "24",
+        "--seed",
+        "0",
+        "--out",
+        out / "synth3d",
+    )
+    step(
+        "test3d",
+        "synth",
+        "--dims",
+        "3",
+        "--cases",
+        "3",
+        "--shape",
+        "32",
+        "32",
+        "24",
+        "--seed",
+        "5",
+        "--out",
+        out / "test3d",
+    )
+    common = [
+        "--network",
+        "unet",
+        "--network-options",
+        TINY_UNET,
+        "--batch-size",
+        "2",
+        "--learning-rate",
+        "0.01",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--no-tensorboard",
+    ]
+    step(
+        "run2d",
+        "train",
+        "--data",
+        out / "synth2d",
+        "--out",
+        out / "run2d",
+        "--epochs",
+        "8",
+        "--patch-size",
+        "32",
+        "32",
+        "--samples-per-image",
+        "1",
+        *common,
+    )
+    step(
+        "run3d",
+        "train",
+        "--data",
+        out / "synth3d",
+        "--out",
+        out / "run3d",
+        "--epochs",
+        "30",
+        "--patch-size",
+        "16",
+        "16",
+        "16",
+        "--samples-per-image",
+        "2",
+        "--foreground-ratio",
+        "0.9",
+        *common,
+    )  # enough epochs to find the lesion
     try:
         import onnx  # noqa: F401
 
@@ -132,8 +229,12 @@ def cmd_models(a: argparse.Namespace) -> int:
     data = np.asarray(nib.load(str(volumes[0])).dataobj, dtype=np.float64)
     scaled = np.round((data - data.min()) / max(np.ptp(data), 1e-9) * 1000).astype(np.uint16)
     write_mr_series(inputs / "dicom" / "series_01", scaled, spacing=(1.2, 1.2, 2.5), seed=7)
-    info = {"checkout": str(checkout), "artefact": artefact.name, "seconds": round(time.perf_counter() - start, 1),
-            "steps": {k: round(v, 1) for k, v in times.items()}}
+    info = {
+        "checkout": str(checkout),
+        "artefact": artefact.name,
+        "seconds": round(time.perf_counter() - start, 1),
+        "steps": {k: round(v, 1) for k, v in times.items()},
+    }
     (out / "models.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"models in {out} ({info['seconds']} s)")
     return 0
@@ -146,7 +247,18 @@ def corpus(m: Path, root: Path, bundle: Path) -> dict[str, list[tuple[str, list]
     nifti = sorted((i / "nifti").glob("*.nii.gz"))
 
     def predict(case: str, model: Path, inputs: list, *extra) -> list:
-        return ["predict", "--model", model, "--input", *inputs, "--output", root / case / "out", "--device", "cpu", *extra]
+        return [
+            "predict",
+            "--model",
+            model,
+            "--input",
+            *inputs,
+            "--output",
+            root / case / "out",
+            "--device",
+            "cpu",
+            *extra,
+        ]
 
     cases = {
         "png2d": [predict("png2d", run2d, [i / "png"], "--report")],
@@ -155,26 +267,80 @@ def corpus(m: Path, root: Path, bundle: Path) -> dict[str, list[tuple[str, list]
         "nrrd": [predict("nrrd", run3d, [str(i / "nrrd" / "*.nrrd")])],
         "dicom_seg": [predict("dicom_seg", run3d, [i / "dicom" / "series_01"])],
         "dicom_nifti": [predict("dicom_nifti", run3d, [i / "dicom" / "series_01"], "--output-format", "nifti")],
-        "tta_post": [predict("tta_post", run3d, nifti, "--tta-flips", "--keep-largest-component", "--fill-holes",
-                             "--min-component-size", "3")],
+        "tta_post": [
+            predict(
+                "tta_post",
+                run3d,
+                nifti,
+                "--tta-flips",
+                "--keep-largest-component",
+                "--fill-holes",
+                "--min-component-size",
+                "3",
+            )
+        ],
         "stitching_full": [predict("stitching_full", run3d, [i / "nifti"], "--stitching", "full")],
         "inversion_linear": [predict("inversion_linear", run3d, [i / "nifti"], "--inversion", "linear")],
-        "maps3d": [predict("maps3d", run3d, [i / "nifti"], "--save-probabilities", "--save-uncertainty",
-                           "--tta-flips", "--report")],
-        "maps2d": [predict("maps2d", run2d, [i / "png"], "--save-probabilities", "--probabilities-dtype", "float32",
-                           "--save-uncertainty", "--tta-flips")],
+        "maps3d": [
+            predict(
+                "maps3d", run3d, [i / "nifti"], "--save-probabilities", "--save-uncertainty", "--tta-flips", "--report"
+            )
+        ],
+        "maps2d": [
+            predict(
+                "maps2d",
+                run2d,
+                [i / "png"],
+                "--save-probabilities",
+                "--probabilities-dtype",
+                "float32",
+                "--save-uncertainty",
+                "--tta-flips",
+            )
+        ],
         "statistics": [predict("statistics", run3d, [i / "nifti"], "--statistics", "--report")],
         "failing": [predict("failing", run3d, [i / "broken"], "--report")],
-        "skip_done": [("first", predict("skip_done", run3d, [i / "nifti"])),
-                      ("second", predict("skip_done", run3d, [i / "nifti"]))],
-        "shards": [(f"part{k}", predict("shards", run2d, [i / "png"], "--num-parts", "2", "--part-id", str(k), "--report"))
-                   for k in (0, 1)],
-        "evaluate": [["evaluate", "--pred", root / "nifti3d" / "out", "--truth", m / "test3d", "--out",
-                      root / "evaluate" / "out", "--surface"]],
+        "skip_done": [
+            ("first", predict("skip_done", run3d, [i / "nifti"])),
+            ("second", predict("skip_done", run3d, [i / "nifti"])),
+        ],
+        "shards": [
+            (f"part{k}", predict("shards", run2d, [i / "png"], "--num-parts", "2", "--part-id", str(k), "--report"))
+            for k in (0, 1)
+        ],
+        "evaluate": [
+            [
+                "evaluate",
+                "--pred",
+                root / "nifti3d" / "out",
+                "--truth",
+                m / "test3d",
+                "--out",
+                root / "evaluate" / "out",
+                "--surface",
+            ]
+        ],
         "exported": [predict("exported", m / artefact, [i / "png"])],
-        "bundle": [["bundle", "run", bundle, "inference", "--dataset_dir", i / "png", "--output_dir", root / "bundle" / "out",
-                    "--ckpt_path", run2d / "checkpoints" / "best.pt", "--config_path", run2d / "config.json",
-                    "--network_options", TINY_UNET, "--device", "cpu"]],
+        "bundle": [
+            [
+                "bundle",
+                "run",
+                bundle,
+                "inference",
+                "--dataset_dir",
+                i / "png",
+                "--output_dir",
+                root / "bundle" / "out",
+                "--ckpt_path",
+                run2d / "checkpoints" / "best.pt",
+                "--config_path",
+                run2d / "config.json",
+                "--network_options",
+                TINY_UNET,
+                "--device",
+                "cpu",
+            ]
+        ],
     }
     return {name: [s if isinstance(s, tuple) else ("", s) for s in steps] for name, steps in cases.items()}
 
@@ -192,8 +358,14 @@ def cmd_run(a: argparse.Namespace) -> int:
             rc, wall = medseg(args, root / case / step if step else root / case, env, a.python)
             results[f"{case}/{step}" if step else case] = {"rc": rc, "seconds": round(wall, 1)}
             print(f"  {case}{'/' + step if step else ''}: rc {rc}, {wall:.1f} s", flush=True)
-    info = {"checkout": str(checkout), "models": str(models), "root": str(root), "python": a.python,
-            "seconds": round(time.perf_counter() - start, 1), "cases": results}
+    info = {
+        "checkout": str(checkout),
+        "models": str(models),
+        "root": str(root),
+        "python": a.python,
+        "seconds": round(time.perf_counter() - start, 1),
+        "cases": results,
+    }
     (root / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"{len(results)} invocations in {info['seconds']} s -> {root}")
     return 0
@@ -223,8 +395,9 @@ def norm_json(value, meta: dict):
     """Drop :data:`VOLATILE_KEYS` (and a DICOM SEG's checksum: new UIDs every run); paths as placeholders."""
     if isinstance(value, dict):
         seg = str(value.get("output", "")).endswith(".dcm")
-        return {k: norm_json(v, meta) for k, v in value.items()
-                if k not in VOLATILE_KEYS and not (seg and k == "sha256")}
+        return {
+            k: norm_json(v, meta) for k, v in value.items() if k not in VOLATILE_KEYS and not (seg and k == "sha256")
+        }
     if isinstance(value, list):
         return [norm_json(v, meta) for v in value]
     if isinstance(value, str):
@@ -262,8 +435,14 @@ def cmp_itk(a: Path, b: Path, **_) -> str | None:
     import SimpleITK as sitk
 
     x, y = sitk.ReadImage(str(a)), sitk.ReadImage(str(b))
-    for what in ("GetPixelIDTypeAsString", "GetNumberOfComponentsPerPixel", "GetSize", "GetSpacing", "GetOrigin",
-                 "GetDirection"):
+    for what in (
+        "GetPixelIDTypeAsString",
+        "GetNumberOfComponentsPerPixel",
+        "GetSize",
+        "GetSpacing",
+        "GetOrigin",
+        "GetDirection",
+    ):
         if getattr(x, what)() != getattr(y, what)():
             return f"{what[3:]} {getattr(x, what)()} != {getattr(y, what)()}"
     mx = {k: x.GetMetaData(k) for k in x.GetMetaDataKeys()}
@@ -277,11 +456,17 @@ def cmp_pil(a: Path, b: Path, **_) -> str | None:
     from PIL import Image, ImageSequence
 
     with Image.open(a) as x, Image.open(b) as y:
-        if (x.format, x.mode, x.size, getattr(x, "n_frames", 1)) != (y.format, y.mode, y.size, getattr(y, "n_frames", 1)):
+        if (x.format, x.mode, x.size, getattr(x, "n_frames", 1)) != (
+            y.format,
+            y.mode,
+            y.size,
+            getattr(y, "n_frames", 1),
+        ):
             return f"{x.format} {x.mode} {x.size} != {y.format} {y.mode} {y.size} (or page count)"
         tags = [dict(getattr(im, "tag_v2", {})) for im in (x, y)]
         if tags[0] != tags[1]:
-            return f"TIFF tags differ: {sorted(k for k in tags[0].keys() | tags[1].keys() if tags[0].get(k) != tags[1].get(k))}"
+            return "TIFF tags differ: "
+            f"{sorted(k for k in tags[0].keys() | tags[1].keys() if tags[0].get(k) != tags[1].get(k))}"
         for page, (fx, fy) in enumerate(zip(ImageSequence.Iterator(x), ImageSequence.Iterator(y), strict=True)):
             problem = _arrays(np.asarray(fx), np.asarray(fy), "pixels")
             if problem:
@@ -305,7 +490,9 @@ def _dicom_diff(x, y, where: str = "") -> str | None:
                     return problem
         elif ex.VR != ey.VR or ex.value != ey.value:
             shown = f"{len(ex.value)} bytes" if isinstance(ex.value, bytes) else repr(ex.value)[:80]
-            return f"{name} differs ({shown} vs {len(ey.value) if isinstance(ey.value, bytes) else repr(ey.value)[:80]})"
+            return (
+                f"{name} differs ({shown} vs {len(ey.value) if isinstance(ey.value, bytes) else repr(ey.value)[:80]})"
+            )
     return None
 
 
@@ -412,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare")
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
-    p.add_argument("--ignore-logger-names", action="store_true", help="log lines' logger names (module paths) as <logger>")
+    p.add_argument(
+        "--ignore-logger-names", action="store_true", help="log lines' logger names (module paths) as <logger>"
+    )
     args = parser.parse_args(argv)
     return {"models": cmd_models, "run": cmd_run, "compare": cmd_compare}[args.command](args)
 

@@ -29,7 +29,7 @@ from common import best_of  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "library_swaps.json"
 
 
-# ---------------------------------------------------------------------------------------------- baselines that were replaced
+# ----------------------------------------------------------------------------------------- baselines that were replaced
 def old_scan_starts(size: int, roi: int, overlap: float) -> list[int]:
     if roi >= size:
         return [0]
@@ -277,7 +277,8 @@ def row_checkpoint() -> dict:
         "agree": " -> ".join(events),
         "decision": "ours",
         "ratio": None,
-        "note": "the previous last.pt is removed before the new one is written: a run killed in between has no last.pt; "
+        "note": "the previous last.pt is removed before the new one is written: a run killed in between "
+        "has no last.pt; "
         "ours replaces it with one atomic rename",
     }
 
@@ -308,7 +309,8 @@ def row_label_mapping(shape) -> dict:
         "library_s": ours_s,
         "bare_library_s": lib_s,
         "ratio": ours_s / old_s,
-        "agree": f"{int((old != ours).sum())} voxels differ; MapLabelValued alone takes {lib_s:.3f} s but keeps a value 128 "
+        "agree": f"{int((old != ours).sum())} voxels differ; "
+        f"MapLabelValued alone takes {lib_s:.3f} s but keeps a value 128 "
         f"({kept:g}), so the values are checked first: 128 {refused}",
         "decision": "library mapping after our check",
     }

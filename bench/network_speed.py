@@ -5,10 +5,10 @@
     python bench/network_speed.py --model RUN     # your own run folder
 
 A last row times bf16 channels-last per window at window batches of 1, 2, 4 and 8
-(``infer.sw_batch_size``). Each variant runs the same weights on the same batch of windows (a real CT volume's windows, so the
-argmax agreement is measured on realistic input) and reports the best of the repeats, its speed-up
-over fp32 and the share of voxels whose argmax equals fp32's. Results: ``summary.json`` section
-``network``.
+(``infer.sw_batch_size``). Each variant runs the same weights on the same batch of windows (a real CT
+volume's windows, so the argmax agreement is measured on realistic input) and reports the best of the
+repeats, its speed-up over fp32 and the share of voxels whose argmax equals fp32's. Results:
+``summary.json`` section ``network``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
         net, inp = (network_cl, x_cl) if "channels_last" in name else (network, x)
         bf16 = name.startswith("bf16")
 
-        def run():
+        def run(net=net, inp=inp, bf16=bf16):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 return net(inp).float()
 

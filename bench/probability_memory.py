@@ -1,4 +1,5 @@
-"""Benchmark: peak memory of `medseg predict` on a large CT with and without `--save-probabilities` / `--save-uncertainty`.
+"""Benchmark: peak memory of `medseg predict` on a large CT, with and without `--save-probabilities`
+and `--save-uncertainty`.
 
     python bench/probability_memory.py             # one 512 x 512 x 400 synthetic CT
     python bench/probability_memory.py --quick     # 512 x 512 x 150
@@ -92,7 +93,8 @@ def main() -> None:
     print(f"{'variant':<24} {'s/case':>8} {'peak GiB':>9} {'x mask RSS':>10} {'x mask time':>11}")
     for name, row in rows.items():
         print(
-            f"{name:<24} {row['seconds']:>8.1f} {row['peak_rss_gib']:>9.2f} {row['rss_ratio']:>10.2f} {row['time_ratio']:>11.2f}"
+            f"{name:<24} {row['seconds']:>8.1f} {row['peak_rss_gib']:>9.2f} "
+            f"{row['rss_ratio']:>10.2f} {row['time_ratio']:>11.2f}"
         )
 
 

@@ -87,7 +87,8 @@ def pipelines(summary: dict) -> str:
     if not details:
         return "(no predict section in summary.json yet)"
     lines = [
-        "| pipeline | what | s/case | speed vs recipe | peak RSS GiB | RSS vs recipe | network share | label Dice vs recipe |",
+        "| pipeline | what | s/case | speed vs recipe | peak RSS GiB | RSS vs recipe | network share "
+        "| label Dice vs recipe |",
         "|---|---|---|---|---|---|---|---|",
     ]
     ordered = sorted(
@@ -97,7 +98,8 @@ def pipelines(summary: dict) -> str:
     for name, row in ordered:
         lines.append(
             f"| `{name}` | {PIPELINE_NOTES.get(name, '')} | {row['seconds_per_case']} | {row['speedup']} | "
-            f"{row['peak_rss_gib']} | {row['rss_ratio']} | {row['network_fraction']} | {row.get('dice_vs_recipe', '-')} |"
+            f"{row['peak_rss_gib']} | {row['rss_ratio']} | {row['network_fraction']} | "
+            f"{row.get('dice_vs_recipe', '-')} |"
         )
     depths = ", ".join(str(d) for d in details["depths"])
     lines += ["", f"Cases: 512 x 512 x ({depths}) synthetic CT, {details['threads']} threads per process."]
@@ -128,7 +130,8 @@ def training(summary: dict) -> str:
     lines += [
         "",
         f"{details['steps']} steps of batch {details['batch']} x {details['samples_per_image']} patches of "
-        f"{details['patch']}^3, {details['threads']} threads; `medseg` compiled (`train.compile=on`), `medseg_eager` not.",
+        f"{details['patch']}^3, {details['threads']} threads; "
+        "`medseg` compiled (`train.compile=on`), `medseg_eager` not.",
     ]
     return "\n".join(lines)
 

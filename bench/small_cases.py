@@ -152,18 +152,23 @@ PLAIN_COLD_START = """
 import sys, time, torch
 from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import UNet
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, NormalizeIntensityd, Orientationd, SaveImaged, Spacingd, Invertd
+from monai.transforms import (
+    Compose, EnsureChannelFirstd, LoadImaged, NormalizeIntensityd, Orientationd, SaveImaged, Spacingd, Invertd,
+)
 torch.set_num_threads(int(sys.argv[4]))
 ckpt = torch.load(sys.argv[1], weights_only=True)
 net = UNet(3, 1, 3, (16, 32, 64, 128), (2, 2, 2), num_res_units=2, norm="batch", act="PRELU")
 net.load_state_dict(ckpt["network"]); net.eval()
-pre = Compose([LoadImaged(keys="image"), EnsureChannelFirstd(keys="image"), Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+pre = Compose([LoadImaged(keys="image"), EnsureChannelFirstd(keys="image"),
+               Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
                Spacingd(keys="image", pixdim=(1.0, 1.0, 1.0)), NormalizeIntensityd(keys="image", nonzero=True)])
 item = pre({"image": sys.argv[2]})
 with torch.inference_mode():
-    item["pred"] = SlidingWindowInferer((32, 48, 32), 4, 0.5)(item["image"][None], net)[0].argmax(0, keepdim=True).float()
+    scores = SlidingWindowInferer((32, 48, 32), 4, 0.5)(item["image"][None], net)
+    item["pred"] = scores[0].argmax(0, keepdim=True).float()
 Compose([Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True),
-         SaveImaged(keys="pred", output_dir=sys.argv[3], output_dtype="uint8", separate_folder=False, print_log=False)])(item)
+         SaveImaged(keys="pred", output_dir=sys.argv[3], output_dtype="uint8", separate_folder=False,
+                    print_log=False)])(item)
 """
 
 

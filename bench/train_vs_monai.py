@@ -1,4 +1,5 @@
-"""Benchmark: a training epoch of ``medseg train`` against a plain MONAI tutorial loop, same network, data, batch and patch.
+"""Benchmark: a training epoch of ``medseg train`` against a plain MONAI tutorial loop (same network, data,
+batch and patch).
 
     python bench/train_vs_monai.py            # 96^3 patches, 20 steps an epoch
     python bench/train_vs_monai.py --quick    # 64^3 patches, 10 steps an epoch
@@ -127,7 +128,8 @@ def run_plain_monai(patch: int, steps: int) -> dict:
 
 
 def pooled(rounds: list[dict[str, dict]]) -> dict[str, dict]:
-    """Per loop: epoch and data-wait seconds averaged over the rounds; first-epoch time and CPU steal from the first round."""
+    """Per loop: epoch and data-wait seconds averaged over the rounds; first-epoch time and CPU steal from the
+    first round."""
     out = {}
     for name, first in rounds[0].items():
         rows = [r[name] for r in rounds]
@@ -153,6 +155,29 @@ def worker(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
+def run_rounds(args: argparse.Namespace) -> list[dict[str, dict]]:
+    """The three loops, each in a fresh process, ``args.rounds`` times in alternating order; one dict per round."""
+    names = ("monai_loop", "medseg_eager", "medseg")
+    rounds: list[dict[str, dict]] = []
+    # TorchInductor's cache, cold in the first round: the compile time a first run pays
+    with tempfile.TemporaryDirectory() as cache:
+        for round_index in range(args.rounds):
+            results: dict[str, dict] = {}
+            for name in names if round_index % 2 == 0 else names[::-1]:
+                common.log(
+                    f"train round {round_index + 1}/{args.rounds}: {name}, {args.steps} steps of batch 2 x 2 "
+                    f"patches of {args.patch}^3 ..."
+                )
+                results[name] = common.run_worker(
+                    "train_vs_monai",
+                    ["--pipeline", name, "--patch", str(args.patch), "--steps", str(args.steps)],
+                    args.threads,
+                    env={"TORCHINDUCTOR_CACHE_DIR": cache},
+                )
+            rounds.append(results)
+    return rounds
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -175,25 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         worker(args)
         return {}
     common.ct_train_data(common.WORK)
-    names = ("monai_loop", "medseg_eager", "medseg")
-    rounds: list[dict[str, dict]] = []
-    with (
-        tempfile.TemporaryDirectory() as cache
-    ):  # TorchInductor's cache, cold in the first round: the compile time a first run pays
-        for round_index in range(args.rounds):
-            results: dict[str, dict] = {}
-            for name in names if round_index % 2 == 0 else names[::-1]:
-                common.log(
-                    f"train round {round_index + 1}/{args.rounds}: {name}, {args.steps} steps of batch 2 x 2 "
-                    f"patches of {args.patch}^3 ..."
-                )
-                results[name] = common.run_worker(
-                    "train_vs_monai",
-                    ["--pipeline", name, "--patch", str(args.patch), "--steps", str(args.steps)],
-                    args.threads,
-                    env={"TORCHINDUCTOR_CACHE_DIR": cache},
-                )
-            rounds.append(results)
+    rounds = run_rounds(args)
     results = pooled(rounds)
     plain, ours, eager = results["monai_loop"], results["medseg"], results["medseg_eager"]
     summary = {

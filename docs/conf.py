@@ -67,7 +67,11 @@ html_show_sourcelink = False
 
 # ---------------------------------------------------------------------------------------------- generated pages
 #: pages rendered from the code by a script beside this file; tests/test_docs.py checks the committed copies
-GENERATED_PAGES = {"configuration": "make_config_reference.py", "cli": "make_cli_reference.py"}
+GENERATED_PAGES = {
+    "configuration": "make_config_reference.py",
+    "cli": "make_cli_reference.py",
+    "architecture": "make_architecture_picture.py",
+}
 
 
 def _render(script: str) -> str:

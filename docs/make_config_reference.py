@@ -48,9 +48,11 @@ def render() -> str:
         "",
         "One `RunConfig` holds four sections. It is saved as `config.json` in every run folder and embedded in every",
         "checkpoint. Every field is set the same three ways: on the command line, with the flag of the column *flag*",
-        "(`medseg train` takes the `data`, `model` and `train` flags, plus `--set section.field=value` with a JSON value",
+        "(`medseg train` takes the `data`, `model` and `train` flags, "
+        "plus `--set section.field=value` with a JSON value",
         "for any field and `--config FILE`; `medseg predict` takes the `infer` flags and the batch options; a flag",
-        "given `null` sets `null`); in Python, as a keyword of the section's dataclass; and in a bundle, as an override",
+        "given `null` sets `null`); in Python, as a keyword of the section's dataclass; "
+        "and in a bundle, as an override",
         "of its config sections (`--train#epochs 5`, `--infer#overlap 0.5`).",
         "Fields left `null` that depend on the data (2D or 3D, patch size, channels, label values, spacing) are",
         "resolved from the training data when training starts, and `config.json` records the resolved values.",

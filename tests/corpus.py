@@ -340,7 +340,10 @@ def _broken_file(fmt: str, kind: str) -> Builder:
     return build
 
 
-_READ_PROBLEM = r"(cannot read image|empty file \(0 bytes\)|not a MetaImage header|unreadable DICOM slice|truncated|a DICOM file that is not a slice|no DICOM series)"
+_READ_PROBLEM = (
+    r"(cannot read image|empty file \(0 bytes\)|not a MetaImage header|unreadable DICOM slice|truncated"
+    r"|a DICOM file that is not a slice|no DICOM series)"
+)
 #: (format, kind) -> the problem the message must state, where more specific than "cannot read image"
 _PROBLEM = {("mha", "truncated"): r"(?!.*No such file).*(truncated|not read completely|holds \d)"}
 _MARKS: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -1080,7 +1083,8 @@ def _one_nan_strict(ws: Workspace) -> list[str]:
     "predict-4d-volume",
     "predict",
     EXIT_FAILED,
-    r"^FAILED .*bad\.nii\.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); choose one with --volume-index \(0\.\.2\)",
+    r"^FAILED .*bad\.nii\.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); "
+    r"choose one with --volume-index \(0\.\.2\)",
     written=("out/good.nii.gz",),
 )
 def _four_d(ws: Workspace) -> list[str]:
@@ -1363,7 +1367,8 @@ def _foreign_ts(ws: Workspace) -> list[str]:
     "predict-artefact-newer-format",
     "predict",
     EXIT_BAD,
-    r"^medseg predict: error: .*model\.onnx: written by a newer medseg-monai( \S+)? \(format version 2; this one reads 1\)",
+    r"^medseg predict: error: .*model\.onnx: written by a newer medseg-monai( \S+)? "
+    r"\(format version 2; this one reads 1\)",
 )
 def _newer_artefact(ws: Workspace) -> list[str]:
     import onnx
@@ -1388,7 +1393,7 @@ def _export_contradiction(ws: Workspace) -> list[str]:
     return ["-q", "export", "--model", str(ws.runs[2]), "--format", "onnx", "--out", str(ws.root / "model.ts")]
 
 
-# ---------------------------------------------------------------------------------------------- several channels per case
+# ----------------------------------------------------------------------------------------- several channels per case
 #: channel names of the two-channel model below
 CHANNELS = ("T2", "ADC")
 
@@ -1465,7 +1470,8 @@ def _channels_moved(ws: Workspace) -> list[str]:
     "predict-channels-of-different-shapes",
     "predict",
     EXIT_FAILED,
-    r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 is \(16, 20, 12\) but channel 0 \(bad_0000\.nii\.gz\) is \(20, 20, 12\)",
+    r"^FAILED .*in/bad_0001\.nii\.gz: channel 1 is \(16, 20, 12\) "
+    r"but channel 0 \(bad_0000\.nii\.gz\) is \(20, 20, 12\)",
     written=("out/good.nii.gz",),
 )
 def _channels_resized(ws: Workspace) -> list[str]:
@@ -1581,7 +1587,8 @@ def _list_file(ws: Workspace, *paths: Path) -> Path:
     "predict-seg-for-a-nifti-source",
     "predict",
     EXIT_BAD,
-    r"^medseg predict: error: .*in/scan\.nii\.gz: a DICOM SEG \('seg'\) needs a DICOM series source, this is a nifti image",
+    r"^medseg predict: error: .*in/scan\.nii\.gz: a DICOM SEG \('seg'\) needs a DICOM series source, "
+    r"this is a nifti image",
 )
 def _seg_for_nifti(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
@@ -1627,7 +1634,8 @@ def _zip_series(ws: Workspace) -> list[str]:
     "predict-series-uid-not-present",
     "predict",
     EXIT_BAD,
-    r"^medseg predict: error: --series 1\.2\.3\.4: no DICOM series with this SeriesInstanceUID in the inputs \(.*in/ct\)",
+    r"^medseg predict: error: --series 1\.2\.3\.4: "
+    r"no DICOM series with this SeriesInstanceUID in the inputs \(.*in/ct\)",
 )
 def _series_not_present(ws: Workspace) -> list[str]:
     ws.volume("ct")

@@ -1,4 +1,5 @@
-"""Synthetic DICOM series written with pydicom: MR Image Storage slices with full patient geometry, in any file order."""
+"""Synthetic DICOM series written with pydicom: MR Image Storage slices with full patient geometry, in any file
+order."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def oblique_direction(degrees_z: float = 17.0, degrees_x: float = 9.0) -> np.nda
 
 @dataclasses.dataclass(frozen=True)
 class MRSeries:
-    """What :func:`write_mr_series` wrote: the folder, its UIDs, the geometry and the file of each slice (slice order)."""
+    """What :func:`write_mr_series` wrote: the folder, its UIDs, the geometry and the file of each slice (in slice
+    order)."""
 
     folder: Path
     study_uid: str
@@ -40,6 +42,30 @@ class MRSeries:
 
 def _uid(seed: int, part: int) -> str:
     return f"{_ROOT}{seed}.{part}"
+
+
+def _set_identity(
+    ds, *, seed: int, study_uid: str, series_uid: str, series_number: int, description: str, frame_uid: str
+) -> None:
+    """The modality, patient, study, series and frame-of-reference tags of one MR slice."""
+    ds.Modality = "MR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.PatientName = "Synthetic^Patient"
+    ds.PatientID = f"SYN{seed:03d}"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = study_uid
+    ds.StudyID = "1"
+    ds.StudyDate = "20240102"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = f"ACC{seed:03d}"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.Manufacturer = "Synthetic"
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = ""
 
 
 def write_mr_series(
@@ -86,24 +112,15 @@ def write_mr_series(
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID = MR_IMAGE_STORAGE
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.Modality = "MR"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.PatientName = "Synthetic^Patient"
-        ds.PatientID = f"SYN{seed:03d}"
-        ds.PatientBirthDate = "19700101"
-        ds.PatientSex = "O"
-        ds.StudyInstanceUID = study_uid
-        ds.StudyID = "1"
-        ds.StudyDate = "20240102"
-        ds.StudyTime = "101500"
-        ds.AccessionNumber = f"ACC{seed:03d}"
-        ds.ReferringPhysicianName = ""
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = description
-        ds.Manufacturer = "Synthetic"
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
+        _set_identity(
+            ds,
+            seed=seed,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            series_number=series_number,
+            description=description,
+            frame_uid=frame_uid,
+        )
         ds.InstanceNumber = int(order[k]) + 1
         position = np.asarray(origin, dtype=float) + direction[:, 2] * spacing[2] * k
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
@@ -133,7 +150,8 @@ def write_mr_series(
 
 
 def write_localizer(folder: Path, series: MRSeries, *, same_series: bool = True, name: str = "LOC0001.dcm") -> Path:
-    """A localizer slice beside ``series``: ImageType LOCALIZER, orthogonal orientation, in the same series by default."""
+    """A localizer slice beside ``series``: ImageType LOCALIZER, orthogonal orientation, in the same series by
+    default."""
     import pydicom
 
     ds = pydicom.dcmread(str(series.files[0]))

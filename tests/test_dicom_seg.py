@@ -225,7 +225,7 @@ def test_medseg_predict_writes_a_seg_matching_its_nifti(run_3d, tmp_path: Path) 
     assert (nifti > 0).sum() > 100  # the seeded tiny run finds foreground: the counts compared are not all zero
 
 
-# ---------------------------------------------------------------------------------------------- several series, localizers
+# ----------------------------------------------------------------------------------------- several series, localizers
 def _two_series_folder(tmp_path: Path) -> tuple[Path, MRSeries, MRSeries]:
     folder = tmp_path / "in" / "study"
     t1 = write_mr_series(folder, _phantom(seed=1), series_number=3, description="T1 AX", prefix="A")

@@ -30,6 +30,12 @@ def test_results_page_is_generated_from_the_published_summaries():
     )
 
 
+def test_architecture_picture_is_drawn_from_the_current_import_graph():
+    assert (DOCS / "architecture.md").read_text() == _generator("make_architecture_picture.py").render(), (
+        "run: python docs/make_architecture_picture.py"
+    )
+
+
 def test_cli_reference_is_up_to_date():
     assert (DOCS / "cli.md").read_text() == _generator("make_cli_reference.py").render(), (
         "run: python docs/make_cli_reference.py"

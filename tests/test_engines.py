@@ -121,7 +121,8 @@ def test_predict_png_writes_source_sized_label_maps(run_2d, synth_2d, tmp_path):
 
 
 def test_predict_follows_no_path_named_in_the_run_config(run_2d, synth_2d, tmp_path, monkeypatch):
-    """A run folder's config.json may name data and weights elsewhere; predicting reads only the run folder and the inputs."""
+    """A run folder's config.json may name data and weights elsewhere; predicting reads only the run folder and the
+    inputs."""
     import shutil
 
     run = tmp_path / "run"

@@ -104,7 +104,15 @@ def test_stitching_a_box_equals_the_whole_image_inside_it_and_is_background_outs
             return net(x)
 
         sliding_window_stitch(
-            image, forward, SlabRecorder(out), (16, 16, 8), overlap=0.5, sw_batch_size=4, mode="constant", axis=0, **kwargs
+            image,
+            forward,
+            SlabRecorder(out),
+            (16, 16, 8),
+            overlap=0.5,
+            sw_batch_size=4,
+            mode="constant",
+            axis=0,
+            **kwargs,
         )
         results[name] = (out, sum(calls))
     (full, full_windows), (box, box_windows) = results["full"], results["box"]
@@ -291,7 +299,8 @@ def test_linear_inversion_equals_interpolating_the_whole_probability_map(flip_x,
 
 @pytest.mark.parametrize("flip_x", [False, True])
 def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside_it(flip_x):
-    """Only the grid around the box is interpolated in-plane; labels, probabilities and entropy equal the whole grid's."""
+    """Only the grid around the box is interpolated in-plane; labels, probabilities and entropy equal the whole
+    grid's."""
     from medseg_monai.inference.inversion import SlabScoreInverter
     from medseg_monai.inference.maps import MapRequest
 
@@ -309,7 +318,7 @@ def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside
     background[:, outside] = -1e4
     background[0][outside] = 1e4
     results = []
-    for kind, scores, region in (("box", logits, box), ("whole", background, None)):
+    for _kind, scores, region in (("box", logits, box), ("whole", background, None)):
         request = MapRequest(probabilities="float32", entropy=True)
         inverter = SlabScoreInverter(
             grid_affine,
@@ -332,7 +341,8 @@ def test_linear_inversion_in_a_box_equals_the_whole_grid_with_background_outside
     for start in range(0, 16, 5):
         labels_only.aggregate(start, min(start + 5, 16), logits[:, :, start : start + 5].movedim(2, 1))
     (labels, probs, entropy), (labels_whole, probs_whole, entropy_whole) = results
-    np.testing.assert_array_equal(labels_only.finalize().labels, labels)  # interpolated differences rank as the probabilities do
+    # interpolated differences rank as the probabilities do
+    np.testing.assert_array_equal(labels_only.finalize().labels, labels)
     assert 0 < (labels > 0).mean() < 0.5  # the box holds foreground, the rest is background
     np.testing.assert_array_equal(labels, labels_whole)
     np.testing.assert_allclose(probs, probs_whole, atol=1e-6)

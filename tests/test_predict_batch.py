@@ -24,9 +24,8 @@ import SimpleITK as sitk
 import torch
 from PIL import Image
 
-from medseg_monai.batch import MANIFEST_NAME, REPORT_NAME, predict_case, resolve_shard
+from medseg_monai.batch import MANIFEST_NAME, REPORT_NAME, Shard, predict_case, resolve_shard, wait_for_parts
 from medseg_monai.batch.manifest import case_flags
-from medseg_monai.batch import Shard, wait_for_parts
 from medseg_monai.cli import main
 from medseg_monai.config import InferConfig
 from medseg_monai.inference import Predictor
@@ -631,11 +630,13 @@ from medseg_monai.batch import predict_case
 from medseg_monai.inference import Predictor
 from medseg_monai.networks import build_network
 torch.manual_seed(0)
-cfg = RunConfig(data=DataConfig(spatial_dims=3, patch_size=(96, 96, 96), in_channels=1, label_values=(0, 1, 2), intensity="ct",
-                                target_spacing=(1.5, 1.5, 2.0)),
-                model=ModelConfig(name="unet", options={{"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}),
+cfg = RunConfig(data=DataConfig(spatial_dims=3, patch_size=(96, 96, 96), in_channels=1, label_values=(0, 1, 2),
+                                intensity="ct", target_spacing=(1.5, 1.5, 2.0)),
+                model=ModelConfig(name="unet",
+                                  options={{"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}),
                 infer=InferConfig(sw_batch_size=4, overlap=0.25, device="cpu"))
-result = predict_case(Predictor(build_network(cfg, load_pretrained=False), cfg), "{tmp_path}/ct/imagesTr/case_000.nii.gz", "{tmp_path}/out")
+predictor = Predictor(build_network(cfg, load_pretrained=False), cfg)
+result = predict_case(predictor, "{tmp_path}/ct/imagesTr/case_000.nii.gz", "{tmp_path}/out")
 assert result.status == "written", result.error
 print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
 """

@@ -29,7 +29,7 @@ from medseg_monai.recipes import (
     split_cases,
     write_results_table,
 )
-from medseg_monai.recipes.runner import score_predictions
+from medseg_monai.recipes.scoring import score_predictions
 from medseg_monai.reporting import render_results
 from tests.helpers import REPO, TINY_UNET
 
@@ -349,10 +349,9 @@ def test_run_recipe_end_to_end_on_synthetic_data(tmp_path):
     assert not (run / "schedule_probe").exists()
     assert summary["kind"] == "trial" and summary["cases"] == {"training": 6, "validation": 2}
     schedule = summary["schedule"]
-    assert (
-        2 <= schedule["epochs"] <= summary["epochs_planned"] <= 50
-    )  # the plan; by time, train.epochs stays the upper bound
-    # the budget re-fit may stretch or shorten the probe's plan once the run has timed its own epochs; it is never overrun
+    # the plan; by time, train.epochs stays the upper bound
+    assert 2 <= schedule["epochs"] <= summary["epochs_planned"] <= 50
+    # the budget re-fit may stretch or shorten the probe's plan once the run has timed its own epochs; never overrun
     fitted = load_checkpoint(run / "checkpoints" / "last.pt")["config"]["train"]["epochs"]
     assert 2 <= summary["epochs_run"] <= fitted
     assert set(summary["metrics"]) == {"organ", "lesion"}

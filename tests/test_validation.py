@@ -79,7 +79,8 @@ def test_4d_volume_is_refused_unless_a_volume_is_chosen(tmp_path, caplog):
     path = save_nifti(tmp_path / "dyn.nii.gz", frames)
     with pytest.raises(
         InputError,
-        match=r"dyn.nii.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); choose one with --volume-index \(0..2\)",
+        match=r"dyn.nii.gz: a 4D image of 3 volumes, but the model takes 1 channel\(s\); "
+        r"choose one with --volume-index \(0..2\)",
     ):
         image_loader("image", channels=1)({"image": path})
     with caplog.at_level(logging.WARNING):
@@ -138,7 +139,8 @@ def test_bad_spacing_and_directions_are_refused(tmp_path):
     (tmp_path / "neg.mha").write_bytes(text)
     with pytest.raises(
         InputError,
-        match=r"neg.mha: cannot read image \(Zero-valued spacing is not supported.* Refusing to change spacing from \[1, 1, 1\] to \[1, 0, 1\]\)",
+        match=r"neg.mha: cannot read image \(Zero-valued spacing is not supported.* "
+        r"Refusing to change spacing from \[1, 1, 1\] to \[1, 0, 1\]\)",
     ):
         load_image(path)
 
@@ -236,7 +238,8 @@ def test_images_smaller_than_the_window_are_padded_and_cropped_back(tmp_path):
 
 
 def test_valid_but_unusual_files_are_not_refused(tmp_path):
-    """MetaImage headers with DICOM-tag keys (as SimpleITK writes them), 4-byte MET_INT voxels, BraTS-style labels 0/1/2/4."""
+    """MetaImage headers with DICOM-tag keys (as SimpleITK writes them), 4-byte MET_INT voxels, BraTS-style labels
+    0/1/2/4."""
     image = sitk.GetImageFromArray(np.arange(60, dtype=np.int32).reshape(3, 4, 5))
     image.SetMetaData("0008|0060", "CT")
     path = str(tmp_path / "tags.mha")

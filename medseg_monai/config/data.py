@@ -37,19 +37,22 @@ class DataConfig:
     seed: int = setting(0, help="Seed of the train/validation split.", flag="--split-seed")
     spatial_dims: Literal[2, 3] | None = setting(
         None,
-        help="Network dims: 2 for slices (PNG/TIF/JPG) and for a 2D network on volumes (see `slice_axis`), 3 for volumes; `null`: the length of `patch_size` when it is given, "
+        help="Network dims: 2 for slices (PNG/TIF/JPG) and for a 2D network on volumes (see `slice_axis`), 3 for "
+        "volumes; `null`: the length of `patch_size` when it is given, "
         "else the format of the training images.",
         flag="--dims",
         aliases=("--spatial-dims",),
     )
     slice_axis: int | None = setting(
         None,
-        help="A 2D network on volumes (`spatial_dims=2` with NIfTI/MHA/NRRD/DICOM images) trains on and predicts slices "
+        help="A 2D network on volumes (`spatial_dims=2` with NIfTI/MHA/NRRD/DICOM images) trains on and predicts "
+        "slices "
         "across this axis of the reoriented volume (2: axial in RAS); `null`: 2 for volumes, unused for 2D images.",
     )
     context_slices: int = setting(
         0,
-        help="2.5D: neighbouring slices on each side fed to a 2D network on volumes as extra input channels (edges repeat "
+        help="2.5D: neighbouring slices on each side fed to a 2D network on volumes as extra input channels (edges "
+        "repeat "
         "the outermost slice).",
     )
     in_channels: int | None = setting(
@@ -59,7 +62,8 @@ class DataConfig:
     )
     channel_names: tuple[str, ...] | None = setting(
         None,
-        help="Name of each input channel when a case has several images (`NAME_0000`, `NAME_0001`, ... files, a datalist "
+        help="Name of each input channel when a case has several images (`NAME_0000`, `NAME_0001`, ... files, a "
+        "datalist "
         '`image` list, or a 4D MSD volume), e.g. `["T2", "ADC"]`; `null` takes `channel_names`/`modality` of '
         "`dataset.json`, else `channel_0, channel_1, ...` for separate files. When set, every case must give exactly "
         "these channels and `minmax` scales each channel on its own.",
@@ -75,7 +79,8 @@ class DataConfig:
     )
     intensity: Intensity = setting(
         "auto",
-        help="`minmax` scales each image to [0, 1]; `ct` clips to `ct_window`, then [0, 1]; `zscore` per image on nonzero "
+        help="`minmax` scales each image to [0, 1]; `ct` clips to `ct_window`, then [0, 1]; `zscore` per image on "
+        "nonzero "
         "voxels; `percentile` clips to the image's 0.5/99.5 percentiles, then z-scores; `auto` is `minmax` in 2D "
         "and `zscore` in 3D.",
     )
@@ -84,11 +89,13 @@ class DataConfig:
     )
     orientation: str | None = setting(
         "RAS",
-        help="Axis codes volumes are reoriented to (volumes only, also under a 2D network); `null` keeps the stored order.",
+        help="Axis codes volumes are reoriented to (volumes only, also under a 2D network); `null` keeps the stored "
+        "order.",
     )
     target_spacing: tuple[float, ...] | None = setting(
         None,
-        help="Voxel spacing in mm volumes are resampled to (volumes only, three values also under a 2D network); `null` takes the median spacing of the training set; "
+        help="Voxel spacing in mm volumes are resampled to (volumes only, three values also under a 2D network); "
+        "`null` takes the median spacing of the training set; "
         "an empty list disables resampling.",
         flag="--spacing",
         aliases=("--target-spacing",),
@@ -97,7 +104,8 @@ class DataConfig:
     )
     patch_size: tuple[int, ...] | None = setting(
         None,
-        help="Training patch and default sliding window, `[H, W]` or `[H, W, D]`; `null` is 128x128 in 2D and 96x96x64 in 3D.",
+        help="Training patch and default sliding window, `[H, W]` or `[H, W, D]`; `null` is 128x128 in 2D and "
+        "96x96x64 in 3D.",
     )
     samples_per_image: int = setting(2, help="Random patches drawn from each image per iteration.")
     foreground_ratio: float = setting(
@@ -108,7 +116,8 @@ class DataConfig:
     )
     flip_axes: tuple[int, ...] | None = setting(
         None,
-        help="Spatial axes that training mirrors at random and that flip test-time augmentation averages over; `null` is "
+        help="Spatial axes that training mirrors at random and that flip test-time augmentation averages over; `null` "
+        "is "
         "every axis. Leave out axes with an anatomical sense: `[1]` keeps only left-right flips of axial slices "
         "stored `(H, W)`.",
         nargs="*",
@@ -159,7 +168,8 @@ class DataConfig:
             object.__setattr__(self, "channel_names", tuple(str(n) for n in self.channel_names))
             if not self.channel_names or (self.in_channels is not None and len(self.channel_names) != self.in_channels):
                 raise ConfigError(
-                    f"channel_names must name each of the {self.in_channels} input channel(s), got {list(self.channel_names)}"
+                    f"channel_names must name each of the {self.in_channels} input channel(s), got "
+                    f"{list(self.channel_names)}"
                 )
         if self.context_slices < 0:
             raise ConfigError(f"context_slices must be >= 0, got {self.context_slices}")

@@ -42,7 +42,8 @@ class InferConfig:
     )
     min_component_size: int = setting(
         0,
-        help="Remove connected components of a class with fewer voxels than this (0 keeps all): isolated false-positive "
+        help="Remove connected components of a class with fewer voxels than this (0 keeps all): isolated "
+        "false-positive "
         "specks, e.g. on slices without the organ.",
         metavar="N",
     )
@@ -68,12 +69,14 @@ class InferConfig:
     )
     precision: Precision = setting(
         "auto",
-        help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native bfloat16 "
+        help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native "
+        "bfloat16 "
         "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.",
     )
     memory_format: MemoryFormat = setting(
         "auto",
-        help="Tensor layout of the network: `channels_last` (`channels_last_3d` for volumes; 1.2-1.6x faster convolutions "
+        help="Tensor layout of the network: `channels_last` (`channels_last_3d` for volumes; 1.2-1.6x faster "
+        "convolutions "
         "on CPUs), `contiguous`, or `auto`: channels-last except for `unetpp`, which it slows down.",
     )
     foreground_crop: ForegroundCrop = setting(

@@ -48,7 +48,8 @@ class TrainConfig:
     weight_decay: float = setting(1e-5, help="Weight decay of the optimiser.")
     scheduler: Scheduler = setting(
         "cosine",
-        help="Learning-rate schedule: `cosine` (down to 1 % over `epochs`), `poly` (power 0.9), `step` (times `lr_gamma` "
+        help="Learning-rate schedule: `cosine` (down to 1 % over `epochs`), `poly` (power 0.9), `step` (times "
+        "`lr_gamma` "
         "every `step_size` epochs), `plateau` (times `lr_gamma` when the validation mean Dice has not improved for "
         "`plateau_patience` validations; `ReduceLROnPlateau`) or `none`.",
     )
@@ -57,7 +58,8 @@ class TrainConfig:
     plateau_patience: int = setting(5, help="Validations without improvement before `plateau` drops the learning rate.")
     warmup_epochs: float = setting(
         0.0,
-        help="Linear warm-up: the learning rate rises from 0 to the schedule's over this many epochs (per step; fractions "
+        help="Linear warm-up: the learning rate rises from 0 to the schedule's over this many epochs (per step; "
+        "fractions "
         "allowed), then the schedule goes on as if there had been none.",
     )
     early_stop_patience: int | None = setting(
@@ -71,7 +73,8 @@ class TrainConfig:
     )
     accumulate_steps: int = setting(
         1,
-        help="Gradient accumulation: the optimiser steps once every N batches, so the effective batch is N x `batch_size` "
+        help="Gradient accumulation: the optimiser steps once every N batches, so the effective batch is N x "
+        "`batch_size` "
         "(logged at the start).",
         metavar="N",
     )

@@ -11,10 +11,11 @@ The same from the shell: ``medseg run pipelines/msd_hippocampus.py --time-budget
 
 from __future__ import annotations
 
-from medseg_monai.recipes.catalog import EPOCH_CAP, RECIPES
+from medseg_monai.recipes.catalog import EPOCH_CAP, RECIPES, get_recipe
 from medseg_monai.recipes.main import build_recipe_parser, recipe_main, recipe_name
 from medseg_monai.recipes.results import collect_summaries, publish_summaries, write_results_table
-from medseg_monai.recipes.runner import fit_schedule, get_recipe, run_recipe
+from medseg_monai.recipes.runner import run_recipe
+from medseg_monai.recipes.schedule import fit_schedule
 from medseg_monai.recipes.spec import DATA_DIR_ENV, Recipe, SplitSpec, default_data_root, resolve_data_root, split_cases
 
 __all__ = [

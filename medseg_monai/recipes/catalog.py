@@ -4,7 +4,7 @@ Defaults are chosen for a 30-minute budget on 2 CPU cores (measured on such a ma
 on 8 patches of 256x256 takes ~0.75 s, UNet++ ~1 s on 8 patches of 128x128, DeepLabV3-MobileNetV3
 ~2 s on 8 patches of 256x256, a 3D UNet step on 8 patches of 40x56x40 ~0.7 s). ``epochs`` is only a
 cap: the runner fits the number of epochs to the wall-clock budget so the cosine schedule anneals
-just before the budget ends (see :func:`medseg_monai.recipes.runner.fit_schedule`).
+just before the budget ends (see :func:`medseg_monai.recipes.schedule.fit_schedule`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+from medseg_monai.errors import ConfigError
 from medseg_monai.recipes.spec import Recipe, SplitSpec
 
-__all__ = ["EPOCH_CAP", "RECIPES", "smoke_config"]
+__all__ = ["EPOCH_CAP", "RECIPES", "get_recipe", "smoke_config"]
 
 #: upper bound on epochs; the wall-clock budget (and the fitted schedule) ends runs long before
 EPOCH_CAP = 1000
@@ -257,3 +258,12 @@ RECIPES: dict[str, Recipe] = {
         ),
     )
 }
+
+
+def get_recipe(recipe: str | Recipe) -> Recipe:
+    """A registered recipe by name (``ValueError`` naming the known ones), or the recipe itself."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
+    return RECIPES[recipe]

@@ -31,7 +31,8 @@ def build_recipe_parser(name: str, prog: str | None = None) -> argparse.Argument
     parser = argparse.ArgumentParser(
         prog=prog or f"medseg run {name}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=f"{recipe.description}{target}.\n\nTrain within a wall-clock budget, predict the validation cases, score them\n"
+        description=f"{recipe.description}{target}.\n\n"
+        "Train within a wall-clock budget, predict the validation cases, score them\n"
         f"(Dice, IoU, precision, recall, HD95, ASD) and write OUT/<network>/summary.json.\n\n"
         f"example:\n  medseg run pipelines/{name}.py --network {networks[-1]} --time-budget-min 30 --out runs/{name}",
     )
@@ -90,8 +91,9 @@ def _print_summary(summary: dict) -> None:
             else f"  (target {headline['target']}, short by {headline['target'] - (headline['value'] or 0):.4f})"
         )
     value = headline["value"]
+    shown = value if value is None else f"{value:.4f}"
     print(
-        f"{summary['recipe']} / {summary['network']}: {headline['name']} {value if value is None else f'{value:.4f}'}{target}"
+        f"{summary['recipe']} / {summary['network']}: {headline['name']} {shown}{target}"
         f"  [{summary['epochs_run']} epochs, {summary['train_seconds']:.0f} s training, {summary['kind']}]"
     )
     for label, metrics in summary["metrics"].items():

@@ -116,7 +116,8 @@ class Recipe:
                 raise ConfigError(f"recipe {self.name!r}: config for {network!r} builds {config.model.name!r}")
             if config.data.image_dims != self.spatial_dims:
                 raise ConfigError(
-                    f"recipe {self.name!r}: {network} config is for {config.data.image_dims}D images, recipe is {self.spatial_dims}D"
+                    f"recipe {self.name!r}: {network} config is for {config.data.image_dims}D images, "
+                    f"recipe is {self.spatial_dims}D"
                 )
         unknown = set(self.primary_labels) - set(self.eval_labels)
         if not self.primary_labels or unknown:
@@ -189,7 +190,8 @@ def split_cases(split: SplitSpec, pairs: Sequence[Mapping[str, Any]], seed: int 
                 unknown.append(name)
         if unknown:
             raise ConfigError(
-                f"{len(unknown)} case(s) start with none of {split.train_prefixes + split.val_prefixes}: {', '.join(sorted(unknown)[:5])}"
+                f"{len(unknown)} case(s) start with none of {split.train_prefixes + split.val_prefixes}: "
+                f"{', '.join(sorted(unknown)[:5])}"
             )
     elif split.group_pattern:
         train, val = split_by_group(pairs, split.group_of, split.val_fraction, seed)
