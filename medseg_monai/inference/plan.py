@@ -133,7 +133,8 @@ def _overlap(settings: InferConfig, slice_axis: int | None) -> float | tuple[flo
 
 
 def sliding_window(config: RunConfig) -> SlidingWindow:
-    """The run's own sliding window (its ``infer`` section as trained), without devices or precision."""
+    """The sliding window of ``config``'s ``infer`` section (for a plan: after the caller's changes), without
+    devices or precision."""
     settings = config.infer
     slice_axis = config.data.slice_axis
     overlap = _overlap(settings, slice_axis)
@@ -154,6 +155,7 @@ def resolve_plan(config: RunConfig, infer: InferSettings = None) -> tuple[RunCon
     settings = _settings(config, infer)
     config = dataclasses.replace(config, infer=settings)
     data = config.data
+    window = sliding_window(config)
     device = resolve_device(settings.device)
     memory_format = resolve_memory_format(settings.memory_format, data.spatial_dims, config.model.name)
     plan = InferencePlan(
@@ -165,10 +167,10 @@ def resolve_plan(config: RunConfig, infer: InferSettings = None) -> tuple[RunCon
         window_memory_format=memory_format if data.slice_axis is None else torch.contiguous_format,
         slice_axis=data.slice_axis,
         context_slices=data.context_slices,
-        roi_size=tuple(config.roi_size),
-        overlap=_overlap(settings, data.slice_axis),
-        sw_batch_size=settings.sw_batch_size,
-        blend_mode=settings.blend_mode,
+        roi_size=window.roi_size,
+        overlap=window.overlap,
+        sw_batch_size=window.sw_batch_size,
+        blend_mode=window.blend_mode,
         tta=settings.tta_flips,
         flips=_flips(settings, config),
         stitching=settings.stitching,
