@@ -63,7 +63,7 @@ def measure(model: Path, batch: int, repeats: int) -> dict:
     from medseg_monai.inference import Predictor
     from medseg_monai.models.artefact import example_windows, export_artefact, load_artefact
 
-    predictor = Predictor.from_run(model, infer={"device": "cpu", "precision": "fp32", "memory_format": "contiguous"})
+    predictor = Predictor.from_run(model, runtime={"device": "cpu", "precision": "fp32", "memory_format": "contiguous"})
     x = example_windows(predictor.config, batch=batch, seed=3)
     network = predictor.network
     variants = {"torch_fp32": (network, x)}

@@ -52,7 +52,7 @@ def measure(model: Path, image_file: Path, batch: int, repeats: int) -> dict:
     from medseg_monai.inference import Predictor
     from medseg_monai.networks.precision import cpu_supports_bf16
 
-    predictor = Predictor.from_run(model, infer={"precision": "fp32", "memory_format": "contiguous"})
+    predictor = Predictor.from_run(model, runtime={"precision": "fp32", "memory_format": "contiguous"})
     x = windows(predictor, image_file, batch)
     network = predictor.network
     network_cl = copy.deepcopy(network).to(memory_format=torch.channels_last_3d)

@@ -26,8 +26,8 @@ def check(run: Path, images: list[Path]) -> dict:
 
     from medseg_monai.inference import Predictor
 
-    fp32 = Predictor.from_run(run, infer={"precision": "fp32"})
-    bf16 = fp32.with_infer(precision="bf16")
+    fp32 = Predictor.from_run(run, runtime={"precision": "fp32"})
+    bf16 = fp32.with_runtime(precision="bf16")
     scores = [common.label_dice(fp32.predict_image(path), bf16.predict_image(path)) for path in images]
     return {
         "cases": len(scores),

@@ -136,12 +136,16 @@ def run_monai_recipe(model: Path, inputs: Path, output: Path) -> dict:
     }
 
 
-def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
+def run_medseg(model: Path, inputs: Path, output: Path, settings: dict) -> dict:
+    """Predict ``inputs`` with ``settings``: changes to the run's ``infer`` and ``runtime`` fields, by field name."""
     from medseg_monai.batch import run_batch
     from medseg_monai.config import BatchOptions
+    from medseg_monai.config.runtime import RUNTIME_FIELDS
     from medseg_monai.inference import Predictor
 
-    predictor = Predictor.from_run(model, infer=infer or None)
+    runtime = {k: v for k, v in settings.items() if k in RUNTIME_FIELDS}
+    infer = {k: v for k, v in settings.items() if k not in RUNTIME_FIELDS}
+    predictor = Predictor.from_run(model, infer=infer or None, runtime=runtime or None)
     network_s = [0.0]
     window_forward = predictor.stitching.forward
 
@@ -157,6 +161,7 @@ def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"medseg failed on {len(failed)} case(s): {failed[:3]}")
+    facts = predictor.describe()
     keys = (
         "roi_size",
         "overlap",
@@ -172,7 +177,7 @@ def run_medseg(model: Path, inputs: Path, output: Path, infer: dict) -> dict:
         "case_seconds": [r.seconds for r in results],
         "outputs": {r.input.name: str(r.output) for r in results},
         "network_seconds": network_s[0],
-        "infer": {k: v for k, v in predictor.describe()["infer"].items() if k in keys},
+        "infer": {k: v for k, v in {**facts["infer"], **facts["runtime"]}.items() if k in keys},
     }
 
 

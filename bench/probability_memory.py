@@ -46,7 +46,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     options = dict(VARIANTS[args.variant])
     tta = options.pop("tta", False)
-    predictor = Predictor.from_run(args.model, infer={"device": "cpu", "tta_flips": tta})
+    predictor = Predictor.from_run(args.model, infer={"tta_flips": tta}, runtime={"device": "cpu"})
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         (result,) = run_batch(predictor, args.case, out, BatchOptions(progress=False, manifest=False, **options))

@@ -9,7 +9,7 @@ same transform chain (``build_train_transforms``: preprocessing cached by ``Cach
 patch sampling and augmentation), batch 2 with 2 patches per image and DiceCE loss, each in a fresh
 process. The plain loop is the MONAI tutorial's: ``DataLoader(num_workers=0)``, float32, ``zero_grad ->
 forward -> loss -> backward -> step``, ``loss.item()`` every step. ``medseg`` is ``medseg_monai.train``
-with its defaults (``SupervisedTrainer``, ``ThreadDataLoader``, ``train.precision=auto``) and
+with its defaults (``SupervisedTrainer``, ``ThreadDataLoader``, ``runtime.precision=auto``) and
 ``train.compile=on``, which ``auto`` picks for runs of 400 steps or more (``medseg_eager``: ``off``, as for
 shorter runs). The second epoch of each is timed (the first builds caches, picks kernels and compiles);
 validation is left out of all. The compilation's one-off cost (with an empty TorchInductor cache) is the
@@ -37,7 +37,7 @@ import common  # noqa: E402
 
 
 def config_for(patch: int, steps: int, precision: str = "auto", compile_setting: str = "auto"):
-    from medseg_monai.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from medseg_monai.config import DataConfig, ModelConfig, RunConfig, RuntimeConfig, TrainConfig
 
     return RunConfig(
         data=DataConfig(
@@ -59,9 +59,9 @@ def config_for(patch: int, steps: int, precision: str = "auto", compile_setting:
             batch_size=2,
             learning_rate=1e-3,
             val_interval=2,
-            precision=precision,
             compile=compile_setting,
         ),
+        runtime=RuntimeConfig(precision=precision),
     )
 
 
@@ -77,7 +77,7 @@ def run_medseg(patch: int, steps: int, work: Path, compile_setting: str) -> dict
     return {
         "epoch_seconds": step_s,
         "data_wait_seconds": row["data_wait_s"],
-        "precision": result.config.train.precision,
+        "precision": result.config.runtime.precision,
         "compile": compile_setting,
         "first_epoch_seconds": first["epoch_time_s"] - first.get("val_time_s", 0.0),
     }

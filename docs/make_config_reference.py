@@ -12,7 +12,7 @@ import inspect
 import re
 from pathlib import Path
 
-from medseg_monai.config import SECTIONS, BatchOptions, field_specs
+from medseg_monai.config import CONFIG_VERSION, SECTIONS, BatchOptions, InputChecks, field_specs
 
 TARGET = Path(__file__).with_name("configuration.md")
 
@@ -46,27 +46,36 @@ def render() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "One `RunConfig` holds four sections. It is saved as `config.json` in every run folder and embedded in every",
+        "One `RunConfig` holds five sections. It is saved as `config.json` in every run folder and embedded in every",
         "checkpoint. Every field is set the same three ways: on the command line, with the flag of the column *flag*",
-        "(`medseg train` takes the `data`, `model` and `train` flags, "
+        "(`medseg train` takes the `data`, `model`, `train` and `runtime` flags, "
         "plus `--set section.field=value` with a JSON value",
-        "for any field and `--config FILE`; `medseg predict` takes the `infer` flags and the batch options; a flag",
-        "given `null` sets `null`); in Python, as a keyword of the section's dataclass; "
-        "and in a bundle, as an override",
-        "of its config sections (`--train#epochs 5`, `--infer#overlap 0.5`).",
+        "for any field and `--config FILE`; `medseg predict` takes the `infer` and `runtime` flags, the batch options",
+        "and the input checks; a flag given `null` sets `null`); in Python, as a keyword of the section's dataclass;",
+        "and in a bundle, as an override of its config sections (`--train#epochs 5`, `--infer#overlap 0.5`,",
+        "`--runtime#precision fp32`).",
         "Fields left `null` that depend on the data (2D or 3D, patch size, channels, label values, spacing) are",
         "resolved from the training data when training starts, and `config.json` records the resolved values.",
         "",
-        "This page is generated from the dataclasses (`python docs/make_config_reference.py`); do not edit it.",
+        "The `runtime` section (device, precision, memory format) is shared: training runs with it, and a model",
+        "loaded for prediction starts from its run's, which `medseg predict --device/--precision/--memory-format`",
+        "(or `runtime=` in Python) change. Configs written before version 2 kept these fields in `train` and",
+        "`infer`; they still load, with the fields moved into `runtime` (where both set a field, `infer`'s value,",
+        "with a warning when they differ).",
+        "",
+        f"This page is generated from the dataclasses (`python docs/make_config_reference.py`; config version "
+        f"{CONFIG_VERSION}); do not edit it.",
         "",
     ]
     for section, cls in SECTIONS.items():
         lines += _table(section, cls)
     lines += [
-        "`medseg predict` takes the `infer` flags (changes to the run's own inference settings) and the batch options:",
+        "`medseg predict` takes the `infer` and `runtime` flags (changes to the run's own settings), the batch",
+        "options and the input checks (what happens to odd images: NaN voxels, 4D volumes, huge headers):",
         "",
     ]
     lines += _table(None, BatchOptions)
+    lines += _table(None, InputChecks)
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ _EXPORTS = {
     "MedsegError": "medseg_monai.errors",
     "ModelConfig": "medseg_monai.config",
     "RunConfig": "medseg_monai.config",
+    "RuntimeConfig": "medseg_monai.config",
     "TrainConfig": "medseg_monai.config",
     "CaseResult": "medseg_monai.batch",
     "Predictor": "medseg_monai.inference",
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # static analysers see the real names
         InputChecks,
         ModelConfig,
         RunConfig,
+        RuntimeConfig,
         TrainConfig,
     )
     from medseg_monai.data import resolve_data_config

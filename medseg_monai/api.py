@@ -29,7 +29,7 @@ from medseg_monai.config import BatchOptions, InputChecks
 from medseg_monai.data import discover_pairs, generate_dataset
 from medseg_monai.errors import ConfigError
 from medseg_monai.evaluation import EvaluationResult, evaluate_folders
-from medseg_monai.inference import InferSettings, Predictor
+from medseg_monai.inference import InferSettings, Predictor, RuntimeSettings
 from medseg_monai.models import ARTEFACT_SUFFIXES, ExportResult, artefact_format, export_artefact, load_checkpoint
 from medseg_monai.networks import build_network
 from medseg_monai.training import TrainResult, make_splits, train
@@ -44,6 +44,7 @@ __all__ = [
     "ExportResult",
     "InferSettings",
     "Predictor",
+    "RuntimeSettings",
     "Shard",
     "TrainResult",
     "build_network",
@@ -67,15 +68,18 @@ def load_predictor(
     *,
     checkpoint: str = "best",
     infer: InferSettings = None,
+    runtime: RuntimeSettings = None,
     checks: InputChecks | None = None,
 ) -> Predictor:
     """The :class:`~medseg_monai.inference.Predictor` of a run folder, a checkpoint file or an exported model.
 
     ``checkpoint`` is ``best``, ``last`` or a file path (run folders only); ``infer`` an
     :class:`~medseg_monai.config.InferConfig` or a mapping of changes to the run's own inference settings;
-    ``checks`` how odd images are handled (:class:`~medseg_monai.config.InputChecks`: NaN voxels, 4D volumes).
+    ``runtime`` a :class:`~medseg_monai.config.RuntimeConfig` or changes to the run's device, precision and
+    layout (``{"device": "cpu"}``); ``checks`` how odd images are handled
+    (:class:`~medseg_monai.config.InputChecks`: NaN voxels, 4D volumes).
     """
-    return Predictor.from_run(model, checkpoint=checkpoint, infer=infer, checks=checks)
+    return Predictor.from_run(model, checkpoint=checkpoint, infer=infer, checks=checks, runtime=runtime)
 
 
 def predict(
@@ -85,22 +89,26 @@ def predict(
     *,
     checkpoint: str = "best",
     infer: InferSettings = None,
+    runtime: RuntimeSettings = None,
     options: BatchOptions | None = None,
     checks: InputChecks | None = None,
     shard: Shard | None = None,
 ) -> list[CaseResult]:
     """Write a mask for every input into ``output_dir``; one :class:`CaseResult` per case of this part.
 
-    ``model`` is a loaded Predictor, or what :func:`load_predictor` takes (with ``checkpoint``, ``infer``
-    and ``checks``); ``options`` says how the batch runs (see :func:`~medseg_monai.batch.run_batch`);
+    ``model`` is a loaded Predictor, or what :func:`load_predictor` takes (with ``checkpoint``, ``infer``,
+    ``runtime`` and ``checks``); ``options`` says how the batch runs (see :func:`~medseg_monai.batch.run_batch`);
     ``shard`` is this process's part when already resolved (:func:`resolve_shard`).
     """
     if isinstance(model, Predictor):
-        if infer is not None or checks is not None or checkpoint != "best":
-            raise ConfigError("predict with a loaded Predictor takes no checkpoint, infer or checks (use with_infer)")
+        if infer is not None or runtime is not None or checks is not None or checkpoint != "best":
+            raise ConfigError(
+                "predict with a loaded Predictor takes no checkpoint, infer, runtime or checks "
+                "(use with_infer or with_runtime)"
+            )
         predictor = model
     else:
-        predictor = load_predictor(model, checkpoint=checkpoint, infer=infer, checks=checks)
+        predictor = load_predictor(model, checkpoint=checkpoint, infer=infer, runtime=runtime, checks=checks)
     return run_batch(predictor, inputs, output_dir, options, shard)
 
 

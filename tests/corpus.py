@@ -1402,7 +1402,7 @@ def _two_channel_model(ws: Workspace) -> Path:
     """An untrained tiny 3D network taking two named channels (T2, ADC), saved as a run folder."""
     import torch
 
-    from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
+    from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, RuntimeConfig
     from medseg_monai.models.checkpoint import save_checkpoint
     from medseg_monai.networks import build_network
 
@@ -1417,7 +1417,8 @@ def _two_channel_model(ws: Workspace) -> Path:
             target_spacing=SPACING,
         ),
         model=ModelConfig(name="unet", options={"channels": [4, 8], "strides": [2], "num_res_units": 0}),
-        infer=InferConfig(device="cpu", sw_batch_size=2),
+        infer=InferConfig(sw_batch_size=2),
+        runtime=RuntimeConfig(device="cpu"),
     )
     torch.manual_seed(0)
     run = ws.root / "model_2ch"

@@ -7,7 +7,15 @@ from pathlib import Path
 import torch
 
 from medseg_monai.batch import CaseResult, run_batch
-from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+from medseg_monai.config import (
+    BatchOptions,
+    DataConfig,
+    InferConfig,
+    ModelConfig,
+    RunConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
 from medseg_monai.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +68,8 @@ def threshold_predictor(dims: int, patch=None, label_values=(0, 1), **data_kw) -
             label_names=("background",) + tuple(f"class_{v}" for v in label_values[1:]),
             **{"intensity": "minmax", **data_kw},
         ),
-        infer=InferConfig(overlap=0.5, sw_batch_size=2, device="cpu"),
+        infer=InferConfig(overlap=0.5, sw_batch_size=2),
+        runtime=RuntimeConfig(device="cpu"),
     )
     return Predictor(ThresholdNet(), config)
 

@@ -78,11 +78,15 @@ def test_synth_train_predict_evaluate_round(tmp_path):
                 str(cleaned),
                 "--min-component-size",
                 "20",
+                "--precision",
+                "fp32",
             ]
         )
         == 0
     )
-    assert json.loads((cleaned / "predict_manifest.json").read_text())["infer"]["min_component_size"] == 20
+    manifest = json.loads((cleaned / "predict_manifest.json").read_text())
+    assert manifest["infer"]["min_component_size"] == 20 and "precision" not in manifest["infer"]
+    assert manifest["runtime"] == {"device": "auto", "precision": "fp32", "memory_format": "auto"}
     assert main(["-q", "evaluate", "--pred", str(masks), "--truth", str(data), "--out", str(tmp_path / "eval")]) == 0
     assert (tmp_path / "eval" / "metrics_per_case.csv").exists()
 
@@ -124,10 +128,18 @@ def _option_strings(command: str) -> set[str]:
 
 
 def test_every_setting_has_a_flag_named_after_its_field():
-    from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, TrainConfig, field_specs
+    from medseg_monai.config import (
+        BatchOptions,
+        DataConfig,
+        InferConfig,
+        ModelConfig,
+        RuntimeConfig,
+        TrainConfig,
+        field_specs,
+    )
 
     predict, train = _option_strings("predict"), _option_strings("train")
-    for spec in field_specs(InferConfig):
+    for spec in (*field_specs(InferConfig), *field_specs(RuntimeConfig)):
         assert "--" + spec.name.replace("_", "-") in predict, spec.name
         if spec.kind == "bool":
             assert "--no-" + spec.name.replace("_", "-") in predict, spec.name
@@ -140,7 +152,8 @@ def test_every_setting_has_a_flag_named_after_its_field():
         "model.options": "--network-options",
     }
     cli_less = {"data.data_dir", "data.datalist"}  # both come from --data
-    for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+    sections = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("runtime", RuntimeConfig))
+    for section, cls in sections:
         for spec in field_specs(cls):
             key = f"{section}.{spec.name}"
             if key not in cli_less:
@@ -263,7 +276,7 @@ def test_flags_become_exactly_the_settings_given(tmp_path):
 
 def test_medseg_train_and_the_api_write_the_same_configuration_for_a_folder(synth_3d, tmp_path):
     """2D or 3D, the patch size, channels, labels and spacing come from the data, the same way for both."""
-    from medseg_monai import DataConfig, ModelConfig, RunConfig, TrainConfig, train
+    from medseg_monai import DataConfig, ModelConfig, RunConfig, RuntimeConfig, TrainConfig, train
 
     options = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
     assert (
@@ -293,7 +306,8 @@ def test_medseg_train_and_the_api_write_the_same_configuration_for_a_folder(synt
         RunConfig(
             data=DataConfig(data_dir=str(synth_3d), samples_per_image=1),
             model=ModelConfig(options=options),
-            train=TrainConfig(epochs=1, batch_size=1, device="cpu"),
+            train=TrainConfig(epochs=1, batch_size=1),
+            runtime=RuntimeConfig(device="cpu"),
         ),
         tmp_path / "api",
     )

@@ -67,7 +67,11 @@ def test_a_compiled_run_saves_the_plain_network_and_matches_eager_training(synth
     base = tiny_config(synth_2d, 2, epochs=2)
     losses = {}
     for mode in ("off", "on"):
-        config = dataclasses.replace(base, train=dataclasses.replace(base.train, compile=mode, precision="fp32"))
+        config = dataclasses.replace(
+            base,
+            train=dataclasses.replace(base.train, compile=mode),
+            runtime=dataclasses.replace(base.runtime, precision="fp32"),
+        )
         result = train(config, tmp_path / mode)
         losses[mode] = [row["train_loss"] for row in result.history]
         state = torch.load(tmp_path / mode / "checkpoints" / "last.pt", weights_only=True)["network"]

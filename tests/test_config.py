@@ -1,10 +1,20 @@
 """RunConfig: validation errors name the value, JSON round trip, overrides."""
 
 import json
+import logging
 
 import pytest
 
-from medseg_monai.config import BatchOptions, DataConfig, InferConfig, ModelConfig, RunConfig, TrainConfig
+from medseg_monai.config import (
+    CONFIG_VERSION,
+    BatchOptions,
+    DataConfig,
+    InferConfig,
+    ModelConfig,
+    RunConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
 
 
 def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
@@ -19,12 +29,57 @@ def test_json_round_trip_restores_tuples_and_nested_sections(tmp_path):
         model=ModelConfig(name="unetpp", options={"features": [8, 8, 16, 32, 64, 8]}, deep_supervision=True),
         train=TrainConfig(epochs=3, learning_rate=1e-4),
         infer=InferConfig(roi_size=(32, 32, 16), overlap=0.5),
+        runtime=RuntimeConfig(device="cpu", precision="fp32"),
     )
     path = config.save(tmp_path / "config.json")
     loaded = RunConfig.load(path)
     assert loaded == config
     assert isinstance(loaded.data.patch_size, tuple) and loaded.data.target_spacing == (1.0, 1.0, 2.5)
-    assert json.loads(path.read_text())["version"] == 1
+    saved = json.loads(path.read_text())
+    assert saved["version"] == CONFIG_VERSION == 2
+    assert saved["runtime"] == {"device": "cpu", "precision": "fp32", "memory_format": "auto"}
+    assert not {"device", "precision", "memory_format"} & (set(saved["train"]) | set(saved["infer"]))
+
+
+def _version_1(train: dict, infer: dict) -> dict:
+    """A config as version 1 wrote it: the runtime fields declared in ``train`` and again in ``infer``."""
+    raw = RunConfig().to_dict()
+    raw.pop("runtime")
+    raw["version"] = 1
+    defaults = {"device": "auto", "precision": "auto", "memory_format": "auto"}
+    raw["train"].update({**defaults, **train})
+    raw["infer"].update({**defaults, **infer})
+    return raw
+
+
+def test_version_1_configs_load_with_one_runtime_section(tmp_path, caplog):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(_version_1({"device": "cpu"}, {"memory_format": "contiguous"})))
+    with caplog.at_level(logging.WARNING, logger="medseg_monai"):
+        config = RunConfig.load(path)
+    assert config.runtime == RuntimeConfig(device="cpu", precision="auto", memory_format="contiguous")
+    assert not caplog.records  # a value set in one section only: nothing to choose between
+    assert config.version == CONFIG_VERSION and config.save(path) and RunConfig.load(path) == config
+
+
+def test_version_1_runtime_fields_that_differ_take_the_inference_value_with_a_warning(caplog):
+    raw = _version_1({"precision": "bf16", "device": "cpu"}, {"precision": "fp32", "device": "auto"})
+    with caplog.at_level(logging.WARNING, logger="medseg_monai"):
+        config = RunConfig.from_dict(raw)
+    assert config.runtime.precision == "fp32" and config.runtime.device == "cpu"  # auto gives way to a value
+    assert [r.getMessage() for r in caplog.records] == [
+        "config: train.precision='bf16' and infer.precision='fp32' are one runtime.precision now; using 'fp32'"
+    ]
+
+
+def test_runtime_fields_overridden_under_their_old_sections_are_refused_with_the_new_name():
+    assert RunConfig().override({"runtime.precision": "bf16"}).runtime.precision == "bf16"
+    with pytest.raises(ValueError, match=r"train.device is runtime.device now"):
+        RunConfig().override({"train.device": "cpu"})
+    # a hand-written train section (a bundle's, no version) keeps working: the field moves
+    assert RunConfig.from_dict({"train": {"precision": "fp32"}}).runtime.precision == "fp32"
+    with pytest.raises(ValueError, match="precision must be 'auto', 'fp32', 'bf16' or 'fp16', got 'fp64'"):
+        RuntimeConfig(precision="fp64")
 
 
 @pytest.mark.parametrize(

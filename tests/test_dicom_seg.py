@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from medseg_monai.cli import main
-from medseg_monai.config import DataConfig, InferConfig, RunConfig
+from medseg_monai.config import DataConfig, InferConfig, RunConfig, RuntimeConfig
 from medseg_monai.data import collect_inputs
 from medseg_monai.errors import InputError
 from medseg_monai.inference import Predictor
@@ -56,7 +56,8 @@ def band_predictor(**infer) -> Predictor:
             label_names=("background", "Liver", "tumour", "spleen"),
             intensity="minmax",
         ),
-        infer=InferConfig(overlap=0.5, sw_batch_size=2, device="cpu", **infer),
+        infer=InferConfig(overlap=0.5, sw_batch_size=2, **infer),
+        runtime=RuntimeConfig(device="cpu"),
     )
     return Predictor(BandNet(), config)
 

@@ -68,9 +68,9 @@ CASES = [pytest.param(dims, fmt, id=f"{dims}d-{fmt}") for dims in (2, 3) for fmt
 
 @pytest.mark.parametrize(("dims", "fmt"), CASES)
 def test_artefact_masks_and_logits_match_the_run_folder(dims, fmt, runs, artefacts, synth_2d, synth_3d, tmp_path):
-    run = Predictor.from_run(runs[dims], infer=FP32)
-    exported = Predictor.from_run(artefacts[dims, fmt], infer={"device": "cpu"})
-    assert exported.config.infer.precision == "fp32" and exported.source == artefacts[dims, fmt]
+    run = Predictor.from_run(runs[dims], runtime=FP32)
+    exported = Predictor.from_run(artefacts[dims, fmt], runtime={"device": "cpu"})
+    assert exported.config.runtime.precision == "fp32" and exported.source == artefacts[dims, fmt]
 
     windows = example_windows(run.config, batch=3, seed=7)  # a batch size other than the export's
     with torch.inference_mode():
@@ -108,7 +108,7 @@ def test_artefact_carries_the_run_config_and_version(fmt, runs, artefacts):
     else:
         names = zipfile.ZipFile(path).namelist()
         assert any(n.endswith("/extra/medseg/config.json") for n in names)
-    description = Predictor.from_artefact(path, infer={"device": "cpu"}).describe()["model"]
+    description = Predictor.from_artefact(path, runtime={"device": "cpu"}).describe()["model"]
     assert description["checkpoint"] == str(path.resolve()) and len(description["weights_sha256"]) == 64
 
 
@@ -122,7 +122,7 @@ def test_only_the_first_output_of_a_deep_supervision_network_is_exported(run_2d,
             logits = self.network(x)
             return [logits, logits * 0]
 
-    run = Predictor.from_run(run_2d.run_dir, infer=FP32)
+    run = Predictor.from_run(run_2d.run_dir, runtime=FP32)
     result = export_artefact(Heads(run.network), run.config, tmp_path / "heads.ts")
     network, _ = load_artefact(result.path)
     x = example_windows(run.config, batch=2)
@@ -139,7 +139,7 @@ def test_onnx_export_falls_back_to_the_dynamo_exporter(run_2d, monkeypatch, tmp_
         return legacy(*args, dynamo=dynamo, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", without_legacy)
-    run = Predictor.from_run(run_2d.run_dir, infer=FP32)
+    run = Predictor.from_run(run_2d.run_dir, runtime=FP32)
     result = export_artefact(run.network, run.config, tmp_path / "dynamo.onnx")
     network, _ = load_artefact(result.path)
     x = example_windows(run.config, batch=3)
@@ -272,13 +272,14 @@ def test_a_2_5d_artefact_segments_a_volume_like_its_network(fmt, synth_3d, tmp_p
                 "target_spacing": [],
             },
             "model": {"name": "unet", "options": {"channels": [8, 16], "strides": [2], "num_res_units": 1}},
-            "infer": FP32 | {"overlap": 0.25, "foreground_crop": "none"},
+            "infer": {"overlap": 0.25, "foreground_crop": "none"},
+            "runtime": FP32,
         }
     )
     network = build_network(config).eval()
     direct = Predictor(network, config)
     artefact = export_artefact(network, config, tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'ts'}").path
-    exported = Predictor.from_artefact(artefact, infer={"device": "cpu"})
+    exported = Predictor.from_artefact(artefact, runtime={"device": "cpu"})
     assert exported.config.data.context_slices == 1 and exported.config.data.network_in_channels == 3
     source = synth_3d / "imagesTr" / "case_001.nii.gz"
     expected = np.asarray(nib.load(direct.predict_file(source, tmp_path / "direct.nii.gz")).dataobj)

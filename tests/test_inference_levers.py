@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from medseg_monai.config import RunConfig
+from medseg_monai.errors import ConfigError
 from medseg_monai.inference import Predictor
 from medseg_monai.inference.stitching import covering_starts, scan_starts, sliding_window_stitch
 from medseg_monai.networks.precision import FastForward, cpu_supports_bf16, resolve_precision
@@ -170,7 +171,7 @@ def test_resolve_precision():
 def test_bf16_inference_agrees_with_fp32(run_3d, synth_3d):
     image = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[0]
     masks = {
-        p: Predictor.from_run(run_3d.run_dir, infer={"precision": p}).predict_image(image) for p in ("fp32", "bf16")
+        p: Predictor.from_run(run_3d.run_dir, runtime={"precision": p}).predict_image(image) for p in ("fp32", "bf16")
     }
     assert masks["bf16"].dtype == np.uint8 and masks["bf16"].shape == masks["fp32"].shape
     assert (masks["bf16"] == masks["fp32"]).mean() >= 0.99
@@ -189,7 +190,7 @@ def test_fast_forward_returns_float32_and_trains():
 
 def test_bf16_training_writes_float32_weights_and_data_wait(synth_2d, tmp_path):
     config = tiny_config(synth_2d, 2, epochs=1)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision="bf16"))
+    config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, precision="bf16"))
     result = train(config, tmp_path)
     state = torch.load(result.best_checkpoint, weights_only=True)["network"]
     assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
@@ -199,15 +200,36 @@ def test_bf16_training_writes_float32_weights_and_data_wait(synth_2d, tmp_path):
 
 
 # ---------------------------------------------------------------- configs written before the precision settings
-def test_old_configs_are_upgraded():
+def version_1_config() -> dict:
+    """A config as version 1 wrote it: device, precision and memory format in both ``train`` and ``infer``."""
     old = RunConfig().to_dict()
+    runtime = old.pop("runtime")
+    old["train"].update(runtime)
+    old["infer"].update(runtime)
+    old["version"] = 1
+    return old
+
+
+def test_runtime_changes_reach_the_plan_and_infer_refuses_them(run_3d):
+    predictor = Predictor.from_run(run_3d.run_dir, runtime={"precision": "fp32", "memory_format": "contiguous"})
+    plan = predictor.plan
+    assert plan.dtype is None and plan.memory_format == torch.contiguous_format and plan.device.type == "cpu"
+    assert predictor.describe()["runtime"] == {"device": "auto", "precision": "fp32", "memory_format": "contiguous"}
+    assert predictor.with_runtime(precision="bf16").plan.runtime.precision == "bf16"
+    assert predictor.with_infer(overlap=0.5).plan.runtime == plan.runtime  # the other section is kept
+    with pytest.raises(ConfigError, match="infer: memory_format, precision belong to the runtime section now"):
+        Predictor.from_run(run_3d.run_dir, infer={"precision": "fp32", "memory_format": "contiguous"})
+
+
+def test_old_configs_are_upgraded():
+    old = version_1_config()
     old["infer"].pop("precision")
     old["infer"]["amp"] = False
     old["train"].pop("precision")
     old["train"].pop("schedule_by_time")
     old["train"].update(amp=True, fit_epochs_to_budget=True)
     config = RunConfig.from_dict(old)
-    assert config.infer.precision == "fp32" and config.train.precision == "auto" and config.train.schedule_by_time
+    assert config.runtime.precision == "fp32" and config.train.schedule_by_time
 
 
 # ---------------------------------------------------------------- reading the next case while the network runs
@@ -246,8 +268,8 @@ def test_memory_format_auto_is_channels_last_except_for_unetpp():
 
 def test_channels_last_predictor_agrees_with_contiguous(run_3d, synth_3d):
     image = sorted((synth_3d / "imagesTr").glob("*.nii.gz"))[1]
-    fast = Predictor.from_run(run_3d.run_dir, infer={"memory_format": "channels_last", "precision": "fp32"})
-    plain = Predictor.from_run(run_3d.run_dir, infer={"memory_format": "contiguous", "precision": "fp32"})
+    fast = Predictor.from_run(run_3d.run_dir, runtime={"memory_format": "channels_last", "precision": "fp32"})
+    plain = Predictor.from_run(run_3d.run_dir, runtime={"memory_format": "contiguous", "precision": "fp32"})
     conv = next(m for m in fast.network.modules() if isinstance(m, torch.nn.Conv3d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d) and not conv.weight.is_contiguous()
     assert (fast.predict_image(image) == plain.predict_image(image)).mean() >= 0.999

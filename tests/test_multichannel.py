@@ -44,7 +44,7 @@ def run_two_channel(two_channel, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(run_two_channel) -> Predictor:
-    return Predictor.from_run(run_two_channel, infer={"device": "cpu"})
+    return Predictor.from_run(run_two_channel, runtime={"device": "cpu"})
 
 
 def _copy_case(dataset: Path, name: str, folder: Path, channels=(0, 1)) -> None:

@@ -239,8 +239,9 @@ def test_real_nrrd_and_nifti_cases_keep_geometry(shared_data_dir, run_3d, tmp_pa
     ]
     if not all(p.exists() for p in sources):
         pytest.skip(f"{root}: brain1/breast1 NRRD and NIfTI not present")
-    infer = InferConfig(roi_size=(96, 96, 64), overlap=0.0, sw_batch_size=1, device="cpu")
-    results = predict_batch(Predictor.from_run(run_3d.run_dir, infer=infer), sources, tmp_path / "out")
+    infer = InferConfig(roi_size=(96, 96, 64), overlap=0.0, sw_batch_size=1)
+    predictor = Predictor.from_run(run_3d.run_dir, infer=infer, runtime={"device": "cpu"})
+    results = predict_batch(predictor, sources, tmp_path / "out")
     assert [r.status for r in results] == ["written"] * 4, [r.error for r in results]
     for source, result in zip(sources, results):
         assert_same_geometry(source, result.output)
@@ -625,7 +626,7 @@ def test_ct_sized_volume_stays_within_memory_bound(tmp_path):
     make_synthetic_3d(tmp_path / "ct", n_cases=1, shape=(512, 512, 400), modality="ct")
     code = f"""
 import torch
-from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
+from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, RuntimeConfig
 from medseg_monai.batch import predict_case
 from medseg_monai.inference import Predictor
 from medseg_monai.networks import build_network
@@ -634,7 +635,7 @@ cfg = RunConfig(data=DataConfig(spatial_dims=3, patch_size=(96, 96, 96), in_chan
                                 intensity="ct", target_spacing=(1.5, 1.5, 2.0)),
                 model=ModelConfig(name="unet",
                                   options={{"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}),
-                infer=InferConfig(sw_batch_size=4, overlap=0.25, device="cpu"))
+                infer=InferConfig(sw_batch_size=4, overlap=0.25), runtime=RuntimeConfig(device="cpu"))
 predictor = Predictor(build_network(cfg, load_pretrained=False), cfg)
 result = predict_case(predictor, "{tmp_path}/ct/imagesTr/case_000.nii.gz", "{tmp_path}/out")
 assert result.status == "written", result.error

@@ -82,7 +82,8 @@ def config(synth_2d) -> RunConfig:
     return dataclasses.replace(
         base,
         model=dataclasses.replace(base.model, options={"channels": [4, 8], "strides": [2], "num_res_units": 1}),
-        train=dataclasses.replace(base.train, device="cpu", seed=7),
+        train=dataclasses.replace(base.train, seed=7),
+        runtime=dataclasses.replace(base.runtime, device="cpu"),
     )
 
 

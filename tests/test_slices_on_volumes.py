@@ -11,7 +11,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig
+from medseg_monai.config import DataConfig, InferConfig, ModelConfig, RunConfig, RuntimeConfig
 from medseg_monai.data import resolve_data_config
 from medseg_monai.errors import ConfigError
 from medseg_monai.inference import Predictor
@@ -125,9 +125,8 @@ def _random_sliced_predictor(context: int, slice_axis: int = 2, tta: bool = Fals
             target_spacing=(),
         ),
         model=ModelConfig(name="unet", options={"channels": [8, 16], "strides": [2], "num_res_units": 1}),
-        infer=InferConfig(
-            overlap=0.5, sw_batch_size=3, device="cpu", precision="fp32", tta_flips=tta, foreground_crop="none"
-        ),
+        infer=InferConfig(overlap=0.5, sw_batch_size=3, tta_flips=tta, foreground_crop="none"),
+        runtime=RuntimeConfig(device="cpu", precision="fp32"),
     )
     return Predictor(build_network(config).eval(), config)
 

@@ -1,7 +1,7 @@
 """The run manifest of a prediction batch: ``predict_manifest.json``, rewritten atomically after every case.
 
 Schema ``medseg-predict-manifest/1``: ``versions``, ``device``, ``model`` (checkpoint, ``weights_sha256``,
-``config_sha256``, labels), ``infer``, ``inputs_total``, ``inputs_sha256``, ``parts``, ``summary``
+``config_sha256``, labels), ``infer``, ``runtime``, ``inputs_total``, ``inputs_sha256``, ``parts``, ``summary``
 (counts, failed inputs with reasons) and ``cases``: one record per input with ``index``, ``input``,
 ``output``, ``status``, ``error``, ``seconds``, ``shape``, ``spacing``, ``labels`` (per mask value:
 ``name``, ``count`` voxels/pixels, ``volume_ml`` for volumes, ``components``), ``flags``, ``sha256``,

@@ -61,12 +61,13 @@ def run_config(
     model: Mapping[str, Any],
     train: Mapping[str, Any],
     infer: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """The :class:`RunConfig` of a bundle's ``train.json`` sections, training on ``dataset_dir``.
 
     Args:
         dataset_dir: dataset root in any supported layout, or a datalist ``.json``.
-        data, model, train, infer: the config sections as plain mappings (same fields as ``config.json``).
+        data, model, train, infer, runtime: the config sections as plain mappings (same fields as ``config.json``).
 
     Raises:
         BundleError: ``dataset_dir`` missing, or a section holds an unknown field or a bad value.
@@ -77,12 +78,12 @@ def run_config(
     path = Path(str(dataset_dir)).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"dataset_dir {path}: no such folder or file")
-    raw = _sections("train.json", data=data, model=model, train=train, infer=infer)
+    raw = _sections("train.json", data=data, model=model, train=train, infer=infer, runtime=runtime)
     raw["data"].update(dataset_fields(path))
     try:
         return RunConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
-        raise BundleError(f"train.json sections data/model/train/infer: {err}") from None
+        raise BundleError(f"train.json sections data/model/train/infer/runtime: {err}") from None
 
 
 def network_def(model: Mapping[str, Any], data: Mapping[str, Any]):
@@ -145,7 +146,13 @@ def train_bundle(config: RunConfig, run_dir: str | Path, model_dir: str | Path, 
     return result
 
 
-def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: Mapping[str, Any] | None = None):
+def load_predictor(
+    network,
+    checkpoint: str | Path,
+    config: str | Path,
+    infer: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
+):
     """A :class:`~medseg_monai.inference.Predictor` of the declared ``network`` with the weights of ``checkpoint``.
 
     Args:
@@ -154,10 +161,11 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
         config: ``models/config.json``, the resolved configuration training wrote (preprocessing, labels).
         infer: changes to the trained inference settings, by field (``{"overlap": 0.5}``); a field left out keeps
             the trained setting, and a ``None`` value means ``None`` (e.g. ``roi_size`` back to the patch size).
+        runtime: changes to the trained device, precision and layout (``{"device": "cpu"}``).
 
     Raises:
         FileNotFoundError: no weights or no trained configuration yet.
-        BundleError: an unknown inference field, or weights that do not fit the declared network (naming what
+        BundleError: an unknown inference or runtime field, or weights that do not fit the declared network (naming what
             training used).
     """
     from medseg_monai.api import Predictor, load_checkpoint
@@ -184,9 +192,9 @@ def load_predictor(network, checkpoint: str | Path, config: str | Path, infer: M
             "--network_options, --spatial_dims, --in_channels or --label_values to match"
         ) from None
     try:
-        predictor = Predictor(network, trained, dict(infer or {}))
+        predictor = Predictor(network, trained, dict(infer or {}), runtime=dict(runtime or {}))
     except (TypeError, ValueError) as err:
-        raise BundleError(f"inference settings: {err}") from None
+        raise BundleError(f"inference or runtime settings: {err}") from None
     predictor.source = Path(checkpoint)
     return predictor
 

@@ -84,7 +84,7 @@ def config_files(bundle: Path, names: Sequence[str]) -> list[Path]:
 
 def _accepted_fields(config: Mapping[str, Any]) -> dict[str, set[str]]:
     """The section fields an override may set: every field of a section a ``RunConfig`` is built from
-    (``train.json``'s ``config``), else the fields a section holds, and any inference setting."""
+    (``train.json``'s ``config``), else the fields a section holds, and any inference or runtime setting."""
     from medseg_monai.config import SECTIONS
 
     builds_run = isinstance(config.get("config"), Mapping) and "run_config" in str(config["config"].get("_target_", ""))
@@ -92,7 +92,7 @@ def _accepted_fields(config: Mapping[str, Any]) -> dict[str, set[str]]:
     for name, cls in SECTIONS.items():
         if isinstance(config.get(name), Mapping):
             every = {f.name for f in dataclasses.fields(cls)}
-            accepted[name] = every if builds_run or name == "infer" else set(config[name])
+            accepted[name] = every if builds_run or name in ("infer", "runtime") else set(config[name])
     return accepted
 
 

@@ -26,7 +26,7 @@ def train_config(args: argparse.Namespace):
     changes: dict[str, Any] = {}
     if args.data:
         changes.update({f"data.{key}": value for key, value in dataset_fields(args.data).items()})
-    for section in ("data", "model", "train"):
+    for section in ("data", "model", "train", "runtime"):
         changes.update({f"{section}.{key}": value for key, value in settings_from_args(args, section).items()})
     changes.update(dict(args.overrides))
     saved = args.out / "config.json"
@@ -110,6 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model,
         checkpoint=args.checkpoint,
         infer=settings_from_args(args, "infer"),
+        runtime=settings_from_args(args, "runtime"),
         checks=InputChecks(**settings_from_args(args, "checks")),
     )
     inputs = args.input[0] if len(args.input) == 1 else args.input

@@ -7,7 +7,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.config import BatchOptions, DataConfig, InferConfig, InputChecks, ModelConfig, TrainConfig
+from medseg_monai.config import (
+    BatchOptions,
+    DataConfig,
+    InferConfig,
+    InputChecks,
+    ModelConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
 from medseg_monai.config.flags import add_override_flag, add_setting_flags
 
 __all__ = ["build_parser"]
@@ -91,6 +99,7 @@ def _add_train(sub: Any, common: argparse.ArgumentParser) -> None:
     add_setting_flags(p, DataConfig, "data", title="data (data.*)")
     add_setting_flags(p, ModelConfig, "model", title="network (model.*)")
     add_setting_flags(p, TrainConfig, "train", title="training (train.*; under torchrun, DistributedDataParallel)")
+    add_setting_flags(p, RuntimeConfig, "runtime", title="runtime (runtime.*; prediction starts from the run's)")
 
 
 def _add_predict(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -127,6 +136,9 @@ def _add_predict(sub: Any, common: argparse.ArgumentParser) -> None:
         "infer",
         title="inference (infer.*; each flag changes the run's own setting, which it keeps otherwise)",
         show_defaults=False,
+    )
+    add_setting_flags(
+        p, RuntimeConfig, "runtime", title="runtime (runtime.*; as the run's unless given)", show_defaults=False
     )
 
 

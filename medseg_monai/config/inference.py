@@ -10,9 +10,7 @@ from medseg_monai.config.types import (
     BlendMode,
     ForegroundCrop,
     Inversion,
-    MemoryFormat,
     OutputFormat,
-    Precision,
     Stitching,
 )
 from medseg_monai.errors import ConfigError
@@ -29,11 +27,7 @@ class InferConfig:
     overlap: float = setting(0.25, help="Window overlap in [0, 1).")
     sw_batch_size: int = setting(4, help="Windows per forward pass.")
     blend_mode: BlendMode = setting("gaussian", help="How overlapping windows are weighted.")
-    device: str = setting(
-        "auto",
-        help="Where the network runs: `auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`.",
-    )
-    sw_device: str | None = setting(None, help="Where windows are stitched; `null` is `device`.")
+    sw_device: str | None = setting(None, help="Where windows are stitched; `null` is `runtime.device`.")
     tta_flips: bool = setting(
         False,
         help="Average the softmax over flips of every combination of the axes training mirrored (`data.flip_axes`), as "
@@ -56,9 +50,10 @@ class InferConfig:
     )
     stitching: Stitching = setting(
         "slab",
-        help="`slab` blends windows one slab at a time and keeps only a `uint8` label map of the whole image (bounded "
-        "memory; separable resampling, `uint8` on the way back); `full` is MONAI's `SlidingWindowInferer` over the "
-        "whole image with `Spacingd`/`Invertd` (a float `classes x image` buffer; for comparison).",
+        help="`slab` blends windows one slab at a time and takes each slab back to the source grid as "
+        "`inversion` says, keeping only a `uint8` label map of the whole image (bounded memory; separable "
+        "resampling); `full` is MONAI's `SlidingWindowInferer` over the whole image with `Spacingd`/`Invertd` "
+        "(a float `classes x image` buffer; for comparison).",
     )
     inversion: Inversion = setting(
         "linear",
@@ -66,18 +61,6 @@ class InferConfig:
         "source grid slab by slab and takes the argmax there, as MONAI's `Invertd` recipes do (smoother where "
         "the source is finer; axis-aligned grids, else `labels`); `labels` takes the argmax in the network "
         "grid and maps the `uint8` labels back nearest-neighbour (a little faster).",
-    )
-    precision: Precision = setting(
-        "auto",
-        help="Network arithmetic: `auto` is float16 autocast on CUDA and bfloat16 autocast on CPUs with native "
-        "bfloat16 "
-        "(AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.",
-    )
-    memory_format: MemoryFormat = setting(
-        "auto",
-        help="Tensor layout of the network: `channels_last` (`channels_last_3d` for volumes; 1.2-1.6x faster "
-        "convolutions "
-        "on CPUs), `contiguous`, or `auto`: channels-last except for `unetpp`, which it slows down.",
     )
     foreground_crop: ForegroundCrop = setting(
         "auto",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medseg_monai.config.fields import check_choices, documented, setting
-from medseg_monai.config.types import Compile, DistBackend, MemoryFormat, Optimizer, Precision, Scheduler
+from medseg_monai.config.types import Compile, DistBackend, Optimizer, Scheduler
 from medseg_monai.errors import ConfigError
 
 __all__ = ["ModelConfig", "TrainConfig"]
@@ -93,23 +93,11 @@ class TrainConfig:
         5, help="Validations between the image grids written to TensorBoard (0: none).", metavar="N"
     )
     val_interval: int = setting(1, help="Validate every N epochs (and always after the last).")
-    device: str = setting(
-        "auto", help="`auto` (CUDA when available, one GPU per torchrun process), `cpu` or `cuda[:N]`."
-    )
-    precision: Precision = setting(
-        "auto",
-        help="Training arithmetic: `auto` is float16 mixed precision on CUDA and bfloat16 autocast on CPUs with native "
-        "bfloat16 (AVX512-BF16/AMX), else float32; `fp32`, `bf16`, `fp16` (CUDA) force one.",
-    )
-    memory_format: MemoryFormat = setting(
-        "auto",
-        help="Tensor layout of the network in training: `channels_last`, `contiguous`, or `auto`: channels-last "
-        "except for `unetpp`, which it slows down.",
-    )
     compile: Compile = setting(
         "auto",
-        help="`torch.compile` the network for training (about 1.3x per step on the CPU after a one-off compilation of "
-        "1-2 min): `auto` compiles single-process runs of >= 400 steps or a time budget >= 10 min.",
+        help="`torch.compile` the network for training (faster steps after a one-off compilation; whether a whole "
+        "epoch gains is measured in docs/performance.md): `auto` compiles single-process runs of >= 400 steps or a "
+        "time budget >= 10 min.",
     )
     seed: int = setting(0, help="Seed for weights, sampling and augmentation.")
     time_budget_min: float | None = setting(

@@ -6,7 +6,7 @@ from typing import Literal, get_args
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_PATCH_SIZE", "INTENSITY_MODES", "OUTPUT_FORMATS", "SLICES_PER_WINDOW"]
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 Intensity = Literal["auto", "minmax", "ct", "zscore", "percentile"]
 Optimizer = Literal["adamw", "adam", "sgd"]

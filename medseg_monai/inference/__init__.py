@@ -3,7 +3,7 @@ resolved once), the preparation into the network grid, the network over windows 
 stitching strategies, and the mergers that take the prediction back to the source grid with its maps."""
 
 from medseg_monai.inference.maps import MapRequest, PredictionMaps
-from medseg_monai.inference.plan import InferencePlan, InferSettings, resolve_plan
+from medseg_monai.inference.plan import InferencePlan, InferSettings, RuntimeSettings, resolve_plan
 from medseg_monai.inference.predictor import Predictor
 from medseg_monai.inference.preparation import PreparedImage
 
@@ -14,5 +14,6 @@ __all__ = [
     "PredictionMaps",
     "PreparedImage",
     "Predictor",
+    "RuntimeSettings",
     "resolve_plan",
 ]

@@ -1,10 +1,10 @@
 """The inference plan: every inference setting of a loaded model, resolved once.
 
-:func:`resolve_plan` is the one place that reads ``config.infer``: it applies the caller's changes to the
-run's own settings, resolves ``auto`` devices, precision and layout, the windows (their size, overlap per
-axis and slices per window of a 2D network on volumes), the flips of test-time augmentation, the foreground
-crop and the post-processing. Everything downstream (the predictor, its stitching, the batch runner, the
-trainer's validation) reads the :class:`InferencePlan` only.
+:func:`resolve_plan` is the one place that reads ``config.infer`` (and, for inference, ``config.runtime``):
+it applies the caller's changes to the run's own settings, resolves ``auto`` devices, precision and layout,
+the windows (their size, overlap per axis and slices per window of a 2D network on volumes), the flips of
+test-time augmentation, the foreground crop and the post-processing. Everything downstream (the predictor,
+its stitching, the batch runner, the trainer's validation) reads the :class:`InferencePlan` only.
 """
 
 from __future__ import annotations
@@ -15,16 +15,26 @@ from typing import Any
 
 import torch
 
-from medseg_monai.config import SLICES_PER_WINDOW, InferConfig, RunConfig, replace_fields
+from medseg_monai.config import SLICES_PER_WINDOW, InferConfig, RunConfig, RuntimeConfig, replace_fields
 from medseg_monai.errors import ConfigError
 from medseg_monai.networks.precision import resolve_memory_format, resolve_precision
 from medseg_monai.transforms.slicing import in_plane_axes
 from medseg_monai.utils import resolve_device
 
-__all__ = ["InferSettings", "InferencePlan", "SlidingWindow", "image_window", "resolve_plan", "sliding_window"]
+__all__ = [
+    "InferSettings",
+    "InferencePlan",
+    "RuntimeSettings",
+    "SlidingWindow",
+    "image_window",
+    "resolve_plan",
+    "sliding_window",
+]
 
 #: inference settings for a loaded model: a whole :class:`InferConfig`, or field changes to the trained one
 InferSettings = InferConfig | Mapping[str, Any] | None
+#: device, precision and layout for a loaded model: a whole :class:`RuntimeConfig`, or changes to the run's
+RuntimeSettings = RuntimeConfig | Mapping[str, Any] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +43,11 @@ class InferencePlan:
 
     ``roi_size`` is the network's window (2D for a 2D network on volumes); :meth:`window_size` is the
     window in the image grid. ``flips`` holds the tensor dims flipped in each test-time pass (``((),)``:
-    one plain pass). ``settings`` is the resolved section as the run manifest records it.
+    one plain pass). ``settings`` and ``runtime`` are the resolved sections as the run manifest records them.
     """
 
     settings: InferConfig
+    runtime: RuntimeConfig
     device: torch.device
     stitch_device: torch.device
     dtype: torch.dtype | None
@@ -101,13 +112,17 @@ def image_window(roi_size: Sequence[int], slice_axis: int | None, spatial: Seque
     return tuple(window)
 
 
-def _settings(config: RunConfig, infer: InferSettings) -> InferConfig:
-    if infer is None:
-        return config.infer
-    if isinstance(infer, InferConfig):
-        return infer
+def _section(current: Any, changes: Any, name: str) -> Any:
+    """``current`` section, replaced by a whole section ``changes`` or with a mapping of field changes applied."""
+    if changes is None:
+        return current
+    if isinstance(changes, type(current)):
+        return changes
+    moved = sorted(set(changes) & {f.name for f in dataclasses.fields(RuntimeConfig)}) if name == "infer" else []
+    if moved:
+        raise ConfigError(f"infer: {', '.join(moved)} belong to the runtime section now; pass them as runtime=")
     try:
-        return replace_fields(config.infer, infer, "infer")
+        return replace_fields(current, changes, name)
     except TypeError as err:  # a value of the wrong shape, e.g. a number where a list belongs
         raise ConfigError(str(err)) from None
 
@@ -141,28 +156,33 @@ def sliding_window(config: RunConfig) -> SlidingWindow:
     return SlidingWindow(tuple(config.roi_size), slice_axis, overlap, settings.sw_batch_size, settings.blend_mode)
 
 
-def resolve_plan(config: RunConfig, infer: InferSettings = None) -> tuple[RunConfig, InferencePlan]:
-    """The run config with its inference section changed by ``infer``, and the plan resolved from it.
+def resolve_plan(
+    config: RunConfig, infer: InferSettings = None, runtime: RuntimeSettings = None
+) -> tuple[RunConfig, InferencePlan]:
+    """The run config with its ``infer`` and ``runtime`` sections changed, and the plan resolved from it.
 
     Args:
         config: the run configuration a network was trained with (resolved data fields).
         infer: an :class:`InferConfig`, a mapping of changes to ``config.infer`` (``{"overlap": 0.5}``), or
             ``None`` for ``config.infer``.
+        runtime: a :class:`RuntimeConfig` or a mapping of changes to ``config.runtime`` (``{"device": "cpu"}``).
 
     Raises:
         ConfigError: a setting of the wrong shape, an unknown precision or layout, a device that is not there.
     """
-    settings = _settings(config, infer)
-    config = dataclasses.replace(config, infer=settings)
+    settings = _section(config.infer, infer, "infer")
+    machine = _section(config.runtime, runtime, "runtime")
+    config = dataclasses.replace(config, infer=settings, runtime=machine)
     data = config.data
     window = sliding_window(config)
-    device = resolve_device(settings.device)
-    memory_format = resolve_memory_format(settings.memory_format, data.spatial_dims, config.model.name)
+    device = resolve_device(machine.device)
+    memory_format = resolve_memory_format(machine.memory_format, data.spatial_dims, config.model.name)
     plan = InferencePlan(
         settings=settings,
+        runtime=machine,
         device=device,
         stitch_device=resolve_device(settings.sw_device) if settings.sw_device else device,
-        dtype=resolve_precision(settings.precision, device),
+        dtype=resolve_precision(machine.precision, device),
         memory_format=memory_format,
         window_memory_format=memory_format if data.slice_axis is None else torch.contiguous_format,
         slice_axis=data.slice_axis,

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg_monai.config import InferConfig, InputChecks, RunConfig
+from medseg_monai.config import InputChecks, RunConfig, RuntimeConfig
 from medseg_monai.data.channels import ChannelCase, Source, as_source, geometry_source, source_mask_filename
 from medseg_monai.errors import ConfigError, InputError
 from medseg_monai.inference.inversion import SlabScoreInverter
 from medseg_monai.inference.maps import GridMaps, MapRequest, PredictionMaps
 from medseg_monai.inference.mergers import GridLabels, MergedPrediction
-from medseg_monai.inference.plan import InferSettings, resolve_plan
+from medseg_monai.inference.plan import InferSettings, RuntimeSettings, resolve_plan
 from medseg_monai.inference.preparation import ImagePreparation, PreparedImage
 from medseg_monai.inference.stitching import SlabMerger
 from medseg_monai.inference.strategies import stitching_for
@@ -43,7 +43,7 @@ from medseg_monai.transforms.foreground import Foreground
 from medseg_monai.transforms.postprocessing import build_postprocessing
 from medseg_monai.transforms.resampling import labels_to_source_grid
 
-__all__ = ["InferSettings", "Predictor", "PreparedImage"]
+__all__ = ["InferSettings", "Predictor", "PreparedImage", "RuntimeSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class Predictor:
         infer: inference settings: an :class:`~medseg_monai.config.InferConfig`, a mapping of changes to
             ``config.infer`` (``{"overlap": 0.5}``), or ``None`` for ``config.infer``.
         checks: how odd input images are handled (:class:`~medseg_monai.config.InputChecks`; ``None``: defaults).
+        runtime: device, precision and layout: a :class:`~medseg_monai.config.RuntimeConfig`, a mapping of
+            changes to ``config.runtime`` (``{"device": "cpu"}``), or ``None`` for the run's own.
     """
 
     def __init__(
@@ -68,8 +70,9 @@ class Predictor:
         config: RunConfig,
         infer: InferSettings = None,
         checks: InputChecks | None = None,
+        runtime: RuntimeSettings = None,
     ):
-        self.config, self.plan = resolve_plan(config, infer)
+        self.config, self.plan = resolve_plan(config, infer, runtime)
         self.checks = checks or InputChecks()
         plan = self.plan
         self.network = network.to(plan.device, memory_format=plan.memory_format).eval()
@@ -87,10 +90,15 @@ class Predictor:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_model(
-        cls, model: LoadedModel, infer: InferSettings = None, checks: InputChecks | None = None
+        cls,
+        model: LoadedModel,
+        infer: InferSettings = None,
+        checks: InputChecks | None = None,
+        runtime: RuntimeSettings = None,
     ) -> Predictor:
-        """Build from a :class:`~medseg_monai.models.loading.LoadedModel`; what its format fixes overrides ``infer``."""
-        predictor = cls(model.network, model.config, _with_fixed(infer, model.fixed_infer), checks)
+        """Build from a :class:`~medseg_monai.models.loading.LoadedModel`; what its format fixes overrides
+        ``runtime``."""
+        predictor = cls(model.network, model.config, infer, checks, _with_fixed(runtime, model.fixed_runtime))
         if model.fixed_roi is not None and predictor.plan.roi_size != model.fixed_roi:
             raise ConfigError(
                 f"{model.source}: an ONNX model takes its export's windows {list(model.fixed_roi)} only, "
@@ -106,9 +114,10 @@ class Predictor:
         infer: InferSettings = None,
         config: RunConfig | None = None,
         checks: InputChecks | None = None,
+        runtime: RuntimeSettings = None,
     ) -> Predictor:
         """Build from one checkpoint file; its embedded config is used unless ``config`` is given."""
-        return cls.from_model(load_checkpoint_model(checkpoint, config), infer, checks)
+        return cls.from_model(load_checkpoint_model(checkpoint, config), infer, checks, runtime)
 
     @classmethod
     def from_run(
@@ -117,21 +126,33 @@ class Predictor:
         checkpoint: str = "best",
         infer: InferSettings = None,
         checks: InputChecks | None = None,
+        runtime: RuntimeSettings = None,
     ) -> Predictor:
         """Build from a run folder: ``checkpoint`` is ``best``, ``last`` or a file path; or from a checkpoint file
         or an exported model (:func:`~medseg_monai.models.loading.load_model`)."""
-        return cls.from_model(load_model(run_dir, checkpoint), infer, checks)
+        return cls.from_model(load_model(run_dir, checkpoint), infer, checks, runtime)
 
     @classmethod
     def from_artefact(
-        cls, path: str | Path, infer: InferSettings = None, checks: InputChecks | None = None
+        cls,
+        path: str | Path,
+        infer: InferSettings = None,
+        checks: InputChecks | None = None,
+        runtime: RuntimeSettings = None,
     ) -> Predictor:
         """Build from an exported model (``medseg export``: ``.onnx``, ``.ts``); it runs in float32, contiguous."""
-        return cls.from_model(load_artefact_model(path), infer, checks)
+        return cls.from_model(load_artefact_model(path), infer, checks, runtime)
 
     def with_infer(self, **changes: Any) -> Predictor:
         """The same network and weights with some inference settings changed (nothing is reloaded)."""
-        predictor = Predictor(self.network, self.config, changes, self.checks)
+        return self._with(changes, None)
+
+    def with_runtime(self, **changes: Any) -> Predictor:
+        """The same network and weights with some runtime settings changed (``precision="bf16"``)."""
+        return self._with(None, changes)
+
+    def _with(self, infer: InferSettings, runtime: RuntimeSettings) -> Predictor:
+        predictor = Predictor(self.network, self.config, infer, self.checks, runtime)
         predictor.source = self.source
         return predictor
 
@@ -281,10 +302,10 @@ class Predictor:
         return model_facts(self.network, self.config, self.source, self.plan.device, self.plan.stitch_device)
 
 
-def _with_fixed(infer: InferSettings, fixed: Mapping[str, Any]) -> InferSettings:
-    """``infer`` with the settings a model's format fixes (an exported model: float32, contiguous)."""
+def _with_fixed(runtime: RuntimeSettings, fixed: Mapping[str, Any]) -> RuntimeSettings:
+    """``runtime`` with the settings a model's format fixes (an exported model: float32, contiguous)."""
     if not fixed:
-        return infer
-    if isinstance(infer, InferConfig):
-        return dataclasses.replace(infer, **fixed)
-    return {**(infer or {}), **fixed}
+        return runtime
+    if isinstance(runtime, RuntimeConfig):
+        return dataclasses.replace(runtime, **fixed)
+    return {**(runtime or {}), **fixed}

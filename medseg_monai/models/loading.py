@@ -27,14 +27,14 @@ __all__ = ["LoadedModel", "load_artefact_model", "load_checkpoint_model", "load_
 class LoadedModel:
     """A network with its weights and its run configuration.
 
-    ``fixed_infer`` holds the inference settings the file's format imposes (they override any caller's);
+    ``fixed_runtime`` holds the runtime settings the file's format imposes (they override any caller's);
     ``fixed_roi`` the only window size it takes (ONNX artefacts), else ``None``.
     """
 
     network: torch.nn.Module
     config: RunConfig
     source: Path
-    fixed_infer: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    fixed_runtime: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     fixed_roi: tuple[int, ...] | None = None
 
 

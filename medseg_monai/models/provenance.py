@@ -26,7 +26,8 @@ def weights_sha256(network: torch.nn.Module) -> str:
 def model_facts(
     network: torch.nn.Module, config: RunConfig, source: Path | None, device: torch.device, stitch_device: torch.device
 ) -> dict[str, Any]:
-    """Model, configuration and device facts of a predictor (``model``, ``infer`` and ``device`` sections)."""
+    """Model, configuration and device facts of a predictor (``model``, ``infer``, ``runtime`` and ``device``
+    sections)."""
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     data = config.data
     return {
@@ -45,6 +46,7 @@ def model_facts(
             "target_spacing": list(data.target_spacing) if data.target_spacing else None,
         },
         "infer": config.to_dict()["infer"],
+        "runtime": config.to_dict()["runtime"],
         "device": {
             "network": str(device),
             "stitch": str(stitch_device),

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: the run log names the trainer for these lines, as it did before the distributed set-up had its own module
-logger = logging.getLogger("medseg_monai.training.trainer")
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +68,14 @@ def setup_distributed(config: RunConfig) -> tuple[DistributedContext, torch.devi
     cfg = config.train
     world_env = os.environ.get("WORLD_SIZE")
     if not cfg.distributed and int(world_env or 1) <= 1 and not dist.is_initialized():
-        return DistributedContext(), resolve_device(cfg.device)
+        return DistributedContext(), resolve_device(config.runtime.device)
     if world_env is None and not dist.is_initialized():
         raise ConfigError(
             "train.distributed is set but WORLD_SIZE/RANK are not: launch with "
             "'torchrun --nproc_per_node N ...' or set train.distributed to false"
         )
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(cfg.device)
+    device = resolve_device(config.runtime.device)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

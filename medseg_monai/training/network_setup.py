@@ -20,13 +20,13 @@ def build_network_parts(setup: TrainingSetup, data: TrainingData) -> NetworkPart
     """The network, its optimiser, schedule and loss, and the wrapped models the trainer and evaluator run."""
     config, device, train_cfg = setup.config, setup.device, setup.config.train
     network = build_network(config).to(device)
-    memory_format = resolve_memory_format(train_cfg.memory_format, config.data.spatial_dims, config.model.name)
+    memory_format = resolve_memory_format(config.runtime.memory_format, config.data.spatial_dims, config.model.name)
     network = network.to(memory_format=memory_format)
     optimizer = _optimizer(config, network)
     scheduler = None if schedules_by_time(train_cfg) else build_scheduler(train_cfg, optimizer)
     model = _replica(network, setup)
     loss = _loss(config)
-    dtype = resolve_precision(train_cfg.precision, device)
+    dtype = resolve_precision(config.runtime.precision, device)
     amp = dtype is not None and device.type == "cuda"  # MONAI's engines autocast (with a grad scaler) on CUDA only
     validation_network = network
     if data.compiled:
