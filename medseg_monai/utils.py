@@ -1,18 +1,74 @@
-"""Small helpers with no heavy imports: atomic writes, seeding, device choice."""
+"""Small helpers with no heavy imports: atomic writes, seeding, device choice, progress and log files."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import random
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from medseg_monai.errors import ConfigError, OutputError
 
-__all__ = ["REPORTED_PACKAGES", "atomic_path", "atomic_write_text", "package_versions", "resolve_device", "set_seed"]
+__all__ = [
+    "LOG_FORMAT",
+    "PROGRESS_MODES",
+    "REPORTED_PACKAGES",
+    "atomic_path",
+    "atomic_write_text",
+    "log_to_file",
+    "package_versions",
+    "progress_bars",
+    "resolve_device",
+    "set_progress",
+    "set_seed",
+]
+
+#: how the package's log lines read, on the console and in the run folders' log files
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: ``auto``: progress bars on a terminal, one log line per epoch or case elsewhere; ``on``; ``off``
+PROGRESS_MODES = ("auto", "on", "off")
+_progress = {"mode": "auto"}
+
+
+def set_progress(mode: str) -> None:
+    """Choose where progress bars are drawn, for the whole process (the front end's ``--progress``)."""
+    if mode not in PROGRESS_MODES:
+        raise ConfigError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {mode!r}")
+    _progress["mode"] = mode
+
+
+def progress_bars() -> bool:
+    """Whether to draw progress bars: ``on``, or ``auto`` with standard error on a terminal (a log file gets
+    one line per step of work instead of carriage returns)."""
+    mode = _progress["mode"]
+    if mode == "auto":
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return mode == "on"
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path, append: bool = False) -> Iterator[None]:
+    """The package's log records of the block written to ``path`` as well, INFO included, whatever the console
+    shows (``medseg -q`` keeps its console to warnings)."""
+    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    package_logger = logging.getLogger("medseg_monai")
+    saved_level = package_logger.level
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    package_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(saved_level)
+        handler.close()
 
 
 @contextlib.contextmanager

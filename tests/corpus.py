@@ -395,6 +395,30 @@ register(
 )
 
 
+def _zero_pixdim(path: Path) -> Path:
+    """``path`` (a NIfTI-1 file) with its second voxel size 0 in the header, as some converters write it (nibabel
+    reads it back as 1 mm with only a warning)."""
+    import gzip
+
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[84:88] = np.float32(0.0).tobytes()  # pixdim[2]
+    path.write_bytes(gzip.compress(bytes(raw)))
+    return path
+
+
+@case(
+    "predict-nifti-zero-voxel-size",
+    "predict",
+    EXIT_FAILED,
+    message=r"^FAILED .*flat\.nii\.gz: voxel spacing \(pixdim\) \[[\d.]+, 0\.0, [\d.]+\] must be positive and finite",
+    written=("out/good.nii.gz",),
+)
+def _predict_zero_pixdim(ws: Workspace) -> list[str]:
+    ws.volume("good.nii.gz")
+    _zero_pixdim(ws.volume("flat.nii.gz", seed=1))
+    return ws.predict(3)
+
+
 # ---------------------------------------------------------------------------------------------- predict: odd but valid
 @case("predict-unicode-and-spaces-in-paths", "predict", EXIT_OK, written=("out dir ü/scan ü 日本 1.nii.gz",))
 def _unicode_paths(ws: Workspace) -> list[str]:
@@ -595,7 +619,10 @@ def _missing_checkpoint(ws: Workspace) -> list[str]:
 
 
 @case(
-    "predict-missing-model-folder", "predict", EXIT_BAD, r"^medseg predict: error: .*no_model: model folder not found"
+    "predict-missing-model-folder",
+    "predict",
+    EXIT_BAD,
+    r"^medseg predict: error: --model .*no_model: no such run folder, checkpoint or exported model",
 )
 def _missing_model(ws: Workspace) -> list[str]:
     ws.volume("scan.nii.gz")
@@ -751,7 +778,7 @@ def _empty_folder(ws: Workspace) -> list[str]:
     "predict-missing-input",
     "predict",
     EXIT_BAD,
-    allof(r"^medseg predict: error: ", r"nowhere\.nii\.gz", r"do not exist"),
+    r"^medseg predict: error: --input .*nowhere\.nii\.gz: no such file or folder",
 )
 def _missing_input(ws: Workspace) -> list[str]:
     return ws.predict(3, inputs=ws.root / "nowhere.nii.gz")
@@ -822,7 +849,7 @@ def _mask(path: Path, shape: Sequence[int]) -> None:
     Image.fromarray(mask).save(path)
 
 
-@case("train-missing-data-folder", "train", EXIT_BAD, r"^medseg train: error: .*nowhere: dataset root does not exist")
+@case("train-missing-data-folder", "train", EXIT_BAD, r"^medseg train: error: --data .*nowhere: no such folder or file")
 def _train_missing(ws: Workspace) -> list[str]:
     return ws.train(ws.root / "nowhere")
 
@@ -1275,6 +1302,37 @@ def _train_float_labels(ws: Workspace) -> list[str]:
         labels = np.zeros(VOLUME_SHAPE, np.float32)
         labels[4:10, 4:10, 2:6], labels[12:16, 12:16, 2:6] = 0.37, 0.74
         _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
+    return [
+        "-q",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(ws.output),
+        "--epochs",
+        "1",
+        "--patch-size",
+        "16",
+        "16",
+        "8",
+    ]
+
+
+@case(
+    "train-nifti-zero-voxel-size",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*imagesTr/c1\.nii\.gz: voxel spacing \(pixdim\) .* must be positive and finite",
+)
+def _train_zero_pixdim(ws: Workspace) -> list[str]:
+    data = ws.root / "data"
+    for k in range(3):
+        image = ws.volume(f"c{k}.nii.gz", data / "imagesTr", seed=k)
+        labels = np.zeros(VOLUME_SHAPE, np.uint8)
+        labels[4:10, 4:10, 2:6] = 1
+        _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
+        if k == 1:
+            _zero_pixdim(image)
     return [
         "-q",
         "train",

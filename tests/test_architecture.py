@@ -129,7 +129,7 @@ def test_only_the_inference_plan_reads_the_inference_settings():
 
 #: what each front end may import of the package besides itself
 FRONT_DOORS = {
-    "cli": {"api", "config", "errors", "bundle", "recipes", "demo"},
+    "cli": {"api", "config", "errors", "utils", "bundle", "recipes", "demo"},
     "bundle": {"api", "config", "errors", "utils"},
 }
 INTERNALS = {"inference", "batch", "training", "models"}

@@ -25,6 +25,7 @@ from medseg_monai.errors import (
     is_expected,
     write_traceback,
 )
+from medseg_monai.utils import LOG_FORMAT, set_progress
 
 __all__ = ["batch_options", "build_parser", "main", "train_config"]
 
@@ -35,10 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("medseg_monai").setLevel(
-        level
-    )  # also where logging was configured before (a bundle's logging.conf)
+    console = not logging.getLogger().handlers  # else logging was configured before (a bundle's logging.conf)
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    if console:  # the console keeps to -q while a run's log file (utils.log_to_file) gets INFO
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(level)
+    logging.getLogger("medseg_monai").setLevel(level)
+    set_progress(args.progress or ("off" if args.quiet else "auto"))
     if not args.verbose:  # ignite's engines announce every epoch start/stop at INFO
         logging.getLogger("ignite").setLevel(logging.WARNING)
     try:

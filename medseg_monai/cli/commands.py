@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg_monai.cli.inputs import check_predict_inputs, check_train_inputs, prepare_run_folder
 from medseg_monai.config import BatchOptions, InputChecks
 from medseg_monai.config.flags import BARE_FLAG, settings_from_args
 from medseg_monai.errors import EXIT_FAILED_CASES, EXIT_INTERNAL_ERROR, EXIT_OK, ConfigError
@@ -62,11 +63,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config = train_config(args)
+    check_train_inputs(args, config.data.data_dir, config.data.datalist)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    prepare_run_folder(args, main_process)
+
     from medseg_monai.api import train
 
-    config = train_config(args)
     result = train(config, args.out, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+    if not main_process:  # torchrun: rank 0 reports
         return EXIT_OK
     print(
         f"best validation mean Dice {result.best_metric:.4f} at epoch {result.best_epoch} ({result.epochs_run} epochs)"
@@ -102,6 +107,7 @@ def _predict_summary(results: list, shard: Any, args: argparse.Namespace, option
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    check_predict_inputs(args)
     from medseg_monai import api
 
     options = batch_options(args)

@@ -46,14 +46,19 @@ def add_setting_flags(
 ) -> None:
     """Add one flag per field of settings dataclass ``cls``; values land under ``"<section>.<field>"``.
 
-    ``show_defaults=False`` leaves the dataclass defaults out of the help texts (where the defaults are
-    another object's, e.g. a trained run's inference settings).
+    ``show_defaults=False`` says the default is another object's (a trained run's inference settings), with
+    the dataclass default as a new run's.
     """
     group = parser.add_argument_group(title or section)
     for spec in field_specs(cls):
         if not spec.cli:
             continue
-        default = f" (default: {spec.default_text})" if show_defaults else ""
+        default = (
+            f"(default: {spec.default_text})"
+            if show_defaults
+            else f"(default: the run's; new runs {spec.default_text})"
+        )
+        default = " " + default
         kwargs: dict[str, Any] = {
             "dest": f"{section}.{spec.name}",
             "default": argparse.SUPPRESS,

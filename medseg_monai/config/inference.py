@@ -30,8 +30,9 @@ class InferConfig:
     sw_device: str | None = setting(None, help="Where windows are stitched; `null` is `runtime.device`.")
     tta_flips: bool = setting(
         False,
-        help="Average the softmax over flips of every combination of the axes training mirrored (`data.flip_axes`), as "
-        "nnU-Net does.",
+        help="Average the softmax over flips of every combination of the axes training mirrored (`data.flip_axes`), "
+        "nnU-Net's mirroring. Off by default, unlike nnU-Net: one network pass per flip for a gain below a hundredth "
+        "of Dice on the recipes' validation cases (docs/performance.md); the recipes turn it on.",
         aliases=("--tta",),
     )
     min_component_size: int = setting(

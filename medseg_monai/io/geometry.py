@@ -17,6 +17,7 @@ from medseg_monai.errors import InputError
 from medseg_monai.io.formats import RASTER_FORMATS, detect_format
 from medseg_monai.io.opening import named_errors, read_sitk, require_exists
 from medseg_monai.io.seg_files import is_seg_file, seg_grid
+from medseg_monai.io.validation import check_nifti_pixdim
 
 __all__ = ["Geometry", "geometry_from_lps", "lps_affine", "read_geometry"]
 
@@ -88,6 +89,7 @@ def geometry_from_lps(shape, spacing, origin, direction, fmt: str) -> Geometry:
 def _nifti_geometry(path: str) -> Geometry:
     import nibabel as nib
 
+    check_nifti_pixdim(path)  # before nibabel reads a voxel size of 0 as 1 mm
     img = correct_nifti_header_if_necessary(nib.load(path))  # what NibabelReader does
     header = img.header
     ndim = int(header["dim"][0])

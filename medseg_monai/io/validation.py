@@ -28,6 +28,7 @@ __all__ = [
     "DIRECTION_TOLERANCE",
     "check_geometry",
     "check_header",
+    "check_nifti_pixdim",
     "check_image",
     "check_same_grid",
     "recorded_warnings",
@@ -67,7 +68,7 @@ def check_header(name: str, fmt: str, checks: InputChecks) -> None:
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise InputError(f"{name}: empty file (0 bytes)")
     if fmt == "nifti":
-        _check_nifti_pixdim(name)
+        check_nifti_pixdim(name)
     if fmt == "mha" and os.path.isfile(name):
         _check_metaimage(name)
     shape, itemsize, offset = _header_facts(name, fmt)
@@ -88,7 +89,7 @@ def check_header(name: str, fmt: str, checks: InputChecks) -> None:
             )
 
 
-def _check_nifti_pixdim(name: str) -> None:
+def check_nifti_pixdim(name: str) -> None:
     """A NIfTI-1 voxel size of zero or non-finite is refused (nibabel would quietly read it as 1 mm)."""
     import nibabel as nib
 

@@ -40,7 +40,13 @@ def build_recipe_parser(name: str, prog: str | None = None) -> argparse.Argument
         "--network", choices=networks, default=recipe.networks[0], help="network to train (default: %(default)s)"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs") / name, help="parent of the run folders (default: %(default)s)"
+        "-o",
+        "--output",
+        "--out",
+        dest="out",
+        type=Path,
+        default=Path("runs") / name,
+        help="parent of the run folders (default: %(default)s)",
     )
     parser.add_argument(
         "--time-budget-min",

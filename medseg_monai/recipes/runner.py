@@ -14,11 +14,10 @@ The steps live beside this module: :mod:`~medseg_monai.recipes.preparation` (cas
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from medseg_monai.recipes.schedule import plan_training
 from medseg_monai.recipes.scoring import predict_and_score
 from medseg_monai.recipes.spec import Recipe, resolve_data_root
 from medseg_monai.recipes.summary import canonical_command, runtime_versions, write_summary
+from medseg_monai.utils import log_to_file
 
 if TYPE_CHECKING:
     from medseg_monai.api import TrainResult
@@ -109,24 +109,6 @@ def run_recipe(
             runs[each] = _run_one(recipe, each, out, root, **each_kwargs)
         return {"recipe": recipe.name, "runs": runs}
     return _run_one(recipe, network, out, root, **kwargs)
-
-
-@contextlib.contextmanager
-def _recipe_log(path: Path) -> Iterator[None]:
-    """The package's log records of the block written to ``path`` as well, INFO included."""
-    log_handler = logging.FileHandler(path, mode="w")
-    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package_logger = logging.getLogger("medseg_monai")
-    package_logger.addHandler(log_handler)
-    saved_level = package_logger.level
-    if package_logger.getEffectiveLevel() > logging.INFO:  # the run's log file always gets INFO
-        package_logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        package_logger.removeHandler(log_handler)
-        package_logger.setLevel(saved_level)
-        log_handler.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +197,7 @@ def _run_one(
         return rescore_run(recipe, network, run_dir, root, smoke=smoke, checkpoint=checkpoint, overrides=overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)  # a failed rerun must not leave an old result behind
-    with _recipe_log(run_dir / "recipe.log"):
+    with log_to_file(run_dir / "recipe.log"):
         dataset_dir = root / recipe.dataset
         trained = _train_network(
             recipe,

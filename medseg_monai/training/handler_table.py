@@ -6,11 +6,10 @@ returns them with the objects a checkpoint saves (:func:`checkpoint_entries`).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ignite.engine import Engine
-from monai.handlers import StatsHandler, ValidationHandler, from_engine
+from monai.handlers import ValidationHandler
 
 from medseg_monai.errors import ConfigError
 from medseg_monai.networks import backbone_parameters
@@ -33,11 +32,9 @@ from medseg_monai.training.schedules import (
     schedules_by_time,
 )
 from medseg_monai.training.tensorboard import TensorBoardLogger
+from medseg_monai.utils import progress_bars
 
-__all__ = ["EPOCH_STATS_LOGGER", "attach_handlers", "checkpoint_entries", "handler_table"]
-
-#: the logger of MONAI's per-epoch loss line (the name it had when the trainer module built the line)
-EPOCH_STATS_LOGGER = "medseg_monai.training.trainer.stats"
+__all__ = ["attach_handlers", "checkpoint_entries", "handler_table"]
 
 
 def attach_handlers(
@@ -84,6 +81,7 @@ def handler_table(
     cfg, trainer, evaluator = setup.config.train, engines.trainer, engines.evaluator
     epoch_schedule, plateau_schedule = schedule_handlers(parts.scheduler, KEY_METRIC)
     time_schedule = state_objects.get("time_schedule")
+    bars = progress_bars()  # else the epoch loss line is the progress (no carriage returns in a log file)
     # Ignite calls the handlers of one event in the order they were attached, and the run's results depend on it:
     # an epoch is validated before the run logger records it; the backbone is unfrozen, and the DDP processes agree
     # on stopping and gather their random states, before the run logger saves the epoch's checkpoint (so that a
@@ -91,7 +89,6 @@ def handler_table(
     rows: list[HandlerRow] = [
         ("epoch schedule", trainer, epoch_schedule),
         ("validation", trainer, ValidationHandler(validator=evaluator, interval=cfg.val_interval, epoch_level=True)),
-        ("epoch loss line", trainer, epoch_stats() if setup.log_progress else None),
         ("grad scaler state", trainer, state_objects["scaler"]),
         ("plateau schedule", evaluator, plateau_schedule),
         ("early stopping", evaluator, state_objects.get("early_stopping")),
@@ -102,7 +99,7 @@ def handler_table(
         ("run logger", trainer, run_logger),
         ("warm-up", trainer, _warmup(setup, data, parts)),
         ("tensorboard", trainer, _tensorboard(setup, evaluator, parts)),
-        ("progress bar", trainer, _ProgressBar() if setup.context.is_main and setup.log_progress else None),
+        ("progress bar", trainer, _ProgressBar() if setup.context.is_main and setup.log_progress and bars else None),
     ]
     return [row for row in rows if row[2] is not None]
 
@@ -184,22 +181,6 @@ def _tensorboard(setup: TrainingSetup, evaluator: Engine, parts: NetworkParts) -
     return TensorBoardLogger(
         setup.run_dir, setup.config.data.label_names, cfg.tensorboard_images_every, evaluator, parts.optimizer
     )
-
-
-def epoch_stats() -> StatsHandler:
-    """MONAI's per-epoch loss line, logged through this package's logger (MONAI's ``get_logger`` gives the logger
-    its own stdout handler and level, which would print every line twice and ignore ``-q``)."""
-    stats = StatsHandler(
-        name=EPOCH_STATS_LOGGER,
-        tag_name="train_loss",
-        output_transform=from_engine(["loss"], first=True),
-        iteration_log=False,
-    )
-    stats_logger = logging.getLogger(EPOCH_STATS_LOGGER)
-    for handler in list(stats_logger.handlers):
-        stats_logger.removeHandler(handler)
-    stats_logger.setLevel(logging.NOTSET)
-    return stats
 
 
 class _ProgressBar:

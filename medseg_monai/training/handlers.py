@@ -19,7 +19,7 @@ from medseg_monai.errors import ConfigError
 from medseg_monai.models.checkpoint import save_checkpoint
 from medseg_monai.utils import atomic_write_text
 
-__all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC", "training_loss"]
+__all__ = ["RunLogger", "TimeBudgetSchedule", "BackboneUnfreezer", "KEY_METRIC", "epoch_line", "training_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,22 @@ IOU_METRIC = "val_mean_iou"
 def training_loss(output: dict) -> float:
     """The loss of one training step from the trainer's (batched, not decollated) output."""
     return float(output["loss"].detach())
+
+
+def epoch_line(row: dict[str, Any], steps: int, epochs: int, budget_s: float | None = None) -> str:
+    """One line of progress per epoch (the log's and, without a progress bar, the console's), e.g.
+    ``epoch 3/50: loss 0.4123, val mean Dice 0.8120; 40 steps in 12.3 s (3.25 steps/s, data wait 2 %), elapsed
+    1.2 min``; with a time budget the elapsed time is given against it (``epochs`` is then an upper bound)."""
+    validation = f", val mean Dice {row[KEY_METRIC]:.4f}" if KEY_METRIC in row else ""
+    train_s = row["epoch_time_s"] - row.get("val_time_s", 0.0)
+    rate = steps / train_s if train_s > 0 else float("nan")
+    wait = 100 * row["data_wait_s"] / train_s if train_s > 0 else 0.0
+    epoch = f"epoch {row['epoch']}" if budget_s is not None else f"epoch {row['epoch']}/{epochs}"
+    elapsed = f"{row['elapsed_s'] / 60:.1f}" + (f" of {budget_s / 60:.0f}" if budget_s is not None else "")
+    return (
+        f"{epoch}: loss {row['train_loss']:.4f}{validation}; {steps} steps in {train_s:.1f} s "
+        f"({rate:.2f} steps/s, data wait {wait:.0f} %), elapsed {elapsed} min"
+    )
 
 
 class RunLogger:
@@ -122,9 +138,10 @@ class RunLogger:
             row["val_time_s"] = float(self.evaluator.state.times.get("COMPLETED") or 0.0)
             row.update(self._validation_metrics())
             improved = row[KEY_METRIC] > self.best_metric
-            if improved:
-                self.best_metric, self.best_epoch = row[KEY_METRIC], epoch
-                logger.info("epoch %d: new best %s %.4f", epoch, KEY_METRIC, self.best_metric)
+        logger.info(epoch_line(row, len(self._losses), engine.state.max_epochs, self.time_budget_s))
+        if improved:
+            self.best_metric, self.best_epoch = row[KEY_METRIC], epoch
+            logger.info("epoch %d: new best %s %.4f", epoch, KEY_METRIC, self.best_metric)
         self.history.append(row)
         # last.pt first: a crash before best.pt is written is repaired on resume from last.pt (the same payload)
         self._save(("last.pt", "best.pt") if improved else ("last.pt",), engine, row["elapsed_s"])

@@ -48,9 +48,12 @@ from medseg_monai.training.network_setup import build_network_parts
 from medseg_monai.training.parts import RunHandlers, TrainingData, TrainingSetup
 from medseg_monai.training.resume import open_for_resume, restore_states
 from medseg_monai.training.schedules import stopped_early
-from medseg_monai.utils import atomic_write_text, set_seed
+from medseg_monai.utils import atomic_write_text, log_to_file, set_seed
 
-__all__ = ["TrainResult", "make_splits", "train"]
+__all__ = ["TRAIN_LOG_NAME", "TrainResult", "make_splits", "train"]
+
+#: the run folder's log: every INFO line of the run (appended to by a resumed run), written by rank 0
+TRAIN_LOG_NAME = "train.log"
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +124,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
 
     Args:
         config: run configuration; ``None`` data fields are resolved from the training data.
-        run_dir: output folder (created). With ``resume=True`` it must hold ``checkpoints/last.pt``.
+        run_dir: output folder (created). With ``resume=True`` it must hold ``checkpoints/last.pt``. The
+            run's log lines go into ``run_dir/train.log`` as well.
         resume: continue from the last completed epoch (network, optimiser, scheduler, history, best metric,
             time budget spent, random states); ``config.train.epochs`` may extend the run.
 
@@ -131,9 +135,14 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False) -> Tr
     Returns:
         A :class:`TrainResult` with the best validation mean Dice (foreground classes) and its epoch.
     """
+    run_dir = Path(run_dir)
     context, device = setup_distributed(config)
     try:
-        return _train(config, Path(run_dir), resume, context, device)
+        if not context.is_main:
+            return _train(config, run_dir, resume, context, device)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with log_to_file(run_dir / TRAIN_LOG_NAME, append=resume):
+            return _train(config, run_dir, resume, context, device)
     finally:
         close_distributed(context)
 
