@@ -9,6 +9,7 @@ folder and from each artefact agree on at least 99.9 % of the pixels/voxels (mea
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -69,7 +70,7 @@ CASES = [pytest.param(dims, fmt, id=f"{dims}d-{fmt}") for dims in (2, 3) for fmt
 @pytest.mark.parametrize(("dims", "fmt"), CASES)
 def test_artefact_masks_and_logits_match_the_run_folder(dims, fmt, runs, artefacts, synth_2d, synth_3d, tmp_path):
     run = Predictor.from_run(runs[dims], runtime=FP32)
-    exported = Predictor.from_run(artefacts[dims, fmt], runtime={"device": "cpu"})
+    exported = Predictor.from_run(artefacts[dims, fmt], runtime=FP32)
     assert exported.config.runtime.precision == "fp32" and exported.source == artefacts[dims, fmt]
 
     windows = example_windows(run.config, batch=3, seed=7)  # a batch size other than the export's
@@ -92,6 +93,33 @@ def test_artefact_masks_and_logits_match_the_run_folder(dims, fmt, runs, artefac
     assert a.shape == b.shape
     assert (a == b).mean() >= MASK_AGREEMENT
     assert len(np.unique(a)) > 1  # the tiny model segments something: the comparison means something
+
+
+def _mask(predictor: Predictor, source: Path, out: Path) -> np.ndarray:
+    written = predictor.predict_file(source, out)
+    return np.asarray(Image.open(written)) if out.suffix == ".png" else np.asarray(nib.load(written).dataobj)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_artefacts_run_at_the_run_precision_or_say_their_own(
+    dims, runs, artefacts, synth_2d, synth_3d, tmp_path, caplog
+):
+    """A TorchScript model runs under the same runtime.precision as its run folder (bf16 autocast where the CPU
+    has it); an ONNX model in the float32 its metadata states, whatever was asked, and says so."""
+    run = Predictor.from_run(runs[dims], runtime={"device": "cpu"})
+    with caplog.at_level(logging.INFO, logger="medseg_monai"):
+        scripted = Predictor.from_run(artefacts[dims, "torchscript"], runtime={"device": "cpu"})
+        onnx = Predictor.from_run(artefacts[dims, "onnx"], runtime={"device": "cpu", "precision": "bf16"})
+    assert scripted.plan.dtype == run.plan.dtype and scripted.plan.runtime.precision == "auto"
+    assert onnx.plan.dtype is None and onnx.plan.runtime.precision == "fp32" and onnx.network.precision == "fp32"
+    said = [r.getMessage() for r in caplog.records if "exported model, runs in" in r.getMessage()]
+    assert said[-1].endswith("runs in float32 (runtime.precision=fp32)"), said
+    source = _source(dims, synth_2d, synth_3d)
+    suffix = ".png" if dims == 2 else ".nii.gz"
+    ours = _mask(run, source, tmp_path / f"run{suffix}")
+    theirs = _mask(scripted, source, tmp_path / f"scripted{suffix}")
+    assert ours.shape == theirs.shape and (ours == theirs).mean() >= 0.999
+    assert len(np.unique(ours)) > 1
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -105,6 +105,13 @@ class Predictor:
                 f"not {list(predictor.plan.roi_size)}"
             )
         predictor.source = model.source
+        if model.fixed_runtime:  # an exported model: say in which arithmetic it runs
+            dtype = predictor.plan.dtype
+            arithmetic = "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+            logger.info(
+                "%s: exported model, runs in %s (runtime.precision=%s)",
+                model.source, arithmetic, predictor.plan.runtime.precision,
+            )  # fmt: skip
         return predictor
 
     @classmethod

@@ -64,7 +64,10 @@ _ONNX_KEYS = {
     "format_version": "medseg.format_version",
     "version": "medseg.version",
     "input_shape": "medseg.input_shape",
+    "precision": "medseg.precision",
 }
+#: the arithmetic ONNX Runtime runs an exported model in (a TorchScript model runs under ``runtime.precision``)
+ONNX_PRECISION = "fp32"
 _TS_FILES = {
     "config": "medseg/config.json",
     "format_version": "medseg/format_version",
@@ -168,7 +171,7 @@ def export_artefact(
     )  # the caller's stays
     module = FirstOutput(network).eval()
     example, check = example_windows(config, batch=2), example_windows(config, batch=1, seed=1)
-    metadata = _metadata(config)
+    metadata = _metadata(config) | ({"precision": ONNX_PRECISION} if fmt == "onnx" else {})
     with torch.no_grad():
         reference = module(check)
     with atomic_path(out) as tmp, warnings.catch_warnings():
@@ -312,7 +315,9 @@ def _load_onnx(path: Path) -> tuple[torch.nn.Module, RunConfig]:
     entries = {key: prop.value for prop in model.metadata_props for key, name in _ONNX_KEYS.items() if prop.key == name}
     config = _config_from(path, entries, "an ONNX model")
     del model
-    return OnnxNetwork(data, path, ort), config
+    network = OnnxNetwork(data, path, ort)
+    network.precision = entries.get("precision") or ONNX_PRECISION  # files written before the entry: float32
+    return network, config
 
 
 class OnnxNetwork(torch.nn.Module):
@@ -335,6 +340,7 @@ class OnnxNetwork(torch.nn.Module):
         except Exception as err:  # ONNX Runtime's errors derive from Exception only
             raise CheckpointError(f"{path}: ONNX Runtime cannot load the model ({_first_line(err)})") from None
         self.path = path
+        self.precision = ONNX_PRECISION
         self.input_name = self.session.get_inputs()[0].name
         digest = hashlib.sha256(data).digest()
         self.register_buffer("artefact_sha256", torch.tensor(list(digest), dtype=torch.uint8))

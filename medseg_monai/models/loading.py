@@ -59,10 +59,16 @@ def load_checkpoint_model(checkpoint: str | Path, config: RunConfig | None = Non
 
 
 def load_artefact_model(path: str | Path) -> LoadedModel:
-    """The network of an exported model (``medseg export``: ``.onnx``, ``.ts``), float32 and contiguous."""
+    """The network of an exported model (``medseg export``: ``.onnx``, ``.ts``), contiguous as exported.
+
+    A TorchScript model runs under the caller's ``runtime.precision`` (bf16 autocast where the CPU has it, as
+    its run folder does); an ONNX model in the precision its metadata states (ONNX Runtime: float32).
+    """
     network, config = load_artefact(path)
     onnx = Path(path).suffix.lower() == ".onnx"
-    fixed = {"precision": "fp32", "memory_format": "contiguous"}  # as exported
+    fixed = {"memory_format": "contiguous"}
+    if onnx:
+        fixed["precision"] = network.precision
     return LoadedModel(network, config, Path(path), fixed, tuple(config.roi_size) if onnx else None)
 
 
