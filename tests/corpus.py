@@ -1289,19 +1289,8 @@ def _train_colour(ws: Workspace) -> list[str]:
     return ws.train(_label_pairs(ws, colour))
 
 
-@case(
-    "train-float-label-values",
-    "train",
-    EXIT_BAD,
-    r"^medseg train: error: .*labelsTr/c\d\.nii\.gz: mask values 0, 0\.37, 0\.74 are not integers",
-)
-def _train_float_labels(ws: Workspace) -> list[str]:
-    data = ws.root / "data"
-    for k in range(3):
-        ws.volume(f"c{k}.nii.gz", data / "imagesTr", seed=k)
-        labels = np.zeros(VOLUME_SHAPE, np.float32)
-        labels[4:10, 4:10, 2:6], labels[12:16, 12:16, 2:6] = 0.37, 0.74
-        _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
+def _train_volumes(ws: Workspace, data: Path) -> list[str]:
+    """``medseg -q train`` of one epoch on the small volumes of ``data``."""
     return [
         "-q",
         "train",
@@ -1316,6 +1305,22 @@ def _train_float_labels(ws: Workspace) -> list[str]:
         "16",
         "8",
     ]
+
+
+@case(
+    "train-float-label-values",
+    "train",
+    EXIT_BAD,
+    r"^medseg train: error: .*labelsTr/c\d\.nii\.gz: mask values 0, 0\.37, 0\.74 are not integers",
+)
+def _train_float_labels(ws: Workspace) -> list[str]:
+    data = ws.root / "data"
+    for k in range(3):
+        ws.volume(f"c{k}.nii.gz", data / "imagesTr", seed=k)
+        labels = np.zeros(VOLUME_SHAPE, np.float32)
+        labels[4:10, 4:10, 2:6], labels[12:16, 12:16, 2:6] = 0.37, 0.74
+        _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
+    return _train_volumes(ws, data)
 
 
 @case(
@@ -1333,20 +1338,7 @@ def _train_zero_pixdim(ws: Workspace) -> list[str]:
         _nifti(data / "labelsTr" / f"c{k}.nii.gz", labels)
         if k == 1:
             _zero_pixdim(image)
-    return [
-        "-q",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(ws.output),
-        "--epochs",
-        "1",
-        "--patch-size",
-        "16",
-        "16",
-        "8",
-    ]
+    return _train_volumes(ws, data)
 
 
 @case(
