@@ -1,9 +1,10 @@
 """Whether and how the training network is compiled with ``torch.compile`` (``train.compile``).
 
 Compiling fuses the normalisation and activation layers around each convolution (TorchInductor, C++ on
-the CPU). On 2 CPU cores the spleen bundle's UNet trains about 1.3x faster per step in bfloat16, after a
-one-off compilation of one to two minutes (faster when TorchInductor's cache in the temporary folder
-already holds the graph). ``auto`` therefore compiles only runs long enough to repay it.
+the CPU), after a one-off compilation of up to a minute or two (seconds when TorchInductor's cache in the
+temporary folder already holds the graph). ``auto`` therefore compiles only runs long enough to repay it:
+the 30-minute hippocampus recipe, run once compiled and once not on the same machine, reached more epochs
+compiled at the same validation Dice (``bench/compile_check.py``, docs/performance.md).
 """
 
 from __future__ import annotations
