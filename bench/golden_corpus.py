@@ -43,7 +43,7 @@ import numpy as np
 
 TINY_UNET = '{"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}'
 #: JSON keys whose values change from one run of the same code to the next (found by diffing two runs)
-VOLATILE_KEYS = frozenset({"started", "updated", "finished", "seconds", "mtime_ns"})
+VOLATILE_KEYS = frozenset({"started", "updated", "finished", "seconds", "stage_seconds", "mtime_ns"})
 #: DICOM attributes a writer makes new on every run
 VOLATILE_DICOM = frozenset(
     {"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID", "DimensionOrganizationUID"}

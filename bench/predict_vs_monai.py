@@ -146,16 +146,6 @@ def run_medseg(model: Path, inputs: Path, output: Path, settings: dict) -> dict:
     runtime = {k: v for k, v in settings.items() if k in RUNTIME_FIELDS}
     infer = {k: v for k, v in settings.items() if k not in RUNTIME_FIELDS}
     predictor = Predictor.from_run(model, infer=infer or None, runtime=runtime or None)
-    network_s = [0.0]
-    window_forward = predictor.stitching.forward
-
-    def timed_forward(x):
-        t0 = time.perf_counter()
-        out = window_forward(x)
-        network_s[0] += time.perf_counter() - t0
-        return out
-
-    predictor.stitching.forward = timed_forward  # the network's share of the time
     start = time.perf_counter()
     results = run_batch(predictor, inputs, output, BatchOptions(overwrite=True, progress=False))
     failed = [r.error for r in results if not r.ok]
@@ -176,7 +166,8 @@ def run_medseg(model: Path, inputs: Path, output: Path, settings: dict) -> dict:
         "batch_seconds": time.perf_counter() - start,
         "case_seconds": [r.seconds for r in results],
         "outputs": {r.input.name: str(r.output) for r in results},
-        "network_seconds": network_s[0],
+        "network_seconds": sum(r.stage_seconds.get("network", 0.0) for r in results),  # the network's share
+        "stage_seconds": {r.input.name: r.stage_seconds for r in results},
         "infer": {k: v for k, v in {**facts["infer"], **facts["runtime"]}.items() if k in keys},
     }
 
@@ -197,6 +188,13 @@ def worker(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- sections
+def stages_per_case(stage_seconds: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean seconds per case of each stage of ``medseg_monai.batch.STAGES`` (``read`` overlaps the network)."""
+    cases = list(stage_seconds.values())
+    stages = dict.fromkeys(stage for case in cases for stage in case)
+    return {stage: round(sum(case.get(stage, 0.0) for case in cases) / len(cases), 3) for stage in stages}
+
+
 def predict_section(model: Path, depths: tuple[int, ...], threads: int, levers: bool) -> dict:
     import nibabel as nib
     import numpy as np
@@ -242,6 +240,7 @@ def predict_section(model: Path, depths: tuple[int, ...], threads: int, levers: 
             ]
             row["dice_vs_recipe"] = round(float(np.mean(scores)), 4)
             row["infer"] = result["infer"]
+            row["stage_seconds_per_case"] = stages_per_case(result["stage_seconds"])
         rows[name] = row
     matched, default = rows["medseg_matched"], rows["medseg_default"]
     summary = {

@@ -28,7 +28,7 @@ from medseg_monai.batch.claims import Claims, claim_path, process_start_time
 from tests.helpers import REPO, predict_batch, threshold_predictor
 
 #: record fields that depend on when a case ran, and the status that says which run wrote the mask
-TIMING = ("seconds", "finished", "mtime_ns")
+TIMING = ("seconds", "stage_seconds", "finished", "mtime_ns")
 
 DRIVER = r"""
 import json, os, pathlib, sys

@@ -428,6 +428,10 @@ def test_manifest_fields_statistics_and_report(tmp_path):
         "components": 2,
     }
     assert two_rec["sha256"] == file_sha256(two_rec["output"]) and two_rec["flags"] == []
+    stages = two_rec["stage_seconds"]  # where the case's time went; reading may run ahead in another thread
+    assert set(stages) == {"read", "read_wait", "network", "stitching", "write", "statistics"}
+    assert min(stages.values()) >= 0 and stages["network"] > 0 and stages["read"] > 0
+    assert sum(v for k, v in stages.items() if k != "read") <= two_rec["seconds"] + 1e-3
     assert by_name["many.nii.gz"]["labels"]["300"]["components"] == 126 and by_name["many.nii.gz"]["flags"] == [
         "many_components"
     ]

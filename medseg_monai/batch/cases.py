@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from medseg_monai.batch.case_outputs import CaseOutputs, case_complete, case_statistics, discard_case, write_maps
-from medseg_monai.data.channels import as_source, source_label
+from medseg_monai.data.channels import Source, as_source, source_label
 from medseg_monai.errors import error_message, is_expected, write_traceback
 from medseg_monai.inference import Predictor, PreparedImage
 from medseg_monai.io import file_sha256, mask_statistics, read_geometry, remove_stale_temporaries
 
-__all__ = ["CaseResult", "failures", "predict_case"]
+__all__ = ["STAGES", "CaseResult", "failures", "predict_case"]
 
 logger = logging.getLogger(__name__)
+
+#: the stages of a written case in :attr:`CaseResult.stage_seconds`: reading and preparing the image (in the
+#: read-ahead thread when it ran ahead), waiting for it, the network over the windows, the rest of the
+#: stitching (blending, inversion to the source grid, post-processing), writing the mask and maps, and the
+#: mask's statistics and checksum; whole-image stitching has ``predict`` in place of the middle three
+STAGES = ("read", "read_wait", "network", "stitching", "predict", "write", "statistics")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +40,7 @@ class CaseResult:
     plus ``"volume_ml"`` for volumes; ``shape``/``spacing`` are the mask's (the source's) grid.
     ``extras`` holds what :class:`~medseg_monai.batch.case_outputs.CaseOutputs` asked for: ``probabilities``
     and ``entropy`` (files, scale, mean foreground entropy) and ``statistics`` (rows per label).
+    ``stage_seconds`` splits a written case's time (:data:`STAGES`); ``read`` may have overlapped the previous case.
     """
 
     input: Path
@@ -48,6 +55,7 @@ class CaseResult:
     internal: bool = False
     warnings: tuple[str, ...] = ()
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -85,36 +93,7 @@ def predict_case(
         outputs = outputs or CaseOutputs()
         if not overwrite and case_complete(predictor, source, output, outputs):
             return CaseResult(source, output, "skipped")
-        warnings: tuple[str, ...] = ()
-        maps = None
-        if predictor.stitching.prepares_ahead:
-            image = prepared() if prepared is not None else predictor.prepare(source)
-            warnings, maps = image.warnings, predictor.predict_maps(image, outputs.maps)
-            mask = maps.mask
-        else:
-            mask = predictor.predict_image(source)
-        output = predictor.save_mask(mask, source, output)
-        try:
-            extras = write_maps(predictor, maps, source, Path(output_dir), outputs) if maps is not None else {}
-        except Exception:  # no mask without the maps asked for: the next run redoes the case whole
-            discard_case(predictor, source, output, outputs)
-            raise
-        spacing = read_geometry(output).spacing
-        stats = mask_statistics(mask, spacing, predictor.label_names(source), predictor.output_values(source)[0])
-        if outputs.statistics:
-            extras["statistics"] = case_statistics(predictor, source, mask, stats)
-        return CaseResult(
-            source,
-            output,
-            "written",
-            seconds=time.perf_counter() - start,
-            shape=tuple(int(s) for s in mask.shape),
-            spacing=tuple(float(s) for s in spacing),
-            labels=stats,
-            sha256=file_sha256(output),
-            warnings=warnings,
-            extras=extras,
-        )
+        return _written_case(predictor, source, output, Path(output_dir), outputs, prepared, start)
     except Exception as err:  # one bad case must not stop a batch; the reason is reported
         message = error_message(err)
         if str(source) not in message and source_label(source) not in message:
@@ -128,6 +107,74 @@ def predict_case(
         return CaseResult(
             source, output, "failed", error=message, seconds=time.perf_counter() - start, internal=internal
         )
+
+
+def _written_case(
+    predictor: Predictor,
+    source: Source,
+    output: Path,
+    output_dir: Path,
+    outputs: CaseOutputs,
+    prepared: Callable[[], PreparedImage] | None,
+    start: float,
+) -> CaseResult:
+    """Predict ``source``, write its mask (and maps) to ``output`` and return its record; errors are raised."""
+    warnings: tuple[str, ...] = ()
+    maps = None
+    clock = _StageClock()
+    if predictor.stitching.prepares_ahead:
+        image = prepared() if prepared is not None else predictor.prepare(source)
+        clock.stop("read_wait")
+        network_before = predictor.window_forward.seconds
+        warnings, maps = image.warnings, predictor.predict_maps(image, outputs.maps)
+        mask = maps.mask
+        network = predictor.window_forward.seconds - network_before
+        clock.stop("stitching")
+        clock.seconds.update(read=image.seconds, network=network, stitching=clock.seconds["stitching"] - network)
+        if prepared is None:  # read here, not ahead: no waiting
+            clock.seconds["read_wait"] = 0.0
+    else:
+        mask = predictor.predict_image(source)
+        clock.stop("predict")
+    output = predictor.save_mask(mask, source, output)
+    try:
+        extras = write_maps(predictor, maps, source, output_dir, outputs) if maps is not None else {}
+    except Exception:  # no mask without the maps asked for: the next run redoes the case whole
+        discard_case(predictor, source, output, outputs)
+        raise
+    clock.stop("write")
+    spacing = read_geometry(output).spacing
+    stats = mask_statistics(mask, spacing, predictor.label_names(source), predictor.output_values(source)[0])
+    if outputs.statistics:
+        extras["statistics"] = case_statistics(predictor, source, mask, stats)
+    sha256 = file_sha256(output)
+    clock.stop("statistics")
+    return CaseResult(
+        source,
+        output,
+        "written",
+        seconds=time.perf_counter() - start,
+        shape=tuple(int(s) for s in mask.shape),
+        spacing=tuple(float(s) for s in spacing),
+        labels=stats,
+        sha256=sha256,
+        warnings=warnings,
+        extras=extras,
+        stage_seconds={stage: round(seconds, 4) for stage, seconds in clock.seconds.items()},
+    )
+
+
+class _StageClock:
+    """Seconds per stage of one case: each :meth:`stop` ends the stage that ran since the previous one."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def stop(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
 
 
 def _traceback_log(err: BaseException, output_dir: str | Path, source: Path) -> str:

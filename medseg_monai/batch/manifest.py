@@ -3,7 +3,8 @@
 Schema ``medseg-predict-manifest/1``: ``versions``, ``device``, ``model`` (checkpoint, ``weights_sha256``,
 ``config_sha256``, labels), ``infer``, ``runtime``, ``inputs_total``, ``inputs_sha256``, ``parts``, ``summary``
 (counts, failed inputs with reasons) and ``cases``: one record per input with ``index``, ``input``,
-``output``, ``status``, ``error``, ``seconds``, ``shape``, ``spacing``, ``labels`` (per mask value:
+``output``, ``status``, ``error``, ``seconds`` (and for a case written in this run ``stage_seconds``, see
+:data:`~medseg_monai.batch.cases.STAGES`), ``shape``, ``spacing``, ``labels`` (per mask value:
 ``name``, ``count`` voxels/pixels, ``volume_ml`` for volumes, ``components``), ``flags``, ``sha256``,
 ``size_bytes``, ``mtime_ns``, ``finished``.
 

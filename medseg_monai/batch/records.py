@@ -46,6 +46,7 @@ def case_record(
         "status": result.status,
         "error": result.error,
         "seconds": round(float(result.seconds), 3),
+        **({"stage_seconds": result.stage_seconds} if result.stage_seconds else {}),
         "shape": list(result.shape) if result.shape else None,
         "spacing": [round(s, 6) for s in result.spacing] if result.spacing else None,
         "labels": result.labels,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import numpy as np
 import torch
@@ -38,7 +39,8 @@ class PreparedImage:
     ``image`` is ``(C, *grid)`` normalised; the affines map voxel indices of the grid and of the
     source to world coordinates; ``source_shape`` is the source's spatial shape; ``warnings`` are what
     the input checks said about the image (NaN voxels replaced, a constant image). ``source`` is the
-    file, or the :class:`~medseg_monai.data.channels.ChannelCase` of several channel files.
+    file, or the :class:`~medseg_monai.data.channels.ChannelCase` of several channel files; ``seconds`` is how
+    long reading and preparing took (in whichever thread did it).
     """
 
     source: Source
@@ -48,6 +50,7 @@ class PreparedImage:
     source_affine: np.ndarray
     source_shape: tuple[int, ...]
     warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
 
     @property
     def geometry(self) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
@@ -83,6 +86,7 @@ class ImagePreparation:
 
     def prepare(self, source: Source) -> PreparedImage:
         """Read ``source`` into the network grid, normalised, with its foreground (where windows will run)."""
+        start = time.perf_counter()
         self.check_channels(source)
         with recorded_warnings() as warnings:
             data = self.loading({IMAGE: loader_input(source)})  # in the network grid unless the lean resampling is next
@@ -105,6 +109,7 @@ class ImagePreparation:
             source_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             source_shape=tuple(int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel()),
             warnings=tuple(warnings),
+            seconds=time.perf_counter() - start,
         )
 
     def _normalised(self, image: MetaTensor) -> MetaTensor:

@@ -6,6 +6,7 @@ to each batch of windows, the whole-image stitching to MONAI's ``SlidingWindowIn
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,7 +53,8 @@ class WindowForward:
     :attr:`~medseg_monai.inference.plan.InferencePlan.window_scores`, logits or flip-averaged probabilities.
 
     ``window_network`` is the network itself, or for a 2D network on volumes that network over the slices of
-    3D windows (:class:`~medseg_monai.networks.SliceWindowNetwork`).
+    3D windows (:class:`~medseg_monai.networks.SliceWindowNetwork`). ``seconds`` adds up the time spent in it
+    (the network's share of a case is its difference over the case; one thread runs the network).
     """
 
     def __init__(self, network: torch.nn.Module, plan: InferencePlan):
@@ -61,8 +63,16 @@ class WindowForward:
         self.window_network: torch.nn.Module = (
             network if plan.slice_axis is None else SliceWindowNetwork(network, plan.slice_axis, plan.memory_format)
         )
+        self.seconds = 0.0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        try:
+            return self._scores(x)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
         plan = self.plan
         x = x.contiguous(memory_format=plan.window_memory_format)
         with autocast(plan.device, plan.dtype):
