@@ -43,7 +43,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(VPY) bench/predict_vs_monai.py
 	$(VPY) bench/library_swaps.py
+	$(VPY) bench/train_profile.py
+	$(VPY) bench/unetpp_cost.py
+	$(VPY) bench/import_cost.py
 	$(VPY) bench/report.py
+	$(VPY) docs/figures.py
 
 bench-quick: $(STAMP)
 	$(VPY) bench/predict_vs_monai.py --quick

@@ -165,13 +165,27 @@ def update_summary(section: str, values: dict[str, Any], details: dict[str, Any]
     """Merge ``values`` into ``summary.json`` under ``section`` (and ``details`` under ``details.section``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.is_file() else {}
-    summary[section] = {**summary.get(section, {}), **values}
+    summary[section] = {**summary.get(section, {}), **repo_relative(values)}
     if details is not None:
-        summary.setdefault("details", {})[section] = details
+        summary.setdefault("details", {})[section] = repo_relative(details)
     summary["machine"] = machine()
     tmp = SUMMARY.with_suffix(".tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     tmp.replace(SUMMARY)
+
+
+def repo_relative(value: Any) -> Any:
+    """``value`` with every string (dict keys included) under the repository rewritten relative to it.
+
+    A committed summary must not hold this machine's absolute paths; paths outside the repository stay as they are.
+    """
+    if isinstance(value, dict):
+        return {repo_relative(key): repo_relative(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [repo_relative(item) for item in value]
+    if isinstance(value, str) and value.startswith(str(REPO) + os.sep):
+        return value[len(str(REPO)) + 1 :]
+    return value
 
 
 def machine() -> dict[str, Any]:

@@ -79,3 +79,24 @@ def test_report_fills_every_block_of_the_performance_page(tmp_path, monkeypatch)
     assert "no scale section in summary.json yet" in text
     assert report.main() == 0 and doc_path.read_text() == text  # rewriting is stable
     sys.modules.pop("bench_report", None)
+
+
+def test_summary_stores_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    report = _report_module(monkeypatch, tmp_path / "summary.json", tmp_path / "performance.md")
+    common = report.common
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "machine", lambda: {"cpu_count": 2})
+    run = str(REPO / "runs" / "msd_hippocampus" / "unet")
+    common.update_summary(
+        "predict",
+        {"speedup": 2.0},
+        {"model": str(REPO / "runs" / "bench" / "spleen_model"), "runs": {run: {"cases": 3}}, "other": ["/data/x"]},
+    )
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    assert stored["details"]["predict"] == {
+        "model": "runs/bench/spleen_model",
+        "runs": {"runs/msd_hippocampus/unet": {"cases": 3}},
+        "other": ["/data/x"],
+    }
+    assert stored["predict"] == {"speedup": 2.0}
+    sys.modules.pop("bench_report", None)

@@ -124,15 +124,13 @@ def _written_case(
     clock = _StageClock()
     if predictor.stitching.prepares_ahead:
         image = prepared() if prepared is not None else predictor.prepare(source)
-        clock.stop("read_wait")
+        clock.stop("read_wait" if prepared is not None else "read")  # read here, not ahead: no waiting
+        clock.seconds.update(read=image.seconds, read_wait=clock.seconds.get("read_wait", 0.0))
         network_before = predictor.window_forward.seconds
         warnings, maps = image.warnings, predictor.predict_maps(image, outputs.maps)
         mask = maps.mask
-        network = predictor.window_forward.seconds - network_before
-        clock.stop("stitching")
-        clock.seconds.update(read=image.seconds, network=network, stitching=clock.seconds["stitching"] - network)
-        if prepared is None:  # read here, not ahead: no waiting
-            clock.seconds["read_wait"] = 0.0
+        clock.stop("stitching")  # the network's forward passes ran inside it
+        clock.move("stitching", "network", predictor.window_forward.seconds - network_before)
     else:
         mask = predictor.predict_image(source)
         clock.stop("predict")
@@ -175,6 +173,11 @@ class _StageClock:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
         self._last = now
+
+    def move(self, stage: str, to: str, seconds: float) -> None:
+        """Count ``seconds`` of ``stage`` as ``to`` instead (work timed by its own clock inside a stage)."""
+        self.seconds[stage] -= seconds
+        self.seconds[to] = self.seconds.get(to, 0.0) + seconds
 
 
 def _traceback_log(err: BaseException, output_dir: str | Path, source: Path) -> str:
