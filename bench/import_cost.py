@@ -69,22 +69,7 @@ def main() -> dict:
     run = small_cases.model()
     image = sorted(small_cases.inputs(10).glob("*.nii.gz"))[0]
     monai = fastest(["-c", "import torch; import monai"])
-    predict = fastest(
-        [
-            "-m",
-            "medseg_monai.cli",
-            "-q",
-            "predict",
-            "--model",
-            str(run),
-            "--input",
-            str(image),
-            "--output",
-            str(common.WORK / "cold_out"),
-            "--overwrite",
-            "--no-tta",
-        ]
-    )
+    predict = fastest(small_cases.predict_command(run, image, ["-m", "medseg_monai.cli"]))
     monai_parts = by_package([(d, m, s) for d, m, s in monai if m.split(".")[0] == "monai"], split=("monai",))
     result = {
         "import_torch_seconds": by_package(monai).get("torch", 0.0),

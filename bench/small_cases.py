@@ -172,9 +172,12 @@ Compose([Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=T
 """
 
 
-def cold_start(run: Path, image: Path, threads: int, repeats: int) -> dict:
-    medseg = [
-        str(Path(sys.executable).with_name("medseg")),
+def predict_command(run: Path, image: Path, launcher: list[str]) -> list[str]:
+    """The one-file ``medseg predict`` of the cold start, after ``launcher`` (the ``medseg`` script or
+    ``python -m medseg_monai.cli``)."""
+    output = str(common.WORK / "cold_out")
+    return [
+        *launcher,
         "-q",
         "predict",
         "--model",
@@ -182,10 +185,14 @@ def cold_start(run: Path, image: Path, threads: int, repeats: int) -> dict:
         "--input",
         str(image),
         "--output",
-        str(common.WORK / "cold_out"),
+        output,
         "--overwrite",
         "--no-tta",
     ]
+
+
+def cold_start(run: Path, image: Path, threads: int, repeats: int) -> dict:
+    medseg = predict_command(run, image, [str(Path(sys.executable).with_name("medseg"))])
     plain = [
         sys.executable,
         "-c",
