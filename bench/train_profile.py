@@ -31,6 +31,7 @@ PHASES = ("forward", "loss", "backward", "optimizer")
 #: operator-name fragments -> the kind reported (the first match wins)
 KINDS = (
     ("convolution_backward", "convolution_backward"),
+    ("convolutionbackward", "convolution_backward"),  # the autograd node wrapping the kernel above
     ("conv", "convolution_forward"),
     ("prelu", "prelu"),
     ("instance_norm", "normalisation"),
