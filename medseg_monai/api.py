@@ -29,7 +29,14 @@ from medseg_monai.config import BatchOptions, InputChecks
 from medseg_monai.data import discover_pairs, generate_dataset
 from medseg_monai.errors import ConfigError
 from medseg_monai.evaluation import EvaluationResult, evaluate_folders
-from medseg_monai.inference import InferSettings, Predictor, RuntimeSettings
+from medseg_monai.inference import (
+    STANDARD_IDS,
+    InferSettings,
+    Predictor,
+    RuntimeSettings,
+    standard_inference_config,
+    write_standard_config,
+)
 from medseg_monai.models import ARTEFACT_SUFFIXES, ExportResult, artefact_format, export_artefact, load_checkpoint
 from medseg_monai.networks import build_network
 from medseg_monai.training import TrainResult, make_splits, train
@@ -38,6 +45,7 @@ __all__ = [
     "ARTEFACT_SUFFIXES",
     "MANIFEST_NAME",
     "REPORT_NAME",
+    "STANDARD_IDS",
     "STATISTICS_NAME",
     "CaseResult",
     "EvaluationResult",
@@ -58,8 +66,10 @@ __all__ = [
     "make_splits",
     "predict",
     "resolve_shard",
+    "standard_inference_config",
     "train",
     "wait_for_parts",
+    "write_standard_config",
 ]
 
 

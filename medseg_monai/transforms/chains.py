@@ -46,7 +46,9 @@ from medseg_monai.keys import IMAGE, LABEL
 from medseg_monai.transforms.slicing import ContextChannelsd, slice_patch_steps
 
 __all__ = [
+    "RAS_LABELS",
     "IntensityWindowd",
+    "StepSpec",
     "MapLabelValuesd",
     "MatchChannelsd",
     "build_preprocessing",
@@ -54,6 +56,8 @@ __all__ = [
     "build_val_transforms",
     "build_infer_stages",
     "build_infer_transforms",
+    "intensity_steps",
+    "spatial_steps",
 ]
 
 
@@ -161,25 +165,60 @@ class IntensityWindowd(MapTransform):
         return d
 
 
-def _intensity(cfg: DataConfig) -> list:
-    """Intensity normalisation. ``zscore`` and ``percentile`` work per channel; ``minmax`` too when the channels are
-    separate images (``channel_names`` set), else (RGB) over all channels; ``ct``'s fixed window applies to each
-    channel."""
+#: a MONAI dictionary transform by its name in ``monai.transforms`` and its arguments (without ``keys``)
+StepSpec = tuple[str, dict[str, Any]]
+#: MONAI's ``RAS`` axis labels, given explicitly (leaving them out of ``Orientationd`` draws a FutureWarning)
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+def intensity_steps(cfg: DataConfig) -> list[StepSpec]:
+    """Intensity normalisation of the image as MONAI transforms. ``zscore`` and ``percentile`` work per channel;
+    ``minmax`` too when the channels are separate images (``channel_names`` set), else (RGB) over all channels;
+    ``ct``'s fixed window applies to each channel."""
     mode = cfg.resolved_intensity
     if mode == "minmax":
-        return [ScaleIntensityd(keys=IMAGE, minv=0.0, maxv=1.0, channel_wise=cfg.channel_names is not None)]
+        return [("ScaleIntensityd", {"minv": 0.0, "maxv": 1.0, "channel_wise": cfg.channel_names is not None})]
     if mode == "ct":
-        low, high = cfg.ct_window
-        return [IntensityWindowd(keys=IMAGE, low=low, high=high)]
+        low, high = (float(v) for v in cfg.ct_window)
+        return [("ScaleIntensityRanged", {"a_min": low, "a_max": high, "b_min": 0.0, "b_max": 1.0, "clip": True})]
     if mode == "zscore":
-        return [NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True)]
+        return [("NormalizeIntensityd", {"nonzero": True, "channel_wise": True})]
     # percentile: robust to extreme outliers (mixed dtypes, per-image maxima over 1e6)
-    return [
-        ScaleIntensityRangePercentilesd(
-            keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
-        ),
-        NormalizeIntensityd(keys=IMAGE, channel_wise=True),
-    ]
+    percentiles = {"lower": 0.5, "upper": 99.5, "b_min": 0.0, "b_max": 1.0, "clip": True, "channel_wise": True}
+    return [("ScaleIntensityRangePercentilesd", percentiles), ("NormalizeIntensityd", {"channel_wise": True})]
+
+
+def spatial_steps(cfg: DataConfig, has_label: bool = False) -> list[StepSpec]:
+    """Orientation and spacing of a volume as MONAI transforms (none for 2D images); labels resampled nearest."""
+    if cfg.image_dims != 3:
+        return []
+    steps: list[StepSpec] = []
+    if cfg.orientation:
+        steps.append(("Orientationd", {"axcodes": cfg.orientation, "labels": RAS_LABELS}))
+    if cfg.target_spacing:
+        modes = ("bilinear", "nearest") if has_label else ("bilinear",)
+        steps.append(("Spacingd", {"pixdim": tuple(float(v) for v in cfg.target_spacing), "mode": modes}))
+    return steps
+
+
+_STEP_CLASSES = {
+    "NormalizeIntensityd": NormalizeIntensityd,
+    "Orientationd": Orientationd,
+    "ScaleIntensityd": ScaleIntensityd,
+    "ScaleIntensityRangePercentilesd": ScaleIntensityRangePercentilesd,
+    "Spacingd": Spacingd,
+}
+
+
+def _instantiate(spec: StepSpec, keys: Sequence[str] | str) -> MapTransform:
+    name, kwargs = spec
+    if name == "ScaleIntensityRanged":  # the same arithmetic in one new tensor (IntensityWindowd)
+        return IntensityWindowd(keys=keys, low=kwargs["a_min"], high=kwargs["a_max"])
+    return _STEP_CLASSES[name](keys=keys, **kwargs)
+
+
+def _intensity(cfg: DataConfig) -> list:
+    return [_instantiate(spec, IMAGE) for spec in intensity_steps(cfg)]
 
 
 def build_preprocessing(
@@ -202,13 +241,7 @@ def _geometry(cfg: DataConfig, keys: tuple[str, ...], checks: InputChecks | None
         if cfg.label_values is None:
             raise ValueError("data.label_values must be resolved before building transforms")
         steps.append(MapLabelValuesd(keys=LABEL, label_values=cfg.label_values))
-    if cfg.image_dims == 3:
-        if cfg.orientation:
-            # labels given explicitly: MONAI's usual RAS axis labels (leaving them out draws a FutureWarning)
-            steps.append(Orientationd(keys=keys, axcodes=cfg.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
-        if cfg.target_spacing:
-            modes = ("bilinear", "nearest") if has_label else ("bilinear",)
-            steps.append(Spacingd(keys=keys, pixdim=cfg.target_spacing, mode=modes))
+    steps += [_instantiate(spec, keys) for spec in spatial_steps(cfg, has_label)]
     return steps
 
 
