@@ -6,8 +6,8 @@ Tools that read bundles by their standard keys (MONAI Label's bundle task, the m
 :class:`~medseg_monai.config.RunConfig` and :func:`~medseg_monai.inference.plan.resolve_plan` the
 :class:`~medseg_monai.inference.Predictor` reads, with MONAI components only, so that the config runs where
 only MONAI is installed. The preprocessing steps are the chain's own (:func:`intensity_steps`,
-:func:`spatial_steps`); what the fast path adds on top (test-time flips, the foreground crop, windows only over
-the body, bf16) stays with ``configs/inference_fast.json``.
+:func:`spatial_steps`); what the medseg path adds on top (test-time flips, the foreground crop, windows only over
+the body, bf16) stays with the :class:`~medseg_monai.inference.Predictor`.
 
 At float32 with every window and linear inversion, the two paths write the same masks.
 """
@@ -18,12 +18,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medseg_monai.config import RunConfig
+import numpy as np
+
+from medseg_monai.config import RunConfig, to_jsonable
 from medseg_monai.errors import ConfigError
 from medseg_monai.inference.plan import InferencePlan, resolve_plan
+from medseg_monai.io import mask_dtype
 from medseg_monai.keys import IMAGE, PRED
 from medseg_monai.networks.unet import UNET_DEFAULTS
-from medseg_monai.transforms.chains import StepSpec, intensity_steps, spatial_steps
+from medseg_monai.transforms.chains import intensity_steps, spatial_steps
 from medseg_monai.utils import atomic_write_text
 
 __all__ = ["STANDARD_IDS", "standard_inference_config", "write_standard_config"]
@@ -34,22 +37,8 @@ STANDARD_IDS = ("network_def", "preprocessing", "inferer", "postprocessing", "ev
 _TRANSPOSE_2D = [0, 2, 1]
 
 
-def _jsonable(value: Any) -> Any:
-    """Tuples as lists, recursively (what ``json`` writes and MONAI's parser reads back)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _component(name: str, keys: str, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"_target_": name, "keys": keys, **_jsonable(kwargs or {})}
-
-
-def _step(spec: StepSpec, keys: str) -> dict[str, Any]:
-    name, kwargs = spec
-    return _component(name, keys, kwargs)
+    return {"_target_": name, "keys": keys, **to_jsonable(kwargs or {})}
 
 
 def network_component(config: RunConfig) -> dict[str, Any]:
@@ -62,7 +51,7 @@ def network_component(config: RunConfig) -> dict[str, Any]:
     if model.name != "unet":
         raise ConfigError(
             f"model.name {model.name!r}: no MONAI class builds this network as trained here; "
-            "its bundle runs through configs/inference_fast.json"
+            "it predicts through medseg (medseg predict, or a bundle's medseg inference config)"
         )
     options = {**UNET_DEFAULTS, **dict(model.options)}
     return {
@@ -70,7 +59,7 @@ def network_component(config: RunConfig) -> dict[str, Any]:
         "spatial_dims": data.spatial_dims,
         "in_channels": data.in_channels,
         "out_channels": len(data.label_values or ()),
-        **_jsonable(options),
+        **to_jsonable(options),
     }
 
 
@@ -86,8 +75,7 @@ def preprocessing_section(config: RunConfig) -> dict[str, Any]:
     ]
     if not volume:
         steps.append(_component("Transposed", IMAGE, {"indices": _TRANSPOSE_2D}))
-    steps += [_step(spec, IMAGE) for spec in spatial_steps(data)]
-    steps += [_step(spec, IMAGE) for spec in intensity_steps(data)]
+    steps += [_component(name, IMAGE, kwargs) for name, kwargs in spatial_steps(data) + intensity_steps(data)]
     steps.append(_component("EnsureTyped", IMAGE, {"dtype": "$torch.float32", "track_meta": True}))
     return {"_target_": "Compose", "transforms": steps}
 
@@ -98,20 +86,20 @@ def inferer_section(plan: InferencePlan) -> dict[str, Any]:
         "_target_": "SlidingWindowInferer",
         "roi_size": list(plan.window_size()),
         "sw_batch_size": plan.sw_batch_size,
-        "overlap": _jsonable(plan.overlap),
+        "overlap": to_jsonable(plan.overlap),
         "mode": plan.blend_mode,
     }
 
 
 def _component_steps(plan: InferencePlan, num_classes: int, spatial_dims: int) -> list[dict[str, Any]]:
-    """The plan's label-map post-processing: small components (per class, full connectivity), largest, holes."""
+    """The plan's label-map post-processing: small components (one foreground class only), largest, holes."""
     foreground = list(range(1, num_classes))
     steps = []
     if plan.min_component_size > 0:
         if num_classes > 2:  # on a label map MONAI's RemoveSmallObjects takes all voxels of one value as one object
             raise ConfigError(
                 f"infer.min_component_size {plan.min_component_size} with {num_classes} classes: MONAI has no "
-                "per-class component filter; set it to 0 for the standard config or use configs/inference_fast.json"
+                "per-class component filter; set it to 0 for the standard config or predict through medseg"
             )
         # one foreground class: the (1, *spatial) map is boolean, and connectivity ndim is full connectivity.
         # MONAI hands min_size to scikit-image, which (0.26) removes objects of up to that size, inclusive
@@ -135,7 +123,7 @@ def postprocessing_section(config: RunConfig, plan: InferencePlan) -> dict[str, 
     """Softmax, back to the source grid (``Invertd``, linear), argmax, the plan's component steps, the training
     masks' values, and ``SaveImaged`` as an integer label map with the source's geometry."""
     values = [int(v) for v in config.data.label_values or ()]
-    dtype = "uint8" if max(values, default=0) <= 255 else "uint16"
+    dtype = mask_dtype(np.asarray(values), "data.label_values").name
     steps = [
         _component("Activationsd", PRED, {"softmax": True}),
         _component(

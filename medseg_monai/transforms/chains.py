@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import monai.transforms
 import numpy as np
 import torch
 from monai.config import KeysCollection
@@ -24,8 +25,6 @@ from monai.transforms import (
     EnsureTyped,
     MapLabelValue,
     MapTransform,
-    NormalizeIntensityd,
-    Orientationd,
     RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
@@ -33,9 +32,6 @@ from monai.transforms import (
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
-    ScaleIntensityd,
-    ScaleIntensityRangePercentilesd,
-    Spacingd,
     SpatialPadd,
 )
 
@@ -46,11 +42,10 @@ from medseg_monai.keys import IMAGE, LABEL
 from medseg_monai.transforms.slicing import ContextChannelsd, slice_patch_steps
 
 __all__ = [
-    "RAS_LABELS",
     "IntensityWindowd",
-    "StepSpec",
     "MapLabelValuesd",
     "MatchChannelsd",
+    "StepSpec",
     "build_preprocessing",
     "build_train_transforms",
     "build_val_transforms",
@@ -168,7 +163,7 @@ class IntensityWindowd(MapTransform):
 #: a MONAI dictionary transform by its name in ``monai.transforms`` and its arguments (without ``keys``)
 StepSpec = tuple[str, dict[str, Any]]
 #: MONAI's ``RAS`` axis labels, given explicitly (leaving them out of ``Orientationd`` draws a FutureWarning)
-RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+_RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
 def intensity_steps(cfg: DataConfig) -> list[StepSpec]:
@@ -194,31 +189,18 @@ def spatial_steps(cfg: DataConfig, has_label: bool = False) -> list[StepSpec]:
         return []
     steps: list[StepSpec] = []
     if cfg.orientation:
-        steps.append(("Orientationd", {"axcodes": cfg.orientation, "labels": RAS_LABELS}))
+        steps.append(("Orientationd", {"axcodes": cfg.orientation, "labels": _RAS_LABELS}))
     if cfg.target_spacing:
         modes = ("bilinear", "nearest") if has_label else ("bilinear",)
         steps.append(("Spacingd", {"pixdim": tuple(float(v) for v in cfg.target_spacing), "mode": modes}))
     return steps
 
 
-_STEP_CLASSES = {
-    "NormalizeIntensityd": NormalizeIntensityd,
-    "Orientationd": Orientationd,
-    "ScaleIntensityd": ScaleIntensityd,
-    "ScaleIntensityRangePercentilesd": ScaleIntensityRangePercentilesd,
-    "Spacingd": Spacingd,
-}
-
-
 def _instantiate(spec: StepSpec, keys: Sequence[str] | str) -> MapTransform:
     name, kwargs = spec
     if name == "ScaleIntensityRanged":  # the same arithmetic in one new tensor (IntensityWindowd)
         return IntensityWindowd(keys=keys, low=kwargs["a_min"], high=kwargs["a_max"])
-    return _STEP_CLASSES[name](keys=keys, **kwargs)
-
-
-def _intensity(cfg: DataConfig) -> list:
-    return [_instantiate(spec, IMAGE) for spec in intensity_steps(cfg)]
+    return getattr(monai.transforms, name)(keys=keys, **kwargs)
 
 
 def build_preprocessing(
@@ -249,7 +231,7 @@ def _normalisation(cfg: DataConfig, keys: tuple[str, ...]) -> list:
     steps: list = []
     if cfg.in_channels is not None:
         steps.append(MatchChannelsd(keys=IMAGE, channels=cfg.in_channels, convert=cfg.channel_names is None))
-    steps += _intensity(cfg)
+    steps += [_instantiate(spec, IMAGE) for spec in intensity_steps(cfg)]
     steps.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=True))
     return steps
 
